@@ -1,0 +1,111 @@
+# libpqroute — see README.md. User CFLAGS are respected; project flags are added on top.
+HDR := libpqroute/libpqroute.h
+MAJOR := $(shell sed -n 's/^\#define PQR_VERSION_MAJOR //p' $(HDR))
+MINOR := $(shell sed -n 's/^\#define PQR_VERSION_MINOR //p' $(HDR))
+PATCH := $(shell sed -n 's/^\#define PQR_VERSION_PATCH //p' $(HDR))
+SONAME := $(shell sed -n 's/^\#define PQR_SONAME //p' $(HDR))
+VERSION := $(MAJOR).$(MINOR).$(PATCH)
+
+PREFIX ?= /usr/local
+LIBDIR ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+BINDIR ?= $(PREFIX)/bin
+MANDIR ?= $(PREFIX)/share/man
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+
+CC ?= cc
+CFLAGS ?= -O2 -g
+DEPS := libpq libcurl jansson libconfig
+WARN := -Wall -Wextra -Wstrict-prototypes -Wwrite-strings -Wshadow -Wpointer-arith \
+        -Wmissing-prototypes -Wno-missing-field-initializers
+ifeq ($(WERROR),1)
+WARN += -Werror
+endif
+PQR_CFLAGS := -std=gnu11 -fPIC -fvisibility=hidden -D_GNU_SOURCE -DPQR_BUILDING $(WARN) \
+              $(shell pkg-config --cflags $(DEPS))
+PQR_LIBS := $(shell pkg-config --libs $(DEPS)) -lpthread -ldl
+SAN ?=
+
+B := build
+LIB_SRC := $(wildcard libpqroute/*.c)
+LIB_OBJ := $(patsubst libpqroute/%.c,$(B)/obj/%.o,$(LIB_SRC))
+LIB_SO := $(B)/libpqroute.so
+PRELOAD_SO := $(B)/libpqroute-preload.so
+
+all: $(LIB_SO) $(PRELOAD_SO) $(B)/libpqroute.pc examples tests-build
+
+$(B)/obj/%.o: libpqroute/%.c libpqroute/pqr_private.h $(HDR) | $(B)/obj
+	$(CC) $(CPPFLAGS) $(PQR_CFLAGS) $(SAN) $(CFLAGS) -c -o $@ $<
+
+$(B)/obj/shim.o: shim/shim.c libpqroute/pqr_private.h $(HDR) | $(B)/obj
+	$(CC) $(CPPFLAGS) $(PQR_CFLAGS) $(SAN) $(CFLAGS) -c -o $@ $<
+
+$(B)/obj:
+	mkdir -p $@
+
+$(LIB_SO).$(VERSION): $(LIB_OBJ) libpqroute/libpqroute.map
+	$(CC) -shared $(SAN) $(LDFLAGS) -Wl,-soname,libpqroute.so.$(SONAME) \
+	  -Wl,--version-script=libpqroute/libpqroute.map -Wl,-z,defs -o $@ $(LIB_OBJ) $(PQR_LIBS)
+
+$(LIB_SO): $(LIB_SO).$(VERSION)
+	ln -sf libpqroute.so.$(VERSION) $(LIB_SO).$(SONAME)
+	ln -sf libpqroute.so.$(VERSION) $@
+
+# The shim carries its own copy of the library's objects: it needs no libpqroute.so at run time,
+# and its version script exports only the libpq names it wraps.
+$(PRELOAD_SO): $(B)/obj/shim.o $(LIB_OBJ) shim/shim.map
+	$(CC) -shared $(SAN) $(LDFLAGS) -Wl,--version-script=shim/shim.map -Wl,-z,defs \
+	  -o $@ $(B)/obj/shim.o $(LIB_OBJ) $(PQR_LIBS)
+
+$(B)/libpqroute.pc: pkgconfig/libpqroute.pc.in $(HDR)
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' \
+	    -e 's|@VERSION@|$(VERSION)|' $< > $@
+
+# ---- examples and tests ----
+EXAMPLES := $(B)/examples/rw-ro
+examples: $(EXAMPLES)
+$(B)/examples/%: examples/%.c $(LIB_SO)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -std=gnu11 $(WARN) -Ilibpqroute $(shell pkg-config --cflags libpq) $(SAN) \
+	  $(CFLAGS) -o $@ $< -L$(B) -lpqroute $(shell pkg-config --libs libpq) -Wl,-rpath,'$$ORIGIN/..'
+
+UNIT := $(patsubst tests/unit/%.c,$(B)/tests/%,$(wildcard tests/unit/test_*.c))
+TOOLS := $(patsubst tests/tools/%.c,$(B)/tests/%,$(wildcard tests/tools/*.c))
+tests-build: $(UNIT) $(TOOLS)
+
+# Unit tests link the objects directly: they exercise hidden internals.
+$(B)/tests/test_%: tests/unit/test_%.c tests/unit/tap.h $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(PQR_CFLAGS) $(SAN) $(CFLAGS) -Ilibpqroute -o $@ $< $(LIB_OBJ) $(PQR_LIBS)
+
+$(B)/tests/%: tests/tools/%.c $(LIB_SO)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -std=gnu11 $(WARN) -Ilibpqroute $(shell pkg-config --cflags libpq) $(SAN) \
+	  $(CFLAGS) -o $@ $< -L$(B) -lpqroute $(shell pkg-config --libs libpq) -lpthread \
+	  -Wl,-rpath,'$$ORIGIN/..'
+
+check: all
+	tests/run
+
+check-unit: all
+	tests/run unit
+
+demo: all
+	demo/run
+
+bench: all
+	bench/run
+
+install: all
+	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(PKGCONFIGDIR)
+	install -m 0755 $(LIB_SO).$(VERSION) $(DESTDIR)$(LIBDIR)/
+	ln -sf libpqroute.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libpqroute.so.$(SONAME)
+	ln -sf libpqroute.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libpqroute.so
+	install -m 0755 $(PRELOAD_SO) $(DESTDIR)$(LIBDIR)/
+	install -m 0644 $(HDR) $(DESTDIR)$(INCLUDEDIR)/
+	install -m 0644 $(B)/libpqroute.pc $(DESTDIR)$(PKGCONFIGDIR)/
+
+clean:
+	rm -rf $(B)
+
+.PHONY: all examples tests-build check check-unit demo bench install clean

@@ -1,0 +1,644 @@
+/*
+ * Settings: PQROUTE_* environment variables and the libconfig file, validated into one struct.
+ * Every value goes through pqr__settings_set(), whichever source it came from, so the file and the
+ * environment accept exactly the same syntax and report errors the same way.
+ */
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <libconfig.h>
+
+#include "pqr_private.h"
+
+#define ENV_PREFIX "PQROUTE_"
+
+/* Every setting: its name without the prefix and what it takes. */
+static const char *const setting_names[] = {
+    "PATRONI",     "RW",       "RO",        "LOG",       "REFRESH_MS", "STALE_MS",
+    "REST_TIMEOUT_MS", "CONNECT_TIMEOUT", "MAX_LAG", "MEMBER_PORT", "REST_CA", "REST_CERT",
+    "REST_KEY",    "CACHE_DIR", "ALLOW",
+};
+
+void pqr__settings_init(struct pqr_settings *s)
+{
+    memset(s, 0, sizeof *s);
+    s->refresh_ms = 1000;
+    s->stale_ms = 10000;
+    s->rest_timeout_ms = 1000;
+    s->connect_timeout_s = 2;
+    s->max_lag = 1048576; /* Patroni's default maximum_lag_on_failover */
+    s->log_level = PQR_LOG_WARN;
+}
+
+static void free_strv(char **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+static void cluster_clear(struct pqr_cluster_conf *c)
+{
+    free(c->name);
+    free_strv(c->seeds, c->nseeds);
+    free(c->rw_host);
+    free(c->ro_host);
+    free(c->key);
+    memset(c, 0, sizeof *c);
+}
+
+void pqr__settings_clear(struct pqr_settings *s)
+{
+    for (size_t i = 0; i < s->nclusters; i++)
+        cluster_clear(&s->clusters[i]);
+    free(s->clusters);
+    free(s->rest_ca);
+    free(s->rest_cert);
+    free(s->rest_key);
+    free(s->cache_dir);
+    free(s->allow);
+    free(s->env_patroni);
+    free(s->env_rw);
+    free(s->env_ro);
+    memset(s, 0, sizeof *s);
+}
+
+static char *xstrdup(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+static int copy_cluster(struct pqr_cluster_conf *d, const struct pqr_cluster_conf *c)
+{
+    *d = *c;
+    d->name = xstrdup(c->name);
+    d->rw_host = xstrdup(c->rw_host);
+    d->ro_host = xstrdup(c->ro_host);
+    d->key = xstrdup(c->key);
+    d->seeds = calloc(c->nseeds ? c->nseeds : 1, sizeof(char *));
+    if (!d->seeds)
+        return -1;
+    for (size_t i = 0; i < c->nseeds; i++)
+        if (!(d->seeds[i] = strdup(c->seeds[i])))
+            return -1;
+    return 0;
+}
+
+int pqr__settings_copy(struct pqr_settings *d, const struct pqr_settings *s)
+{
+    *d = *s;
+    d->clusters = NULL;
+    d->nclusters = 0;
+    d->rest_ca = xstrdup(s->rest_ca);
+    d->rest_cert = xstrdup(s->rest_cert);
+    d->rest_key = xstrdup(s->rest_key);
+    d->cache_dir = xstrdup(s->cache_dir);
+    d->env_patroni = xstrdup(s->env_patroni);
+    d->env_rw = xstrdup(s->env_rw);
+    d->env_ro = xstrdup(s->env_ro);
+    d->allow = NULL;
+    if (s->nallow) {
+        d->allow = malloc(s->nallow * sizeof *s->allow);
+        if (!d->allow)
+            return -1;
+        memcpy(d->allow, s->allow, s->nallow * sizeof *s->allow);
+    }
+    if (s->nclusters) {
+        d->clusters = calloc(s->nclusters, sizeof *d->clusters);
+        if (!d->clusters)
+            return -1;
+        for (; d->nclusters < s->nclusters; d->nclusters++)
+            if (copy_cluster(&d->clusters[d->nclusters], &s->clusters[d->nclusters]) < 0)
+                return -1;
+    }
+    return 0;
+}
+
+static int parse_int(const char *v, long long lo, long long hi, long long *out)
+{
+    char *end;
+    long long x;
+
+    errno = 0;
+    if (!*v || isspace((unsigned char)*v))
+        return -1;
+    x = strtoll(v, &end, 10);
+    if (errno || *end || x < lo || x > hi)
+        return -1;
+    *out = x;
+    return 0;
+}
+
+/* "host:port", "[v6]:port" or "host" (port 5432). No spaces or commas: it becomes a libpq host. */
+int pqr__parse_hostport(const char *v, char **host, int *port)
+{
+    const char *colon, *h = v;
+    size_t hl;
+    long long p = 5432;
+
+    if (v[0] == '[') {
+        const char *rb = strchr(v, ']');
+        if (!rb)
+            return -1;
+        h = v + 1;
+        hl = (size_t)(rb - h);
+        colon = rb[1] == ':' ? rb + 1 : NULL;
+        if (rb[1] && !colon)
+            return -1;
+    } else {
+        colon = strrchr(v, ':');
+        hl = colon ? (size_t)(colon - v) : strlen(v);
+        if (colon && memchr(v, ':', hl))
+            return -1; /* a bare IPv6 address needs brackets */
+    }
+    if (colon && parse_int(colon + 1, 1, 65535, &p) < 0)
+        return -1;
+    if (hl == 0 || hl > 255)
+        return -1;
+    for (size_t i = 0; i < hl; i++)
+        if (isspace((unsigned char)h[i]) || h[i] == ',' || h[i] == '\'' || h[i] == '"' ||
+            h[i] == '=' || h[i] == '\\' || h[i] == '/')
+            return -1;
+    if (!(*host = strndup(h, hl)))
+        return -1;
+    *port = (int)p;
+    return 0;
+}
+
+/* Comma-separated http(s) base URLs. */
+static int parse_urls(const char *v, char ***out, size_t *nout, char *err, size_t errlen,
+                      const char *name)
+{
+    char **urls = calloc(PQR_MAX_ENDPOINTS, sizeof(char *));
+    size_t n = 0;
+    const char *p = v;
+
+    if (!urls)
+        return -1;
+    while (*p) {
+        const char *e = strchr(p, ',');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        while (len && isspace((unsigned char)*p))
+            p++, len--;
+        while (len && isspace((unsigned char)p[len - 1]))
+            len--;
+        while (len > 1 && p[len - 1] == '/')
+            len--;
+        if (len == 0 || len > 512 ||
+            !(strncasecmp(p, "http://", 7) == 0 || strncasecmp(p, "https://", 8) == 0) ||
+            len <= (strncasecmp(p, "https://", 8) == 0 ? 8u : 7u)) {
+            pqr__errf(err, errlen, "%s%s: expected http(s)://host:port[,...], got \"%.*s\"",
+                      ENV_PREFIX, name, (int)(len > 80 ? 80 : len), p);
+            goto fail;
+        }
+        for (size_t i = 0; i < len; i++)
+            if (isspace((unsigned char)p[i]) || iscntrl((unsigned char)p[i])) {
+                pqr__errf(err, errlen, "%s%s: URL contains white space", ENV_PREFIX, name);
+                goto fail;
+            }
+        if (n == PQR_MAX_ENDPOINTS) {
+            pqr__errf(err, errlen, "%s%s: more than %d URLs", ENV_PREFIX, name, PQR_MAX_ENDPOINTS);
+            goto fail;
+        }
+        if (!(urls[n++] = strndup(p, len)))
+            goto fail;
+        p += e ? (size_t)(e - p) + 1 : strlen(p);
+        if (e && !*p) {
+            pqr__errf(err, errlen, "%s%s: trailing comma", ENV_PREFIX, name);
+            goto fail;
+        }
+    }
+    if (n == 0) {
+        pqr__errf(err, errlen, "%s%s: no URL", ENV_PREFIX, name);
+        goto fail;
+    }
+    *out = urls;
+    *nout = n;
+    return 0;
+fail:
+    free_strv(urls, n);
+    return -1;
+}
+
+static int parse_cidr(const char *v, size_t len, struct pqr_cidr *c)
+{
+    char buf[64];
+    const char *slash;
+    long long bits;
+
+    if (len == 0 || len >= sizeof buf)
+        return -1;
+    memcpy(buf, v, len);
+    buf[len] = 0;
+    slash = strchr(buf, '/');
+    if (slash)
+        buf[slash - buf] = 0;
+    memset(c, 0, sizeof *c);
+    if (inet_pton(AF_INET, buf, c->addr) == 1)
+        c->family = AF_INET, c->bits = 32;
+    else if (inet_pton(AF_INET6, buf, c->addr) == 1)
+        c->family = AF_INET6, c->bits = 128;
+    else
+        return -1;
+    if (slash) {
+        if (parse_int(slash + 1, 0, c->bits, &bits) < 0)
+            return -1;
+        c->bits = (int)bits;
+    }
+    return 0;
+}
+
+bool pqr__cidr_allows(const struct pqr_cidr *list, size_t n, const char *addr)
+{
+    unsigned char a[16];
+    int fam;
+
+    if (n == 0)
+        return true;
+    if (inet_pton(AF_INET, addr, a) == 1)
+        fam = AF_INET;
+    else if (inet_pton(AF_INET6, addr, a) == 1)
+        fam = AF_INET6;
+    else
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        const struct pqr_cidr *c = &list[i];
+        int full = c->bits / 8, rest = c->bits % 8;
+        if (c->family != fam || memcmp(a, c->addr, (size_t)full) != 0)
+            continue;
+        if (rest && ((a[full] ^ c->addr[full]) & (0xff << (8 - rest)) & 0xff))
+            continue;
+        return true;
+    }
+    return false;
+}
+
+static int set_str(char **dst, const char *v)
+{
+    char *d = strdup(v);
+    if (!d)
+        return -1;
+    free(*dst);
+    *dst = d;
+    return 0;
+}
+
+int pqr__settings_set(struct pqr_settings *s, const char *name, const char *value, char *err,
+                      size_t errlen)
+{
+    long long x;
+    char *host = NULL;
+    int port;
+
+    if (strncmp(name, ENV_PREFIX, strlen(ENV_PREFIX)) == 0)
+        name += strlen(ENV_PREFIX);
+    if (!value || !*value) {
+        pqr__errf(err, errlen, "%s%s is set but empty", ENV_PREFIX, name);
+        return -1;
+    }
+#define INT_SETTING(key, field, lo, hi, what)                                                    \
+    if (strcmp(name, key) == 0) {                                                                \
+        if (parse_int(value, lo, hi, &x) < 0) {                                                  \
+            pqr__errf(err, errlen, "%s%s: expected %s, got \"%.40s\"", ENV_PREFIX, name, what,   \
+                      value);                                                                     \
+            return -1;                                                                           \
+        }                                                                                        \
+        s->field = (typeof(s->field))x;                                                          \
+        return 0;                                                                                \
+    }
+    INT_SETTING("REFRESH_MS", refresh_ms, 50, 3600000, "milliseconds from 50 to 3600000")
+    INT_SETTING("STALE_MS", stale_ms, 100, 86400000, "milliseconds from 100 to 86400000")
+    INT_SETTING("REST_TIMEOUT_MS", rest_timeout_ms, 10, 60000, "milliseconds from 10 to 60000")
+    INT_SETTING("CONNECT_TIMEOUT", connect_timeout_s, 0, 3600, "seconds from 0 to 3600")
+    INT_SETTING("MAX_LAG", max_lag, 0, LLONG_MAX, "a number of bytes")
+    INT_SETTING("MEMBER_PORT", member_port, 1, 65535, "a port number")
+#undef INT_SETTING
+    if (strcmp(name, "PATRONI") == 0) {
+        char **urls;
+        size_t n;
+        if (parse_urls(value, &urls, &n, err, errlen, name) < 0)
+            return -1;
+        free_strv(urls, n);
+        return set_str(&s->env_patroni, value);
+    }
+    if (strcmp(name, "RW") == 0 || strcmp(name, "RO") == 0) {
+        if (pqr__parse_hostport(value, &host, &port) < 0) {
+            pqr__errf(err, errlen, "%s%s: expected host:port, got \"%.80s\"", ENV_PREFIX, name,
+                      value);
+            return -1;
+        }
+        free(host);
+        return set_str(name[1] == 'W' ? &s->env_rw : &s->env_ro, value);
+    }
+    if (strcmp(name, "LOG") == 0) {
+        int l = pqr__log_parse(value);
+        if (l < 0) {
+            pqr__errf(err, errlen, "%sLOG: expected error, warn, info or debug, got \"%.20s\"",
+                      ENV_PREFIX, value);
+            return -1;
+        }
+        s->log_level = l;
+        return 0;
+    }
+    if (strcmp(name, "REST_CA") == 0 || strcmp(name, "REST_CERT") == 0 ||
+        strcmp(name, "REST_KEY") == 0) {
+        if (access(value, R_OK) != 0) {
+            pqr__errf(err, errlen, "%s%s: cannot read \"%.200s\": %s", ENV_PREFIX, name, value,
+                      strerror(errno));
+            return -1;
+        }
+        return set_str(name[5] == 'C' && name[6] == 'A'   ? &s->rest_ca
+                       : name[5] == 'C'                   ? &s->rest_cert
+                                                          : &s->rest_key,
+                       value);
+    }
+    if (strcmp(name, "CACHE_DIR") == 0) {
+        if (value[0] != '/') {
+            pqr__errf(err, errlen, "%sCACHE_DIR: expected an absolute path, got \"%.200s\"",
+                      ENV_PREFIX, value);
+            return -1;
+        }
+        return set_str(&s->cache_dir, value);
+    }
+    if (strcmp(name, "ALLOW") == 0) {
+        struct pqr_cidr *list = NULL;
+        size_t n = 0;
+        const char *p = value;
+        while (*p) {
+            const char *e = strchr(p, ',');
+            size_t len = e ? (size_t)(e - p) : strlen(p);
+            struct pqr_cidr *nl;
+            while (len && *p == ' ')
+                p++, len--;
+            while (len && p[len - 1] == ' ')
+                len--;
+            nl = realloc(list, (n + 1) * sizeof *list);
+            if (!nl) {
+                free(list);
+                return -1;
+            }
+            list = nl;
+            if (parse_cidr(p, len, &list[n]) < 0) {
+                pqr__errf(err, errlen, "%sALLOW: expected address/bits[,...], got \"%.*s\"",
+                          ENV_PREFIX, (int)(len > 60 ? 60 : len), p);
+                free(list);
+                return -1;
+            }
+            n++;
+            p += e ? (size_t)(e - p) + 1 : strlen(p);
+        }
+        free(s->allow);
+        s->allow = list;
+        s->nallow = n;
+        return 0;
+    }
+    pqr__errf(err, errlen, "unknown setting %s%s", ENV_PREFIX, name);
+    return -1;
+}
+
+static uint64_t fnv1a(uint64_t h, const char *s)
+{
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    return (h ^ 0xff) * 1099511628211ULL;
+}
+
+static int add_cluster(struct pqr_settings *s, const char *name, const char *patroni,
+                       const char *rw, const char *ro, int member_port, long long max_lag,
+                       bool first, char *err, size_t errlen)
+{
+    struct pqr_cluster_conf c = {0}, *nc;
+    uint64_t h = 1469598103934665603ULL;
+    char key[80];
+
+    if (parse_urls(patroni, &c.seeds, &c.nseeds, err, errlen, "PATRONI") < 0)
+        return -1;
+    if ((rw && pqr__parse_hostport(rw, &c.rw_host, &c.rw_port) < 0) ||
+        (ro && pqr__parse_hostport(ro, &c.ro_host, &c.ro_port) < 0)) {
+        pqr__errf(err, errlen, "cluster %s: expected host:port, got \"%.80s\"", name,
+                  rw && !c.rw_host ? rw : ro);
+        cluster_clear(&c);
+        return -1;
+    }
+    if (!c.rw_host && !c.ro_host) {
+        pqr__errf(err, errlen, "cluster %s: no front door: set %sRW and/or %sRO", name, ENV_PREFIX,
+                  ENV_PREFIX);
+        cluster_clear(&c);
+        return -1;
+    }
+    c.name = strdup(name);
+    c.member_port = member_port;
+    c.max_lag = max_lag;
+    for (size_t i = 0; i < c.nseeds; i++)
+        h = fnv1a(h, c.seeds[i]);
+    snprintf(key, sizeof key, "%.40s-%016llx", name, (unsigned long long)h);
+    for (char *p = key; *p; p++)
+        if (!isalnum((unsigned char)*p) && *p != '-' && *p != '_')
+            *p = '_';
+    c.key = strdup(key);
+    nc = realloc(s->clusters, (s->nclusters + 1) * sizeof *nc);
+    if (!nc || !c.name || !c.key) {
+        cluster_clear(&c);
+        pqr__errf(err, errlen, "out of memory");
+        return -1;
+    }
+    s->clusters = nc;
+    if (first) {
+        memmove(&s->clusters[1], &s->clusters[0], s->nclusters * sizeof *nc);
+        s->clusters[0] = c;
+    } else {
+        s->clusters[s->nclusters] = c;
+    }
+    s->nclusters++;
+    return 0;
+}
+
+int pqr__settings_finish(struct pqr_settings *s, char *err, size_t errlen)
+{
+    if (s->env_patroni) {
+        if (add_cluster(s, "env", s->env_patroni, s->env_rw, s->env_ro, 0, -1, true, err,
+                        errlen) < 0)
+            return -1;
+    } else if (s->env_rw || s->env_ro) {
+        pqr__errf(err, errlen, "%s%s is set but %sPATRONI is not", ENV_PREFIX,
+                  s->env_rw ? "RW" : "RO", ENV_PREFIX);
+        return -1;
+    }
+    free(s->env_patroni);
+    free(s->env_rw);
+    free(s->env_ro);
+    s->env_patroni = s->env_rw = s->env_ro = NULL;
+    return s->nclusters ? 0 : 1;
+}
+
+int pqr__settings_from_env(struct pqr_settings *s, char *err, size_t errlen)
+{
+    char var[64];
+
+    for (size_t i = 0; i < sizeof setting_names / sizeof *setting_names; i++) {
+        const char *v;
+        snprintf(var, sizeof var, ENV_PREFIX "%s", setting_names[i]);
+        if ((v = getenv(var)) && pqr__settings_set(s, var, v, err, errlen) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* A scalar libconfig value as the string the environment would carry. */
+static const char *setting_text(const config_setting_t *st, char *buf, size_t len)
+{
+    switch (config_setting_type(st)) {
+    case CONFIG_TYPE_STRING:
+        return config_setting_get_string(st);
+    case CONFIG_TYPE_INT:
+        snprintf(buf, len, "%d", config_setting_get_int(st));
+        return buf;
+    case CONFIG_TYPE_INT64:
+        snprintf(buf, len, "%lld", config_setting_get_int64(st));
+        return buf;
+    case CONFIG_TYPE_ARRAY:
+    case CONFIG_TYPE_LIST: {
+        size_t off = 0;
+        buf[0] = 0;
+        for (int i = 0; i < config_setting_length(st); i++) {
+            const char *e = config_setting_get_string_elem(st, i);
+            if (!e)
+                return NULL;
+            off += (size_t)snprintf(buf + off, off < len ? len - off : 0, "%s%s", i ? "," : "", e);
+        }
+        return off < len ? buf : NULL;
+    }
+    default:
+        return NULL;
+    }
+}
+
+static int file_is_safe(const char *path, char *err, size_t errlen)
+{
+    struct stat st;
+
+    if (stat(path, &st) != 0) {
+        pqr__errf(err, errlen, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    /* It decides where connections (and their passwords) go: only its owner may change it. */
+    if (!S_ISREG(st.st_mode) || (st.st_uid != 0 && st.st_uid != geteuid()) ||
+        (st.st_mode & (S_IWGRP | S_IWOTH))) {
+        pqr__errf(err, errlen,
+                  "%s: ignored: must be a regular file owned by root or you and not writable by "
+                  "group or others",
+                  path);
+        return -1;
+    }
+    return 0;
+}
+
+int pqr__settings_from_file(struct pqr_settings *s, const char *path, char *err, size_t errlen)
+{
+    config_t cfg;
+    config_setting_t *root, *clusters;
+    char buf[8192], name[64];
+    int rc = -1;
+
+    if (file_is_safe(path, err, errlen) < 0)
+        return -1;
+    config_init(&cfg);
+    if (!config_read_file(&cfg, path)) {
+        pqr__errf(err, errlen, "%s:%d: %s", config_error_file(&cfg) ? config_error_file(&cfg) : path,
+                  config_error_line(&cfg), config_error_text(&cfg));
+        goto out;
+    }
+    root = config_root_setting(&cfg);
+    for (int i = 0; i < config_setting_length(root); i++) {
+        config_setting_t *st = config_setting_get_elem(root, (unsigned)i);
+        const char *key = config_setting_name(st), *v;
+        if (strcmp(key, "clusters") == 0)
+            continue;
+        snprintf(name, sizeof name, "%s", key);
+        for (char *p = name; *p; p++)
+            *p = (char)toupper((unsigned char)*p);
+        if (strcmp(name, "PATRONI") == 0 || strcmp(name, "RW") == 0 || strcmp(name, "RO") == 0) {
+            pqr__errf(err, errlen, "%s:%d: \"%s\" belongs inside a clusters entry", path,
+                      config_setting_source_line(st), key);
+            goto out;
+        }
+        if (!(v = setting_text(st, buf, sizeof buf))) {
+            pqr__errf(err, errlen, "%s:%d: %s: unsupported value type", path,
+                      config_setting_source_line(st), key);
+            goto out;
+        }
+        if (pqr__settings_set(s, name, v, buf, sizeof buf) < 0) {
+            pqr__errf(err, errlen, "%s:%d: %s", path, config_setting_source_line(st), buf);
+            goto out;
+        }
+    }
+    clusters = config_lookup(&cfg, "clusters");
+    if (!clusters || !config_setting_is_aggregate(clusters) || config_setting_length(clusters) == 0) {
+        pqr__errf(err, errlen, "%s: no clusters = ( { ... } ) list", path);
+        goto out;
+    }
+    for (int i = 0; i < config_setting_length(clusters); i++) {
+        config_setting_t *c = config_setting_get_elem(clusters, (unsigned)i), *st;
+        const char *cname = NULL, *patroni, *rw = NULL, *ro = NULL;
+        char pbuf[4096], mp[32], ml[32], cbuf[64];
+        struct pqr_settings tmp;
+        int member_port = 0;  /* 0, -1: the global setting, which the environment may override */
+        long long max_lag = -1;
+        int line = config_setting_source_line(c);
+
+        if (!config_setting_is_group(c)) {
+            pqr__errf(err, errlen, "%s:%d: clusters entries must be groups { ... }", path, line);
+            goto out;
+        }
+        snprintf(cbuf, sizeof cbuf, "cluster%d", i + 1);
+        config_setting_lookup_string(c, "name", &cname);
+        config_setting_lookup_string(c, "rw", &rw);
+        config_setting_lookup_string(c, "ro", &ro);
+        st = config_setting_get_member(c, "patroni");
+        if (!st || !(patroni = setting_text(st, pbuf, sizeof pbuf))) {
+            pqr__errf(err, errlen, "%s:%d: cluster needs patroni = [\"http://...\"]", path, line);
+            goto out;
+        }
+        pqr__settings_init(&tmp);
+        if (((st = config_setting_get_member(c, "member_port")) &&
+             pqr__settings_set(&tmp, "MEMBER_PORT", setting_text(st, mp, sizeof mp), buf, sizeof buf) < 0) ||
+            ((st = config_setting_get_member(c, "max_lag")) &&
+             pqr__settings_set(&tmp, "MAX_LAG", setting_text(st, ml, sizeof ml), buf, sizeof buf) < 0)) {
+            pqr__errf(err, errlen, "%s:%d: %s", path, config_setting_source_line(st), buf);
+            pqr__settings_clear(&tmp);
+            goto out;
+        }
+        if (config_setting_get_member(c, "member_port"))
+            member_port = tmp.member_port;
+        if (config_setting_get_member(c, "max_lag"))
+            max_lag = tmp.max_lag;
+        pqr__settings_clear(&tmp);
+        if (add_cluster(s, cname ? cname : cbuf, patroni, rw, ro, member_port, max_lag, false, buf,
+                        sizeof buf) < 0) {
+            pqr__errf(err, errlen, "%s:%d: %s", path, line, buf);
+            goto out;
+        }
+    }
+    rc = 0;
+out:
+    config_destroy(&cfg);
+    return rc;
+}
+
+int pqr__member_port(const struct pqr_settings *s, const struct pqr_cluster_conf *c)
+{
+    return c->member_port ? c->member_port : s->member_port;
+}
+
+long long pqr__max_lag(const struct pqr_settings *s, const struct pqr_cluster_conf *c)
+{
+    return c->max_lag >= 0 ? c->max_lag : s->max_lag;
+}

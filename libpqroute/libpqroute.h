@@ -1,0 +1,141 @@
+/*
+ * libpqroute — leader-aware libpq connections from a cached view of Patroni's REST API.
+ *
+ * A router knows one or more Patroni clusters, each reached today through a "front door" (a TCP proxy
+ * such as Traefik: a read-write host:port and optionally a read-only one). A connection aimed at a
+ * front door is handed to libpq as an ordered multi-host list — the leader (or healthy replicas)
+ * first, the front door last — taken from a cached, refreshed view of Patroni's /cluster endpoint.
+ * Anything else is passed to libpq unchanged. When Patroni's view is unknown or stale, connections go
+ * to the front door exactly as they would without libpqroute.
+ *
+ * All functions are thread-safe. Strings returned by accessors stay valid as long as the object they
+ * were read from.
+ */
+#ifndef LIBPQROUTE_H
+#define LIBPQROUTE_H
+
+#include <stddef.h>
+#include <libpq-fe.h>
+
+#define PQR_VERSION_MAJOR 0
+#define PQR_VERSION_MINOR 1
+#define PQR_VERSION_PATCH 0
+/* Bumped on every ABI break; the shared object is libpqroute.so.PQR_SONAME. */
+#define PQR_SONAME 0
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__) && defined(PQR_BUILDING)
+#define PQR_EXPORT __attribute__((visibility("default")))
+#else
+#define PQR_EXPORT
+#endif
+
+/* A router: settings, per-cluster topology cache and its refresher thread. */
+typedef struct pqr_router pqr_router;
+/* Settings under construction for pqr_router_open(). */
+typedef struct pqr_settings pqr_settings;
+/* An immutable, reference-counted snapshot of one cluster as Patroni last reported it. */
+typedef struct pqr_topology pqr_topology;
+
+typedef enum {
+    PQR_ROLE_AUTO = 0, /* from the front door the connection names (and target_session_attrs) */
+    PQR_ROLE_RW = 1,   /* the leader */
+    PQR_ROLE_RO = 2    /* a healthy replica */
+} pqr_role;
+
+typedef enum {
+    PQR_MEMBER_UNKNOWN = 0,
+    PQR_MEMBER_LEADER,
+    PQR_MEMBER_STANDBY_LEADER,
+    PQR_MEMBER_SYNC_STANDBY,
+    PQR_MEMBER_QUORUM_STANDBY,
+    PQR_MEMBER_REPLICA
+} pqr_member_role;
+
+/* Library version as "MAJOR.MINOR.PATCH". */
+PQR_EXPORT const char *pqr_version(void);
+
+/*
+ * Settings. Names are those of the environment variables, with or without the PQROUTE_ prefix
+ * (e.g. "PATRONI", "RW", "RO", "REFRESH_MS", "MEMBER_PORT"; see README.md or libpqroute(3)).
+ * pqr_settings_set() validates the value: on error it returns -1 and writes a one-line message to
+ * err (if errlen > 0); the settings are unchanged.
+ */
+PQR_EXPORT pqr_settings *pqr_settings_new(void);
+PQR_EXPORT int pqr_settings_set(pqr_settings *s, const char *name, const char *value, char *err,
+                                size_t errlen);
+PQR_EXPORT void pqr_settings_free(pqr_settings *s);
+
+/*
+ * Open a router from explicit settings, or from the environment and the configuration file
+ * (PQROUTE_CONFIG, default /etc/libpqroute.conf when it exists) exactly as the LD_PRELOAD shim does.
+ * Returns NULL with a message in err on error. pqr_router_open_env() also returns NULL, with an empty
+ * message, when nothing is configured. No thread is started and no network I/O is done until the
+ * first routed connection.
+ */
+PQR_EXPORT pqr_router *pqr_router_open(const pqr_settings *s, char *err, size_t errlen);
+PQR_EXPORT pqr_router *pqr_router_open_env(char *err, size_t errlen);
+/* Stops the refresher thread and frees the router. Connections it made stay open. */
+PQR_EXPORT void pqr_router_close(pqr_router *r);
+
+/*
+ * Connect with a role. conninfo (a keyword/value string or a postgresql:// URI, may be "") supplies
+ * dbname, user, sslmode and the rest. If it names no host, the router's first cluster is used (its
+ * read-write front door for PQR_ROLE_RW, its read-only one — or the read-write one if there is none —
+ * for PQR_ROLE_RO); if it names a front door, that cluster is used; any other host is connected to
+ * unchanged. Like PQconnectdb(), returns a PGconn to check with PQstatus(), or NULL if out of memory.
+ */
+PQR_EXPORT PGconn *pqr_connect(pqr_router *r, pqr_role role, const char *conninfo);
+
+/* PQconnectdb() / PQconnectdbParams() with the shim's rules. */
+PQR_EXPORT PGconn *pqr_connectdb(pqr_router *r, const char *conninfo);
+PQR_EXPORT PGconn *pqr_connectdb_params(pqr_router *r, const char *const *keywords,
+                                        const char *const *values, int expand_dbname);
+
+/*
+ * The last routing decision made by the calling thread (any router, or the shim), as one line of
+ * text: routed or passed through, role, cluster, candidate list, reason, cache age. Never contains a
+ * password. Valid until the thread's next connection.
+ */
+PQR_EXPORT const char *pqr_last_decision(void);
+
+/*
+ * The current snapshot of a cluster (NULL name: the first cluster), or NULL if the router has none
+ * yet. pqr_router_refresh() first waits up to timeout_ms for a fresh fetch. Release with
+ * pqr_topology_release().
+ */
+PQR_EXPORT pqr_topology *pqr_router_topology(pqr_router *r, const char *cluster);
+PQR_EXPORT pqr_topology *pqr_router_refresh(pqr_router *r, const char *cluster, int timeout_ms);
+PQR_EXPORT void pqr_topology_release(pqr_topology *t);
+
+/* Seconds since Patroni was asked, and which REST endpoint answered. */
+PQR_EXPORT double pqr_topology_age(const pqr_topology *t);
+PQR_EXPORT const char *pqr_topology_source(const pqr_topology *t);
+PQR_EXPORT size_t pqr_topology_size(const pqr_topology *t);
+/* Index of the leader (or standby leader), or -1. */
+PQR_EXPORT int pqr_topology_leader(const pqr_topology *t);
+
+/* Member i (0 <= i < pqr_topology_size()). */
+PQR_EXPORT const char *pqr_member_name(const pqr_topology *t, size_t i);
+PQR_EXPORT pqr_member_role pqr_member_role_of(const pqr_topology *t, size_t i);
+PQR_EXPORT const char *pqr_member_role_name(pqr_member_role role);
+/* Patroni's state ("running", "streaming", "stopped", ...). */
+PQR_EXPORT const char *pqr_member_state(const pqr_topology *t, size_t i);
+/* Patroni's host, the resolved address connections go to, and the port they use. */
+PQR_EXPORT const char *pqr_member_host(const pqr_topology *t, size_t i);
+PQR_EXPORT const char *pqr_member_addr(const pqr_topology *t, size_t i);
+PQR_EXPORT int pqr_member_port(const pqr_topology *t, size_t i);
+/* Timeline, or -1 when unknown. Replication lag in bytes, or -1 when unknown (or the leader). */
+PQR_EXPORT long pqr_member_timeline(const pqr_topology *t, size_t i);
+PQR_EXPORT long long pqr_member_lag(const pqr_topology *t, size_t i);
+/* Non-zero when the member is tagged noloadbalance. */
+PQR_EXPORT int pqr_member_noloadbalance(const pqr_topology *t, size_t i);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* LIBPQROUTE_H */

@@ -1,0 +1,226 @@
+/*
+ * The Patroni client: GET /cluster from every known REST endpoint at once (libcurl multi), keep the
+ * best answer. Each member serves /cluster from its own view of the DCS, so asking all of them and
+ * preferring the newest timeline tolerates members that are down or lagging behind an election.
+ */
+#include <ctype.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <arpa/inet.h>
+
+#include <curl/curl.h>
+
+#include "pqr_private.h"
+
+/* Once one good view is in, wait at most this long for the others before deciding. */
+#define GRACE_MS 100
+#define SLICE_MS 50
+
+struct xfer {
+    CURL *h;
+    char url[600];
+    char *buf;
+    size_t len;
+    bool too_big;
+    bool done;
+};
+
+static size_t on_data(char *p, size_t sz, size_t nm, void *ud)
+{
+    struct xfer *x = ud;
+    size_t n = sz * nm;
+    char *nb;
+
+    if (x->len + n > PQR_MAX_BODY) {
+        x->too_big = true;
+        return 0; /* aborts the transfer */
+    }
+    nb = realloc(x->buf, x->len + n + 1);
+    if (!nb)
+        return 0;
+    x->buf = nb;
+    memcpy(x->buf + x->len, p, n);
+    x->len += n;
+    x->buf[x->len] = 0;
+    return n;
+}
+
+static void setup(struct xfer *x, const struct pqr_settings *s, const char *base)
+{
+    snprintf(x->url, sizeof x->url, "%s/cluster", base);
+    curl_easy_setopt(x->h, CURLOPT_URL, x->url);
+    curl_easy_setopt(x->h, CURLOPT_WRITEFUNCTION, on_data);
+    curl_easy_setopt(x->h, CURLOPT_WRITEDATA, x);
+    curl_easy_setopt(x->h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(x->h, CURLOPT_TIMEOUT_MS, (long)s->rest_timeout_ms);
+    curl_easy_setopt(x->h, CURLOPT_CONNECTTIMEOUT_MS, (long)s->rest_timeout_ms);
+    curl_easy_setopt(x->h, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(x->h, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(x->h, CURLOPT_USERAGENT, "libpqroute/" "0.1");
+    curl_easy_setopt(x->h, CURLOPT_NOPROXY, "*"); /* REST is internal; never via an http_proxy */
+    if (s->rest_ca)
+        curl_easy_setopt(x->h, CURLOPT_CAINFO, s->rest_ca);
+    if (s->rest_cert)
+        curl_easy_setopt(x->h, CURLOPT_SSLCERT, s->rest_cert);
+    if (s->rest_key)
+        curl_easy_setopt(x->h, CURLOPT_SSLKEY, s->rest_key);
+}
+
+static void append_err(char *err, size_t errlen, const char *url, const char *what)
+{
+    size_t used = err ? strlen(err) : 0;
+    if (err && used < errlen)
+        snprintf(err + used, errlen - used, "%s%s: %s", used ? "; " : "", url, what);
+}
+
+char *pqr__api_base(const char *api_url)
+{
+    const char *p = strstr(api_url, "://"), *slash;
+
+    if (!p || !(strncasecmp(api_url, "http://", 7) == 0 || strncasecmp(api_url, "https://", 8) == 0))
+        return NULL;
+    slash = strchr(p + 3, '/');
+    for (const char *q = api_url; *q && q != slash; q++)
+        if (isspace((unsigned char)*q) || iscntrl((unsigned char)*q))
+            return NULL;
+    return slash ? strndup(api_url, (size_t)(slash - api_url)) : strdup(api_url);
+}
+
+void pqr__topo_resolve(struct pqr_topology *t, const struct pqr_settings *s,
+                       const struct pqr_cluster_conf *c, bool numeric_only)
+{
+    int override = pqr__member_port(s, c);
+
+    for (size_t i = 0; i < t->n; i++) {
+        struct pqr_member *m = &t->m[i];
+        m->port = override ? override : m->patroni_port;
+        if (!m->addr[0] && !numeric_only) {
+            struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICHOST}, *ai;
+            int rc = getaddrinfo(m->host, NULL, &hints, &ai);
+            if (rc == EAI_NONAME) {
+                hints.ai_flags = AI_ADDRCONFIG;
+                rc = getaddrinfo(m->host, NULL, &hints, &ai);
+            }
+            if (rc == 0) {
+                void *a = ai->ai_family == AF_INET
+                              ? (void *)&((struct sockaddr_in *)ai->ai_addr)->sin_addr
+                              : (void *)&((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr;
+                if (!inet_ntop(ai->ai_family, a, m->addr, sizeof m->addr))
+                    m->addr[0] = 0;
+                freeaddrinfo(ai);
+            } else {
+                PQR_DEBUG("member %s: cannot resolve host \"%.80s\": %s", m->name, m->host,
+                          gai_strerror(rc));
+            }
+        }
+        if (m->addr[0] && !pqr__cidr_allows(s->allow, s->nallow, m->addr)) {
+            PQR_DEBUG("member %s: address %s is outside PQROUTE_ALLOW", m->name, m->addr);
+            m->addr[0] = 0;
+        }
+    }
+    pqr__topo_finish(t);
+}
+
+struct pqr_topology *pqr__patroni_fetch(const struct pqr_fetch_opts *o, char *err, size_t errlen)
+{
+    const struct pqr_settings *s = o->s;
+    struct xfer *x = calloc(o->nurls ? o->nurls : 1, sizeof *x);
+    CURLM *multi = curl_multi_init();
+    struct pqr_topology *best = NULL;
+    long long started = pqr__now_ms(), t0 = pqr__mono_ms(), first_good = 0;
+    long long deadline = t0 + s->rest_timeout_ms + SLICE_MS;
+    int running = 0;
+
+    if (err && errlen)
+        err[0] = 0;
+    if (!x || !multi) {
+        pqr__errf(err, errlen, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < o->nurls; i++) {
+        if (!(x[i].h = curl_easy_init()))
+            continue;
+        setup(&x[i], s, o->urls[i]);
+        curl_easy_setopt(x[i].h, CURLOPT_PRIVATE, &x[i]);
+        curl_multi_add_handle(multi, x[i].h);
+    }
+    for (;;) {
+        CURLMsg *msg;
+        int left;
+        long long now;
+
+        curl_multi_perform(multi, &running);
+        while ((msg = curl_multi_info_read(multi, &left))) {
+            struct xfer *xf;
+            long code = 0;
+            char why[160];
+            struct pqr_topology *t;
+
+            if (msg->msg != CURLMSG_DONE)
+                continue;
+            curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&xf);
+            xf->done = true;
+            curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &code);
+            if (msg->data.result != CURLE_OK) {
+                append_err(err, errlen, xf->url,
+                           xf->too_big ? "response too large" : curl_easy_strerror(msg->data.result));
+                continue;
+            }
+            if (code != 200) {
+                snprintf(why, sizeof why, "HTTP status %ld", code);
+                append_err(err, errlen, xf->url, why);
+                continue;
+            }
+            t = pqr__topo_parse(xf->buf ? xf->buf : "", xf->len, why, sizeof why);
+            if (!t) {
+                append_err(err, errlen, xf->url, why);
+                continue;
+            }
+            if (t->n == 0) {
+                append_err(err, errlen, xf->url, "no usable members");
+                pqr__topo_unref(t);
+                continue;
+            }
+            t->fetched_ms = started;
+            free(t->source);
+            t->source = strndup(xf->url, strlen(xf->url) - strlen("/cluster"));
+            pqr__topo_resolve(t, s, o->c, false);
+            if (pqr__topo_better(t, best)) {
+                pqr__topo_unref(best);
+                best = t;
+            } else {
+                pqr__topo_unref(t);
+            }
+            if (!first_good)
+                first_good = pqr__mono_ms();
+        }
+        now = pqr__mono_ms();
+        if (running == 0 || (o->stop && *o->stop) || now >= deadline ||
+            (first_good && now - first_good >= GRACE_MS))
+            break;
+        long long wait = deadline - now;
+        if (first_good && GRACE_MS - (now - first_good) < wait)
+            wait = GRACE_MS - (now - first_good);
+        curl_multi_poll(multi, NULL, 0, (int)(wait < SLICE_MS ? wait : SLICE_MS), NULL);
+    }
+    for (size_t i = 0; i < o->nurls; i++)
+        if (x[i].h && !x[i].done && !best)
+            append_err(err, errlen, x[i].url, "no answer in time");
+out:
+    for (size_t i = 0; x && i < o->nurls; i++) {
+        if (x[i].h) {
+            curl_multi_remove_handle(multi, x[i].h);
+            curl_easy_cleanup(x[i].h);
+        }
+        free(x[i].buf);
+    }
+    free(x);
+    if (multi)
+        curl_multi_cleanup(multi);
+    if (!best && err && errlen && !err[0])
+        pqr__errf(err, errlen, "no REST endpoint answered");
+    return best;
+}

@@ -1,0 +1,272 @@
+/* Internal declarations shared by the library and the shim. Nothing here is exported. */
+#ifndef PQR_PRIVATE_H
+#define PQR_PRIVATE_H
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+
+#include "libpqroute.h"
+
+#define PQR_ADDRLEN 46 /* INET6_ADDRSTRLEN */
+#define PQR_MAX_MEMBERS 64
+#define PQR_MAX_ENDPOINTS 16
+#define PQR_MAX_BODY (256 * 1024)
+#define PQR_DEFAULT_CONFIG "/etc/libpqroute.conf"
+
+/* Every environment variable, named once. */
+#define PQR_ENV_PATRONI "PQROUTE_PATRONI"
+#define PQR_ENV_CONFIG "PQROUTE_CONFIG"
+#define PQR_ENV_LOG "PQROUTE_LOG"
+
+/* ---- log.c ---- */
+enum pqr_log_level { PQR_LOG_ERROR = 0, PQR_LOG_WARN, PQR_LOG_INFO, PQR_LOG_DEBUG };
+int pqr__log_parse(const char *s);
+void pqr__log_set(int level);
+bool pqr__log_on(int level);
+void pqr__log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+#define PQR_ERROR(...) pqr__log(PQR_LOG_ERROR, __VA_ARGS__)
+#define PQR_WARN(...) pqr__log(PQR_LOG_WARN, __VA_ARGS__)
+#define PQR_INFO(...) pqr__log(PQR_LOG_INFO, __VA_ARGS__)
+#define PQR_DEBUG(...) pqr__log(PQR_LOG_DEBUG, __VA_ARGS__)
+void pqr__errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+long long pqr__now_ms(void);  /* CLOCK_REALTIME: comparable across processes (cache file) */
+long long pqr__mono_ms(void); /* CLOCK_MONOTONIC: deadlines */
+
+/* ---- config.c ---- */
+struct pqr_cidr {
+    int family;
+    unsigned char addr[16];
+    int bits;
+};
+
+struct pqr_cluster_conf {
+    char *name;
+    char **seeds; /* REST base URLs, without trailing slash */
+    size_t nseeds;
+    char *rw_host; /* NULL: no read-write front door */
+    int rw_port;
+    char *ro_host; /* NULL: no read-only front door */
+    int ro_port;
+    int member_port;   /* 0: the global setting */
+    long long max_lag; /* bytes; -1: the global setting */
+    char *key;         /* stable identity for the shared cache file */
+};
+
+struct pqr_settings {
+    struct pqr_cluster_conf *clusters;
+    size_t nclusters;
+    int refresh_ms;
+    int stale_ms;
+    int rest_timeout_ms;
+    int connect_timeout_s; /* added to routed connections that set none; 0: never */
+    long long max_lag;
+    int member_port;
+    char *rest_ca, *rest_cert, *rest_key;
+    char *cache_dir; /* NULL: $XDG_RUNTIME_DIR/libpqroute, else /tmp/libpqroute-<uid> */
+    struct pqr_cidr *allow;
+    size_t nallow;
+    int log_level;
+    /* the settings given for the environment's own cluster, before it is appended */
+    char *env_patroni, *env_rw, *env_ro;
+};
+
+void pqr__settings_init(struct pqr_settings *s);
+void pqr__settings_clear(struct pqr_settings *s);
+int pqr__settings_copy(struct pqr_settings *dst, const struct pqr_settings *src);
+/* name: a variable name, with or without PQROUTE_. Returns 0, or -1 with a message naming it. */
+int pqr__settings_set(struct pqr_settings *s, const char *name, const char *value, char *err,
+                      size_t errlen);
+/* Turns the PATRONI/RW/RO values into a cluster and checks the whole; 1 = nothing configured. */
+int pqr__settings_finish(struct pqr_settings *s, char *err, size_t errlen);
+int pqr__settings_from_env(struct pqr_settings *s, char *err, size_t errlen);
+int pqr__settings_from_file(struct pqr_settings *s, const char *path, char *err, size_t errlen);
+int pqr__parse_hostport(const char *v, char **host, int *port);
+int pqr__member_port(const struct pqr_settings *s, const struct pqr_cluster_conf *c);
+long long pqr__max_lag(const struct pqr_settings *s, const struct pqr_cluster_conf *c);
+bool pqr__cidr_allows(const struct pqr_cidr *list, size_t n, const char *addr);
+
+/* ---- topology.c ---- */
+struct pqr_member {
+    char *name;
+    char *host;
+    char *api_url;
+    char *state;
+    pqr_member_role role;
+    int patroni_port;
+    int port;              /* the port connections use (member_port override applied) */
+    char addr[PQR_ADDRLEN]; /* numeric address; "" when unresolved */
+    long timeline;         /* -1 unknown */
+    long long lag;         /* -1 unknown */
+    bool noloadbalance;
+    bool nofailover;
+};
+
+struct pqr_topology {
+    int refs; /* atomic */
+    struct pqr_member *m;
+    size_t n;
+    long long fetched_ms;
+    char *source;
+    int leader;      /* index or -1 */
+    long max_tl;     /* highest timeline reported, -1 if none */
+    uint64_t gen;    /* hash of what routing depends on (not lag) */
+};
+
+struct pqr_topology *pqr__topo_parse(const char *json, size_t len, char *err, size_t errlen);
+struct pqr_topology *pqr__topo_ref(struct pqr_topology *t);
+void pqr__topo_unref(struct pqr_topology *t);
+/* After addresses are set: pick the leader, the max timeline, the generation hash. */
+void pqr__topo_finish(struct pqr_topology *t);
+/* The shared cache file form: Patroni's /cluster shape plus addresses, source and fetch time. */
+char *pqr__topo_dump(const struct pqr_topology *t);
+pqr_member_role pqr__role_parse(const char *s);
+/* Better of two views of one cluster (freshest timeline, has a leader, more members). */
+bool pqr__topo_better(const struct pqr_topology *a, const struct pqr_topology *b);
+
+/* ---- patroni.c ---- */
+struct pqr_fetch_opts {
+    const struct pqr_settings *s;
+    const struct pqr_cluster_conf *c;
+    const char *const *urls;
+    size_t nurls;
+    const volatile int *stop; /* abandons the fetch when it becomes non-zero */
+};
+/* Fetch /cluster from every URL at once; the best view, addresses resolved and filtered. */
+struct pqr_topology *pqr__patroni_fetch(const struct pqr_fetch_opts *o, char *err, size_t errlen);
+/* Resolve member hosts to numeric addresses, apply the port override and the allow-list. */
+void pqr__topo_resolve(struct pqr_topology *t, const struct pqr_settings *s,
+                       const struct pqr_cluster_conf *c, bool numeric_only);
+/* REST base URL from a member's api_url ("http://h:8008/patroni" -> "http://h:8008"). */
+char *pqr__api_base(const char *api_url);
+
+/* ---- cache.c (the shared cache file) ---- */
+struct pqr_cache_file {
+    char *path;
+    char *lock_path;
+    int lock_fd;
+};
+int pqr__cache_open(struct pqr_cache_file *f, const struct pqr_settings *s,
+                    const struct pqr_cluster_conf *c);
+void pqr__cache_close(struct pqr_cache_file *f);
+struct pqr_topology *pqr__cache_read(const struct pqr_cache_file *f, const struct pqr_settings *s,
+                                     const struct pqr_cluster_conf *c);
+int pqr__cache_write(const struct pqr_cache_file *f, const struct pqr_topology *t);
+/* Non-blocking: 1 = this process now refreshes, 0 = another one does, -1 = error. */
+int pqr__cache_trylock(struct pqr_cache_file *f);
+void pqr__cache_unlock(struct pqr_cache_file *f);
+
+/* ---- policy.c ---- */
+struct pqr_candidate {
+    int member; /* index into the topology, -1 for the front door */
+    char addr[PQR_ADDRLEN];
+    int port;
+};
+struct pqr_failure {
+    char addr[PQR_ADDRLEN];
+    int port;
+    uint64_t gen;
+    long long at_ms;
+};
+struct pqr_policy_in {
+    const struct pqr_topology *t;
+    pqr_role role;
+    long long max_lag;
+    const struct pqr_failure *failures;
+    size_t nfailures;
+    unsigned spread; /* rotates the replica order (RO) */
+};
+/* Members in the order to try them (front door not included). Returns the count. */
+size_t pqr__policy_order(const struct pqr_policy_in *in, struct pqr_candidate *out, size_t max);
+bool pqr__member_ro_ok(const struct pqr_topology *t, size_t i, long long max_lag);
+
+/* ---- the router (router.c) ---- */
+struct pqr_libpq {
+    PGconn *(*connectdb_params)(const char *const *, const char *const *, int);
+    PGconn *(*connect_start_params)(const char *const *, const char *const *, int);
+};
+
+#define PQR_MAX_FAILURES 16
+
+struct pqr_cluster {
+    struct pqr_cluster_conf *conf;
+    struct pqr_topology *current; /* guarded by router->lock */
+    struct pqr_cache_file cache;
+    bool cache_ok;
+    long long want_after_ms; /* a fetch newer than this was asked for */
+    bool last_fetch_failed;
+    struct pqr_failure failures[PQR_MAX_FAILURES];
+    size_t nfailures;
+};
+
+struct pqr_router {
+    struct pqr_settings s;
+    struct pqr_cluster *clusters;
+    size_t nclusters;
+    struct pqr_libpq pq;
+    pthread_mutex_t lock; /* guards cluster state and the refresher's control fields */
+    pthread_cond_t cond;  /* published a snapshot / asked the refresher to work */
+    pthread_t thread;
+    bool thread_running;
+    volatile int stop;
+    unsigned spread;
+    struct pqr_router *next_router; /* all routers, for fork and exit handling */
+};
+
+struct pqr_router *pqr__router_new(const struct pqr_settings *s, const struct pqr_libpq *pq,
+                                   char *err, size_t errlen);
+void pqr__router_free(struct pqr_router *r);
+/* A reference to the cluster's snapshot if it is no older than stale_ms; may read the shared file,
+ * and when wait_ms > 0 waits that long for the refresher's first fetch. */
+struct pqr_topology *pqr__router_snapshot(struct pqr_router *r, struct pqr_cluster *c, int wait_ms);
+/* Ask for a fetch newer than after_ms and wait up to wait_ms for it. */
+struct pqr_topology *pqr__router_refresh(struct pqr_router *r, struct pqr_cluster *c,
+                                         long long after_ms, int wait_ms);
+void pqr__router_note_failures(struct pqr_router *r, struct pqr_cluster *c, uint64_t gen,
+                               const struct pqr_candidate *cands, size_t n);
+
+/* ---- api.c ---- */
+/* The environment and configuration file, as the shim reads them: 0 ok, 1 nothing configured. */
+int pqr__settings_load(struct pqr_settings *s, char *err, size_t errlen);
+struct pqr_router *pqr__router_from_env(const struct pqr_libpq *pq, char *err, size_t errlen);
+
+/* ---- route.c ---- */
+enum pqr_mode { PQR_BLOCKING, PQR_NONBLOCKING };
+struct pqr_plan;
+/* NULL: pass the call through to libpq unchanged (the reason is in pqr_last_decision()). */
+struct pqr_plan *pqr__route_plan(struct pqr_router *r, const char *const *kw,
+                                 const char *const *val, int expand, enum pqr_mode mode,
+                                 pqr_role forced);
+PGconn *pqr__route_exec(struct pqr_router *r, struct pqr_plan *p);
+void pqr__route_free(struct pqr_plan *p);
+/* PQconninfoParse() into NULL-terminated arrays; NULL if it does not parse. */
+int pqr__conninfo_arrays(const char *conninfo, PQconninfoOption **opts, const char ***kw,
+                         const char ***val);
+void pqr__decision(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* ---- rewrite.c ---- */
+struct pqr_params {
+    const char **kw;
+    const char **val;
+    size_t n, cap;
+    char **owned;
+    size_t nowned;
+};
+void pqr__params_free(struct pqr_params *p);
+int pqr__params_add(struct pqr_params *p, const char *k, const char *v);
+struct pqr_rewrite_in {
+    const PQconninfoOption *effective; /* PQconninfo() of the probe */
+    const char *pgpass_password;       /* PQpass() of the probe: .pgpass entry for the front door */
+    const struct pqr_topology *t;
+    const struct pqr_candidate *cands;
+    size_t ncands;
+    const char *door_host, *door_hostaddr, *door_port;
+    const char *target_session_attrs;
+    int connect_timeout_s;
+};
+int pqr__rewrite(const struct pqr_rewrite_in *in, struct pqr_params *out);
+
+#endif

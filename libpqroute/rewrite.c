@@ -1,0 +1,133 @@
+/*
+ * The rewrite: the connection's effective options (as libpq itself computed them) plus the ordered
+ * candidates -> keyword/value arrays for PQconnectdbParams(expand_dbname = 0). Arrays, never string
+ * concatenation: no member name, host or password can inject a parameter.
+ *
+ * host stays the front door's name for every entry, so TLS verify-full and SNI check the name the
+ * application asked for; hostaddr carries each member's pre-resolved address, so no DNS look-up
+ * happens; the front door is the last entry, with the application's own hostaddr if it had one.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pqr_private.h"
+
+void pqr__params_free(struct pqr_params *p)
+{
+    for (size_t i = 0; i < p->nowned; i++)
+        free(p->owned[i]);
+    free(p->owned);
+    free(p->kw);
+    free(p->val);
+    memset(p, 0, sizeof *p);
+}
+
+static char *own(struct pqr_params *p, const char *s)
+{
+    char *d = strdup(s);
+    if (!d)
+        return NULL;
+    p->owned[p->nowned++] = d;
+    return d;
+}
+
+int pqr__params_add(struct pqr_params *p, const char *k, const char *v)
+{
+    if (p->n + 1 >= p->cap) {
+        size_t cap = p->cap ? p->cap * 2 : 64;
+        const char **nk = realloc(p->kw, cap * sizeof *nk);
+        if (nk)
+            p->kw = nk;
+        const char **nv = realloc(p->val, cap * sizeof *nv);
+        if (nv)
+            p->val = nv;
+        char **no = realloc(p->owned, 2 * cap * sizeof *no);
+        if (no)
+            p->owned = no;
+        if (!nk || !nv || !no)
+            return -1;
+        p->cap = cap;
+    }
+    const char *ck = own(p, k), *cv = ck ? own(p, v) : NULL;
+    if (!cv)
+        return -1;
+    p->kw[p->n] = ck;
+    p->val[p->n] = cv;
+    p->n++;
+    p->kw[p->n] = p->val[p->n] = NULL;
+    return 0;
+}
+
+static const char *opt(const PQconninfoOption *o, const char *kw)
+{
+    for (; o && o->keyword; o++)
+        if (strcmp(o->keyword, kw) == 0)
+            return o->val && o->val[0] ? o->val : NULL;
+    return NULL;
+}
+
+/* Append "item" to a comma list in buf. */
+static int join(char *buf, size_t len, size_t *used, const char *item)
+{
+    int n = snprintf(buf + *used, len - *used, "%s%s", *used ? "," : "", item);
+    if (n < 0 || (size_t)n >= len - *used)
+        return -1;
+    *used += (size_t)n;
+    return 0;
+}
+
+int pqr__rewrite(const struct pqr_rewrite_in *in, struct pqr_params *out)
+{
+    /* Replaced below, or (service) already applied by libpq in the effective options. */
+    static const char *const replaced[] = {"host", "hostaddr", "port", "target_session_attrs",
+                                           "service", NULL};
+    char hosts[8192], addrs[4096], ports[1024], num[16];
+    size_t hl = 0, al = 0, pl = 0;
+
+    memset(out, 0, sizeof *out);
+    for (const PQconninfoOption *o = in->effective; o && o->keyword; o++) {
+        bool skip = !o->val || !o->val[0];
+        for (size_t i = 0; !skip && replaced[i]; i++)
+            skip = strcmp(o->keyword, replaced[i]) == 0;
+        if (!skip && pqr__params_add(out, o->keyword, o->val) < 0)
+            goto fail;
+    }
+    hosts[0] = addrs[0] = ports[0] = 0;
+    for (size_t i = 0; i < in->ncands; i++) {
+        snprintf(num, sizeof num, "%d", in->cands[i].port);
+        if (join(hosts, sizeof hosts, &hl, in->door_host) < 0 ||
+            join(addrs, sizeof addrs, &al, in->cands[i].addr) < 0 ||
+            join(ports, sizeof ports, &pl, num) < 0)
+            goto fail;
+    }
+    /* The front door, last: an empty hostaddr element makes libpq resolve host as before. */
+    if (join(hosts, sizeof hosts, &hl, in->door_host) < 0 ||
+        (al + 2 > sizeof addrs) || join(ports, sizeof ports, &pl, in->door_port) < 0)
+        goto fail;
+    if (in->ncands)
+        addrs[al++] = ',', addrs[al] = 0;
+    if (in->door_hostaddr && snprintf(addrs + al, sizeof addrs - al, "%s", in->door_hostaddr) >=
+                                 (int)(sizeof addrs - al))
+        goto fail;
+    if (pqr__params_add(out, "host", hosts) < 0 ||
+        ((in->ncands || in->door_hostaddr) && pqr__params_add(out, "hostaddr", addrs) < 0) ||
+        pqr__params_add(out, "port", ports) < 0 ||
+        pqr__params_add(out, "target_session_attrs", in->target_session_attrs) < 0)
+        goto fail;
+    /* libpq looks .pgpass up by host and the port actually used: a member's port would miss an
+     * entry written for the front door, so pass the password libpq found for the front door. */
+    if (!opt(in->effective, "password") && in->pgpass_password && in->pgpass_password[0] &&
+        pqr__params_add(out, "password", in->pgpass_password) < 0)
+        goto fail;
+    /* Without a timeout, a member that drops packets holds the connect for minutes. */
+    if (!opt(in->effective, "connect_timeout") && in->connect_timeout_s > 0) {
+        snprintf(num, sizeof num, "%d", in->connect_timeout_s);
+        if (pqr__params_add(out, "connect_timeout", num) < 0)
+            goto fail;
+    }
+    return 0;
+fail:
+    pqr__params_free(out);
+    return -1;
+}

@@ -1,0 +1,338 @@
+/*
+ * The connect flow, shared by the shim and the library API: is this connection aimed at a front
+ * door? which role? which candidates? — and then the connect itself, with one refresh and one retry
+ * when a blocking connect fails everywhere.
+ *
+ * "Aimed at a front door" is decided on the *effective* target, computed by libpq itself: a probe
+ * PQconnectStartParams() with an invalid target_session_attrs runs libpq's whole option processing
+ * (conninfo or URI, dbname expansion, service file, PG* environment, .pgpass look-up) and then stops
+ * at that option's check, before any socket or DNS look-up. PQconninfo() and PQpass() on the probe
+ * give the result. The invalid value is quoted in libpq's error in every language, which is how we
+ * know the probe stopped where we meant it to.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "pqr_private.h"
+
+#define PROBE_VALUE "pqroute-probe-invalid"
+
+struct pqr_plan {
+    struct pqr_cluster *c;
+    struct pqr_topology *t;
+    PQconninfoOption *eff;
+    char *pgpass;
+    char *door_host, *door_hostaddr, *door_port;
+    char *tsa;
+    pqr_role role;
+    enum pqr_mode mode;
+    struct pqr_candidate cands[PQR_MAX_MEMBERS];
+    size_t ncands;
+    struct pqr_params params;
+};
+
+static __thread char decision[768];
+
+const char *pqr_last_decision(void)
+{
+    return decision;
+}
+
+void pqr__decision(const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(decision, sizeof decision, fmt, ap);
+    va_end(ap);
+    PQR_INFO("%s", decision);
+}
+
+int pqr__conninfo_arrays(const char *conninfo, PQconninfoOption **opts, const char ***kw,
+                         const char ***val)
+{
+    char *errmsg = NULL;
+    size_t n = 0, k = 0;
+
+    *opts = PQconninfoParse(conninfo ? conninfo : "", &errmsg);
+    PQfreemem(errmsg);
+    if (!*opts)
+        return -1;
+    for (PQconninfoOption *o = *opts; o->keyword; o++)
+        n++;
+    *kw = calloc(n + 1, sizeof **kw);
+    *val = calloc(n + 1, sizeof **val);
+    if (!*kw || !*val) {
+        free(*kw), free(*val);
+        PQconninfoFree(*opts);
+        return -1;
+    }
+    for (PQconninfoOption *o = *opts; o->keyword; o++)
+        if (o->val) {
+            (*kw)[k] = o->keyword;
+            (*val)[k++] = o->val;
+        }
+    return 0;
+}
+
+/* libpq's option processing without connecting; NULL when the options themselves are invalid
+ * (libpq will then report that to the application exactly as without us). */
+static PGconn *probe(struct pqr_router *r, const char *const *kw, const char *const *val,
+                     int expand, const char *override)
+{
+    size_t n = 0;
+    const char **k2, **v2;
+    PGconn *conn = NULL;
+
+    while (kw[n])
+        n++;
+    k2 = malloc((n + 2) * sizeof *k2);
+    v2 = malloc((n + 2) * sizeof *v2);
+    if (k2 && v2) {
+        memcpy(k2, kw, n * sizeof *k2);
+        memcpy(v2, val, n * sizeof *v2);
+        k2[n] = override; /* later entries override earlier ones and the expanded dbname */
+        v2[n] = PROBE_VALUE;
+        k2[n + 1] = v2[n + 1] = NULL;
+        conn = r->pq.connect_start_params(k2, v2, expand);
+    }
+    free(k2);
+    free(v2);
+    if (conn && (PQstatus(conn) != CONNECTION_BAD || !strstr(PQerrorMessage(conn), PROBE_VALUE))) {
+        PQfinish(conn);
+        conn = NULL;
+    }
+    return conn;
+}
+
+static const char *opt(const PQconninfoOption *o, const char *kw)
+{
+    for (; o && o->keyword; o++)
+        if (strcmp(o->keyword, kw) == 0)
+            return o->val && o->val[0] ? o->val : NULL;
+    return NULL;
+}
+
+void pqr__route_free(struct pqr_plan *p)
+{
+    if (!p)
+        return;
+    pqr__topo_unref(p->t);
+    PQconninfoFree(p->eff);
+    if (p->pgpass) {
+        memset(p->pgpass, 0, strlen(p->pgpass));
+        free(p->pgpass);
+    }
+    free(p->door_host);
+    free(p->door_hostaddr);
+    free(p->door_port);
+    free(p->tsa);
+    pqr__params_free(&p->params);
+    free(p);
+}
+
+/* The application's own target_session_attrs, from a second probe that leaves it alone. */
+static char *app_tsa(struct pqr_router *r, const char *const *kw, const char *const *val,
+                     int expand)
+{
+    PGconn *p2 = probe(r, kw, val, expand, "channel_binding");
+    PQconninfoOption *o2 = p2 ? PQconninfo(p2) : NULL;
+    const char *v = opt(o2, "target_session_attrs");
+    char *tsa = v && strcmp(v, "any") != 0 ? strdup(v) : NULL;
+
+    PQconninfoFree(o2);
+    if (p2)
+        PQfinish(p2);
+    return tsa;
+}
+
+static pqr_role role_of_tsa(const char *tsa)
+{
+    if (!tsa)
+        return PQR_ROLE_AUTO;
+    if (strcmp(tsa, "read-write") == 0 || strcmp(tsa, "primary") == 0)
+        return PQR_ROLE_RW;
+    if (strcmp(tsa, "read-only") == 0 || strcmp(tsa, "standby") == 0 ||
+        strcmp(tsa, "prefer-standby") == 0)
+        return PQR_ROLE_RO;
+    return PQR_ROLE_AUTO;
+}
+
+static const char *role_name(pqr_role r)
+{
+    return r == PQR_ROLE_RW ? "rw" : "ro";
+}
+
+/* Candidates and parameters for plan p from snapshot p->t. */
+static int build(struct pqr_router *r, struct pqr_plan *p)
+{
+    struct pqr_failure fails[PQR_MAX_FAILURES];
+    struct pqr_policy_in in = {0};
+
+    pthread_mutex_lock(&r->lock);
+    in.nfailures = p->c->nfailures;
+    memcpy(fails, p->c->failures, in.nfailures * sizeof *fails);
+    in.spread = r->spread++;
+    pthread_mutex_unlock(&r->lock);
+    in.t = p->t;
+    in.role = p->role;
+    in.max_lag = pqr__max_lag(&r->s, p->c->conf);
+    in.failures = fails;
+    p->ncands = pqr__policy_order(&in, p->cands, PQR_MAX_MEMBERS);
+    if (p->ncands == 0)
+        return -1;
+    pqr__params_free(&p->params);
+    struct pqr_rewrite_in rw = {
+        .effective = p->eff, .pgpass_password = p->pgpass, .t = p->t, .cands = p->cands,
+        .ncands = p->ncands, .door_host = p->door_host, .door_hostaddr = p->door_hostaddr,
+        .door_port = p->door_port, .target_session_attrs = p->tsa,
+        .connect_timeout_s = r->s.connect_timeout_s};
+    return pqr__rewrite(&rw, &p->params);
+}
+
+static void describe(const struct pqr_plan *p, const char *what)
+{
+    char list[512];
+    size_t used = 0;
+
+    list[0] = 0;
+    for (size_t i = 0; i < p->ncands && used < sizeof list; i++)
+        used += (size_t)snprintf(list + used, sizeof list - used, "%s%s:%d(%s)", i ? "," : "",
+                                 p->cands[i].addr, p->cands[i].port,
+                                 p->t->m[p->cands[i].member].name);
+    pqr__decision("%s %s: cluster %s, front door %s:%s, candidates %s,%s:%s (front door), "
+                  "target_session_attrs=%s, leader %s, view %.1fs old from %s",
+                  what, role_name(p->role), p->c->conf->name, p->door_host, p->door_port, list,
+                  p->door_host, p->door_port, p->tsa,
+                  p->t->leader >= 0 ? p->t->m[p->t->leader].name : "(none)",
+                  (double)(pqr__now_ms() - p->t->fetched_ms) / 1000.0,
+                  p->t->source ? p->t->source : "?");
+}
+
+struct pqr_plan *pqr__route_plan(struct pqr_router *r, const char *const *kw,
+                                 const char *const *val, int expand, enum pqr_mode mode,
+                                 pqr_role forced)
+{
+    struct pqr_plan *p;
+    PGconn *p1;
+    const char *host, *port;
+    long portnum;
+    char *end, *tsa = NULL;
+    bool ro_door = false;
+
+    if (!(p1 = probe(r, kw, val, expand, "target_session_attrs"))) {
+        pqr__decision("passed through: libpq rejects these connection options itself");
+        return NULL;
+    }
+    if (!(p = calloc(1, sizeof *p))) {
+        PQfinish(p1);
+        return NULL;
+    }
+    p->mode = mode;
+    p->eff = PQconninfo(p1);
+    p->pgpass = strdup(PQpass(p1) ? PQpass(p1) : "");
+    PQfinish(p1);
+    host = opt(p->eff, "host");
+    port = opt(p->eff, "port");
+    if (!host || strchr(host, ',') || host[0] == '/' || host[0] == '@' ||
+        (port && strchr(port, ','))) {
+        pqr__decision("passed through: not a single TCP host (host=%s)", host ? host : "(socket)");
+        goto pass;
+    }
+    portnum = port ? strtol(port, &end, 10) : 5432;
+    if (port && *end)
+        portnum = -1;
+    for (size_t i = 0; i < r->nclusters && !p->c; i++) {
+        const struct pqr_cluster_conf *cc = r->clusters[i].conf;
+        if (cc->rw_host && strcasecmp(cc->rw_host, host) == 0 && cc->rw_port == portnum)
+            p->c = &r->clusters[i];
+        else if (cc->ro_host && strcasecmp(cc->ro_host, host) == 0 && cc->ro_port == portnum)
+            p->c = &r->clusters[i], ro_door = true;
+    }
+    if (!p->c) {
+        pqr__decision("passed through: %s:%ld is not a configured front door", host, portnum);
+        goto pass;
+    }
+    p->door_host = strdup(host);
+    p->door_port = port ? strdup(port) : strdup("5432");
+    p->door_hostaddr = opt(p->eff, "hostaddr") ? strdup(opt(p->eff, "hostaddr")) : NULL;
+    tsa = app_tsa(r, kw, val, expand);
+    p->role = forced != PQR_ROLE_AUTO ? forced : role_of_tsa(tsa);
+    if (p->role == PQR_ROLE_AUTO)
+        p->role = ro_door ? PQR_ROLE_RO : PQR_ROLE_RW;
+    if (tsa && forced == PQR_ROLE_AUTO && role_of_tsa(tsa) != PQR_ROLE_AUTO)
+        p->tsa = tsa, tsa = NULL;
+    else if (!(p->tsa = strdup(p->role == PQR_ROLE_RW ? "read-write" : "prefer-standby")))
+        goto pass;
+    p->t = pqr__router_snapshot(r, p->c, mode == PQR_BLOCKING ? r->s.rest_timeout_ms + 200 : 0);
+    if (!p->t) {
+        pqr__decision("passed through %s: cluster %s, no fresh Patroni view (front door %s:%s)",
+                      role_name(p->role), p->c->conf->name, host, p->door_port);
+        goto pass;
+    }
+    if (build(r, p) < 0) {
+        pqr__decision("passed through %s: cluster %s, no eligible member in Patroni's view "
+                      "(front door %s:%s)",
+                      role_name(p->role), p->c->conf->name, host, p->door_port);
+        goto pass;
+    }
+    describe(p, "routed");
+    return p;
+pass:
+    free(tsa);
+    pqr__route_free(p);
+    return NULL;
+}
+
+/* Which candidate the connection ended on: 0..ncands-1 a member, ncands the front door. */
+static size_t landing(const struct pqr_plan *p, PGconn *conn)
+{
+    const char *ip = PQhostaddr(conn), *port = PQport(conn);
+    int portnum = port ? atoi(port) : -1;
+
+    for (size_t i = 0; ip && i < p->ncands; i++)
+        if (p->cands[i].port == portnum && strcmp(p->cands[i].addr, ip) == 0)
+            return i;
+    return p->ncands;
+}
+
+PGconn *pqr__route_exec(struct pqr_router *r, struct pqr_plan *p)
+{
+    PGconn *conn, *again;
+    size_t at;
+    struct pqr_topology *t;
+
+    if (p->mode == PQR_NONBLOCKING)
+        return r->pq.connect_start_params(p->params.kw, p->params.val, 0);
+    conn = r->pq.connectdb_params(p->params.kw, p->params.val, 0);
+    if (!conn)
+        return NULL;
+    at = landing(p, conn);
+    if (PQstatus(conn) == CONNECTION_OK) {
+        /* Everything before the landing place refused, timed out or had the wrong role. */
+        if (at > 0)
+            pqr__router_note_failures(r, p->c, p->t->gen, p->cands, at < p->ncands ? at : p->ncands);
+        PQR_DEBUG("landed on %s:%s", PQhostaddr(conn), PQport(conn));
+        return conn;
+    }
+    /* Stopped early (authentication and the like): libpq did not try the rest; neither do we. */
+    if (at < p->ncands)
+        return conn;
+    pqr__router_note_failures(r, p->c, p->t->gen, p->cands, p->ncands);
+    t = pqr__router_refresh(r, p->c, pqr__now_ms(), r->s.rest_timeout_ms + 200);
+    if (!t)
+        return conn; /* no view: the front door was already tried */
+    pqr__topo_unref(p->t);
+    p->t = t;
+    if (build(r, p) < 0)
+        return conn;
+    describe(p, "retrying");
+    again = r->pq.connectdb_params(p->params.kw, p->params.val, 0);
+    if (!again)
+        return conn;
+    PQfinish(conn);
+    return again;
+}

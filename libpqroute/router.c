@@ -1,0 +1,470 @@
+/*
+ * The router: per-cluster topology snapshots and the one refresher thread that keeps them fresh.
+ *
+ * Readers take a reference to the current snapshot under a short mutex that is never held across
+ * I/O; the refresher publishes a new one atomically. Blocking connects that find no fresh snapshot
+ * wake the refresher and wait for it with a bound; non-blocking ones only wake it. So the fetch
+ * logic lives in one place and an application thread never does REST I/O itself.
+ *
+ * Global locks (all taken by the fork prepare handler, in this order):
+ *   routers_lock   guards the list of live routers
+ *   router->lock   guards that router's cluster state and refresher control fields
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+
+#include "pqr_private.h"
+
+#define MIN_WAIT_MS 10
+#define EXIT_JOIN_MS 500
+
+static pthread_mutex_t routers_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct pqr_router *routers;
+static pthread_once_t global_once = PTHREAD_ONCE_INIT;
+static bool global_ok;
+
+static void atfork_prepare(void)
+{
+    pthread_mutex_lock(&routers_lock);
+    for (struct pqr_router *r = routers; r; r = r->next_router)
+        pthread_mutex_lock(&r->lock);
+}
+
+static void atfork_parent(void)
+{
+    for (struct pqr_router *r = routers; r; r = r->next_router)
+        pthread_mutex_unlock(&r->lock);
+    pthread_mutex_unlock(&routers_lock);
+}
+
+static void init_sync(struct pqr_router *r)
+{
+    pthread_condattr_t ca;
+
+    pthread_mutex_init(&r->lock, NULL);
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&r->cond, &ca);
+    pthread_condattr_destroy(&ca);
+}
+
+/* The refresher does not exist in the child: forget it, so the child's first routed connect starts
+ * its own. Snapshots the child inherited stay valid until they are stale. */
+static void atfork_child(void)
+{
+    for (struct pqr_router *r = routers; r; r = r->next_router) {
+        init_sync(r);
+        r->thread_running = false;
+        r->stop = 0;
+        for (size_t i = 0; i < r->nclusters; i++) {
+            struct pqr_cache_file *f = &r->clusters[i].cache;
+            if (f->lock_fd >= 0) {
+                close(f->lock_fd);
+                f->lock_fd = -1;
+            }
+        }
+    }
+    pthread_mutex_init(&routers_lock, NULL);
+}
+
+static void stop_thread(struct pqr_router *r, int join_ms)
+{
+    struct timespec ts;
+
+    if (!r->thread_running)
+        return;
+    __atomic_store_n(&r->stop, 1, __ATOMIC_RELEASE);
+    pthread_cond_broadcast(&r->cond);
+    if (join_ms < 0) {
+        pthread_join(r->thread, NULL);
+    } else {
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += join_ms / 1000;
+        ts.tv_nsec += (join_ms % 1000) * 1000000L;
+        if (ts.tv_nsec >= 1000000000L)
+            ts.tv_sec++, ts.tv_nsec -= 1000000000L;
+        if (pthread_timedjoin_np(r->thread, NULL, &ts) != 0)
+            return; /* it dies with the process */
+    }
+    r->thread_running = false;
+}
+
+/* Registered after curl_global_init(), so it runs before the TLS library's own exit cleanup:
+ * the refresher must not be inside a TLS handshake when that runs. */
+static void at_exit(void)
+{
+    if (pthread_mutex_trylock(&routers_lock) != 0)
+        return;
+    for (struct pqr_router *r = routers; r; r = r->next_router)
+        stop_thread(r, EXIT_JOIN_MS);
+    pthread_mutex_unlock(&routers_lock);
+}
+
+static void global_init(void)
+{
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        PQR_ERROR("libcurl failed to initialise; routing disabled");
+        return;
+    }
+    pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+    atexit(at_exit);
+    global_ok = true;
+}
+
+static bool fresh(const struct pqr_router *r, const struct pqr_topology *t)
+{
+    return t && pqr__now_ms() - t->fetched_ms <= r->s.stale_ms;
+}
+
+static void deadline_ts(struct timespec *ts, long long ms)
+{
+    clock_gettime(CLOCK_MONOTONIC, ts);
+    ts->tv_sec += ms / 1000;
+    ts->tv_nsec += (ms % 1000) * 1000000L;
+    if (ts->tv_nsec >= 1000000000L)
+        ts->tv_sec++, ts->tv_nsec -= 1000000000L;
+}
+
+static void log_view(const struct pqr_cluster *c, const struct pqr_topology *t)
+{
+    if (pqr__log_on(PQR_LOG_INFO))
+        PQR_INFO("cluster %s: view from %s: leader %s, %zu members, timeline %ld", c->conf->name,
+                 t->source ? t->source : "?", t->leader >= 0 ? t->m[t->leader].name : "(none)",
+                 t->n, t->max_tl);
+    for (size_t i = 0; i < t->n; i++)
+        if (!t->m[i].addr[0])
+            PQR_WARN("cluster %s: member %s (host \"%.80s\") is not used: unresolvable or outside "
+                     "PQROUTE_ALLOW",
+                     c->conf->name, t->m[i].name, t->m[i].host);
+}
+
+static void publish(struct pqr_router *r, struct pqr_cluster *c, struct pqr_topology *t)
+{
+    struct pqr_topology *old = NULL;
+
+    pthread_mutex_lock(&r->lock);
+    if (!c->current || t->fetched_ms > c->current->fetched_ms) {
+        old = c->current;
+        c->current = pqr__topo_ref(t);
+        if (!old || old->gen != t->gen) {
+            c->nfailures = 0; /* a changed view forgives members that failed under the old one */
+            log_view(c, t);
+        }
+    }
+    pthread_cond_broadcast(&r->cond);
+    pthread_mutex_unlock(&r->lock);
+    pqr__topo_unref(old);
+}
+
+/* Seeds plus the REST endpoints members advertise, so a node added later is found. */
+static size_t endpoints(struct pqr_cluster *c, const struct pqr_topology *t, char **urls)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < c->conf->nseeds && n < PQR_MAX_ENDPOINTS; i++)
+        urls[n++] = strdup(c->conf->seeds[i]);
+    for (size_t i = 0; t && i < t->n && n < PQR_MAX_ENDPOINTS; i++) {
+        char *b = t->m[i].api_url ? pqr__api_base(t->m[i].api_url) : NULL;
+        bool dup = !b;
+        for (size_t j = 0; b && j < n; j++)
+            dup = dup || (urls[j] && strcasecmp(urls[j], b) == 0);
+        if (dup)
+            free(b);
+        else
+            urls[n++] = b;
+    }
+    return n;
+}
+
+static bool usable_file(const struct pqr_router *r, const struct pqr_topology *ft, long long want)
+{
+    return ft && ft->fetched_ms > want && pqr__now_ms() - ft->fetched_ms < r->s.refresh_ms;
+}
+
+static void fetch_and_publish(struct pqr_router *r, struct pqr_cluster *c, bool share)
+{
+    char *urls[PQR_MAX_ENDPOINTS], err[1024];
+    struct pqr_topology *cur, *t;
+    size_t n;
+
+    pthread_mutex_lock(&r->lock);
+    cur = pqr__topo_ref(c->current);
+    pthread_mutex_unlock(&r->lock);
+    n = endpoints(c, cur, urls);
+    pqr__topo_unref(cur);
+    struct pqr_fetch_opts o = {&r->s, c->conf, (const char *const *)urls, n, &r->stop};
+    t = pqr__patroni_fetch(&o, err, sizeof err);
+    for (size_t i = 0; i < n; i++)
+        free(urls[i]);
+    if (!t) {
+        if (!c->last_fetch_failed && !r->stop)
+            PQR_WARN("cluster %s: no usable answer from Patroni (%s); using the front door once "
+                     "the cached view is older than %d ms",
+                     c->conf->name, err, r->s.stale_ms);
+        c->last_fetch_failed = true;
+        return;
+    }
+    if (c->last_fetch_failed)
+        PQR_INFO("cluster %s: Patroni answers again (%s)", c->conf->name, t->source);
+    c->last_fetch_failed = false;
+    if (share && pqr__cache_write(&c->cache, t) != 0)
+        PQR_DEBUG("cluster %s: could not write %s", c->conf->name, c->cache.path);
+    publish(r, c, t);
+    pqr__topo_unref(t);
+}
+
+/* One refresh of one cluster, without the router lock: the shared file if another process fetched
+ * recently enough, else a fetch by whichever process takes the lock first. */
+static void refresh_cluster(struct pqr_router *r, struct pqr_cluster *c, long long want)
+{
+    struct pqr_topology *ft;
+    long long seen = 0, deadline;
+
+    if (!c->cache_ok) {
+        fetch_and_publish(r, c, false);
+        return;
+    }
+    ft = pqr__cache_read(&c->cache, &r->s, c->conf);
+    if (usable_file(r, ft, want)) {
+        publish(r, c, ft);
+        pqr__topo_unref(ft);
+        return;
+    }
+    if (ft)
+        seen = ft->fetched_ms;
+    pqr__topo_unref(ft);
+    switch (pqr__cache_trylock(&c->cache)) {
+    case 1:
+        ft = pqr__cache_read(&c->cache, &r->s, c->conf);
+        if (usable_file(r, ft, want))
+            publish(r, c, ft);
+        else
+            fetch_and_publish(r, c, true);
+        pqr__topo_unref(ft);
+        pqr__cache_unlock(&c->cache);
+        return;
+    case 0: /* another process is fetching: take its answer */
+        deadline = pqr__mono_ms() + r->s.rest_timeout_ms + 200;
+        while (pqr__mono_ms() < deadline && !r->stop) {
+            struct timespec ts = {0, 10 * 1000000L};
+            nanosleep(&ts, NULL);
+            ft = pqr__cache_read(&c->cache, &r->s, c->conf);
+            if (ft && ft->fetched_ms > seen && ft->fetched_ms > want) {
+                publish(r, c, ft);
+                pqr__topo_unref(ft);
+                return;
+            }
+            pqr__topo_unref(ft);
+        }
+        return;
+    default:
+        fetch_and_publish(r, c, false);
+    }
+}
+
+struct cluster_timer {
+    long long last_start_ms; /* realtime start of the last attempt */
+    long long next_mono;     /* when the next regular attempt is due */
+};
+
+static void *refresher_main(void *arg)
+{
+    struct pqr_router *r = arg;
+    struct cluster_timer *tm = calloc(r->nclusters, sizeof *tm);
+
+    if (!tm)
+        return NULL;
+    pthread_mutex_lock(&r->lock);
+    while (!r->stop) {
+        long long now = pqr__mono_ms(), wait = r->s.refresh_ms;
+        for (size_t i = 0; i < r->nclusters && !r->stop; i++) {
+            struct pqr_cluster *c = &r->clusters[i];
+            long long want = c->want_after_ms;
+            if (now >= tm[i].next_mono || want >= tm[i].last_start_ms) {
+                tm[i].last_start_ms = pqr__now_ms();
+                pthread_mutex_unlock(&r->lock);
+                refresh_cluster(r, c, want);
+                pthread_mutex_lock(&r->lock);
+                now = pqr__mono_ms();
+                tm[i].next_mono = now + r->s.refresh_ms;
+            }
+            if (tm[i].next_mono - now < wait)
+                wait = tm[i].next_mono - now;
+        }
+        if (r->stop)
+            break;
+        /* A request that arrived while we were fetching is served at once. */
+        bool pending = false;
+        for (size_t i = 0; i < r->nclusters; i++)
+            pending = pending || r->clusters[i].want_after_ms >= tm[i].last_start_ms;
+        if (!pending) {
+            struct timespec ts;
+            deadline_ts(&ts, wait < MIN_WAIT_MS ? MIN_WAIT_MS : wait);
+            pthread_cond_timedwait(&r->cond, &r->lock, &ts);
+        }
+    }
+    pthread_mutex_unlock(&r->lock);
+    free(tm);
+    return NULL;
+}
+
+/* Called with r->lock held. */
+static void ensure_thread(struct pqr_router *r)
+{
+    sigset_t all, old;
+    int rc;
+
+    if (r->thread_running || r->stop)
+        return;
+    /* The thread must never run the application's signal handlers. */
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    rc = pthread_create(&r->thread, NULL, refresher_main, r);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0) {
+        PQR_WARN("cannot start the refresher thread: %s; connections go to the front door",
+                 strerror(rc));
+        return;
+    }
+    r->thread_running = true;
+}
+
+struct pqr_topology *pqr__router_refresh(struct pqr_router *r, struct pqr_cluster *c,
+                                         long long after_ms, int wait_ms)
+{
+    struct pqr_topology *t = NULL;
+    struct timespec ts;
+
+    pthread_mutex_lock(&r->lock);
+    ensure_thread(r);
+    if (after_ms > c->want_after_ms)
+        c->want_after_ms = after_ms;
+    pthread_cond_broadcast(&r->cond);
+    if (wait_ms > 0 && r->thread_running) {
+        deadline_ts(&ts, wait_ms);
+        while (!(c->current && c->current->fetched_ms > after_ms) && !r->stop)
+            if (pthread_cond_timedwait(&r->cond, &r->lock, &ts) == ETIMEDOUT)
+                break;
+    }
+    if (fresh(r, c->current))
+        t = pqr__topo_ref(c->current);
+    pthread_mutex_unlock(&r->lock);
+    return t;
+}
+
+struct pqr_topology *pqr__router_snapshot(struct pqr_router *r, struct pqr_cluster *c, int wait_ms)
+{
+    struct pqr_topology *t = NULL, *ft;
+
+    pthread_mutex_lock(&r->lock);
+    ensure_thread(r);
+    if (fresh(r, c->current))
+        t = pqr__topo_ref(c->current);
+    pthread_mutex_unlock(&r->lock);
+    if (t)
+        return t;
+    /* A fresh process: another one on this host may have fetched recently. */
+    if (c->cache_ok && (ft = pqr__cache_read(&c->cache, &r->s, c->conf))) {
+        if (fresh(r, ft)) {
+            publish(r, c, ft);
+            return ft;
+        }
+        pqr__topo_unref(ft);
+    }
+    return pqr__router_refresh(r, c, pqr__now_ms() - r->s.stale_ms, wait_ms);
+}
+
+void pqr__router_note_failures(struct pqr_router *r, struct pqr_cluster *c, uint64_t gen,
+                               const struct pqr_candidate *cands, size_t n)
+{
+    long long now = pqr__now_ms();
+
+    pthread_mutex_lock(&r->lock);
+    if (c->current && c->current->gen == gen) {
+        for (size_t i = 0; i < n; i++) {
+            size_t j, oldest = 0;
+            for (j = 0; j < c->nfailures; j++) {
+                if (strcmp(c->failures[j].addr, cands[i].addr) == 0 &&
+                    c->failures[j].port == cands[i].port)
+                    break;
+                if (c->failures[j].at_ms < c->failures[oldest].at_ms)
+                    oldest = j;
+            }
+            if (j == c->nfailures) {
+                if (c->nfailures < PQR_MAX_FAILURES)
+                    c->nfailures++;
+                else
+                    j = oldest;
+            }
+            struct pqr_failure *f = &c->failures[j];
+            snprintf(f->addr, sizeof f->addr, "%s", cands[i].addr);
+            f->port = cands[i].port;
+            f->gen = gen;
+            f->at_ms = now;
+        }
+    }
+    pthread_mutex_unlock(&r->lock);
+}
+
+struct pqr_router *pqr__router_new(const struct pqr_settings *s, const struct pqr_libpq *pq,
+                                   char *err, size_t errlen)
+{
+    struct pqr_router *r;
+
+    pthread_once(&global_once, global_init);
+    if (!global_ok) {
+        pqr__errf(err, errlen, "libcurl failed to initialise");
+        return NULL;
+    }
+    if (!(r = calloc(1, sizeof *r)) || pqr__settings_copy(&r->s, s) < 0 ||
+        !(r->clusters = calloc(s->nclusters, sizeof *r->clusters))) {
+        if (r)
+            pqr__settings_clear(&r->s);
+        free(r);
+        pqr__errf(err, errlen, "out of memory");
+        return NULL;
+    }
+    r->pq = *pq;
+    r->nclusters = r->s.nclusters;
+    r->spread = (unsigned)getpid() * 2654435761u;
+    init_sync(r);
+    for (size_t i = 0; i < r->nclusters; i++) {
+        r->clusters[i].conf = &r->s.clusters[i];
+        r->clusters[i].cache_ok = pqr__cache_open(&r->clusters[i].cache, &r->s, &r->s.clusters[i]) == 0;
+    }
+    pthread_mutex_lock(&routers_lock);
+    r->next_router = routers;
+    routers = r;
+    pthread_mutex_unlock(&routers_lock);
+    return r;
+}
+
+void pqr__router_free(struct pqr_router *r)
+{
+    if (!r)
+        return;
+    pthread_mutex_lock(&routers_lock);
+    for (struct pqr_router **p = &routers; *p; p = &(*p)->next_router)
+        if (*p == r) {
+            *p = r->next_router;
+            break;
+        }
+    pthread_mutex_unlock(&routers_lock);
+    stop_thread(r, -1);
+    for (size_t i = 0; i < r->nclusters; i++) {
+        pqr__topo_unref(r->clusters[i].current);
+        pqr__cache_close(&r->clusters[i].cache);
+    }
+    free(r->clusters);
+    pqr__settings_clear(&r->s);
+    pthread_mutex_destroy(&r->lock);
+    pthread_cond_destroy(&r->cond);
+    free(r);
+}

@@ -1,0 +1,371 @@
+/*
+ * The topology snapshot: Patroni's /cluster JSON <-> an immutable, reference-counted struct.
+ * No I/O here. The shared cache file uses the same JSON shape plus a few fields of ours, so one
+ * parser (and one fuzz target) covers both.
+ */
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "pqr_private.h"
+
+static const struct {
+    const char *name;
+    pqr_member_role role;
+} roles[] = {
+    {"leader", PQR_MEMBER_LEADER},
+    {"master", PQR_MEMBER_LEADER}, /* Patroni < 3 and /patroni in 3.x */
+    {"primary", PQR_MEMBER_LEADER},
+    {"standby_leader", PQR_MEMBER_STANDBY_LEADER},
+    {"sync_standby", PQR_MEMBER_SYNC_STANDBY},
+    {"quorum_standby", PQR_MEMBER_QUORUM_STANDBY},
+    {"replica", PQR_MEMBER_REPLICA},
+};
+
+pqr_member_role pqr__role_parse(const char *s)
+{
+    for (size_t i = 0; i < sizeof roles / sizeof *roles; i++)
+        if (strcmp(s, roles[i].name) == 0)
+            return roles[i].role;
+    return PQR_MEMBER_UNKNOWN;
+}
+
+const char *pqr_member_role_name(pqr_member_role role)
+{
+    switch (role) {
+    case PQR_MEMBER_LEADER: return "leader";
+    case PQR_MEMBER_STANDBY_LEADER: return "standby_leader";
+    case PQR_MEMBER_SYNC_STANDBY: return "sync_standby";
+    case PQR_MEMBER_QUORUM_STANDBY: return "quorum_standby";
+    case PQR_MEMBER_REPLICA: return "replica";
+    default: return "unknown";
+    }
+}
+
+static void topo_free(struct pqr_topology *t)
+{
+    for (size_t i = 0; i < t->n; i++) {
+        free(t->m[i].name);
+        free(t->m[i].host);
+        free(t->m[i].api_url);
+        free(t->m[i].state);
+    }
+    free(t->m);
+    free(t->source);
+    free(t);
+}
+
+struct pqr_topology *pqr__topo_ref(struct pqr_topology *t)
+{
+    if (t)
+        __atomic_add_fetch(&t->refs, 1, __ATOMIC_RELAXED);
+    return t;
+}
+
+void pqr__topo_unref(struct pqr_topology *t)
+{
+    if (t && __atomic_sub_fetch(&t->refs, 1, __ATOMIC_ACQ_REL) == 0)
+        topo_free(t);
+}
+
+/* A string field of bounded length, or NULL. */
+static const char *jstr(json_t *o, const char *key, size_t max)
+{
+    json_t *v = json_object_get(o, key);
+    const char *s = json_is_string(v) ? json_string_value(v) : NULL;
+    return s && strlen(s) <= max && strlen(s) == json_string_length(v) ? s : NULL;
+}
+
+/* Tags are YAML in Patroni's config: booleans, but "true" strings are seen too. */
+static bool jtag(json_t *tags, const char *key)
+{
+    json_t *v = json_object_get(tags, key);
+    return json_is_true(v) || (json_is_string(v) && strcmp(json_string_value(v), "true") == 0);
+}
+
+static bool is_numeric_addr(const char *s)
+{
+    unsigned char buf[16];
+    return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
+}
+
+static int parse_member(json_t *o, struct pqr_member *m)
+{
+    const char *name = jstr(o, "name", 128), *host = jstr(o, "host", 255),
+               *role = jstr(o, "role", 64), *state = jstr(o, "state", 64),
+               *api = jstr(o, "api_url", 512), *addr = jstr(o, "addr", PQR_ADDRLEN - 1);
+    json_t *port = json_object_get(o, "port"), *tl = json_object_get(o, "timeline"),
+           *lag = json_object_get(o, "lag"), *tags = json_object_get(o, "tags");
+
+    if (!json_is_object(o) || !name || !host || !*host || !json_is_integer(port) ||
+        json_integer_value(port) < 1 || json_integer_value(port) > 65535)
+        return -1;
+    memset(m, 0, sizeof *m);
+    m->name = strdup(name);
+    m->host = strdup(host);
+    m->state = strdup(state ? state : "unknown");
+    m->api_url = api ? strdup(api) : NULL;
+    if (!m->name || !m->host || !m->state || (api && !m->api_url))
+        return -1;
+    m->role = role ? pqr__role_parse(role) : PQR_MEMBER_UNKNOWN;
+    m->patroni_port = m->port = (int)json_integer_value(port);
+    m->timeline = json_is_integer(tl) && json_integer_value(tl) >= 0 ? (long)json_integer_value(tl) : -1;
+    /* lag is a number, "unknown", or absent (the leader, and members Patroni knows nothing of). */
+    m->lag = json_is_integer(lag) && json_integer_value(lag) >= 0 ? json_integer_value(lag) : -1;
+    m->noloadbalance = jtag(tags, "noloadbalance");
+    m->nofailover = jtag(tags, "nofailover");
+    if (addr && is_numeric_addr(addr))
+        snprintf(m->addr, sizeof m->addr, "%s", addr);
+    return 0;
+}
+
+struct pqr_topology *pqr__topo_parse(const char *json, size_t len, char *err, size_t errlen)
+{
+    json_error_t jerr;
+    json_t *root, *members, *ours;
+    struct pqr_topology *t = NULL;
+    size_t n;
+
+    if (len > PQR_MAX_BODY) {
+        pqr__errf(err, errlen, "response too large (%zu bytes)", len);
+        return NULL;
+    }
+    root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root) {
+        pqr__errf(err, errlen, "not JSON: %s (line %d)", jerr.text, jerr.line);
+        return NULL;
+    }
+    members = json_object_get(root, "members");
+    if (!json_is_array(members)) {
+        pqr__errf(err, errlen, "no \"members\" array");
+        goto out;
+    }
+    n = json_array_size(members);
+    if (n > PQR_MAX_MEMBERS) {
+        pqr__errf(err, errlen, "%zu members (at most %d)", n, PQR_MAX_MEMBERS);
+        goto out;
+    }
+    t = calloc(1, sizeof *t);
+    if (!t || !(t->m = calloc(n ? n : 1, sizeof *t->m)))
+        goto oom;
+    t->refs = 1;
+    t->leader = -1;
+    for (size_t i = 0; i < n; i++) {
+        if (parse_member(json_array_get(members, i), &t->m[t->n]) < 0) {
+            struct pqr_member *m = &t->m[t->n];
+            free(m->name), free(m->host), free(m->state), free(m->api_url);
+            memset(m, 0, sizeof *m);
+            continue; /* a member we cannot use; the others still describe the cluster */
+        }
+        t->n++;
+    }
+    ours = json_object_get(root, "pqroute");
+    if (json_is_object(ours)) {
+        json_t *at = json_object_get(ours, "fetched_at_ms");
+        const char *src = jstr(ours, "source", 512);
+        if (json_is_integer(at))
+            t->fetched_ms = json_integer_value(at);
+        if (src && !(t->source = strdup(src)))
+            goto oom;
+    }
+    pqr__topo_finish(t);
+    json_decref(root);
+    return t;
+oom:
+    pqr__errf(err, errlen, "out of memory");
+out:
+    if (t)
+        topo_free(t);
+    json_decref(root);
+    return NULL;
+}
+
+static uint64_t mix(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *c = p;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ c[i]) * 1099511628211ULL;
+    return h;
+}
+
+void pqr__topo_finish(struct pqr_topology *t)
+{
+    uint64_t h = 1469598103934665603ULL;
+    int best = -1;
+
+    t->max_tl = -1;
+    for (size_t i = 0; i < t->n; i++) {
+        const struct pqr_member *m = &t->m[i];
+        if (m->timeline > t->max_tl)
+            t->max_tl = m->timeline;
+        if (m->role == PQR_MEMBER_LEADER || m->role == PQR_MEMBER_STANDBY_LEADER) {
+            /* Two claimants (a forged or split view): the running one on the newest timeline. */
+            const struct pqr_member *b = best >= 0 ? &t->m[best] : NULL;
+            bool running = strcmp(m->state, "running") == 0 || strcmp(m->state, "streaming") == 0;
+            bool brun = b && (strcmp(b->state, "running") == 0 || strcmp(b->state, "streaming") == 0);
+            if (!b || (running && !brun) || (running == brun && m->timeline > b->timeline))
+                best = (int)i;
+        }
+        h = mix(h, m->name, strlen(m->name) + 1);
+        h = mix(h, m->state, strlen(m->state) + 1);
+        h = mix(h, m->addr, strlen(m->addr) + 1);
+        h = mix(h, &m->role, sizeof m->role);
+        h = mix(h, &m->port, sizeof m->port);
+        h = mix(h, &m->timeline, sizeof m->timeline);
+        h = mix(h, &m->noloadbalance, sizeof m->noloadbalance);
+    }
+    t->leader = best;
+    t->gen = h;
+}
+
+static bool has_running_leader(const struct pqr_topology *t)
+{
+    return t->leader >= 0 && strcmp(t->m[t->leader].state, "running") == 0;
+}
+
+bool pqr__topo_better(const struct pqr_topology *a, const struct pqr_topology *b)
+{
+    if (!b)
+        return true;
+    if (a->max_tl != b->max_tl)
+        return a->max_tl > b->max_tl;
+    if (has_running_leader(a) != has_running_leader(b))
+        return has_running_leader(a);
+    if (a->n != b->n)
+        return a->n > b->n;
+    return a->fetched_ms > b->fetched_ms;
+}
+
+char *pqr__topo_dump(const struct pqr_topology *t)
+{
+    json_t *root = json_object(), *arr = json_array(), *ours = json_object();
+    char *out = NULL;
+
+    if (!root || !arr || !ours)
+        goto out;
+    for (size_t i = 0; i < t->n; i++) {
+        const struct pqr_member *m = &t->m[i];
+        json_t *o = json_object(), *tags = json_object();
+        if (!o || !tags) {
+            json_decref(o), json_decref(tags);
+            goto out;
+        }
+        json_object_set_new(o, "name", json_string(m->name));
+        json_object_set_new(o, "role", json_string(pqr_member_role_name(m->role)));
+        json_object_set_new(o, "state", json_string(m->state));
+        json_object_set_new(o, "host", json_string(m->host));
+        json_object_set_new(o, "port", json_integer(m->patroni_port));
+        if (m->addr[0])
+            json_object_set_new(o, "addr", json_string(m->addr));
+        if (m->api_url)
+            json_object_set_new(o, "api_url", json_string(m->api_url));
+        if (m->timeline >= 0)
+            json_object_set_new(o, "timeline", json_integer(m->timeline));
+        json_object_set_new(o, "lag", m->lag >= 0 ? json_integer(m->lag) : json_string("unknown"));
+        if (m->noloadbalance)
+            json_object_set_new(tags, "noloadbalance", json_true());
+        if (m->nofailover)
+            json_object_set_new(tags, "nofailover", json_true());
+        json_object_set_new(o, "tags", tags);
+        json_array_append_new(arr, o);
+    }
+    json_object_set_new(ours, "fetched_at_ms", json_integer(t->fetched_ms));
+    json_object_set_new(ours, "source", json_string(t->source ? t->source : ""));
+    json_object_set(root, "members", arr);
+    json_object_set(root, "pqroute", ours);
+    out = json_dumps(root, JSON_COMPACT);
+out:
+    json_decref(arr);
+    json_decref(ours);
+    json_decref(root);
+    return out;
+}
+
+/* ---- public accessors ---- */
+
+void pqr_topology_release(pqr_topology *t)
+{
+    pqr__topo_unref(t);
+}
+
+double pqr_topology_age(const pqr_topology *t)
+{
+    return t ? (double)(pqr__now_ms() - t->fetched_ms) / 1000.0 : -1.0;
+}
+
+const char *pqr_topology_source(const pqr_topology *t)
+{
+    return t && t->source ? t->source : "";
+}
+
+size_t pqr_topology_size(const pqr_topology *t)
+{
+    return t ? t->n : 0;
+}
+
+int pqr_topology_leader(const pqr_topology *t)
+{
+    return t ? t->leader : -1;
+}
+
+static const struct pqr_member *member(const pqr_topology *t, size_t i)
+{
+    return t && i < t->n ? &t->m[i] : NULL;
+}
+
+const char *pqr_member_name(const pqr_topology *t, size_t i)
+{
+    const struct pqr_member *m = member(t, i);
+    return m ? m->name : NULL;
+}
+
+pqr_member_role pqr_member_role_of(const pqr_topology *t, size_t i)
+{
+    const struct pqr_member *m = member(t, i);
+    return m ? m->role : PQR_MEMBER_UNKNOWN;
+}
+
+const char *pqr_member_state(const pqr_topology *t, size_t i)
+{
+    const struct pqr_member *m = member(t, i);
+    return m ? m->state : NULL;
+}
+
+const char *pqr_member_host(const pqr_topology *t, size_t i)
+{
+    const struct pqr_member *m = member(t, i);
+    return m ? m->host : NULL;
+}
+
+const char *pqr_member_addr(const pqr_topology *t, size_t i)
+{
+    const struct pqr_member *m = member(t, i);
+    return m ? m->addr : NULL;
+}
+
+int pqr_member_port(const pqr_topology *t, size_t i)
+{
+    const struct pqr_member *m = member(t, i);
+    return m ? m->port : -1;
+}
+
+long pqr_member_timeline(const pqr_topology *t, size_t i)
+{
+    const struct pqr_member *m = member(t, i);
+    return m ? m->timeline : -1;
+}
+
+long long pqr_member_lag(const pqr_topology *t, size_t i)
+{
+    const struct pqr_member *m = member(t, i);
+    return m ? m->lag : -1;
+}
+
+int pqr_member_noloadbalance(const pqr_topology *t, size_t i)
+{
+    const struct pqr_member *m = member(t, i);
+    return m ? m->noloadbalance : 0;
+}

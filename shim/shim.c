@@ -1,0 +1,227 @@
+/*
+ * libpqroute-preload.so: libpq's connect entry points, routed through libpqroute.
+ *
+ * Loaded is not enabled: until a connect call arrives nothing runs, and a process without
+ * PQROUTE_PATRONI (or a configuration file) calls straight through to libpq. Real symbols are bound
+ * once, lazily, with dlsym(RTLD_NEXT); a result that is this library's own function is refused.
+ *
+ * libpq calls its own PQconnectStart/PQconnectStartParams through the PLT (PQconnectdb enters
+ * PQconnectStart), so every call into libpq is made with a thread-local guard up: the inner call
+ * then goes straight through and a connection is routed exactly once.
+ */
+#include <dlfcn.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../libpqroute/pqr_private.h"
+
+#define EXPORT __attribute__((visibility("default")))
+
+typedef PGconn *connectdb_fn(const char *);
+typedef PGconn *connectdb_params_fn(const char *const *, const char *const *, int);
+typedef PGconn *setdb_login_fn(const char *, const char *, const char *, const char *,
+                               const char *, const char *, const char *);
+
+static struct {
+    union { connectdb_fn *f; void *obj; } connectdb, connect_start;
+    union { connectdb_params_fn *f; void *obj; } connectdb_params, connect_start_params;
+    union { setdb_login_fn *f; void *obj; } setdb_login;
+} real;
+
+static pthread_once_t real_once = PTHREAD_ONCE_INIT;
+static pthread_once_t router_once = PTHREAD_ONCE_INIT;
+static struct pqr_router *router; /* NULL: disabled */
+static __thread int in_libpq;
+
+EXPORT PGconn *PQconnectdb(const char *conninfo);
+EXPORT PGconn *PQconnectStart(const char *conninfo);
+EXPORT PGconn *PQconnectdbParams(const char *const *keywords, const char *const *values,
+                                 int expand_dbname);
+EXPORT PGconn *PQconnectStartParams(const char *const *keywords, const char *const *values,
+                                    int expand_dbname);
+EXPORT PGconn *PQsetdbLogin(const char *pghost, const char *pgport, const char *pgoptions,
+                            const char *pgtty, const char *dbName, const char *login,
+                            const char *pwd);
+
+static void *bind_one(const char *name, void *self)
+{
+    void *p = dlsym(RTLD_NEXT, name);
+    if (!p || p == self) {
+        PQR_ERROR("cannot find libpq's %s (is libpq loaded?)", name);
+        return NULL;
+    }
+    return p;
+}
+
+static void bind_real(void)
+{
+    real.connectdb.obj = bind_one("PQconnectdb", (void *)PQconnectdb);
+    real.connect_start.obj = bind_one("PQconnectStart", (void *)PQconnectStart);
+    real.connectdb_params.obj = bind_one("PQconnectdbParams", (void *)PQconnectdbParams);
+    real.connect_start_params.obj = bind_one("PQconnectStartParams", (void *)PQconnectStartParams);
+    real.setdb_login.obj = bind_one("PQsetdbLogin", (void *)PQsetdbLogin);
+}
+
+/* The router's view of libpq: the real functions, called with the guard up. */
+static PGconn *guarded_connectdb_params(const char *const *k, const char *const *v, int e)
+{
+    PGconn *c;
+    in_libpq++;
+    c = real.connectdb_params.f(k, v, e);
+    in_libpq--;
+    return c;
+}
+
+static PGconn *guarded_connect_start_params(const char *const *k, const char *const *v, int e)
+{
+    PGconn *c;
+    in_libpq++;
+    c = real.connect_start_params.f(k, v, e);
+    in_libpq--;
+    return c;
+}
+
+static void router_init(void)
+{
+    static const struct pqr_libpq pq = {guarded_connectdb_params, guarded_connect_start_params};
+    char err[512];
+
+    if (!real.connectdb_params.f || !real.connect_start_params.f)
+        return;
+    router = pqr__router_from_env(&pq, err, sizeof err);
+    if (!router && err[0])
+        PQR_ERROR("%s; routing disabled, connections go to libpq unchanged", err);
+}
+
+/* The router, or NULL when this call must go straight to libpq. */
+static struct pqr_router *active(void)
+{
+    pthread_once(&real_once, bind_real);
+    if (in_libpq)
+        return NULL;
+    pthread_once(&router_once, router_init);
+    return router;
+}
+
+static PGconn *route(struct pqr_router *r, const char *const *kw, const char *const *val,
+                     int expand, enum pqr_mode mode, bool *passed)
+{
+    struct pqr_plan *p = pqr__route_plan(r, kw, val, expand, mode, PQR_ROLE_AUTO);
+    PGconn *conn;
+
+    *passed = !p;
+    if (!p)
+        return NULL;
+    conn = pqr__route_exec(r, p);
+    pqr__route_free(p);
+    return conn;
+}
+
+/* A conninfo string: parsed by libpq, routed as arrays; on pass-through the original call. */
+static PGconn *route_string(const char *conninfo, enum pqr_mode mode, connectdb_fn *orig)
+{
+    struct pqr_router *r = active();
+    PQconninfoOption *opts;
+    const char **kw, **val;
+    PGconn *conn = NULL;
+    bool passed = true;
+
+    if (!orig)
+        return NULL;
+    if (r && pqr__conninfo_arrays(conninfo, &opts, &kw, &val) == 0) {
+        conn = route(r, kw, val, 0, mode, &passed);
+        free(kw), free(val);
+        PQconninfoFree(opts);
+    }
+    if (passed) {
+        in_libpq++;
+        conn = orig(conninfo);
+        in_libpq--;
+    }
+    return conn;
+}
+
+static PGconn *route_params(const char *const *kw, const char *const *val, int expand,
+                            enum pqr_mode mode, connectdb_params_fn *orig)
+{
+    struct pqr_router *r = active();
+    PGconn *conn = NULL;
+    bool passed = true;
+
+    if (!orig)
+        return NULL;
+    if (r && kw && val)
+        conn = route(r, kw, val, expand, mode, &passed);
+    if (passed) {
+        in_libpq++;
+        conn = orig(kw, val, expand);
+        in_libpq--;
+    }
+    return conn;
+}
+
+PGconn *PQconnectdb(const char *conninfo)
+{
+    pthread_once(&real_once, bind_real);
+    return route_string(conninfo, PQR_BLOCKING, real.connectdb.f);
+}
+
+PGconn *PQconnectStart(const char *conninfo)
+{
+    pthread_once(&real_once, bind_real);
+    return route_string(conninfo, PQR_NONBLOCKING, real.connect_start.f);
+}
+
+PGconn *PQconnectdbParams(const char *const *keywords, const char *const *values,
+                          int expand_dbname)
+{
+    pthread_once(&real_once, bind_real);
+    return route_params(keywords, values, expand_dbname, PQR_BLOCKING, real.connectdb_params.f);
+}
+
+PGconn *PQconnectStartParams(const char *const *keywords, const char *const *values,
+                             int expand_dbname)
+{
+    pthread_once(&real_once, bind_real);
+    return route_params(keywords, values, expand_dbname, PQR_NONBLOCKING,
+                        real.connect_start_params.f);
+}
+
+static bool given(const char *s)
+{
+    return s && s[0];
+}
+
+/* PQsetdbLogin's rules as keyword arrays: a dbName that is a conninfo or URI is expanded, and the
+ * other non-empty arguments override it (later entries win). pgtty is ignored by libpq >= 14. */
+PGconn *PQsetdbLogin(const char *pghost, const char *pgport, const char *pgoptions,
+                     const char *pgtty, const char *dbName, const char *login, const char *pwd)
+{
+    struct pqr_router *r;
+    const char *kw[7], *val[7];
+    size_t n = 0;
+    PGconn *conn = NULL;
+    bool passed = true;
+
+    pthread_once(&real_once, bind_real);
+    if (!real.setdb_login.f)
+        return NULL;
+    if ((r = active())) {
+#define ADD(k, v) if (given(v)) kw[n] = k, val[n++] = v
+        ADD("dbname", dbName);
+        ADD("host", pghost);
+        ADD("port", pgport);
+        ADD("options", pgoptions);
+        ADD("user", login);
+        ADD("password", pwd);
+#undef ADD
+        kw[n] = val[n] = NULL;
+        conn = route(r, kw, val, 1, PQR_BLOCKING, &passed);
+    }
+    if (passed) {
+        in_libpq++;
+        conn = real.setdb_login.f(pghost, pgport, pgoptions, pgtty, dbName, login, pwd);
+        in_libpq--;
+    }
+    return conn;
+}
