@@ -79,10 +79,16 @@ int pqr__settings_load(struct pqr_settings *s, char *err, size_t errlen)
         pqr__errf(err, errlen, "%s is set but empty", PQR_ENV_CONFIG);
         return -1;
     }
-    if (!path && access(PQR_DEFAULT_CONFIG, F_OK) == 0)
-        path = PQR_DEFAULT_CONFIG;
-    if (path && pqr__settings_from_file(s, path, err, errlen) < 0)
+    if (path) {
+        char ferr[512];
+        if (pqr__settings_from_file(s, path, ferr, sizeof ferr) < 0) {
+            pqr__errf(err, errlen, "%s: %s", PQR_ENV_CONFIG, ferr);
+            return -1;
+        }
+    } else if (access(PQR_DEFAULT_CONFIG, F_OK) == 0 &&
+               pqr__settings_from_file(s, PQR_DEFAULT_CONFIG, err, errlen) < 0) {
         return -1;
+    }
     if (pqr__settings_from_env(s, err, errlen) < 0)
         return -1;
     pqr__log_set(s->log_level);

@@ -97,10 +97,10 @@ void pqr__topo_resolve(struct pqr_topology *t, const struct pqr_settings *s,
     for (size_t i = 0; i < t->n; i++) {
         struct pqr_member *m = &t->m[i];
         m->port = override ? override : m->patroni_port;
-        if (!m->addr[0] && !numeric_only) {
+        if (!m->addr[0]) {
             struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICHOST}, *ai;
             int rc = getaddrinfo(m->host, NULL, &hints, &ai);
-            if (rc == EAI_NONAME) {
+            if (rc == EAI_NONAME && !numeric_only) {
                 hints.ai_flags = AI_ADDRCONFIG;
                 rc = getaddrinfo(m->host, NULL, &hints, &ai);
             }

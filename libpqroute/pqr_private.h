@@ -137,7 +137,8 @@ struct pqr_fetch_opts {
 };
 /* Fetch /cluster from every URL at once; the best view, addresses resolved and filtered. */
 struct pqr_topology *pqr__patroni_fetch(const struct pqr_fetch_opts *o, char *err, size_t errlen);
-/* Resolve member hosts to numeric addresses, apply the port override and the allow-list. */
+/* Resolve member hosts to numeric addresses (numeric_only: no DNS), apply the port override and
+ * the allow-list. */
 void pqr__topo_resolve(struct pqr_topology *t, const struct pqr_settings *s,
                        const struct pqr_cluster_conf *c, bool numeric_only);
 /* REST base URL from a member's api_url ("http://h:8008/patroni" -> "http://h:8008"). */
@@ -228,25 +229,6 @@ struct pqr_topology *pqr__router_refresh(struct pqr_router *r, struct pqr_cluste
 void pqr__router_note_failures(struct pqr_router *r, struct pqr_cluster *c, uint64_t gen,
                                const struct pqr_candidate *cands, size_t n);
 
-/* ---- api.c ---- */
-/* The environment and configuration file, as the shim reads them: 0 ok, 1 nothing configured. */
-int pqr__settings_load(struct pqr_settings *s, char *err, size_t errlen);
-struct pqr_router *pqr__router_from_env(const struct pqr_libpq *pq, char *err, size_t errlen);
-
-/* ---- route.c ---- */
-enum pqr_mode { PQR_BLOCKING, PQR_NONBLOCKING };
-struct pqr_plan;
-/* NULL: pass the call through to libpq unchanged (the reason is in pqr_last_decision()). */
-struct pqr_plan *pqr__route_plan(struct pqr_router *r, const char *const *kw,
-                                 const char *const *val, int expand, enum pqr_mode mode,
-                                 pqr_role forced);
-PGconn *pqr__route_exec(struct pqr_router *r, struct pqr_plan *p);
-void pqr__route_free(struct pqr_plan *p);
-/* PQconninfoParse() into NULL-terminated arrays; NULL if it does not parse. */
-int pqr__conninfo_arrays(const char *conninfo, PQconninfoOption **opts, const char ***kw,
-                         const char ***val);
-void pqr__decision(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
 /* ---- rewrite.c ---- */
 struct pqr_params {
     const char **kw;
@@ -268,5 +250,37 @@ struct pqr_rewrite_in {
     int connect_timeout_s;
 };
 int pqr__rewrite(const struct pqr_rewrite_in *in, struct pqr_params *out);
+
+/* ---- api.c ---- */
+/* The environment and configuration file, as the shim reads them: 0 ok, 1 nothing configured. */
+int pqr__settings_load(struct pqr_settings *s, char *err, size_t errlen);
+struct pqr_router *pqr__router_from_env(const struct pqr_libpq *pq, char *err, size_t errlen);
+
+/* ---- route.c ---- */
+enum pqr_mode { PQR_BLOCKING, PQR_NONBLOCKING };
+struct pqr_plan {
+    struct pqr_cluster *c;
+    struct pqr_topology *t;
+    PQconninfoOption *eff;
+    char *pgpass;
+    char *door_host, *door_hostaddr, *door_port;
+    char *tsa;
+    pqr_role role;
+    enum pqr_mode mode;
+    struct pqr_candidate cands[PQR_MAX_MEMBERS];
+    size_t ncands;
+    struct pqr_params params; /* what libpq is handed */
+};
+
+/* NULL: pass the call through to libpq unchanged (the reason is in pqr_last_decision()). */
+struct pqr_plan *pqr__route_plan(struct pqr_router *r, const char *const *kw,
+                                 const char *const *val, int expand, enum pqr_mode mode,
+                                 pqr_role forced);
+PGconn *pqr__route_exec(struct pqr_router *r, struct pqr_plan *p);
+void pqr__route_free(struct pqr_plan *p);
+/* PQconninfoParse() into NULL-terminated arrays; NULL if it does not parse. */
+int pqr__conninfo_arrays(const char *conninfo, PQconninfoOption **opts, const char ***kw,
+                         const char ***val);
+void pqr__decision(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 #endif

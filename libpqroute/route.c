@@ -20,19 +20,6 @@
 
 #define PROBE_VALUE "pqroute-probe-invalid"
 
-struct pqr_plan {
-    struct pqr_cluster *c;
-    struct pqr_topology *t;
-    PQconninfoOption *eff;
-    char *pgpass;
-    char *door_host, *door_hostaddr, *door_port;
-    char *tsa;
-    pqr_role role;
-    enum pqr_mode mode;
-    struct pqr_candidate cands[PQR_MAX_MEMBERS];
-    size_t ncands;
-    struct pqr_params params;
-};
 
 static __thread char decision[768];
 

@@ -1,0 +1,177 @@
+/* Settings: every variable, malformed values, the configuration file. */
+#include <sys/stat.h>
+#include <unistd.h>
+#include "tap.h"
+#include "pqr_private.h"
+
+static const char *vars[] = {"PQROUTE_PATRONI", "PQROUTE_RW", "PQROUTE_RO", "PQROUTE_CONFIG",
+                             "PQROUTE_LOG", "PQROUTE_REFRESH_MS", "PQROUTE_STALE_MS",
+                             "PQROUTE_REST_TIMEOUT_MS", "PQROUTE_CONNECT_TIMEOUT", "PQROUTE_MAX_LAG",
+                             "PQROUTE_MEMBER_PORT", "PQROUTE_REST_CA", "PQROUTE_REST_CERT",
+                             "PQROUTE_REST_KEY", "PQROUTE_CACHE_DIR", "PQROUTE_ALLOW", NULL};
+
+static void clear_env(void)
+{
+    for (int i = 0; vars[i]; i++)
+        unsetenv(vars[i]);
+}
+
+static int load(struct pqr_settings *s, char *err, size_t len)
+{
+    err[0] = 0;
+    return pqr__settings_load(s, err, len);
+}
+
+/* One malformed value: load fails and the message names the variable. */
+static void bad(const char *var, const char *value)
+{
+    struct pqr_settings s;
+    char err[512];
+    clear_env();
+    setenv("PQROUTE_PATRONI", "http://127.0.0.1:8008", 1);
+    setenv("PQROUTE_RW", "db:5432", 1);
+    setenv(var, value, 1);
+    int rc = load(&s, err, sizeof err);
+    ok(rc == -1 && strstr(err, var) && !strchr(err, '\n'), "%s=\"%s\" -> %s", var, value, err);
+    pqr__settings_clear(&s);
+}
+
+static const char *write_file(const char *text, mode_t mode)
+{
+    static char path[] = "/tmp/pqr-test-conf-XXXXXX";
+    strcpy(path, "/tmp/pqr-test-conf-XXXXXX");
+    int fd = mkstemp(path);
+    if (write(fd, text, strlen(text)) < 0)
+        return NULL;
+    close(fd);
+    chmod(path, mode);
+    return path;
+}
+
+int main(void)
+{
+    struct pqr_settings s;
+    char err[512];
+    int rc;
+
+    clear_env();
+    rc = load(&s, err, sizeof err);
+    ok(rc == 1 && !err[0], "nothing set: disabled, silently");
+    pqr__settings_clear(&s);
+
+    setenv("PQROUTE_PATRONI", " http://127.0.0.11:8008/ ,https://[::1]:8008", 1);
+    setenv("PQROUTE_RW", "traefik.example:5432", 1);
+    setenv("PQROUTE_RO", "[fd00::1]:5433", 1);
+    setenv("PQROUTE_MEMBER_PORT", "6432", 1);
+    setenv("PQROUTE_ALLOW", "127.0.0.0/8, fd00::/8", 1);
+    rc = load(&s, err, sizeof err);
+    ok(rc == 0, "valid environment loads (%s)", err);
+    ok(s.nclusters == 1 && s.clusters[0].nseeds == 2, "one cluster, two seeds");
+    is_str(s.clusters[0].seeds[0], "http://127.0.0.11:8008", "seed trimmed, trailing slash dropped");
+    is_str(s.clusters[0].rw_host, "traefik.example", "RW host");
+    is_int(s.clusters[0].rw_port, 5432, "RW port");
+    is_str(s.clusters[0].ro_host, "fd00::1", "RO host in brackets");
+    is_int(pqr__member_port(&s, &s.clusters[0]), 6432, "member port override");
+    ok(pqr__cidr_allows(s.allow, s.nallow, "127.1.2.3") && pqr__cidr_allows(s.allow, s.nallow, "fd00::5") &&
+       !pqr__cidr_allows(s.allow, s.nallow, "10.0.0.1") && !pqr__cidr_allows(s.allow, s.nallow, "::1"),
+       "allow-list matches v4 and v6 prefixes");
+    is_int(s.refresh_ms, 1000, "default refresh 1000 ms");
+    pqr__settings_clear(&s);
+
+    bad("PQROUTE_PATRONI", "");
+    bad("PQROUTE_PATRONI", "node1:8008");
+    bad("PQROUTE_PATRONI", "ftp://node1:8008");
+    bad("PQROUTE_PATRONI", "http://a:8008,");
+    bad("PQROUTE_PATRONI", "http://a b:8008");
+    bad("PQROUTE_RW", "");
+    bad("PQROUTE_RW", "db:notaport");
+    bad("PQROUTE_RW", "db:70000");
+    bad("PQROUTE_RW", "host=evil dbname=x:5432");
+    bad("PQROUTE_RW", "a,b:5432");
+    bad("PQROUTE_RW", "::1:5432");
+    bad("PQROUTE_RO", "db:");
+    bad("PQROUTE_LOG", "verbose");
+    bad("PQROUTE_REFRESH_MS", "1s");
+    bad("PQROUTE_REFRESH_MS", "-5");
+    bad("PQROUTE_STALE_MS", "99999999999999999999");
+    bad("PQROUTE_REST_TIMEOUT_MS", "0");
+    bad("PQROUTE_CONNECT_TIMEOUT", "two");
+    bad("PQROUTE_MAX_LAG", "1MB");
+    bad("PQROUTE_MEMBER_PORT", "0");
+    bad("PQROUTE_REST_CA", "/nonexistent/ca.pem");
+    bad("PQROUTE_CACHE_DIR", "relative/dir");
+    bad("PQROUTE_ALLOW", "10.0.0.0/33");
+    bad("PQROUTE_ALLOW", "not-an-address");
+    bad("PQROUTE_CONFIG", "");
+    bad("PQROUTE_CONFIG", "/nonexistent/libpqroute.conf");
+
+    clear_env();
+    setenv("PQROUTE_RW", "db:5432", 1);
+    rc = load(&s, err, sizeof err);
+    ok(rc == -1 && strstr(err, "PQROUTE_PATRONI"), "RW without PATRONI: %s", err);
+    pqr__settings_clear(&s);
+
+    clear_env();
+    setenv("PQROUTE_PATRONI", "http://a:8008", 1);
+    rc = load(&s, err, sizeof err);
+    ok(rc == -1 && strstr(err, "front door"), "PATRONI without a front door: %s", err);
+    pqr__settings_clear(&s);
+
+    /* The file: two clusters, globals, per-cluster overrides; the environment on top. */
+    const char *path = write_file(
+        "refresh_ms = 500;\nmax_lag = 1000;\nlog = \"error\";\n"
+        "clusters = (\n"
+        "  { name = \"main\"; patroni = [\"http://10.0.0.1:8008\", \"http://10.0.0.2:8008\"];\n"
+        "    rw = \"main-db:5432\"; ro = \"main-db:5433\"; member_port = 6432; },\n"
+        "  { name = \"billing\"; patroni = \"http://10.1.0.1:8008\"; rw = \"billing-db:5432\"; max_lag = 0; }\n"
+        ");\n", 0600);
+    clear_env();
+    setenv("PQROUTE_CONFIG", path, 1);
+    setenv("PQROUTE_REFRESH_MS", "250", 1);
+    rc = load(&s, err, sizeof err);
+    ok(rc == 0 && s.nclusters == 2, "file with two clusters loads (%s)", err);
+    is_int(s.refresh_ms, 250, "environment overrides the file");
+    is_int(s.log_level, PQR_LOG_ERROR, "log level from the file");
+    ok(s.nclusters == 2 && pqr__member_port(&s, &s.clusters[0]) == 6432 &&
+       pqr__member_port(&s, &s.clusters[1]) == 0, "per-cluster member_port");
+    ok(s.nclusters == 2 && pqr__max_lag(&s, &s.clusters[0]) == 1000 && pqr__max_lag(&s, &s.clusters[1]) == 0,
+       "per-cluster max_lag over the global one");
+    ok(s.nclusters == 2 && strcmp(s.clusters[0].key, s.clusters[1].key) != 0, "distinct cache keys");
+    pqr__settings_clear(&s);
+    setenv("PQROUTE_PATRONI", "http://127.0.0.1:8008", 1);
+    setenv("PQROUTE_RW", "env-db:5432", 1);
+    rc = load(&s, err, sizeof err);
+    ok(rc == 0 && s.nclusters == 3 && strcmp(s.clusters[0].name, "env") == 0,
+       "the environment's cluster comes first");
+    pqr__settings_clear(&s);
+    unlink(path);
+
+    struct { const char *text; const char *want; } files[] = {
+        {"clusters = ( { patroni = [\"http://a:8008\"]; rw = \"db:5432\" } ", "syntax error"},
+        {"refresh_ms = 5;\nclusters = ( { patroni = [\"http://a:8008\"]; rw = \"db:5432\"; } );", "REFRESH_MS"},
+        {"clusters = ( { rw = \"db:5432\"; } );", "patroni"},
+        {"clusters = ( { patroni = \"http://a:8008\"; } );", "front door"},
+        {"clusters = ( { patroni = \"http://a:8008\"; rw = \"db:port\"; } );", "host:port"},
+        {"bogus = 1;\nclusters = ( { patroni = \"http://a:8008\"; rw = \"db:5432\"; } );", "unknown setting"},
+        {"rw = \"db:5432\";\n", "clusters entry"},
+        {"log = \"info\";\n", "no clusters"},
+    };
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+        path = write_file(files[i].text, 0600);
+        clear_env();
+        setenv("PQROUTE_CONFIG", path, 1);
+        rc = load(&s, err, sizeof err);
+        ok(rc == -1 && strstr(err, files[i].want) && strstr(err, path), "bad file %zu: %s", i, err);
+        pqr__settings_clear(&s);
+        unlink(path);
+    }
+    path = write_file("clusters = ( { patroni = \"http://a:8008\"; rw = \"db:5432\"; } );", 0666);
+    chmod(path, 0666);
+    clear_env();
+    setenv("PQROUTE_CONFIG", path, 1);
+    rc = load(&s, err, sizeof err);
+    ok(rc == -1 && strstr(err, "writable"), "world-writable file ignored: %s", err);
+    pqr__settings_clear(&s);
+    unlink(path);
+    return done_testing();
+}

@@ -1,0 +1,223 @@
+/*
+ * Conninfo -> routed parameters, through libpq's own option processing (the probe): strings, URIs,
+ * keyword arrays with dbname expansion, PG* environment, service files, .pgpass, quoting and
+ * passwords, target_session_attrs, injection attempts. No network: the snapshot is injected.
+ */
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include "tap.h"
+#include "pqr_private.h"
+
+static const char *VIEW =
+    "{\"members\":["
+    "{\"name\":\"n1\",\"role\":\"replica\",\"state\":\"streaming\",\"host\":\"10.0.0.1\",\"port\":5432,\"timeline\":4,\"lag\":0},"
+    "{\"name\":\"n2\",\"role\":\"leader\",\"state\":\"running\",\"host\":\"10.0.0.2\",\"port\":5432,\"timeline\":4},"
+    "{\"name\":\"n3\",\"role\":\"replica\",\"state\":\"streaming\",\"host\":\"10.0.0.3\",\"port\":5433,\"timeline\":4,\"lag\":10},"
+    "{\"name\":\"evil\",\"role\":\"replica\",\"state\":\"streaming\",\"host\":\"x' host=evil.example sslmode=disable\",\"port\":5432,\"timeline\":4,\"lag\":0}"
+    "]}";
+
+static struct pqr_router *r;
+static char dir[] = "/tmp/pqr-route-XXXXXX";
+
+static void inject(long long age_ms)
+{
+    struct pqr_topology *t = pqr__topo_parse(VIEW, strlen(VIEW), NULL, 0);
+    pqr__topo_resolve(t, &r->s, r->clusters[0].conf, true);
+    t->fetched_ms = pqr__now_ms() - age_ms;
+    pthread_mutex_lock(&r->lock);
+    pqr__topo_unref(r->clusters[0].current);
+    r->clusters[0].current = t;
+    r->clusters[0].nfailures = 0;
+    pthread_mutex_unlock(&r->lock);
+}
+
+static const char *param(const struct pqr_plan *p, const char *k)
+{
+    const char *v = NULL;
+    for (size_t i = 0; p && i < p->params.n; i++)
+        if (strcmp(p->params.kw[i], k) == 0)
+            v = p->params.val[i];
+    return v;
+}
+
+static struct pqr_plan *plan_str(const char *conninfo)
+{
+    PQconninfoOption *o;
+    const char **kw, **val;
+    struct pqr_plan *p;
+    if (pqr__conninfo_arrays(conninfo, &o, &kw, &val) < 0)
+        return NULL;
+    p = pqr__route_plan(r, kw, val, 0, PQR_BLOCKING, PQR_ROLE_AUTO);
+    free(kw), free(val);
+    PQconninfoFree(o);
+    return p;
+}
+
+static struct pqr_plan *plan_arr(const char *const *kw, const char *const *val, int expand)
+{
+    return pqr__route_plan(r, kw, val, expand, PQR_BLOCKING, PQR_ROLE_AUTO);
+}
+
+static const char *write_tmp(const char *name, const char *text)
+{
+    static char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    fputs(text, f);
+    fclose(f);
+    chmod(path, 0600);
+    return path;
+}
+
+int main(void)
+{
+    struct pqr_settings s;
+    struct pqr_libpq pq = {PQconnectdbParams, PQconnectStartParams};
+    char err[256];
+    struct pqr_plan *p;
+
+    if (!mkdtemp(dir))
+        return 1;
+    for (const char *const *v = (const char *const[]){"PGHOST", "PGPORT", "PGHOSTADDR", "PGSERVICE",
+         "PGSERVICEFILE", "PGTARGETSESSIONATTRS", "PGPASSWORD", "PGCONNECT_TIMEOUT", "PGDATABASE",
+         "PGUSER", NULL}; *v; v++)
+        unsetenv(*v);
+    setenv("PGPASSFILE", write_tmp("pgpass", "fd.example:5433:app:u:from-pgpass\n"), 1);
+    pqr__settings_init(&s);
+    pqr__settings_set(&s, "PATRONI", "http://127.0.0.1:9", err, sizeof err);
+    pqr__settings_set(&s, "RW", "fd.example:5432", err, sizeof err);
+    pqr__settings_set(&s, "RO", "fd.example:5433", err, sizeof err);
+    pqr__settings_set(&s, "CACHE_DIR", dir, err, sizeof err);
+    pqr__settings_set(&s, "LOG", "error", err, sizeof err);
+    pqr__settings_set(&s, "REST_TIMEOUT_MS", "100", err, sizeof err);
+    pqr__log_set(PQR_LOG_ERROR);
+    pqr__settings_finish(&s, err, sizeof err);
+    r = pqr__router_new(&s, &pq, err, sizeof err);
+    pqr__settings_clear(&s);
+    ok(r != NULL, "router opens (%s)", r ? "" : err);
+    inject(0);
+
+    p = plan_str("host=fd.example port=5432 dbname=app user=u password='p w\\'q\"x'");
+    ok(p && p->role == PQR_ROLE_RW, "RW front door, conninfo string: routed RW");
+    is_str(param(p, "host"), "fd.example,fd.example,fd.example,fd.example", "host = front door name for every entry");
+    is_str(param(p, "hostaddr"), "10.0.0.2,10.0.0.1,10.0.0.3,", "hostaddr: leader, members, then the front door (resolved by libpq)");
+    is_str(param(p, "port"), "5432,5432,5433,5432", "ports follow the members, front door last");
+    is_str(param(p, "target_session_attrs"), "read-write", "target_session_attrs=read-write added");
+    is_str(param(p, "password"), "p w'q\"x", "password with spaces and quotes passed intact");
+    is_str(param(p, "dbname"), "app", "dbname kept");
+    is_str(param(p, "connect_timeout"), "2", "connect_timeout added when the application set none");
+    ok(!strstr(pqr_last_decision(), "p w'q"), "the decision text carries no password");
+    for (size_t i = 0; p && i < p->params.n; i++)
+        if (strstr(p->params.val[i], "evil"))
+            ok(0, "member host text reached parameter %s", p->params.kw[i]);
+    ok(p && !strstr(param(p, "hostaddr"), "evil"), "a member host with key=value text injects nothing");
+    pqr__route_free(p);
+
+    p = plan_str("postgresql://u:p%40ss@fd.example:5433/app?sslmode=disable&connect_timeout=7");
+    ok(p && p->role == PQR_ROLE_RO, "RO front door, URI: routed RO");
+    is_str(param(p, "hostaddr"), p && strcmp(param(p, "hostaddr"), "10.0.0.1,10.0.0.3,") == 0 ? "10.0.0.1,10.0.0.3," : "10.0.0.3,10.0.0.1,",
+           "RO: healthy replicas only, then the front door");
+    is_str(param(p, "target_session_attrs"), "prefer-standby", "RO: prefer-standby");
+    is_str(param(p, "password"), "p@ss", "URI password decoded");
+    is_str(param(p, "sslmode"), "disable", "URI query parameters kept");
+    is_str(param(p, "connect_timeout"), "7", "the application's connect_timeout kept");
+    pqr__route_free(p);
+
+    p = plan_str("host=FD.Example port=5433 dbname=app user=u");
+    ok(p != NULL, "front door name compared case-insensitively");
+    pqr__route_free(p);
+    p = plan_str("host=fd.example port=5433 dbname=app user=u");
+    is_str(param(p, "password"), "from-pgpass", ".pgpass entry for the front door applies");
+    pqr__route_free(p);
+    p = plan_str("host=fd.example port=5432 dbname=app user=u");
+    ok(p && !param(p, "password"), "no .pgpass entry: no password invented");
+    pqr__route_free(p);
+
+    p = plan_str("host=fd.example hostaddr=192.0.2.7 port=5432 user=u");
+    is_str(param(p, "hostaddr"), "10.0.0.2,10.0.0.1,10.0.0.3,192.0.2.7", "the application's hostaddr kept for the front door");
+    pqr__route_free(p);
+
+    {
+        const char *kw[] = {"dbname", "user", NULL};
+        const char *val[] = {"host=fd.example port=5432 dbname=app", "u", NULL};
+        p = plan_arr(kw, val, 1);
+        ok(p && p->role == PQR_ROLE_RW, "keyword arrays with an expanded dbname: routed");
+        is_str(param(p, "dbname"), "app", "expanded dbname");
+        pqr__route_free(p);
+        p = plan_arr(kw, val, 0);
+        ok(!p, "same arrays without expand_dbname: dbname is just a name, not routed");
+        pqr__route_free(p);
+        const char *val2[] = {"postgresql://fd.example:5433/app?target_session_attrs=primary", "u", NULL};
+        p = plan_arr(kw, val2, 1);
+        ok(p && p->role == PQR_ROLE_RW, "URI in dbname with target_session_attrs=primary on the RO door: RW");
+        is_str(param(p, "target_session_attrs"), "primary", "the application's target_session_attrs kept");
+        pqr__route_free(p);
+    }
+
+    setenv("PGHOST", "fd.example", 1);
+    setenv("PGPORT", "5433", 1);
+    p = plan_str("dbname=app user=u");
+    ok(p && p->role == PQR_ROLE_RO, "PGHOST/PGPORT name the RO front door: routed RO");
+    pqr__route_free(p);
+    setenv("PGTARGETSESSIONATTRS", "read-write", 1);
+    p = plan_str("dbname=app user=u");
+    ok(p && p->role == PQR_ROLE_RW, "PGTARGETSESSIONATTRS=read-write wins over the RO door");
+    pqr__route_free(p);
+    unsetenv("PGTARGETSESSIONATTRS");
+    unsetenv("PGHOST");
+    unsetenv("PGPORT");
+
+    setenv("PGSERVICEFILE", write_tmp("services", "[mysvc]\nhost=fd.example\nport=5432\ndbname=app\n"
+                                                  "target_session_attrs=read-only\n"), 1);
+    p = plan_str("service=mysvc user=u");
+    ok(p && p->role == PQR_ROLE_RO, "service entry: routed, its target_session_attrs=read-only wins");
+    is_str(param(p, "target_session_attrs"), "read-only", "service's target_session_attrs kept");
+    ok(p && !param(p, "service"), "service already applied: not passed again");
+    pqr__route_free(p);
+    unsetenv("PGSERVICEFILE");
+
+    const char *passes[] = {"host=other.example port=5432", "host=fd.example port=5999",
+                            "host=/var/run/postgresql", "host=fd.example,other port=5432",
+                            "dbname=app", "host=fd.example sslmode=bogus",
+                            "host=fd.example port=5432,5433"};
+    for (size_t i = 0; i < sizeof passes / sizeof *passes; i++) {
+        p = plan_str(passes[i]);
+        ok(!p && strstr(pqr_last_decision(), "passed through"), "passed through: %s (%s)", passes[i], pqr_last_decision());
+        pqr__route_free(p);
+    }
+    {
+        const char *kw[] = {"bogus_keyword", NULL}, *val[] = {"1", NULL};
+        p = plan_arr(kw, val, 0);
+        ok(!p, "unknown keyword: passed through, libpq reports it");
+        pqr__route_free(p);
+    }
+
+    inject(60000);
+    p = plan_str("host=fd.example port=5432 user=u");
+    ok(!p && strstr(pqr_last_decision(), "no fresh"), "stale view: front door alone (%s)", pqr_last_decision());
+    pqr__route_free(p);
+
+    /* Non-blocking, no view at all: passes through at once, never waits for the REST API. */
+    pthread_mutex_lock(&r->lock);
+    pqr__topo_unref(r->clusters[0].current);
+    r->clusters[0].current = NULL;
+    pthread_mutex_unlock(&r->lock);
+    {
+        PQconninfoOption *o;
+        const char **kw, **val;
+        long long t0 = pqr__mono_ms();
+        pqr__conninfo_arrays("host=fd.example port=5432 user=u", &o, &kw, &val);
+        p = pqr__route_plan(r, kw, val, 0, PQR_NONBLOCKING, PQR_ROLE_AUTO);
+        long long dt = pqr__mono_ms() - t0;
+        ok(!p && dt < 50, "non-blocking without a view: passed through in %lld ms", dt);
+        free(kw), free(val);
+        PQconninfoFree(o);
+    }
+    pqr__router_free(r);
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd) != 0)
+        return 1;
+    return done_testing();
+}
