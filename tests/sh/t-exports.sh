@@ -1,0 +1,13 @@
+# The preload library exports only the libpq names it wraps; libpqroute.so only the pqr_* API.
+. "$(dirname "$0")/../lib.sh"
+got=$(nm -D --defined-only "$PRELOAD" | awk '$2 ~ /[TDBW]/ {print $3}' | sort | tr '\n' ' ')
+ok $([ "$got" = "PQconnectStart PQconnectStartParams PQconnectdb PQconnectdbParams PQsetdbLogin " ]; echo $?) \
+   "preload exports exactly the wrapped libpq names ($got)"
+want=$(grep -o '^PQR_EXPORT [^(]*(' "$ROOT/libpqroute/libpqroute.h" | sed 's/.*[ *]\(pqr_[a-z_]*\)($/\1/' | sort | tr '\n' ' ')
+got=$(nm -D --defined-only "$B/libpqroute.so" | awk '$2 ~ /[TDBW]/ {sub(/@.*/, "", $3); print $3}' | sort | tr '\n' ' ')
+ok $([ "$got" = "$want" ]; echo $?) "libpqroute.so exports exactly the documented pqr_* functions"
+[ "$got" = "$want" ] || diag "got: $got" "want: $want"
+soname=$(readelf -d "$B/libpqroute.so" | sed -n 's/.*SONAME.*\[\(.*\)\]/\1/p')
+like "$soname" '^libpqroute\.so\.[0-9]+$' "libpqroute.so has a versioned soname ($soname)"
+unlike "$(readelf -d "$PRELOAD")" 'libpqroute\.so' "the preload library needs no libpqroute.so"
+done_testing
