@@ -60,6 +60,11 @@ int pqr__cache_open(struct pqr_cache_file *f, const struct pqr_settings *s,
         pqr__cache_close(f);
         return -1;
     }
+    if (asprintf(&f->fail_path, "%s/%s.failed", dir, c->key) < 0) {
+        f->fail_path = NULL;
+        pqr__cache_close(f);
+        return -1;
+    }
     return 0;
 }
 
@@ -69,6 +74,7 @@ void pqr__cache_close(struct pqr_cache_file *f)
         close(f->lock_fd);
     free(f->path);
     free(f->lock_path);
+    free(f->fail_path);
     memset(f, 0, sizeof *f);
     f->lock_fd = -1;
 }
@@ -180,4 +186,31 @@ void pqr__cache_unlock(struct pqr_cache_file *f)
 
     if (f->lock_fd >= 0)
         fcntl(f->lock_fd, F_SETLK, &fl);
+}
+
+/* The marker's mtime is the last failed fetch: a fresh process that sees it does not wait for the
+ * REST API again, it goes to the front door at once. */
+bool pqr__cache_failed_recently(const struct pqr_cache_file *f, int within_ms)
+{
+    struct stat st;
+    long long mtime_ms;
+
+    if (!f->fail_path || lstat(f->fail_path, &st) != 0 || !S_ISREG(st.st_mode) ||
+        st.st_uid != geteuid())
+        return false;
+    mtime_ms = (long long)st.st_mtim.tv_sec * 1000 + st.st_mtim.tv_nsec / 1000000;
+    return pqr__now_ms() - mtime_ms < within_ms;
+}
+
+void pqr__cache_mark_failed(const struct pqr_cache_file *f)
+{
+    int fd;
+
+    if (!f->fail_path)
+        return;
+    fd = open(f->fail_path, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd >= 0) {
+        futimens(fd, NULL);
+        close(fd);
+    }
 }

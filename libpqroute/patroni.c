@@ -16,7 +16,7 @@
 #include "pqr_private.h"
 
 /* Once one good view is in, wait at most this long for the others before deciding. */
-#define GRACE_MS 100
+#define GRACE_MS 20
 #define SLICE_MS 50
 
 struct xfer {

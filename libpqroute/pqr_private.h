@@ -148,6 +148,7 @@ char *pqr__api_base(const char *api_url);
 struct pqr_cache_file {
     char *path;
     char *lock_path;
+    char *fail_path;
     int lock_fd;
 };
 int pqr__cache_open(struct pqr_cache_file *f, const struct pqr_settings *s,
@@ -156,6 +157,9 @@ void pqr__cache_close(struct pqr_cache_file *f);
 struct pqr_topology *pqr__cache_read(const struct pqr_cache_file *f, const struct pqr_settings *s,
                                      const struct pqr_cluster_conf *c);
 int pqr__cache_write(const struct pqr_cache_file *f, const struct pqr_topology *t);
+/* Any process on this host failed to reach Patroni within the last within_ms / record one. */
+bool pqr__cache_failed_recently(const struct pqr_cache_file *f, int within_ms);
+void pqr__cache_mark_failed(const struct pqr_cache_file *f);
 /* Non-blocking: 1 = this process now refreshes, 0 = another one does, -1 = error. */
 int pqr__cache_trylock(struct pqr_cache_file *f);
 void pqr__cache_unlock(struct pqr_cache_file *f);
@@ -199,6 +203,8 @@ struct pqr_cluster {
     bool cache_ok;
     long long want_after_ms; /* a fetch newer than this was asked for */
     bool last_fetch_failed;
+    long long failed_at_mono;  /* when the last attempt ended without a view */
+    unsigned long started, done; /* refresh attempts; waiters wait for one that started later */
     struct pqr_failure failures[PQR_MAX_FAILURES];
     size_t nfailures;
 };

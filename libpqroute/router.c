@@ -209,6 +209,8 @@ static void fetch_and_publish(struct pqr_router *r, struct pqr_cluster *c, bool 
                      "the cached view is older than %d ms",
                      c->conf->name, err, r->s.stale_ms);
         c->last_fetch_failed = true;
+        if (share)
+            pqr__cache_mark_failed(&c->cache);
         return;
     }
     if (c->last_fetch_failed)
@@ -218,6 +220,11 @@ static void fetch_and_publish(struct pqr_router *r, struct pqr_cluster *c, bool 
         PQR_DEBUG("cluster %s: could not write %s", c->conf->name, c->cache.path);
     publish(r, c, t);
     pqr__topo_unref(t);
+}
+
+static const char *ft_desc(long long fetched_ms)
+{
+    return fetched_ms ? "too old" : "absent";
 }
 
 /* One refresh of one cluster, without the router lock: the shared file if another process fetched
@@ -240,7 +247,10 @@ static void refresh_cluster(struct pqr_router *r, struct pqr_cluster *c, long lo
     if (ft)
         seen = ft->fetched_ms;
     pqr__topo_unref(ft);
-    switch (pqr__cache_trylock(&c->cache)) {
+    int locked = pqr__cache_trylock(&c->cache);
+    PQR_DEBUG("cluster %s: shared cache %s, %s", c->conf->name, ft_desc(seen),
+              locked == 1 ? "refreshing it" : locked == 0 ? "another process refreshes it" : "cannot lock it");
+    switch (locked) {
     case 1:
         ft = pqr__cache_read(&c->cache, &r->s, c->conf);
         if (usable_file(r, ft, want))
@@ -289,10 +299,15 @@ static void *refresher_main(void *arg)
             long long want = c->want_after_ms;
             if (now >= tm[i].next_mono || want >= tm[i].last_start_ms) {
                 tm[i].last_start_ms = pqr__now_ms();
+                c->started++;
                 pthread_mutex_unlock(&r->lock);
                 refresh_cluster(r, c, want);
                 pthread_mutex_lock(&r->lock);
                 now = pqr__mono_ms();
+                c->done++;
+                if (c->last_fetch_failed)
+                    c->failed_at_mono = now;
+                pthread_cond_broadcast(&r->cond);
                 tm[i].next_mono = now + r->s.refresh_ms;
             }
             if (tm[i].next_mono - now < wait)
@@ -348,8 +363,11 @@ struct pqr_topology *pqr__router_refresh(struct pqr_router *r, struct pqr_cluste
         c->want_after_ms = after_ms;
     pthread_cond_broadcast(&r->cond);
     if (wait_ms > 0 && r->thread_running) {
+        /* Until a view newer than after_ms arrives, or an attempt that started after this request
+         * ends without one: no point waiting out the timeout when every endpoint refused. */
+        unsigned long target = c->done + 1;
         deadline_ts(&ts, wait_ms);
-        while (!(c->current && c->current->fetched_ms > after_ms) && !r->stop)
+        while (!(c->current && c->current->fetched_ms > after_ms) && c->done < target && !r->stop)
             if (pthread_cond_timedwait(&r->cond, &r->lock, &ts) == ETIMEDOUT)
                 break;
     }
@@ -359,26 +377,42 @@ struct pqr_topology *pqr__router_refresh(struct pqr_router *r, struct pqr_cluste
     return t;
 }
 
+/* Young enough to use without asking Patroni: someone refreshed it within two intervals. */
+static bool recent(const struct pqr_router *r, const struct pqr_topology *t)
+{
+    return t && pqr__now_ms() - t->fetched_ms < 2LL * r->s.refresh_ms;
+}
+
+/* Patroni just failed to answer: going to the front door at once beats another wait. */
+static long long failure_window(const struct pqr_router *r)
+{
+    return 2LL * r->s.refresh_ms + r->s.rest_timeout_ms;
+}
+
 struct pqr_topology *pqr__router_snapshot(struct pqr_router *r, struct pqr_cluster *c, int wait_ms)
 {
     struct pqr_topology *t = NULL, *ft;
+    bool failed;
 
     pthread_mutex_lock(&r->lock);
     ensure_thread(r);
-    if (fresh(r, c->current))
+    if (recent(r, c->current))
         t = pqr__topo_ref(c->current);
+    failed = c->last_fetch_failed && pqr__mono_ms() - c->failed_at_mono < failure_window(r);
     pthread_mutex_unlock(&r->lock);
     if (t)
         return t;
-    /* A fresh process: another one on this host may have fetched recently. */
+    /* A fresh process: another one on this host may have fetched recently. An older file is kept
+     * as the fallback view while we ask Patroni ourselves. */
     if (c->cache_ok && (ft = pqr__cache_read(&c->cache, &r->s, c->conf))) {
-        if (fresh(r, ft)) {
+        if (fresh(r, ft))
             publish(r, c, ft);
+        if (recent(r, ft))
             return ft;
-        }
         pqr__topo_unref(ft);
+        failed = failed || pqr__cache_failed_recently(&c->cache, (int)failure_window(r));
     }
-    return pqr__router_refresh(r, c, pqr__now_ms() - r->s.stale_ms, wait_ms);
+    return pqr__router_refresh(r, c, pqr__now_ms() - 2LL * r->s.refresh_ms, failed ? 0 : wait_ms);
 }
 
 void pqr__router_note_failures(struct pqr_router *r, struct pqr_cluster *c, uint64_t gen,
@@ -433,7 +467,12 @@ struct pqr_router *pqr__router_new(const struct pqr_settings *s, const struct pq
     }
     r->pq = *pq;
     r->nclusters = r->s.nclusters;
-    r->spread = (unsigned)getpid() * 2654435761u;
+    /* Seeds the RO rotation: differs between processes started in a row (pids alone do not). */
+    uint64_t seed = (uint64_t)getpid() << 32 ^ (uint64_t)pqr__mono_ms() ^ (uint64_t)(uintptr_t)r;
+    seed ^= seed >> 33;
+    seed *= 0xff51afd7ed558ccdULL;
+    seed ^= seed >> 33;
+    r->spread = (unsigned)seed;
     init_sync(r);
     for (size_t i = 0; i < r->nclusters; i++) {
         r->clusters[i].conf = &r->s.clusters[i];

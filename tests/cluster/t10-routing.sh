@@ -1,0 +1,60 @@
+# RW lands on the leader and RO on a replica, directly, for every way a client names the front door.
+. "$(dirname "$0")/lib-cluster.sh"
+L=$(leader_ip)
+diag "leader $L"
+
+check_rw() { # description output
+    ok $([ "$(path_of "$2")" = direct ] && [ "$(server_of "$2")" = "$L" ] && [ "$(recovery_of "$2")" = f ]; echo $?) "RW $1: direct to the leader"
+    [[ $2 =~ OK ]] || diag "$2"
+}
+check_ro() {
+    ok $([ "$(path_of "$2")" = direct ] && [ "$(server_of "$2")" != "$L" ] && [ "$(recovery_of "$2")" = t ]; echo $?) "RO $1: direct to a replica"
+    [[ $2 =~ OK ]] || diag "$2"
+}
+
+check_rw "conninfo string" "$(shim connectdb "$RW")"
+check_ro "conninfo string" "$(shim connectdb "$RO")"
+check_rw "URI" "$(shim connectdb "postgresql://app:app-secret@$PROXY:5432/app")"
+check_ro "URI" "$(shim connectdb "postgresql://app:app-secret@$PROXY:5433/app")"
+check_rw "keyword arrays" "$(shim params host=$PROXY port=5432 dbname=app)"
+check_ro "keyword arrays, expanded dbname URI" "$(shim params -x "dbname=postgresql://$PROXY:5433/app")"
+check_rw "PQsetdbLogin" "$(shim setdblogin $PROXY 5432 app app app-secret)"
+check_rw "PQconnectStart + poll" "$(shim start "$RW")"
+check_ro "PQconnectStartParams + poll" "$(shim startparams host=$PROXY port=5433)"
+check_rw "PGHOST/PGPORT" "$(PGHOST=$PROXY PGPORT=5432 shim connectdb "dbname=app")"
+check_ro "PGHOST/PGPORT" "$(PGHOST=$PROXY PGPORT=5433 shim connectdb "dbname=app")"
+check_rw "target_session_attrs=read-write on the RO door" "$(shim connectdb "$RO target_session_attrs=read-write")"
+check_ro "target_session_attrs=read-only on the RW door" "$(shim connectdb "$RW target_session_attrs=read-only")"
+
+# .pgpass written for the front door still applies (the member port equals the door port here
+# for RW; RO's door port 5433 differs from the members' 5432).
+pgpass=$(mktemp)
+printf '%s:5433:app:app:app-secret\n' $PROXY >"$pgpass"
+chmod 600 "$pgpass"
+check_ro ".pgpass entry for the RO front door" "$(PGPASSWORD= PGPASSFILE=$pgpass shim connectdb "host=$PROXY port=5433 dbname=app user=app")"
+rm -f "$pgpass"
+
+# Unmodified psql and pgbench.
+out=$(LD_PRELOAD=$PRELOAD psql -X -h $PROXY -p 5432 -tAc "select host(inet_client_addr()) || ' ' || host(inet_server_addr()) || ' ' || pg_is_in_recovery()" 2>&1)
+ok $([ "$out" = "127.0.0.1 $L false" ]; echo $?) "psql RW: direct to the leader ($out)"
+out=$(LD_PRELOAD=$PRELOAD psql -X "postgresql://$PROXY:5433/app" -tAc "select host(inet_client_addr()) || ' ' || pg_is_in_recovery()" 2>&1)
+ok $([ "$out" = "127.0.0.1 true" ]; echo $?) "psql RO: direct to a replica ($out)"
+out=$(LD_PRELOAD=$PRELOAD pgbench -n -h $PROXY -p 5432 -c 2 -t 20 -f <(echo "insert into writes(src) values ('pgbench')") app 2>&1)
+like "$out" 'number of failed transactions: 0' "pgbench writes through the shim"
+out=$(LD_PRELOAD=$PRELOAD PQROUTE_LOG=info pgbench -n -h $PROXY -p 5432 -c 2 -t 5 -f <(echo "select 1") app 2>&1)
+ok $([ "$(grep -c 'routed rw' <<<"$out")" = 3 ]; echo $?) "pgbench: its 3 connections (setup + 2 clients) routed once each"
+
+# Routed once: libpq's internal PQconnectStart call is not routed again.
+out=$(PQROUTE_LOG=info shim connectdb "$RW")
+ok $([ "$(grep -c 'routed' <<<"$out")" = 1 ]; echo $?) "PQconnectdb is routed exactly once (re-entry guarded)"
+
+# Anything else passes through untouched.
+out=$(PQROUTE_LOG=debug shim connectdb "host=$L port=5432")
+like "$out" "passed through: $L:5432 is not a configured front door" "a direct member address passes through"
+like "$out" "OK .*server=$L" "and connects as asked"
+
+# REST load: the shared cache file means back-to-back processes mostly do not fetch.
+before=$(date +%s%3N)
+for i in $(seq 20); do shim connectdb "$RW" >/dev/null; done
+ok $([ $(( $(date +%s%3N) - before )) -lt 10000 ]; echo $?) "20 short-lived processes connect routed in < 10 s"
+done_testing

@@ -1,0 +1,38 @@
+# Never worse off than without the shim: REST down -> through the proxy; proxy down -> direct.
+. "$(dirname "$0")/lib-cluster.sh"
+L=$(leader_ip)
+
+# Patroni's REST API unreachable on every node (a fresh process with no usable shared cache).
+dead=http://127.0.0.11:18999,http://127.0.0.12:18999,http://127.0.0.13:18999
+cache=$(mktemp -d)
+out=$(PQROUTE_CACHE_DIR=$cache PQROUTE_PATRONI=$dead PQROUTE_LOG=info shim connectdb "$RW")
+ok $([ "$(path_of "$out")" = proxy ] && [ "$(recovery_of "$out")" = f ]; echo $?) "REST down: RW still connects, through the proxy, to the leader"
+like "$out" 'no usable answer from Patroni' "REST down: one warning says why"
+out=$(PQROUTE_CACHE_DIR=$cache PQROUTE_PATRONI=$dead shim connectdb "$RO")
+ok $([ "$(path_of "$out")" = proxy ] && grep -q '^OK' <<<"$out"; echo $?) "REST down: RO still connects through the proxy"
+t0=$(ms)
+PQROUTE_CACHE_DIR=$cache PQROUTE_PATRONI=$dead shim connectdb "$RW" >/dev/null
+dt=$(( $(ms) - t0 ))
+ok $([ $dt -lt 500 ]; echo $?) "REST refusing: a fresh process does not wait for it (${dt} ms)"
+rm -rf "$cache"
+
+# The proxy stopped, REST up: connections go directly.
+"$CL" stop-proxy
+trap '"$CL" start-proxy' EXIT
+out=$(shim connectdb "$RW")
+ok $([ "$(path_of "$out")" = direct ] && [ "$(server_of "$out")" = "$L" ]; echo $?) "proxy down: RW direct to the leader"
+out=$(shim connectdb "$RO")
+ok $([ "$(path_of "$out")" = direct ] && [ "$(recovery_of "$out")" = t ]; echo $?) "proxy down: RO direct to a replica"
+out=$("$CLIENT" connectdb "$RW" 2>&1)
+like "$out" '^FAIL' "(without the shim the same connection fails)"
+out=$(LD_PRELOAD=$PRELOAD psql -X -h $PROXY -tAc "select pg_is_in_recovery()" 2>&1)
+ok $([ "$out" = f ]; echo $?) "proxy down: unmodified psql still reaches the leader"
+"$CL" start-proxy
+trap - EXIT
+# HAProxy starts with every server up; let its checks settle before the next test uses it.
+for i in $(seq 60); do
+    [ "$("$CLIENT" connectdb "$RW" 2>&1 | grep -c 'recovery=f')" = 1 ] &&
+        [ "$("$CLIENT" connectdb "$RO" 2>&1 | grep -c 'recovery=t')" = 1 ] && break
+    sleep 0.5
+done
+done_testing

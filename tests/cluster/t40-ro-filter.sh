@@ -1,0 +1,50 @@
+# RO never picks a replica tagged noloadbalance, or one lagging more than PQROUTE_MAX_LAG.
+. "$(dirname "$0")/lib-cluster.sh"
+read -r r1 r2 < <("$CL" members | awk '$2!="leader"{printf "%s ", $1}')
+ip1=$("$CL" ip "$r1")
+ip2=$("$CL" ip "$r2")
+
+ro_servers() { # n: distinct servers RO connections landed on
+    local i out
+    for i in $(seq "$1"); do out=$(shim connectdb "$RO"); server_of "$out"; done | sort | uniq -c | tr '\n' ' '
+}
+
+"$CL" tag "$r2" noloadbalance true
+trap '"$CL" untag "$r2"' EXIT
+for i in $(seq 50); do curl -s http://$ip2:8008/cluster | grep -q noloadbalance && break; sleep 0.2; done
+sleep 1.2 # one refresh interval for the shared cache
+got=$(ro_servers 8)
+like "$got" "^ *8 $ip1 *$" "noloadbalance on $r2: all 8 RO connections on $r1 ($got)"
+"$CL" untag "$r2"
+trap - EXIT
+for i in $(seq 50); do curl -s http://$ip2:8008/cluster | grep -q noloadbalance || break; sleep 0.2; done
+sleep 1.2
+got=$(ro_servers 8)
+like "$got" "$ip1.*$ip2|$ip2.*$ip1" "untagged: RO spreads over both replicas again ($got)"
+
+# Lag: freeze one replica's WAL receiver, write 4 MB on the leader.
+pm=$(head -1 /tmp/pqroute-cluster/$r2/data/postmaster.pid)
+wr=$(pgrep -P "$pm" -f 'walreceiver' | head -1)
+if [ -z "$wr" ]; then ok 1 "found $r2's walreceiver"; done_testing; exit; fi
+kill -STOP "$wr"
+trap 'kill -CONT '"$wr" EXIT
+# A write, then a WAL segment switch: the leader's position jumps to the next 16 MB boundary.
+"$CL" psql "$("$CL" leader)" -qc "insert into writes(src) values ('lag test')"
+"$CL" sql "$("$CL" leader)" "select pg_switch_wal()" >/dev/null
+lag=0
+for i in $(seq 50); do
+    lag=$(curl -s http://$ip1:8008/cluster | python3 -c "import json,sys
+print(next((m.get('lag',0) for m in json.load(sys.stdin)['members'] if m['name']=='$r2'),0))")
+    [ "$lag" != unknown ] && [ "$lag" -gt 1048576 ] 2>/dev/null && break
+    sleep 0.2
+done
+diag "$r2 lag $lag bytes: $(curl -s http://$ip1:8008/cluster | grep -o '{[^{]*"name": "'$r2'"[^}]*}')"
+sleep 1.2
+got=$(ro_servers 6)
+like "$got" "^ *6 $ip1 *$" "$r2 lagging $lag bytes > 1 MiB: RO avoids it ($got)"
+got=$(PQROUTE_MAX_LAG=1000000000 ro_servers 8)
+like "$got" "$ip2" "with PQROUTE_MAX_LAG=1e9 the lagging replica is eligible again ($got)"
+kill -CONT "$wr"
+trap - EXIT
+"$CL" wait 60 >/dev/null
+done_testing
