@@ -254,6 +254,7 @@ struct pqr_rewrite_in {
     const char *door_host, *door_hostaddr, *door_port;
     const char *target_session_attrs;
     int connect_timeout_s;
+    bool no_door; /* members only */
 };
 int pqr__rewrite(const struct pqr_rewrite_in *in, struct pqr_params *out);
 
@@ -276,6 +277,7 @@ struct pqr_plan {
     struct pqr_candidate cands[PQR_MAX_MEMBERS];
     size_t ncands;
     struct pqr_params params; /* what libpq is handed */
+    bool door_only_first;     /* the retry leaves the front door out */
 };
 
 /* NULL: pass the call through to libpq unchanged (the reason is in pqr_last_decision()). */

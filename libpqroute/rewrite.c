@@ -102,14 +102,16 @@ int pqr__rewrite(const struct pqr_rewrite_in *in, struct pqr_params *out)
             goto fail;
     }
     /* The front door, last: an empty hostaddr element makes libpq resolve host as before. */
-    if (join(hosts, sizeof hosts, &hl, in->door_host) < 0 ||
-        (al + 2 > sizeof addrs) || join(ports, sizeof ports, &pl, in->door_port) < 0)
-        goto fail;
-    if (in->ncands)
-        addrs[al++] = ',', addrs[al] = 0;
-    if (in->door_hostaddr && snprintf(addrs + al, sizeof addrs - al, "%s", in->door_hostaddr) >=
-                                 (int)(sizeof addrs - al))
-        goto fail;
+    if (!in->no_door) {
+        if (join(hosts, sizeof hosts, &hl, in->door_host) < 0 || (al + 2 > sizeof addrs) ||
+            join(ports, sizeof ports, &pl, in->door_port) < 0)
+            goto fail;
+        if (in->ncands)
+            addrs[al++] = ',', addrs[al] = 0;
+        if (in->door_hostaddr && snprintf(addrs + al, sizeof addrs - al, "%s", in->door_hostaddr) >=
+                                     (int)(sizeof addrs - al))
+            goto fail;
+    }
     if (pqr__params_add(out, "host", hosts) < 0 ||
         ((in->ncands || in->door_hostaddr) && pqr__params_add(out, "hostaddr", addrs) < 0) ||
         pqr__params_add(out, "port", ports) < 0 ||

@@ -176,13 +176,13 @@ static int build(struct pqr_router *r, struct pqr_plan *p)
         .effective = p->eff, .pgpass_password = p->pgpass, .t = p->t, .cands = p->cands,
         .ncands = p->ncands, .door_host = p->door_host, .door_hostaddr = p->door_hostaddr,
         .door_port = p->door_port, .target_session_attrs = p->tsa,
-        .connect_timeout_s = r->s.connect_timeout_s};
+        .connect_timeout_s = r->s.connect_timeout_s, .no_door = p->door_only_first};
     return pqr__rewrite(&rw, &p->params);
 }
 
 static void describe(const struct pqr_plan *p, const char *what)
 {
-    char list[512];
+    char list[512], door[300] = "";
     size_t used = 0;
 
     list[0] = 0;
@@ -190,11 +190,12 @@ static void describe(const struct pqr_plan *p, const char *what)
         used += (size_t)snprintf(list + used, sizeof list - used, "%s%s:%d(%s)", i ? "," : "",
                                  p->cands[i].addr, p->cands[i].port,
                                  p->t->m[p->cands[i].member].name);
-    pqr__decision("%s %s: cluster %s, front door %s:%s, candidates %s,%s:%s (front door), "
-                  "target_session_attrs=%s, leader %s, view %.1fs old from %s",
-                  what, role_name(p->role), p->c->conf->name, p->door_host, p->door_port, list,
-                  p->door_host, p->door_port, p->tsa,
-                  p->t->leader >= 0 ? p->t->m[p->t->leader].name : "(none)",
+    if (!p->door_only_first)
+        snprintf(door, sizeof door, ",%s:%s (front door)", p->door_host, p->door_port);
+    pqr__decision("%s %s: cluster %s, front door %s:%s, candidates %s%s, target_session_attrs=%s, "
+                  "leader %s, view %.1fs old from %s",
+                  what, role_name(p->role), p->c->conf->name, p->door_host, p->door_port, list, door,
+                  p->tsa, p->t->leader >= 0 ? p->t->m[p->t->leader].name : "(none)",
                   (double)(pqr__now_ms() - p->t->fetched_ms) / 1000.0,
                   p->t->source ? p->t->source : "?");
 }
@@ -286,6 +287,22 @@ static size_t landing(const struct pqr_plan *p, PGconn *conn)
     return p->ncands;
 }
 
+/* Members before index n that should have served this role and did not: the leader for RW
+ * (a replica refusing a read-write session is working as intended), every replica for RO. */
+static void note_failures(struct pqr_router *r, struct pqr_plan *p, size_t n)
+{
+    struct pqr_candidate bad[PQR_MAX_MEMBERS];
+    size_t k = 0;
+
+    for (size_t i = 0; i < n && i < p->ncands; i++) {
+        pqr_member_role role = p->t->m[p->cands[i].member].role;
+        if (p->role == PQR_ROLE_RO || role == PQR_MEMBER_LEADER || role == PQR_MEMBER_STANDBY_LEADER)
+            bad[k++] = p->cands[i];
+    }
+    if (k)
+        pqr__router_note_failures(r, p->c, p->t->gen, bad, k);
+}
+
 PGconn *pqr__route_exec(struct pqr_router *r, struct pqr_plan *p)
 {
     PGconn *conn, *again;
@@ -300,20 +317,22 @@ PGconn *pqr__route_exec(struct pqr_router *r, struct pqr_plan *p)
     at = landing(p, conn);
     if (PQstatus(conn) == CONNECTION_OK) {
         /* Everything before the landing place refused, timed out or had the wrong role. */
-        if (at > 0)
-            pqr__router_note_failures(r, p->c, p->t->gen, p->cands, at < p->ncands ? at : p->ncands);
+        note_failures(r, p, at);
         PQR_DEBUG("landed on %s:%s", PQhostaddr(conn), PQport(conn));
         return conn;
     }
     /* Stopped early (authentication and the like): libpq did not try the rest; neither do we. */
     if (at < p->ncands)
         return conn;
-    pqr__router_note_failures(r, p->c, p->t->gen, p->cands, p->ncands);
+    note_failures(r, p, p->ncands);
     t = pqr__router_refresh(r, p->c, pqr__now_ms(), r->s.rest_timeout_ms + 200);
     if (!t)
         return conn; /* no view: the front door was already tried */
     pqr__topo_unref(p->t);
     p->t = t;
+    /* The members again, in the refreshed view's order; not the front door: it failed a moment
+     * ago in this same call, and a proxy whose backend is gone can hold a connect for seconds. */
+    p->door_only_first = true;
     if (build(r, p) < 0)
         return conn;
     describe(p, "retrying");

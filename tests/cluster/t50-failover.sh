@@ -1,0 +1,62 @@
+# A switchover and a crash of the leader (kill -9 of Patroni and the postmaster), with writers
+# running through the shim: new RW connections reach the new leader once it accepts writes, never
+# a replica; PQreset on an old connection reaches the new leader; threads connecting at once are safe.
+. "$(dirname "$0")/lib-cluster.sh"
+tmp=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$tmp"' EXIT
+DIRECT="host=127.0.0.11,127.0.0.12,127.0.0.13 target_session_attrs=read-write connect_timeout=1"
+
+first_ok_on() { # file epoch_ms ip -> epoch ms of the first write after it that landed on ip
+    awk -v t="$2" -v ip="server=$3:" '$1 > t && $2 == "OK" && index($0, ip) && !/write=FAIL/ {print $1; exit}' "$1"
+}
+check_writer() { # file label
+    local bad
+    bad=$(grep -c '^[0-9]* OK .*\(recovery=t\|write=FAIL\)' "$1")
+    ok $([ "$bad" = 0 ]; echo $?) "$2: no write landed on a replica ($(grep -c ' OK ' "$1") OK, $(grep -c ' FAIL ' "$1") failed)"
+    like "$(tail -3 "$1")" "OK .*server=$(leader_ip):.*recovery=f" "$2: writes end up on the new leader"
+}
+
+# ---- switchover ----
+old=$(leader_ip)
+LD_PRELOAD=$PRELOAD "$CLIENT" reset "$RW" "$tmp/go" >"$tmp/reset" 2>&1 &
+LD_PRELOAD=$PRELOAD "$CLIENT" writer 14 100 "$RW application_name=shim" >"$tmp/sw-shim" 2>&1 &
+"$CLIENT" writer 14 50 "$DIRECT" >"$tmp/sw-direct" 2>&1 &
+LD_PRELOAD=$PRELOAD "$CLIENT" threads 16 25 "$RW" >"$tmp/threads" 2>&1 &
+threads_pid=$!
+sleep 1.5
+t_event=$(ms)
+"$CL" switchover
+wait_leader_writable 30
+new=$(leader_ip)
+ok $([ "$new" != "$old" ]; echo $?) "switchover: leader moved from $old to $new"
+sleep 1
+touch "$tmp/go"
+wait
+check_writer "$tmp/sw-shim" "switchover"
+d=$(first_ok_on "$tmp/sw-direct" "$t_event" "$new"); s=$(first_ok_on "$tmp/sw-shim" "$t_event" "$new")
+diag "switchover: first direct write on the new leader $((d - t_event)) ms after it began, first through the shim $((s - t_event)) ms"
+ok $([ -n "$s" ] && [ -n "$d" ] && [ $((s - d)) -le 1000 ]; echo $?) "switchover: shim writes reach the new leader within 1 s of its first direct write ($((s - d)) ms)"
+like "$(sed -n 2p "$tmp/reset")" "OK .*server=$new:.*recovery=f" "PQreset on a connection to the old leader reaches the new one"
+like "$(cat "$tmp/threads")" 'threads=16 ok=[1-9][0-9]* fail=[0-9]+ replica=0' "16 threads connecting through the switchover: none on a replica ($(cat "$tmp/threads"))"
+
+# ---- crash ----
+"$CL" wait 60 >/dev/null
+old_name=$("$CL" leader)
+old=$(leader_ip)
+LD_PRELOAD=$PRELOAD "$CLIENT" writer 25 100 "$RW application_name=shim" >"$tmp/kill-shim" 2>&1 &
+"$CLIENT" writer 25 50 "$DIRECT" >"$tmp/kill-direct" 2>&1 &
+sleep 1.5
+t_event=$(ms)
+"$CL" kill-leader >/dev/null
+wait_leader_writable 40
+new=$(leader_ip)
+ok $([ "$new" != "$old" ]; echo $?) "crash: leader moved from $old to $new"
+wait
+check_writer "$tmp/kill-shim" "crash"
+d=$(first_ok_on "$tmp/kill-direct" "$t_event" "$new"); s=$(first_ok_on "$tmp/kill-shim" "$t_event" "$new")
+diag "crash: first direct write on the new leader $((d - t_event)) ms after the kill, first through the shim $((s - t_event)) ms"
+ok $([ -n "$s" ] && [ -n "$d" ] && [ $((s - d)) -le 1000 ]; echo $?) "crash: shim writes resume within 1 s of the new leader's first direct write ($((s - d)) ms)"
+"$CL" restart-node "$old_name"
+"$CL" wait 120 >/dev/null
+ok $? "crashed node rejoins"
+done_testing
