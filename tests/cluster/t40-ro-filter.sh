@@ -23,7 +23,7 @@ got=$(ro_servers 8)
 like "$got" "$ip1.*$ip2|$ip2.*$ip1" "untagged: RO spreads over both replicas again ($got)"
 
 # Lag: freeze one replica's WAL receiver, write 4 MB on the leader.
-pm=$(head -1 /tmp/pqroute-cluster/$r2/data/postmaster.pid)
+pm=$("$CL" postmaster-pid "$r2")
 wr=$(pgrep -P "$pm" -f 'walreceiver' | head -1)
 if [ -z "$wr" ]; then ok 1 "found $r2's walreceiver"; done_testing; exit; fi
 kill -STOP "$wr"
