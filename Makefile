@@ -90,7 +90,9 @@ check: all
 check-unit: all
 	tests/run unit
 
-demo: all
+demo:
+	scripts/install-deps
+	$(MAKE) all
 	demo/run
 
 bench: all

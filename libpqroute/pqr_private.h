@@ -205,6 +205,7 @@ struct pqr_cluster {
     bool last_fetch_failed;
     long long failed_at_mono;  /* when the last attempt ended without a view */
     unsigned long started, done; /* refresh attempts; waiters wait for one that started later */
+    long long door_failed_mono;  /* a routed connect failed at every member and the front door */
     struct pqr_failure failures[PQR_MAX_FAILURES];
     size_t nfailures;
 };

@@ -163,6 +163,11 @@ static int build(struct pqr_router *r, struct pqr_plan *p)
     in.nfailures = p->c->nfailures;
     memcpy(fails, p->c->failures, in.nfailures * sizeof *fails);
     in.spread = r->spread++;
+    /* The front door failed together with every member a moment ago: the cluster is changing
+     * leaders, and our view follows Patroni faster than the proxy's health checks do, while a
+     * proxy whose backend is gone can hold each connect for seconds. Leave it out for a while. */
+    if (p->c->door_failed_mono && pqr__mono_ms() - p->c->door_failed_mono < r->s.stale_ms)
+        p->door_only_first = true;
     pthread_mutex_unlock(&r->lock);
     in.t = p->t;
     in.role = p->role;
@@ -190,8 +195,9 @@ static void describe(const struct pqr_plan *p, const char *what)
         used += (size_t)snprintf(list + used, sizeof list - used, "%s%s:%d(%s)", i ? "," : "",
                                  p->cands[i].addr, p->cands[i].port,
                                  p->t->m[p->cands[i].member].name);
-    if (!p->door_only_first)
-        snprintf(door, sizeof door, ",%s:%s (front door)", p->door_host, p->door_port);
+    snprintf(door, sizeof door, p->door_only_first ? " (front door %s:%s left out: it just failed)"
+                                                   : ",%s:%s (front door)",
+             p->door_host, p->door_port);
     pqr__decision("%s %s: cluster %s, front door %s:%s, candidates %s%s, target_session_attrs=%s, "
                   "leader %s, view %.1fs old from %s",
                   what, role_name(p->role), p->c->conf->name, p->door_host, p->door_port, list, door,
@@ -318,6 +324,11 @@ PGconn *pqr__route_exec(struct pqr_router *r, struct pqr_plan *p)
     if (PQstatus(conn) == CONNECTION_OK) {
         /* Everything before the landing place refused, timed out or had the wrong role. */
         note_failures(r, p, at);
+        if (at == p->ncands) {
+            pthread_mutex_lock(&r->lock);
+            p->c->door_failed_mono = 0;
+            pthread_mutex_unlock(&r->lock);
+        }
         PQR_DEBUG("landed on %s:%s", PQhostaddr(conn), PQport(conn));
         return conn;
     }
@@ -325,6 +336,11 @@ PGconn *pqr__route_exec(struct pqr_router *r, struct pqr_plan *p)
     if (at < p->ncands)
         return conn;
     note_failures(r, p, p->ncands);
+    if (!p->door_only_first) {
+        pthread_mutex_lock(&r->lock);
+        p->c->door_failed_mono = pqr__mono_ms();
+        pthread_mutex_unlock(&r->lock);
+    }
     t = pqr__router_refresh(r, p->c, pqr__now_ms(), r->s.rest_timeout_ms + 200);
     if (!t)
         return conn; /* no view: the front door was already tried */
