@@ -4,6 +4,22 @@ read -r r1 r2 < <("$CL" members | awk '$2!="leader"{printf "%s ", $1}')
 ip1=$("$CL" ip "$r1")
 ip2=$("$CL" ip "$r2")
 
+# Until every node's /cluster agrees (a grep succeeds or fails on all of them), then two refresh
+# intervals: a process may use a shared view up to that old.
+views_settle() { # present|absent pattern
+    local i n ok_all
+    for i in $(seq 75); do
+        ok_all=1
+        for n in 11 12 13; do
+            if curl -s http://127.0.0.$n:8008/cluster | grep -q "$2"; then [ "$1" = present ] || ok_all=0
+            else [ "$1" = absent ] || ok_all=0; fi
+        done
+        [ $ok_all = 1 ] && { sleep 2.2; return 0; }
+        sleep 0.2
+    done
+    return 1
+}
+
 ro_servers() { # n: distinct servers RO connections landed on
     local i out
     for i in $(seq "$1"); do out=$(shim connectdb "$RO"); server_of "$out"; done | sort | uniq -c | tr '\n' ' '
@@ -11,14 +27,12 @@ ro_servers() { # n: distinct servers RO connections landed on
 
 "$CL" tag "$r2" noloadbalance true
 trap '"$CL" untag "$r2"' EXIT
-for i in $(seq 50); do curl -s http://$ip2:8008/cluster | grep -q noloadbalance && break; sleep 0.2; done
-sleep 1.2 # one refresh interval for the shared cache
+check "every node reports the noloadbalance tag" views_settle present noloadbalance
 got=$(ro_servers 8)
 like "$got" "^ *8 $ip1 *$" "noloadbalance on $r2: all 8 RO connections on $r1 ($got)"
 "$CL" untag "$r2"
 trap - EXIT
-for i in $(seq 50); do curl -s http://$ip2:8008/cluster | grep -q noloadbalance || break; sleep 0.2; done
-sleep 1.2
+check "every node reports the tag gone" views_settle absent noloadbalance
 got=$(ro_servers 8)
 like "$got" "$ip1.*$ip2|$ip2.*$ip1" "untagged: RO spreads over both replicas again ($got)"
 
@@ -39,7 +53,7 @@ print(next((m.get('lag',0) for m in json.load(sys.stdin)['members'] if m['name']
     sleep 0.2
 done
 diag "$r2 lag $lag bytes: $(curl -s http://$ip1:8008/cluster | grep -o '{[^{]*"name": "'$r2'"[^}]*}')"
-sleep 1.2
+sleep 2.2
 got=$(ro_servers 6)
 like "$got" "^ *6 $ip1 *$" "$r2 lagging $lag bytes > 1 MiB: RO avoids it ($got)"
 got=$(PQROUTE_MAX_LAG=1000000000 ro_servers 8)
