@@ -57,9 +57,11 @@ $(PRELOAD_SO): $(B)/obj/shim.o $(LIB_OBJ) shim/shim.map
 	$(CC) -shared $(SAN) $(LDFLAGS) -Wl,--version-script=shim/shim.map -Wl,-z,defs \
 	  -o $@ $(B)/obj/shim.o $(LIB_OBJ) $(PQR_LIBS)
 
+# Written again by install, with the PREFIX given there.
+PC_SED = sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' \
+	     -e 's|@VERSION@|$(VERSION)|'
 $(B)/libpqroute.pc: pkgconfig/libpqroute.pc.in $(HDR)
-	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' \
-	    -e 's|@VERSION@|$(VERSION)|' $< > $@
+	$(PC_SED) $< > $@
 
 # ---- examples and tests ----
 EXAMPLES := $(B)/examples/rw-ro
@@ -105,7 +107,7 @@ install: all
 	ln -sf libpqroute.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libpqroute.so
 	install -m 0755 $(PRELOAD_SO) $(DESTDIR)$(LIBDIR)/
 	install -m 0644 $(HDR) $(DESTDIR)$(INCLUDEDIR)/
-	install -m 0644 $(B)/libpqroute.pc $(DESTDIR)$(PKGCONFIGDIR)/
+	$(PC_SED) pkgconfig/libpqroute.pc.in > $(DESTDIR)$(PKGCONFIGDIR)/libpqroute.pc
 
 clean:
 	rm -rf $(B)
