@@ -60,7 +60,7 @@ $(PRELOAD_SO): $(B)/obj/shim.o $(LIB_OBJ) shim/shim.map
 # Written again by install, with the PREFIX given there.
 PC_SED = sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' \
 	     -e 's|@VERSION@|$(VERSION)|'
-$(B)/libpqroute.pc: pkgconfig/libpqroute.pc.in $(HDR)
+$(B)/libpqroute.pc: pkgconfig/libpqroute.pc.in $(HDR) | $(B)/obj
 	$(PC_SED) $< > $@
 
 # ---- examples and tests ----
