@@ -23,7 +23,8 @@ WARN += -Werror
 endif
 PQR_CFLAGS := -std=gnu11 -fPIC -fvisibility=hidden -D_GNU_SOURCE -DPQR_BUILDING $(WARN) \
               $(shell pkg-config --cflags $(DEPS))
-PQR_LIBS := $(shell pkg-config --libs $(DEPS)) -lpthread -ldl
+# libcurl: headers only; it is loaded with dlopen() on the first fetch (see patroni.c).
+PQR_LIBS := $(shell pkg-config --libs libpq jansson libconfig) -lpthread -ldl
 SAN ?=
 
 B := build
@@ -51,11 +52,11 @@ $(LIB_SO): $(LIB_SO).$(VERSION)
 	ln -sf libpqroute.so.$(VERSION) $(LIB_SO).$(SONAME)
 	ln -sf libpqroute.so.$(VERSION) $@
 
-# The shim carries its own copy of the library's objects: it needs no libpqroute.so at run time,
-# and its version script exports only the libpq names it wraps.
-$(PRELOAD_SO): $(B)/obj/shim.o $(LIB_OBJ) shim/shim.map
+# The shim links nothing but libc: it loads libpqroute.so (from its own directory) on the first
+# connect of a process where routing is configured. It exports only the libpq names it wraps.
+$(PRELOAD_SO): $(B)/obj/shim.o shim/shim.map | $(LIB_SO)
 	$(CC) -shared $(SAN) $(LDFLAGS) -Wl,--version-script=shim/shim.map -Wl,-z,defs \
-	  -o $@ $(B)/obj/shim.o $(LIB_OBJ) $(PQR_LIBS)
+	  -o $@ $(B)/obj/shim.o -lpthread -ldl
 
 # Written again by install, with the PREFIX given there.
 PC_SED = sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' \
@@ -73,7 +74,7 @@ $(B)/examples/%: examples/%.c $(LIB_SO)
 
 UNIT := $(patsubst tests/unit/%.c,$(B)/tests/%,$(wildcard tests/unit/test_*.c))
 TOOLS := $(patsubst tests/tools/%.c,$(B)/tests/%,$(wildcard tests/tools/*.c))
-tests-build: $(UNIT) $(TOOLS)
+tests-build: $(UNIT) $(TOOLS) $(B)/bench/pqr-bench
 
 # Unit tests link the objects directly: they exercise hidden internals.
 $(B)/tests/test_%: tests/unit/test_%.c tests/unit/tap.h $(LIB_OBJ)
@@ -86,6 +87,11 @@ $(B)/tests/%: tests/tools/%.c
 	$(CC) $(CPPFLAGS) -std=gnu11 $(WARN) $(shell pkg-config --cflags libpq) $(SAN) \
 	  $(CFLAGS) -o $@ $< $(shell pkg-config --libs libpq) -lpthread
 
+$(B)/bench/pqr-bench: bench/pqr-bench.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -std=gnu11 $(WARN) $(shell pkg-config --cflags libpq) $(CFLAGS) -o $@ $< \
+	  $(shell pkg-config --libs libpq)
+
 check: all
 	tests/run
 
@@ -97,7 +103,9 @@ demo:
 	$(MAKE) all
 	demo/run
 
-bench: all
+bench:
+	scripts/install-deps
+	$(MAKE) all
 	bench/run
 
 install: all

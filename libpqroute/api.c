@@ -210,3 +210,11 @@ pqr_topology *pqr_router_refresh(pqr_router *r, const char *cluster, int timeout
     struct pqr_cluster *c = find_cluster(r, cluster);
     return c ? pqr__router_refresh(r, c, pqr__now_ms() - 1, timeout_ms) : NULL;
 }
+
+const struct pqr_shim_api *pqr__shim_api(int version)
+{
+    static const struct pqr_shim_api api = {PQR_SHIM_API_VERSION, pqr__router_from_env,
+                                            pqr__route_plan, pqr__route_exec, pqr__route_free,
+                                            pqr__conninfo_arrays};
+    return version == PQR_SHIM_API_VERSION ? &api : NULL;
+}

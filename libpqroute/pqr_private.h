@@ -188,6 +188,9 @@ struct pqr_policy_in {
 size_t pqr__policy_order(const struct pqr_policy_in *in, struct pqr_candidate *out, size_t max);
 bool pqr__member_ro_ok(const struct pqr_topology *t, size_t i, long long max_lag);
 
+enum pqr_mode { PQR_BLOCKING, PQR_NONBLOCKING };
+struct pqr_plan;
+
 /* ---- the router (router.c) ---- */
 struct pqr_libpq {
     PGconn *(*connectdb_params)(const char *const *, const char *const *, int);
@@ -227,6 +230,8 @@ struct pqr_router {
 struct pqr_router *pqr__router_new(const struct pqr_settings *s, const struct pqr_libpq *pq,
                                    char *err, size_t errlen);
 void pqr__router_free(struct pqr_router *r);
+/* Stop refreshers at exit; called once libcurl is initialised (see patroni.c). */
+void pqr__register_exit(void);
 /* A reference to the cluster's snapshot if it is no older than stale_ms; may read the shared file,
  * and when wait_ms > 0 waits that long for the refresher's first fetch. */
 struct pqr_topology *pqr__router_snapshot(struct pqr_router *r, struct pqr_cluster *c, int wait_ms);
@@ -264,8 +269,24 @@ int pqr__rewrite(const struct pqr_rewrite_in *in, struct pqr_params *out);
 int pqr__settings_load(struct pqr_settings *s, char *err, size_t errlen);
 struct pqr_router *pqr__router_from_env(const struct pqr_libpq *pq, char *err, size_t errlen);
 
+/*
+ * The preload shim loads libpqroute.so with dlopen() on first use and reaches the routing code
+ * through this table, the one private symbol the library exports.
+ */
+#define PQR_SHIM_API_VERSION 1
+struct pqr_shim_api {
+    int version;
+    struct pqr_router *(*router_from_env)(const struct pqr_libpq *pq, char *err, size_t errlen);
+    struct pqr_plan *(*plan)(struct pqr_router *r, const char *const *kw, const char *const *val,
+                             int expand, enum pqr_mode mode, pqr_role forced);
+    PGconn *(*exec)(struct pqr_router *r, struct pqr_plan *p);
+    void (*free_plan)(struct pqr_plan *p);
+    int (*conninfo_arrays)(const char *conninfo, PQconninfoOption **opts, const char ***kw,
+                           const char ***val);
+};
+PQR_EXPORT const struct pqr_shim_api *pqr__shim_api(int version);
+
 /* ---- route.c ---- */
-enum pqr_mode { PQR_BLOCKING, PQR_NONBLOCKING };
 struct pqr_plan {
     struct pqr_cluster *c;
     struct pqr_topology *t;

@@ -18,8 +18,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <curl/curl.h>
-
 #include "pqr_private.h"
 
 #define MIN_WAIT_MS 10
@@ -28,7 +26,6 @@
 static pthread_mutex_t routers_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct pqr_router *routers;
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
-static bool global_ok;
 
 static void atfork_prepare(void)
 {
@@ -96,8 +93,8 @@ static void stop_thread(struct pqr_router *r, int join_ms)
     r->thread_running = false;
 }
 
-/* Registered after curl_global_init(), so it runs before the TLS library's own exit cleanup:
- * the refresher must not be inside a TLS handshake when that runs. */
+/* Registered right after curl_global_init(), so it runs before the TLS library's own exit
+ * cleanup: the refresher must not be inside a TLS handshake when that runs. */
 static void at_exit(void)
 {
     if (pthread_mutex_trylock(&routers_lock) != 0)
@@ -109,13 +106,18 @@ static void at_exit(void)
 
 static void global_init(void)
 {
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-        PQR_ERROR("libcurl failed to initialise; routing disabled");
-        return;
-    }
     pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+}
+
+static pthread_once_t exit_once = PTHREAD_ONCE_INIT;
+static void register_exit(void)
+{
     atexit(at_exit);
-    global_ok = true;
+}
+
+void pqr__register_exit(void)
+{
+    pthread_once(&exit_once, register_exit);
 }
 
 static bool fresh(const struct pqr_router *r, const struct pqr_topology *t)
@@ -279,6 +281,12 @@ static void refresh_cluster(struct pqr_router *r, struct pqr_cluster *c, long lo
     }
 }
 
+/* Young enough to use without asking Patroni: someone refreshed it within two intervals. */
+static bool recent(const struct pqr_router *r, const struct pqr_topology *t)
+{
+    return t && pqr__now_ms() - t->fetched_ms < 2LL * r->s.refresh_ms;
+}
+
 struct cluster_timer {
     long long last_start_ms; /* realtime start of the last attempt */
     long long next_mono;     /* when the next regular attempt is due */
@@ -292,6 +300,13 @@ static void *refresher_main(void *arg)
     if (!tm)
         return NULL;
     pthread_mutex_lock(&r->lock);
+    /* A view in hand that is recent (the shared file, usually) needs no fetch for another interval:
+     * a short-lived process (psql -c) then never fetches, and never loads libcurl. */
+    for (size_t i = 0; i < r->nclusters; i++)
+        if (recent(r, r->clusters[i].current)) {
+            tm[i].next_mono = pqr__mono_ms() + r->s.refresh_ms;
+            tm[i].last_start_ms = pqr__now_ms();
+        }
     while (!r->stop) {
         long long now = pqr__mono_ms(), wait = r->s.refresh_ms;
         for (size_t i = 0; i < r->nclusters && !r->stop; i++) {
@@ -377,12 +392,6 @@ struct pqr_topology *pqr__router_refresh(struct pqr_router *r, struct pqr_cluste
     return t;
 }
 
-/* Young enough to use without asking Patroni: someone refreshed it within two intervals. */
-static bool recent(const struct pqr_router *r, const struct pqr_topology *t)
-{
-    return t && pqr__now_ms() - t->fetched_ms < 2LL * r->s.refresh_ms;
-}
-
 /* Patroni just failed to answer: going to the front door at once beats another wait. */
 static long long failure_window(const struct pqr_router *r)
 {
@@ -453,10 +462,6 @@ struct pqr_router *pqr__router_new(const struct pqr_settings *s, const struct pq
     struct pqr_router *r;
 
     pthread_once(&global_once, global_init);
-    if (!global_ok) {
-        pqr__errf(err, errlen, "libcurl failed to initialise");
-        return NULL;
-    }
     if (!(r = calloc(1, sizeof *r)) || pqr__settings_copy(&r->s, s) < 0 ||
         !(r->clusters = calloc(s->nclusters, sizeof *r->clusters))) {
         if (r)

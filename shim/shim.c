@@ -5,13 +5,20 @@
  * PQROUTE_PATRONI (or a configuration file) calls straight through to libpq. Real symbols are bound
  * once, lazily, with dlsym(RTLD_NEXT); a result that is this library's own function is refused.
  *
+ * This library links nothing but libc: the routing engine is libpqroute.so, loaded with dlopen()
+ * from the directory this library was loaded from, by the first connect call of a process where
+ * routing is configured. Every other process pays for a few kilobytes of code and nothing else.
+ *
  * libpq calls its own PQconnectStart/PQconnectStartParams through the PLT (PQconnectdb enters
  * PQconnectStart), so every call into libpq is made with a thread-local guard up: the inner call
  * then goes straight through and a connection is routed exactly once.
  */
 #include <dlfcn.h>
+#include <libgen.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../libpqroute/pqr_private.h"
 
@@ -30,8 +37,25 @@ static struct {
 
 static pthread_once_t real_once = PTHREAD_ONCE_INIT;
 static pthread_once_t router_once = PTHREAD_ONCE_INIT;
-static struct pqr_router *router; /* NULL: disabled */
+static const struct pqr_shim_api *engine; /* libpqroute.so's routing functions */
+static struct pqr_router *router;         /* NULL: disabled */
 static __thread int in_libpq;
+
+#define STR2(x) #x
+#define STR(x) STR2(x)
+
+/* The engine is not loaded yet when these are needed, so the shim has its own one-liner. */
+static void shim_error(const char *fmt, const char *a, const char *b)
+{
+    char line[768];
+    int n = snprintf(line, sizeof line, "libpqroute: error: ");
+    n += snprintf(line + n, sizeof line - (size_t)n, fmt, a, b);
+    if (n > (int)sizeof line - 2)
+        n = (int)sizeof line - 2;
+    line[n++] = '\n';
+    if (write(STDERR_FILENO, line, (size_t)n) < 0)
+        return;
+}
 
 EXPORT PGconn *PQconnectdb(const char *conninfo);
 EXPORT PGconn *PQconnectStart(const char *conninfo);
@@ -47,7 +71,7 @@ static void *bind_one(const char *name, void *self)
 {
     void *p = dlsym(RTLD_NEXT, name);
     if (!p || p == self) {
-        PQR_ERROR("cannot find libpq's %s (is libpq loaded?)", name);
+        shim_error("cannot find libpq's %s%s; routing disabled", name, "");
         return NULL;
     }
     return p;
@@ -81,16 +105,52 @@ static PGconn *guarded_connect_start_params(const char *const *k, const char *co
     return c;
 }
 
+static bool configured(void)
+{
+    return getenv(PQR_ENV_PATRONI) || getenv(PQR_ENV_CONFIG) || access(PQR_DEFAULT_CONFIG, F_OK) == 0;
+}
+
+/* libpqroute.so from this library's own directory (the build tree, or $PREFIX/lib), else the
+ * loader's search path. */
+static void load_engine(void)
+{
+    static const char soname[] = "libpqroute.so." STR(PQR_SONAME);
+    const struct pqr_shim_api *(*get)(int);
+    char path[4096];
+    Dl_info info;
+    void *h = NULL;
+
+    if (dladdr((void *)PQconnectdb, &info) && info.dli_fname && strlen(info.dli_fname) < sizeof path) {
+        strcpy(path, info.dli_fname);
+        char *dir = dirname(path);
+        char full[4096 + sizeof soname];
+        snprintf(full, sizeof full, "%s/%s", dir, soname);
+        h = dlopen(full, RTLD_NOW | RTLD_LOCAL);
+    }
+    if (!h)
+        h = dlopen(soname, RTLD_NOW | RTLD_LOCAL);
+    if (!h) {
+        shim_error("cannot load %s: %s; routing disabled", soname, dlerror());
+        return;
+    }
+    *(void **)&get = dlsym(h, "pqr__shim_api");
+    if (!get || !(engine = get(PQR_SHIM_API_VERSION)))
+        shim_error("%s is not the version this shim needs (%s); routing disabled", soname, "API " STR(PQR_SHIM_API_VERSION));
+}
+
 static void router_init(void)
 {
     static const struct pqr_libpq pq = {guarded_connectdb_params, guarded_connect_start_params};
     char err[512];
 
-    if (!real.connectdb_params.f || !real.connect_start_params.f)
+    if (!real.connectdb_params.f || !real.connect_start_params.f || !configured())
         return;
-    router = pqr__router_from_env(&pq, err, sizeof err);
+    load_engine();
+    if (!engine)
+        return;
+    router = engine->router_from_env(&pq, err, sizeof err);
     if (!router && err[0])
-        PQR_ERROR("%s; routing disabled, connections go to libpq unchanged", err);
+        shim_error("%s%s; routing disabled, connections go to libpq unchanged", err, "");
 }
 
 /* The router, or NULL when this call must go straight to libpq. */
@@ -106,15 +166,25 @@ static struct pqr_router *active(void)
 static PGconn *route(struct pqr_router *r, const char *const *kw, const char *const *val,
                      int expand, enum pqr_mode mode, bool *passed)
 {
-    struct pqr_plan *p = pqr__route_plan(r, kw, val, expand, mode, PQR_ROLE_AUTO);
+    struct pqr_plan *p = engine->plan(r, kw, val, expand, mode, PQR_ROLE_AUTO);
     PGconn *conn;
 
     *passed = !p;
     if (!p)
         return NULL;
-    conn = pqr__route_exec(r, p);
-    pqr__route_free(p);
+    conn = engine->exec(r, p);
+    engine->free_plan(p);
     return conn;
+}
+
+/* PQconninfoFree, from libpq itself: the shim links no library. */
+static void free_opts(PQconninfoOption *o)
+{
+    static void (*fn)(PQconninfoOption *);
+    if (!fn)
+        *(void **)&fn = dlsym(RTLD_NEXT, "PQconninfoFree");
+    if (fn)
+        fn(o);
 }
 
 /* A conninfo string: parsed by libpq, routed as arrays; on pass-through the original call. */
@@ -128,10 +198,10 @@ static PGconn *route_string(const char *conninfo, enum pqr_mode mode, connectdb_
 
     if (!orig)
         return NULL;
-    if (r && pqr__conninfo_arrays(conninfo, &opts, &kw, &val) == 0) {
+    if (r && engine->conninfo_arrays(conninfo, &opts, &kw, &val) == 0) {
         conn = route(r, kw, val, 0, mode, &passed);
         free(kw), free(val);
-        PQconninfoFree(opts);
+        free_opts(opts);
     }
     if (passed) {
         in_libpq++;

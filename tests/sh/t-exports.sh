@@ -3,11 +3,13 @@
 got=$(nm -D --defined-only "$PRELOAD" | awk '$2 ~ /[TDBW]/ {print $3}' | sort | tr '\n' ' ')
 ok $([ "$got" = "PQconnectStart PQconnectStartParams PQconnectdb PQconnectdbParams PQsetdbLogin " ]; echo $?) \
    "preload exports exactly the wrapped libpq names ($got)"
-want=$(grep -o '^PQR_EXPORT [^(]*(' "$ROOT/libpqroute/libpqroute.h" | sed 's/.*[ *]\(pqr_[a-z_]*\)($/\1/' | sort | tr '\n' ' ')
+want=$( (grep -o '^PQR_EXPORT [^(]*(' "$ROOT/libpqroute/libpqroute.h" | sed 's/.*[ *]\(pqr_[a-z_]*\)($/\1/'; echo pqr__shim_api) | sort | tr '\n' ' ')
 got=$(nm -D --defined-only "$B/libpqroute.so" | awk '$2 ~ /[TDBW]/ {sub(/@.*/, "", $3); print $3}' | sort | tr '\n' ' ')
-ok $([ "$got" = "$want" ]; echo $?) "libpqroute.so exports exactly the documented pqr_* functions"
+ok $([ "$got" = "$want" ]; echo $?) "libpqroute.so exports exactly the documented pqr_* functions (and the shim's entry)"
 [ "$got" = "$want" ] || diag "got: $got" "want: $want"
 soname=$(readelf -d "$B/libpqroute.so" | sed -n 's/.*SONAME.*\[\(.*\)\]/\1/p')
 like "$soname" '^libpqroute\.so\.[0-9]+$' "libpqroute.so has a versioned soname ($soname)"
-unlike "$(readelf -d "$PRELOAD")" 'libpqroute\.so' "the preload library needs no libpqroute.so"
+needed=$(readelf -d "$PRELOAD" | sed -n 's/.*NEEDED.*\[\(.*\)\]/\1/p' | tr '\n' ' ')
+like "$needed" '^(libc\.so\.6 |libpthread\.so\.0 |libdl\.so\.2 |ld-linux[-a-z0-9_.]*\.so\.[0-9] )+$' "the preload library links nothing but libc ($needed)"
+unlike "$(readelf -d "$B/libpqroute.so" | grep NEEDED)" 'libcurl' "libpqroute.so loads libcurl only when it fetches"
 done_testing
