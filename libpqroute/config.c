@@ -24,7 +24,7 @@
 static const char *const setting_names[] = {
     "PATRONI",     "RW",       "RO",        "LOG",       "REFRESH_MS", "STALE_MS",
     "REST_TIMEOUT_MS", "CONNECT_TIMEOUT", "MAX_LAG", "MEMBER_PORT", "REST_CA", "REST_CERT",
-    "REST_KEY",    "CACHE_DIR", "ALLOW",
+    "REST_KEY",    "CACHE_DIR", "ALLOW", "FRONT_DOOR",
 };
 
 void pqr__settings_init(struct pqr_settings *s)
@@ -337,6 +337,15 @@ int pqr__settings_set(struct pqr_settings *s, const char *name, const char *valu
         }
         free(host);
         return set_str(name[1] == 'W' ? &s->env_rw : &s->env_ro, value);
+    }
+    if (strcmp(name, "FRONT_DOOR") == 0) {
+        if (strcmp(value, "last") != 0 && strcmp(value, "stale-only") != 0) {
+            pqr__errf(err, errlen, "%sFRONT_DOOR: expected last or stale-only, got \"%.20s\"",
+                      ENV_PREFIX, value);
+            return -1;
+        }
+        s->door_stale_only = value[0] == 's';
+        return 0;
     }
     if (strcmp(name, "LOG") == 0) {
         int l = pqr__log_parse(value);

@@ -70,6 +70,7 @@ struct pqr_settings {
     struct pqr_cidr *allow;
     size_t nallow;
     int log_level;
+    bool door_stale_only; /* PQROUTE_FRONT_DOOR=stale-only: the door only when the view is unusable */
     /* the settings given for the environment's own cluster, before it is appended */
     char *env_patroni, *env_rw, *env_ro;
 };
@@ -126,6 +127,7 @@ char *pqr__topo_dump(const struct pqr_topology *t);
 pqr_member_role pqr__role_parse(const char *s);
 /* Better of two views of one cluster (freshest timeline, has a leader, more members). */
 bool pqr__topo_better(const struct pqr_topology *a, const struct pqr_topology *b);
+bool pqr__topo_leader_running(const struct pqr_topology *t);
 
 /* ---- patroni.c ---- */
 struct pqr_fetch_opts {

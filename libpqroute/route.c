@@ -169,6 +169,10 @@ static int build(struct pqr_router *r, struct pqr_plan *p)
     if (p->c->door_failed_mono && pqr__mono_ms() - p->c->door_failed_mono < r->s.stale_ms)
         p->door_only_first = true;
     pthread_mutex_unlock(&r->lock);
+    /* No running leader in Patroni's view (a switchover or an election in progress): nothing can
+     * take writes, through the proxy or not; the members are tried until one is promoted. */
+    if ((p->role == PQR_ROLE_RW && !pqr__topo_leader_running(p->t)) || r->s.door_stale_only)
+        p->door_only_first = true;
     in.t = p->t;
     in.role = p->role;
     in.max_lag = pqr__max_lag(&r->s, p->c->conf);
@@ -195,7 +199,7 @@ static void describe(const struct pqr_plan *p, const char *what)
         used += (size_t)snprintf(list + used, sizeof list - used, "%s%s:%d(%s)", i ? "," : "",
                                  p->cands[i].addr, p->cands[i].port,
                                  p->t->m[p->cands[i].member].name);
-    snprintf(door, sizeof door, p->door_only_first ? " (front door %s:%s left out: it just failed)"
+    snprintf(door, sizeof door, p->door_only_first ? " (front door %s:%s left out: no running leader, it just failed, or stale-only)"
                                                    : ",%s:%s (front door)",
              p->door_host, p->door_port);
     pqr__decision("%s %s: cluster %s, front door %s:%s, candidates %s%s, target_session_attrs=%s, "

@@ -226,6 +226,13 @@ static bool has_running_leader(const struct pqr_topology *t)
     return t->leader >= 0 && strcmp(t->m[t->leader].state, "running") == 0;
 }
 
+bool pqr__topo_leader_running(const struct pqr_topology *t)
+{
+    /* A standby leader streams from its remote primary. */
+    return has_running_leader(t) ||
+           (t->leader >= 0 && strcmp(t->m[t->leader].state, "streaming") == 0);
+}
+
 bool pqr__topo_better(const struct pqr_topology *a, const struct pqr_topology *b)
 {
     if (!b)

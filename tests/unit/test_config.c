@@ -8,7 +8,8 @@ static const char *vars[] = {"PQROUTE_PATRONI", "PQROUTE_RW", "PQROUTE_RO", "PQR
                              "PQROUTE_LOG", "PQROUTE_REFRESH_MS", "PQROUTE_STALE_MS",
                              "PQROUTE_REST_TIMEOUT_MS", "PQROUTE_CONNECT_TIMEOUT", "PQROUTE_MAX_LAG",
                              "PQROUTE_MEMBER_PORT", "PQROUTE_REST_CA", "PQROUTE_REST_CERT",
-                             "PQROUTE_REST_KEY", "PQROUTE_CACHE_DIR", "PQROUTE_ALLOW", NULL};
+                             "PQROUTE_REST_KEY", "PQROUTE_CACHE_DIR", "PQROUTE_ALLOW",
+                             "PQROUTE_FRONT_DOOR", NULL};
 
 static void clear_env(void)
 {
@@ -102,6 +103,7 @@ int main(void)
     bad("PQROUTE_CACHE_DIR", "relative/dir");
     bad("PQROUTE_ALLOW", "10.0.0.0/33");
     bad("PQROUTE_ALLOW", "not-an-address");
+    bad("PQROUTE_FRONT_DOOR", "sometimes");
     bad("PQROUTE_CONFIG", "");
     bad("PQROUTE_CONFIG", "/nonexistent/libpqroute.conf");
 
