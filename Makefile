@@ -92,10 +92,32 @@ $(B)/bench/pqr-bench: bench/pqr-bench.c
 	$(CC) $(CPPFLAGS) -std=gnu11 $(WARN) $(shell pkg-config --cflags libpq) $(CFLAGS) -o $@ $< \
 	  $(shell pkg-config --libs libpq)
 
-check: all
+# ---- sanitizers, fuzzing (issue: hardening); all run by `make check` ----
+ASAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+TSAN := -fsanitize=thread
+sanitizers:
+	$(MAKE) --no-print-directory B=build-asan SAN="$(ASAN)" tests-build
+	$(MAKE) --no-print-directory B=build-tsan SAN="$(TSAN)" tests-build
+
+CLANG ?= clang
+FUZZ_SECONDS ?= 20
+FUZZ_TARGETS := $(B)/fuzz/fuzz_topology $(B)/fuzz/fuzz_conninfo
+$(B)/fuzz/%: fuzz/%.c $(LIB_SRC) libpqroute/pqr_private.h $(HDR)
+	@mkdir -p $(dir $@)
+	$(CLANG) -g -O1 -std=gnu11 -D_GNU_SOURCE -DPQR_BUILDING -fsanitize=fuzzer,address,undefined \
+	  -Ilibpqroute $(shell pkg-config --cflags $(DEPS)) -o $@ $< $(LIB_SRC) $(PQR_LIBS)
+fuzz-build: $(FUZZ_TARGETS)
+# Each target for FUZZ_SECONDS, from the seed corpus in fuzz/corpus (new inputs go to build/).
+fuzz: fuzz-build
+	tests/fuzz $(FUZZ_SECONDS)
+
+soak: all
+	tests/soak
+
+check: all sanitizers fuzz-build
 	tests/run
 
-check-unit: all
+check-unit: all sanitizers fuzz-build
 	tests/run unit
 
 demo:
@@ -118,6 +140,6 @@ install: all
 	$(PC_SED) pkgconfig/libpqroute.pc.in > $(DESTDIR)$(PKGCONFIGDIR)/libpqroute.pc
 
 clean:
-	rm -rf $(B)
+	rm -rf $(B) build-asan build-tsan
 
-.PHONY: all examples tests-build check check-unit demo bench install clean
+.PHONY: soak all examples tests-build check check-unit demo bench install clean sanitizers fuzz fuzz-build

@@ -240,6 +240,8 @@ struct pqr_topology *pqr__router_snapshot(struct pqr_router *r, struct pqr_clust
 /* Ask for a fetch newer than after_ms and wait up to wait_ms for it. */
 struct pqr_topology *pqr__router_refresh(struct pqr_router *r, struct pqr_cluster *c,
                                          long long after_ms, int wait_ms);
+/* Make t the cluster's current snapshot if it is newer (takes its own reference). */
+void pqr__router_publish(struct pqr_router *r, struct pqr_cluster *c, struct pqr_topology *t);
 void pqr__router_note_failures(struct pqr_router *r, struct pqr_cluster *c, uint64_t gen,
                                const struct pqr_candidate *cands, size_t n);
 

@@ -147,7 +147,7 @@ static void log_view(const struct pqr_cluster *c, const struct pqr_topology *t)
                      c->conf->name, t->m[i].name, t->m[i].host);
 }
 
-static void publish(struct pqr_router *r, struct pqr_cluster *c, struct pqr_topology *t)
+void pqr__router_publish(struct pqr_router *r, struct pqr_cluster *c, struct pqr_topology *t)
 {
     struct pqr_topology *old = NULL;
 
@@ -220,7 +220,7 @@ static void fetch_and_publish(struct pqr_router *r, struct pqr_cluster *c, bool 
     c->last_fetch_failed = false;
     if (share && pqr__cache_write(&c->cache, t) != 0)
         PQR_DEBUG("cluster %s: could not write %s", c->conf->name, c->cache.path);
-    publish(r, c, t);
+    pqr__router_publish(r, c, t);
     pqr__topo_unref(t);
 }
 
@@ -242,7 +242,7 @@ static void refresh_cluster(struct pqr_router *r, struct pqr_cluster *c, long lo
     }
     ft = pqr__cache_read(&c->cache, &r->s, c->conf);
     if (usable_file(r, ft, want)) {
-        publish(r, c, ft);
+        pqr__router_publish(r, c, ft);
         pqr__topo_unref(ft);
         return;
     }
@@ -256,7 +256,7 @@ static void refresh_cluster(struct pqr_router *r, struct pqr_cluster *c, long lo
     case 1:
         ft = pqr__cache_read(&c->cache, &r->s, c->conf);
         if (usable_file(r, ft, want))
-            publish(r, c, ft);
+            pqr__router_publish(r, c, ft);
         else
             fetch_and_publish(r, c, true);
         pqr__topo_unref(ft);
@@ -269,7 +269,7 @@ static void refresh_cluster(struct pqr_router *r, struct pqr_cluster *c, long lo
             nanosleep(&ts, NULL);
             ft = pqr__cache_read(&c->cache, &r->s, c->conf);
             if (ft && ft->fetched_ms > seen && ft->fetched_ms > want) {
-                publish(r, c, ft);
+                pqr__router_publish(r, c, ft);
                 pqr__topo_unref(ft);
                 return;
             }
@@ -415,7 +415,7 @@ struct pqr_topology *pqr__router_snapshot(struct pqr_router *r, struct pqr_clust
      * as the fallback view while we ask Patroni ourselves. */
     if (c->cache_ok && (ft = pqr__cache_read(&c->cache, &r->s, c->conf))) {
         if (fresh(r, ft))
-            publish(r, c, ft);
+            pqr__router_publish(r, c, ft);
         if (recent(r, ft))
             return ft;
         pqr__topo_unref(ft);

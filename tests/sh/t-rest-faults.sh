@@ -30,6 +30,14 @@ for mode in 500 garbage html truncated huge redirect slow hang noaccept; do
     ok $([ "$dt" -lt 1500 ]; echo $?) "$mode: bounded by the REST timeout (${dt} ms)"
 done
 
+# The REST API accepts and never answers: an event-loop client's PQconnectStart must not wait.
+start_fake hang "$ROOT/tests/fixtures/patroni-3.0.2/cluster-healthy.json"
+t0=$(ms)
+out=$(shim start "$DOOR")
+dt=$(( $(ms) - t0 ))
+like "$out" 'passed through rw: cluster env, no fresh Patroni view' "PQconnectStart with the REST API hanging: front door at once"
+ok $([ "$dt" -lt 300 ]; echo $?) "PQconnectStart did not wait for the REST API (${dt} ms, timeout 400 ms)"
+
 # Unreachable REST host (nothing listening) and an unresolvable one.
 for url in http://127.0.0.32:18008 http://no-such-host.invalid:8008; do
     t0=$(ms)

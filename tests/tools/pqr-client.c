@@ -18,6 +18,7 @@
  *   pqr-client prefork N ITER CONNINFO         connect, then N forked children x ITER connects
  *   pqr-client writer SECONDS INTERVAL_MS CONNINFO   new connection + INSERT every interval,
  *                                              lines "<epoch ms> OK|FAIL ...", for outage timing
+ *   pqr-client reader SECONDS INTERVAL_MS CONNINFO   like writer, with a read instead of an INSERT
  *   pqr-client hold SECONDS CONNINFO           connect, report, sleep (for footprint checks)
  */
 #include <poll.h>
@@ -239,16 +240,17 @@ int main(int argc, char **argv)
         printf("children failed: %d\n", failed);
         return failed != 0;
     }
-    if (strcmp(mode, "writer") == 0 && argc == 5) {
+    if ((strcmp(mode, "writer") == 0 || strcmp(mode, "reader") == 0) && argc == 5) {
+        const char *sql = mode[0] == 'w' ? "insert into writes(src) values (current_setting('application_name'))"
+                                         : "select count(*) from pg_class";
         double end = now_ms() + atof(argv[2]) * 1000;
         int interval = atoi(argv[3]);
         char line[512];
         while (now_ms() < end) {
             double t1 = now_ms();
             PGconn *c = PQconnectdb(argv[4]);
-            int rc = report(c, t1, "insert into writes(src) values (current_setting('application_name'))",
-                            line, sizeof line);
-            printf("%lld %s\n", epoch_ms(), rc == 2 ? line : line);
+            report(c, t1, sql, line, sizeof line);
+            printf("%lld %s\n", epoch_ms(), line);
             fflush(stdout);
             PQfinish(c);
             double left = interval - (now_ms() - t1);

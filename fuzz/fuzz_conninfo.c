@@ -1,0 +1,91 @@
+/* libFuzzer: a conninfo string or URI -> libpq's own parsing (the probe) -> routed parameters.
+ * Invariants: no crash or leak; a routed connection's host list is the front door's name only and
+ * its hostaddr list holds only numeric addresses from the view, so input can never steer a
+ * connection (or its password) to a host of its choosing. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pqr_private.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static struct pqr_router *r;
+
+static void init(void)
+{
+    static const char view[] =
+        "{\"members\":[{\"name\":\"n1\",\"role\":\"leader\",\"state\":\"running\",\"host\":\"10.0.0.1\",\"port\":5432,\"timeline\":2},"
+        "{\"name\":\"n2\",\"role\":\"replica\",\"state\":\"streaming\",\"host\":\"10.0.0.2\",\"port\":5432,\"timeline\":2,\"lag\":0}]}";
+    struct pqr_settings s;
+    struct pqr_libpq pq = {PQconnectdbParams, PQconnectStartParams};
+    char err[256], dir[] = "/tmp/pqr-fuzz-XXXXXX";
+
+    pqr__settings_init(&s);
+    pqr__settings_set(&s, "PATRONI", "http://127.0.0.1:9", err, sizeof err);
+    pqr__settings_set(&s, "RW", "fd.example:5432", err, sizeof err);
+    pqr__settings_set(&s, "RO", "fd.example:5433", err, sizeof err);
+    pqr__settings_set(&s, "REFRESH_MS", "3600000", err, sizeof err);
+    pqr__settings_set(&s, "STALE_MS", "86400000", err, sizeof err);
+    if (mkdtemp(dir))
+        pqr__settings_set(&s, "CACHE_DIR", dir, err, sizeof err);
+    pqr__settings_finish(&s, err, sizeof err);
+    pqr__log_set(PQR_LOG_ERROR);
+    r = pqr__router_new(&s, &pq, err, sizeof err);
+    pqr__settings_clear(&s);
+    struct pqr_topology *t = pqr__topo_parse(view, sizeof view - 1, NULL, 0);
+    pqr__topo_resolve(t, &r->s, r->clusters[0].conf, true);
+    t->fetched_ms = pqr__now_ms();
+    pqr__router_publish(r, &r->clusters[0], t);
+    pqr__topo_unref(t);
+}
+
+static void check(struct pqr_plan *p)
+{
+    for (size_t i = 0; p && i < p->params.n; i++) {
+        const char *k = p->params.kw[i], *v = p->params.val[i];
+        if (strcmp(k, "host") == 0) {
+            for (const char *h = v; *h;) {
+                size_t len = strcspn(h, ",");
+                if (len != strlen(p->door_host) || strncmp(h, p->door_host, len) != 0)
+                    __builtin_trap();
+                h += len + (h[len] == ',');
+            }
+        } else if (strcmp(k, "hostaddr") == 0) {
+            /* members' addresses, then the application's own hostaddr for the front door */
+            size_t members = 0;
+            for (const char *h = v; members < p->ncands; members++) {
+                size_t len = strcspn(h, ",");
+                if (len != strlen(p->cands[members].addr) || strncmp(h, p->cands[members].addr, len) != 0)
+                    __builtin_trap();
+                h += len + (h[len] == ',');
+            }
+        }
+    }
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    PQconninfoOption *o;
+    const char **kw, **val;
+    char *ci;
+
+    if (!r)
+        init();
+    if (size > 4096 || !(ci = strndup((const char *)data, size)))
+        return 0;
+    if (pqr__conninfo_arrays(ci, &o, &kw, &val) == 0) {
+        struct pqr_plan *p = pqr__route_plan(r, kw, val, 0, PQR_NONBLOCKING, PQR_ROLE_AUTO);
+        check(p);
+        pqr__route_free(p);
+        free(kw);
+        free(val);
+        PQconninfoFree(o);
+    }
+    const char *k1[] = {"dbname", "user", NULL}, *v1[] = {ci, "fuzz", NULL};
+    struct pqr_plan *p = pqr__route_plan(r, k1, v1, 1, PQR_NONBLOCKING, PQR_ROLE_AUTO);
+    check(p);
+    pqr__route_free(p);
+    free(ci);
+    return 0;
+}

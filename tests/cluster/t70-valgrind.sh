@@ -1,0 +1,15 @@
+# valgrind memcheck on a routed connect through the shim against the real cluster: the REST fetch
+# (libcurl), the shared cache, the probe and the rewrite. Zero errors, zero definite leaks.
+. "$(dirname "$0")/lib-cluster.sh"
+if ! command -v valgrind >/dev/null; then echo "1..0 # SKIP valgrind not installed"; exit 0; fi
+VG=(valgrind -q --error-exitcode=97 --leak-check=full --errors-for-leak-kinds=definite --show-leak-kinds=definite)
+export PQROUTE_CACHE_DIR=$(mktemp -d)
+for ci in "$RW" "$RO"; do
+    out=$(LD_PRELOAD=$PRELOAD "${VG[@]}" "$CLIENT" connectdb "$ci" 2>&1)
+    rc=$?
+    ok $([ $rc = 0 ] && grep -q '^OK' <<<"$out" && ! grep -q '==[0-9]*==' <<<"$out"; echo $?) "valgrind: routed connect ($ci)" || diag "$(grep -m8 '==\|FAIL' <<<"$out")"
+done
+out=$(LD_PRELOAD=$PRELOAD "${VG[@]}" "$CLIENT" threads 4 3 "$RW" 2>&1)
+ok $([ $? = 0 ] && ! grep -q '==[0-9]*==' <<<"$out"; echo $?) "valgrind: 4 threads routing at once" || diag "$(grep -m8 '==' <<<"$out")"
+rm -rf "$PQROUTE_CACHE_DIR"
+done_testing
