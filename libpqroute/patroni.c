@@ -267,7 +267,7 @@ struct pqr_topology *pqr__patroni_fetch(const struct pqr_fetch_opts *o, char *er
                 first_good = pqr__mono_ms();
         }
         now = pqr__mono_ms();
-        if (running == 0 || (o->stop && *o->stop) || now >= deadline ||
+        if (running == 0 || (o->stop && __atomic_load_n(o->stop, __ATOMIC_ACQUIRE)) || now >= deadline ||
             (first_good && now - first_good >= GRACE_MS))
             break;
         long long wait = deadline - now;

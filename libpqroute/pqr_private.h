@@ -135,7 +135,7 @@ struct pqr_fetch_opts {
     const struct pqr_cluster_conf *c;
     const char *const *urls;
     size_t nurls;
-    const volatile int *stop; /* abandons the fetch when it becomes non-zero */
+    const int *stop; /* abandons the fetch when it becomes non-zero (read atomically) */
 };
 /* Fetch /cluster from every URL at once; the best view, addresses resolved and filtered. */
 struct pqr_topology *pqr__patroni_fetch(const struct pqr_fetch_opts *o, char *err, size_t errlen);
@@ -224,7 +224,7 @@ struct pqr_router {
     pthread_cond_t cond;  /* published a snapshot / asked the refresher to work */
     pthread_t thread;
     bool thread_running;
-    volatile int stop;
+    int stop; /* atomic */
     unsigned spread;
     struct pqr_router *next_router; /* all routers, for fork and exit handling */
 };

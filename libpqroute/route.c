@@ -258,6 +258,11 @@ struct pqr_plan *pqr__route_plan(struct pqr_router *r, const char *const *kw,
     p->door_port = port ? strdup(port) : strdup("5432");
     p->door_hostaddr = opt(p->eff, "hostaddr") ? strdup(opt(p->eff, "hostaddr")) : NULL;
     tsa = app_tsa(r, kw, val, expand);
+    if (tsa && role_of_tsa(tsa) == PQR_ROLE_AUTO) {
+        /* A value libpq will reject: let libpq say so, exactly as without us. */
+        pqr__decision("passed through: target_session_attrs=%.40s is not one libpq accepts", tsa);
+        goto pass;
+    }
     p->role = forced != PQR_ROLE_AUTO ? forced : role_of_tsa(tsa);
     if (p->role == PQR_ROLE_AUTO)
         p->role = ro_door ? PQR_ROLE_RO : PQR_ROLE_RW;
@@ -277,6 +282,7 @@ struct pqr_plan *pqr__route_plan(struct pqr_router *r, const char *const *kw,
                       role_name(p->role), p->c->conf->name, host, p->door_port);
         goto pass;
     }
+    free(tsa);
     describe(p, "routed");
     return p;
 pass:

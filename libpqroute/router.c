@@ -59,7 +59,7 @@ static void atfork_child(void)
     for (struct pqr_router *r = routers; r; r = r->next_router) {
         init_sync(r);
         r->thread_running = false;
-        r->stop = 0;
+        __atomic_store_n(&r->stop, 0, __ATOMIC_RELAXED);
         for (size_t i = 0; i < r->nclusters; i++) {
             struct pqr_cache_file *f = &r->clusters[i].cache;
             if (f->lock_fd >= 0) {
@@ -118,6 +118,11 @@ static void register_exit(void)
 void pqr__register_exit(void)
 {
     pthread_once(&exit_once, register_exit);
+}
+
+static bool stopping(const struct pqr_router *r)
+{
+    return __atomic_load_n(&r->stop, __ATOMIC_ACQUIRE);
 }
 
 static bool fresh(const struct pqr_router *r, const struct pqr_topology *t)
@@ -205,19 +210,21 @@ static void fetch_and_publish(struct pqr_router *r, struct pqr_cluster *c, bool 
     t = pqr__patroni_fetch(&o, err, sizeof err);
     for (size_t i = 0; i < n; i++)
         free(urls[i]);
+    pthread_mutex_lock(&r->lock);
+    bool was_failing = c->last_fetch_failed;
+    c->last_fetch_failed = !t;
+    pthread_mutex_unlock(&r->lock);
     if (!t) {
-        if (!c->last_fetch_failed && !r->stop)
+        if (!was_failing && !stopping(r))
             PQR_WARN("cluster %s: no usable answer from Patroni (%s); using the front door once "
                      "the cached view is older than %d ms",
                      c->conf->name, err, r->s.stale_ms);
-        c->last_fetch_failed = true;
         if (share)
             pqr__cache_mark_failed(&c->cache);
         return;
     }
-    if (c->last_fetch_failed)
+    if (was_failing)
         PQR_INFO("cluster %s: Patroni answers again (%s)", c->conf->name, t->source);
-    c->last_fetch_failed = false;
     if (share && pqr__cache_write(&c->cache, t) != 0)
         PQR_DEBUG("cluster %s: could not write %s", c->conf->name, c->cache.path);
     pqr__router_publish(r, c, t);
@@ -264,7 +271,7 @@ static void refresh_cluster(struct pqr_router *r, struct pqr_cluster *c, long lo
         return;
     case 0: /* another process is fetching: take its answer */
         deadline = pqr__mono_ms() + r->s.rest_timeout_ms + 200;
-        while (pqr__mono_ms() < deadline && !r->stop) {
+        while (pqr__mono_ms() < deadline && !stopping(r)) {
             struct timespec ts = {0, 10 * 1000000L};
             nanosleep(&ts, NULL);
             ft = pqr__cache_read(&c->cache, &r->s, c->conf);
@@ -307,9 +314,9 @@ static void *refresher_main(void *arg)
             tm[i].next_mono = pqr__mono_ms() + r->s.refresh_ms;
             tm[i].last_start_ms = pqr__now_ms();
         }
-    while (!r->stop) {
+    while (!stopping(r)) {
         long long now = pqr__mono_ms(), wait = r->s.refresh_ms;
-        for (size_t i = 0; i < r->nclusters && !r->stop; i++) {
+        for (size_t i = 0; i < r->nclusters && !stopping(r); i++) {
             struct pqr_cluster *c = &r->clusters[i];
             long long want = c->want_after_ms;
             if (now >= tm[i].next_mono || want >= tm[i].last_start_ms) {
@@ -328,7 +335,7 @@ static void *refresher_main(void *arg)
             if (tm[i].next_mono - now < wait)
                 wait = tm[i].next_mono - now;
         }
-        if (r->stop)
+        if (stopping(r))
             break;
         /* A request that arrived while we were fetching is served at once. */
         bool pending = false;
@@ -351,7 +358,7 @@ static void ensure_thread(struct pqr_router *r)
     sigset_t all, old;
     int rc;
 
-    if (r->thread_running || r->stop)
+    if (r->thread_running || stopping(r))
         return;
     /* The thread must never run the application's signal handlers. */
     sigfillset(&all);
@@ -382,7 +389,7 @@ struct pqr_topology *pqr__router_refresh(struct pqr_router *r, struct pqr_cluste
          * ends without one: no point waiting out the timeout when every endpoint refused. */
         unsigned long target = c->done + 1;
         deadline_ts(&ts, wait_ms);
-        while (!(c->current && c->current->fetched_ms > after_ms) && c->done < target && !r->stop)
+        while (!(c->current && c->current->fetched_ms > after_ms) && c->done < target && !stopping(r))
             if (pthread_cond_timedwait(&r->cond, &r->lock, &ts) == ETIMEDOUT)
                 break;
     }

@@ -67,10 +67,24 @@ EXPORT PGconn *PQsetdbLogin(const char *pghost, const char *pgport, const char *
                             const char *pgtty, const char *dbName, const char *login,
                             const char *pwd);
 
+/* libpq's own definition: the next one after us in the global scope, or — for a libpq that was
+ * dlopen()ed RTLD_LOCAL, as ctypes does, and so is not in that scope — from libpq's own handle
+ * (RTLD_NOLOAD: it is loaded already, since it is what called us). */
+static void *libpq_sym(const char *name, void *self)
+{
+    void *p = dlsym(RTLD_NEXT, name), *h;
+
+    if ((!p || p == self) && (h = dlopen("libpq.so.5", RTLD_NOLOAD | RTLD_LAZY))) {
+        p = dlsym(h, name);
+        dlclose(h);
+    }
+    return p == self ? NULL : p;
+}
+
 static void *bind_one(const char *name, void *self)
 {
-    void *p = dlsym(RTLD_NEXT, name);
-    if (!p || p == self) {
+    void *p = libpq_sym(name, self);
+    if (!p) {
         shim_error("cannot find libpq's %s%s; routing disabled", name, "");
         return NULL;
     }
@@ -182,7 +196,7 @@ static void free_opts(PQconninfoOption *o)
 {
     static void (*fn)(PQconninfoOption *);
     if (!fn)
-        *(void **)&fn = dlsym(RTLD_NEXT, "PQconninfoFree");
+        *(void **)&fn = libpq_sym("PQconninfoFree", NULL);
     if (fn)
         fn(o);
 }

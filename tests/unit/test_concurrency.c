@@ -95,6 +95,12 @@ int main(void)
 
     /* fork() in a loop with a 1 kHz timer signal, while the refresher thread runs: every child
      * plans a connection from its inherited snapshot and exits cleanly; nothing deadlocks. */
+#ifdef __SANITIZE_THREAD__
+    /* ThreadSanitizer cannot start threads after a multi-threaded fork(); ASan runs this part. */
+    printf("ok %d - fork loop # SKIP under ThreadSanitizer\n", ++tap_n);
+    pqr__router_free(r);
+    return done_testing();
+#endif
     struct sigaction sa = {.sa_handler = on_alarm};
     sigaction(SIGALRM, &sa, NULL);
     struct itimerval it = {{0, 1000}, {0, 1000}};
