@@ -33,7 +33,7 @@ LIB_OBJ := $(patsubst libpqroute/%.c,$(B)/obj/%.o,$(LIB_SRC))
 LIB_SO := $(B)/libpqroute.so
 PRELOAD_SO := $(B)/libpqroute-preload.so
 
-all: $(LIB_SO) $(PRELOAD_SO) $(B)/libpqroute.pc examples tests-build
+all: $(LIB_SO) $(PRELOAD_SO) $(B)/libpqroute.pc $(B)/pqroute examples tests-build
 
 $(B)/obj/%.o: libpqroute/%.c libpqroute/pqr_private.h $(HDR) | $(B)/obj
 	$(CC) $(CPPFLAGS) $(PQR_CFLAGS) $(SAN) $(CFLAGS) -c -o $@ $<
@@ -63,6 +63,11 @@ PC_SED = sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCLUD
 	     -e 's|@VERSION@|$(VERSION)|'
 $(B)/libpqroute.pc: pkgconfig/libpqroute.pc.in $(HDR) | $(B)/obj
 	$(PC_SED) $< > $@
+
+# The operator's tool: built from the library's objects (it reports internals the API keeps opaque).
+$(B)/pqroute: cli/pqroute.c $(LIB_OBJ)
+	$(CC) $(CPPFLAGS) $(PQR_CFLAGS) $(SAN) $(CFLAGS) -DPQR_LIBDIR='"$(LIBDIR)"' -Ilibpqroute -o $@ $< \
+	  $(LIB_OBJ) $(PQR_LIBS)
 
 # ---- examples and tests ----
 EXAMPLES := $(B)/examples/rw-ro
@@ -138,6 +143,10 @@ install: all
 	install -m 0755 $(PRELOAD_SO) $(DESTDIR)$(LIBDIR)/
 	install -m 0644 $(HDR) $(DESTDIR)$(INCLUDEDIR)/
 	$(PC_SED) pkgconfig/libpqroute.pc.in > $(DESTDIR)$(PKGCONFIGDIR)/libpqroute.pc
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man3
+	install -m 0755 $(B)/pqroute $(DESTDIR)$(BINDIR)/
+	install -m 0644 man/pqroute.1 $(DESTDIR)$(MANDIR)/man1/
+	install -m 0644 man/libpqroute.3 $(DESTDIR)$(MANDIR)/man3/
 
 clean:
 	rm -rf $(B) build-asan build-tsan
