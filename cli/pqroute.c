@@ -7,6 +7,7 @@
  *   pqroute exec -- COMMAND [ARG...] run COMMAND with the shim preloaded
  *   pqroute check                    validate the configuration, reach every REST endpoint and door
  *   pqroute watch [--count N]        print topology changes as they happen
+ *   pqroute stats [--prometheus]     counters of every process on this host (shared cache dir)
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -34,7 +35,7 @@ static const struct pqr_libpq direct = {PQconnectdbParams, PQconnectStartParams}
 static int usage(void)
 {
     fprintf(stderr, "usage: pqroute status [--json] | resolve [--connect] CONNINFO | exec -- COMMAND [ARG...]\n"
-                    "               | check | watch [--count N]   (see pqroute(1))\n");
+                    "               | check | watch [--count N] | stats [--prometheus]   (see pqroute(1))\n");
     return 64;
 }
 
@@ -322,6 +323,48 @@ static int cmd_check(void)
     return problems ? 1 : 0;
 }
 
+static void print_counters(const char *cluster, const uint64_t *v, bool prom)
+{
+    for (int i = 0; i < PQR_STAT_COUNT; i++) {
+        if (prom)
+            printf("libpqroute_events_total{cluster=\"%s\",event=\"%s\"} %llu\n", cluster,
+                   pqr__stat_names[i], (unsigned long long)__atomic_load_n(&v[i], __ATOMIC_RELAXED));
+        else if (v[i] || i != PQR_STAT_PASSED_THROUGH)
+            printf("  %-20s %llu\n", pqr__stat_names[i], (unsigned long long)__atomic_load_n(&v[i], __ATOMIC_RELAXED));
+    }
+}
+
+static int cmd_stats(int argc, char **argv)
+{
+    bool prom = argc > 1 && strcmp(argv[1], "--prometheus") == 0;
+    int rc;
+    struct pqr_router *r = open_router(&rc);
+
+    if (!r)
+        return rc;
+    if (prom)
+        printf("# HELP libpqroute_events_total Connections and refreshes counted by every libpqroute process of this user on this host.\n"
+               "# TYPE libpqroute_events_total counter\n");
+    for (size_t k = 0; k < r->nclusters; k++) {
+        if (!prom)
+            printf("cluster %s:\n", r->clusters[k].conf->name);
+        if (r->clusters[k].stats)
+            print_counters(r->clusters[k].conf->name, r->clusters[k].stats, prom);
+        else if (!prom)
+            printf("  (no shared cache directory: no counters)\n");
+    }
+    if (r->other_stats) {
+        if (!prom)
+            printf("connections to no front door:\n  passed_through       %llu\n",
+                   (unsigned long long)r->other_stats[PQR_STAT_PASSED_THROUGH]);
+        else
+            printf("libpqroute_events_total{cluster=\"\",event=\"passed_through\"} %llu\n",
+                   (unsigned long long)r->other_stats[PQR_STAT_PASSED_THROUGH]);
+    }
+    pqr__router_free(r);
+    return 0;
+}
+
 static volatile sig_atomic_t interrupted;
 static void on_int(int sig)
 {
@@ -387,6 +430,8 @@ int main(int argc, char **argv)
         return cmd_check();
     if (strcmp(argv[1], "watch") == 0)
         return cmd_watch(argc - 1, argv + 1);
+    if (strcmp(argv[1], "stats") == 0)
+        return cmd_stats(argc - 1, argv + 1);
     if (strcmp(argv[1], "--version") == 0)
         return printf("pqroute %s\n", pqr_version()), 0;
     return usage();

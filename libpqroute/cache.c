@@ -65,6 +65,11 @@ int pqr__cache_open(struct pqr_cache_file *f, const struct pqr_settings *s,
         pqr__cache_close(f);
         return -1;
     }
+    if (asprintf(&f->stats_path, "%s/%s.stats", dir, c->key) < 0) {
+        f->stats_path = NULL;
+        pqr__cache_close(f);
+        return -1;
+    }
     return 0;
 }
 
@@ -75,6 +80,7 @@ void pqr__cache_close(struct pqr_cache_file *f)
     free(f->path);
     free(f->lock_path);
     free(f->fail_path);
+    free(f->stats_path);
     memset(f, 0, sizeof *f);
     f->lock_fd = -1;
 }

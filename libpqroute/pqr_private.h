@@ -151,6 +151,7 @@ struct pqr_cache_file {
     char *path;
     char *lock_path;
     char *fail_path;
+    char *stats_path;
     int lock_fd;
 };
 int pqr__cache_open(struct pqr_cache_file *f, const struct pqr_settings *s,
@@ -165,6 +166,17 @@ void pqr__cache_mark_failed(const struct pqr_cache_file *f);
 /* Non-blocking: 1 = this process now refreshes, 0 = another one does, -1 = error. */
 int pqr__cache_trylock(struct pqr_cache_file *f);
 void pqr__cache_unlock(struct pqr_cache_file *f);
+
+/* ---- stats.c ---- */
+enum pqr_stat {
+    PQR_STAT_ROUTED_RW, PQR_STAT_ROUTED_RO, PQR_STAT_FALLBACK_NO_VIEW, PQR_STAT_FALLBACK_NO_MEMBER,
+    PQR_STAT_RETRIES, PQR_STAT_REFRESH_OK, PQR_STAT_REFRESH_FAILED, PQR_STAT_SHARED_CACHE_USED,
+    PQR_STAT_PASSED_THROUGH, PQR_STAT_COUNT
+};
+extern const char *const pqr__stat_names[PQR_STAT_COUNT];
+/* The counters of a stats file (created 0600 if missing), or NULL: counting is best effort. */
+uint64_t *pqr__stats_map(const char *path);
+void pqr__stat(uint64_t *counters, enum pqr_stat which);
 
 /* ---- policy.c ---- */
 struct pqr_candidate {
@@ -211,6 +223,7 @@ struct pqr_cluster {
     long long failed_at_mono;  /* when the last attempt ended without a view */
     unsigned long started, done; /* refresh attempts; waiters wait for one that started later */
     long long door_failed_mono;  /* a routed connect failed at every member and the front door */
+    uint64_t *stats;             /* shared counters (stats.c), or NULL */
     struct pqr_failure failures[PQR_MAX_FAILURES];
     size_t nfailures;
 };
@@ -226,6 +239,7 @@ struct pqr_router {
     bool thread_running;
     int stop; /* atomic */
     unsigned spread;
+    uint64_t *other_stats;          /* connections that name no front door */
     struct pqr_router *next_router; /* all routers, for fork and exit handling */
 };
 

@@ -252,6 +252,7 @@ struct pqr_plan *pqr__route_plan(struct pqr_router *r, const char *const *kw,
     }
     if (!p->c) {
         pqr__decision("passed through: %s:%ld is not a configured front door", host, portnum);
+        pqr__stat(r->other_stats, PQR_STAT_PASSED_THROUGH);
         goto pass;
     }
     p->door_host = strdup(host);
@@ -272,17 +273,20 @@ struct pqr_plan *pqr__route_plan(struct pqr_router *r, const char *const *kw,
         goto pass;
     p->t = pqr__router_snapshot(r, p->c, mode == PQR_BLOCKING ? r->s.rest_timeout_ms + 200 : 0);
     if (!p->t) {
+        pqr__stat(p->c->stats, PQR_STAT_FALLBACK_NO_VIEW);
         pqr__decision("passed through %s: cluster %s, no fresh Patroni view (front door %s:%s)",
                       role_name(p->role), p->c->conf->name, host, p->door_port);
         goto pass;
     }
     if (build(r, p) < 0) {
+        pqr__stat(p->c->stats, PQR_STAT_FALLBACK_NO_MEMBER);
         pqr__decision("passed through %s: cluster %s, no eligible member in Patroni's view "
                       "(front door %s:%s)",
                       role_name(p->role), p->c->conf->name, host, p->door_port);
         goto pass;
     }
     free(tsa);
+    pqr__stat(p->c->stats, p->role == PQR_ROLE_RW ? PQR_STAT_ROUTED_RW : PQR_STAT_ROUTED_RO);
     describe(p, "routed");
     return p;
 pass:
@@ -361,6 +365,7 @@ PGconn *pqr__route_exec(struct pqr_router *r, struct pqr_plan *p)
     p->door_only_first = true;
     if (build(r, p) < 0)
         return conn;
+    pqr__stat(p->c->stats, PQR_STAT_RETRIES);
     describe(p, "retrying");
     again = r->pq.connectdb_params(p->params.kw, p->params.val, 0);
     if (!again)

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "pqr_private.h"
@@ -214,6 +215,7 @@ static void fetch_and_publish(struct pqr_router *r, struct pqr_cluster *c, bool 
     bool was_failing = c->last_fetch_failed;
     c->last_fetch_failed = !t;
     pthread_mutex_unlock(&r->lock);
+    pqr__stat(c->stats, t ? PQR_STAT_REFRESH_OK : PQR_STAT_REFRESH_FAILED);
     if (!t) {
         if (!was_failing && !stopping(r))
             PQR_WARN("cluster %s: no usable answer from Patroni (%s); using the front door once "
@@ -423,8 +425,10 @@ struct pqr_topology *pqr__router_snapshot(struct pqr_router *r, struct pqr_clust
     if (c->cache_ok && (ft = pqr__cache_read(&c->cache, &r->s, c->conf))) {
         if (fresh(r, ft))
             pqr__router_publish(r, c, ft);
-        if (recent(r, ft))
+        if (recent(r, ft)) {
+            pqr__stat(c->stats, PQR_STAT_SHARED_CACHE_USED);
             return ft;
+        }
         pqr__topo_unref(ft);
         failed = failed || pqr__cache_failed_recently(&c->cache, (int)failure_window(r));
     }
@@ -487,8 +491,19 @@ struct pqr_router *pqr__router_new(const struct pqr_settings *s, const struct pq
     r->spread = (unsigned)seed;
     init_sync(r);
     for (size_t i = 0; i < r->nclusters; i++) {
-        r->clusters[i].conf = &r->s.clusters[i];
-        r->clusters[i].cache_ok = pqr__cache_open(&r->clusters[i].cache, &r->s, &r->s.clusters[i]) == 0;
+        struct pqr_cluster *c = &r->clusters[i];
+        c->conf = &r->s.clusters[i];
+        c->cache_ok = pqr__cache_open(&c->cache, &r->s, c->conf) == 0;
+        if (c->cache_ok)
+            c->stats = pqr__stats_map(c->cache.stats_path);
+    }
+    if (r->nclusters && r->clusters[0].cache_ok) {
+        char *other = strdup(r->clusters[0].cache.stats_path), *slash = other ? strrchr(other, '/') : NULL;
+        if (slash && strlen(slash) >= sizeof "/other.stats") {
+            strcpy(slash, "/other.stats");
+            r->other_stats = pqr__stats_map(other);
+        }
+        free(other);
     }
     pthread_mutex_lock(&routers_lock);
     r->next_router = routers;
@@ -512,7 +527,11 @@ void pqr__router_free(struct pqr_router *r)
     for (size_t i = 0; i < r->nclusters; i++) {
         pqr__topo_unref(r->clusters[i].current);
         pqr__cache_close(&r->clusters[i].cache);
+        if (r->clusters[i].stats)
+            munmap(r->clusters[i].stats - 1, sizeof(uint64_t) * (PQR_STAT_COUNT + 1));
     }
+    if (r->other_stats)
+        munmap(r->other_stats - 1, sizeof(uint64_t) * (PQR_STAT_COUNT + 1));
     free(r->clusters);
     pqr__settings_clear(&r->s);
     pthread_mutex_destroy(&r->lock);

@@ -39,4 +39,18 @@ for _ in $(seq 100); do kill -0 $w 2>/dev/null || break; sleep 0.2; done
 kill $w 2>/dev/null
 like "$(cat "$B/watch.out")" '^[0-9:.]+ cluster env: leader node[123];.*'$'\n''[0-9:.]+ cluster env: ' "watch: prints the view, then its change during a switchover"
 "$CL" wait 60 >/dev/null
+
+# Counters are shared by every process of the host (the cache directory).
+export PQROUTE_CACHE_DIR=$(mktemp -d)
+for i in 1 2 3; do shim connectdb "$RW" >/dev/null; done
+shim connectdb "$RO" >/dev/null
+shim connectdb "host=$L port=5432" >/dev/null
+out=$("$PQ" stats)
+like "$out" 'routed_rw +3' "stats: 3 routed RW connections from 3 processes"
+like "$out" 'routed_ro +1' "stats: 1 routed RO connection"
+like "$out" 'passed_through +1' "stats: 1 connection to no front door"
+like "$out" 'refresh_ok +[1-9]' "stats: refreshes counted"
+out=$("$PQ" stats --prometheus)
+like "$out" 'libpqroute_events_total\{cluster="env",event="routed_rw"\} 3' "stats --prometheus: node_exporter textfile format"
+rm -rf "$PQROUTE_CACHE_DIR"
 done_testing
