@@ -1,5 +1,6 @@
 # RO never picks a replica tagged noloadbalance, or one lagging more than PQROUTE_MAX_LAG.
 . "$(dirname "$0")/lib-cluster.sh"
+"$CL" wait-proxy 30 >/dev/null
 read -r r1 r2 < <("$CL" members | awk '$2!="leader"{printf "%s ", $1}')
 ip1=$("$CL" ip "$r1")
 ip2=$("$CL" ip "$r2")
@@ -29,7 +30,8 @@ ro_servers() { # n: distinct servers RO connections landed on
 trap '"$CL" untag "$r2"' EXIT
 check "every node reports the noloadbalance tag" views_settle present noloadbalance
 got=$(ro_servers 8)
-like "$got" "^ *8 $ip1 *$" "noloadbalance on $r2: all 8 RO connections on $r1 ($got)"
+like "$got" "^ *8 $ip1 *$" "noloadbalance on $r2: all 8 RO connections on $r1 ($got)" ||
+    diag "$("$B/pqroute" status 2>&1; PQROUTE_LOG=info shim connectdb "$RO")"
 "$CL" untag "$r2"
 trap - EXIT
 check "every node reports the tag gone" views_settle absent noloadbalance
