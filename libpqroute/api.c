@@ -122,14 +122,8 @@ void pqr_router_close(pqr_router *r)
 static PGconn *connect_arrays(pqr_router *r, const char *const *kw, const char *const *val,
                               int expand, pqr_role role)
 {
-    struct pqr_plan *p = pqr__route_plan(r, kw, val, expand, PQR_BLOCKING, role);
-    PGconn *conn;
-
-    if (!p)
-        return NULL;
-    conn = pqr__route_exec(r, p);
-    pqr__route_free(p);
-    return conn;
+    bool passed;
+    return pqr__route_connect(r, kw, val, expand, PQR_BLOCKING, role, &passed);
 }
 
 PGconn *pqr_connectdb_params(pqr_router *r, const char *const *keywords,
@@ -214,7 +208,6 @@ pqr_topology *pqr_router_refresh(pqr_router *r, const char *cluster, int timeout
 const struct pqr_shim_api *pqr__shim_api(int version)
 {
     static const struct pqr_shim_api api = {PQR_SHIM_API_VERSION, pqr__router_from_env,
-                                            pqr__route_plan, pqr__route_exec, pqr__route_free,
-                                            pqr__conninfo_arrays};
+                                            pqr__route_connect, pqr__conninfo_arrays};
     return version == PQR_SHIM_API_VERSION ? &api : NULL;
 }

@@ -177,6 +177,7 @@ extern const char *const pqr__stat_names[PQR_STAT_COUNT];
 /* The counters of a stats file (created 0600 if missing), or NULL: counting is best effort. */
 uint64_t *pqr__stats_map(const char *path);
 void pqr__stat(uint64_t *counters, enum pqr_stat which);
+void pqr__stats_unmap(uint64_t *counters);
 
 /* ---- policy.c ---- */
 struct pqr_candidate {
@@ -221,7 +222,7 @@ struct pqr_cluster {
     long long want_after_ms; /* a fetch newer than this was asked for */
     bool last_fetch_failed;
     long long failed_at_mono;  /* when the last attempt ended without a view */
-    unsigned long started, done; /* refresh attempts; waiters wait for one that started later */
+    unsigned long done; /* finished refresh attempts; a waiter waits for the next one */
     long long door_failed_mono;  /* a routed connect failed at every member and the front door */
     uint64_t *stats;             /* shared counters (stats.c), or NULL */
     struct pqr_failure failures[PQR_MAX_FAILURES];
@@ -268,6 +269,8 @@ struct pqr_params {
     size_t nowned;
 };
 void pqr__params_free(struct pqr_params *p);
+/* The non-empty value of keyword kw in a PQconninfo()/PQconninfoParse() array, or NULL. */
+const char *pqr__conninfo_value(const PQconninfoOption *o, const char *kw);
 int pqr__params_add(struct pqr_params *p, const char *k, const char *v);
 struct pqr_rewrite_in {
     const PQconninfoOption *effective; /* PQconninfo() of the probe */
@@ -291,14 +294,12 @@ struct pqr_router *pqr__router_from_env(const struct pqr_libpq *pq, char *err, s
  * The preload shim loads libpqroute.so with dlopen() on first use and reaches the routing code
  * through this table, the one private symbol the library exports.
  */
-#define PQR_SHIM_API_VERSION 1
+#define PQR_SHIM_API_VERSION 2
 struct pqr_shim_api {
     int version;
     struct pqr_router *(*router_from_env)(const struct pqr_libpq *pq, char *err, size_t errlen);
-    struct pqr_plan *(*plan)(struct pqr_router *r, const char *const *kw, const char *const *val,
-                             int expand, enum pqr_mode mode, pqr_role forced);
-    PGconn *(*exec)(struct pqr_router *r, struct pqr_plan *p);
-    void (*free_plan)(struct pqr_plan *p);
+    PGconn *(*connect)(struct pqr_router *r, const char *const *kw, const char *const *val,
+                       int expand, enum pqr_mode mode, pqr_role forced, bool *passed);
     int (*conninfo_arrays)(const char *conninfo, PQconninfoOption **opts, const char ***kw,
                            const char ***val);
 };
@@ -317,7 +318,7 @@ struct pqr_plan {
     struct pqr_candidate cands[PQR_MAX_MEMBERS];
     size_t ncands;
     struct pqr_params params; /* what libpq is handed */
-    bool door_only_first;     /* the retry leaves the front door out */
+    bool leave_door_out;      /* members only: no front door at the end of the list */
 };
 
 /* NULL: pass the call through to libpq unchanged (the reason is in pqr_last_decision()). */
@@ -325,6 +326,10 @@ struct pqr_plan *pqr__route_plan(struct pqr_router *r, const char *const *kw,
                                  const char *const *val, int expand, enum pqr_mode mode,
                                  pqr_role forced);
 PGconn *pqr__route_exec(struct pqr_router *r, struct pqr_plan *p);
+/* Plan and connect: *passed says the connection is not ours to route (the caller then makes the
+ * application's own call to libpq); otherwise the connection, or NULL if out of memory. */
+PGconn *pqr__route_connect(struct pqr_router *r, const char *const *kw, const char *const *val,
+                           int expand, enum pqr_mode mode, pqr_role forced, bool *passed);
 void pqr__route_free(struct pqr_plan *p);
 /* PQconninfoParse() into NULL-terminated arrays; NULL if it does not parse. */
 int pqr__conninfo_arrays(const char *conninfo, PQconninfoOption **opts, const char ***kw,

@@ -59,7 +59,7 @@ int pqr__params_add(struct pqr_params *p, const char *k, const char *v)
     return 0;
 }
 
-static const char *opt(const PQconninfoOption *o, const char *kw)
+const char *pqr__conninfo_value(const PQconninfoOption *o, const char *kw)
 {
     for (; o && o->keyword; o++)
         if (strcmp(o->keyword, kw) == 0)
@@ -119,11 +119,11 @@ int pqr__rewrite(const struct pqr_rewrite_in *in, struct pqr_params *out)
         goto fail;
     /* libpq looks .pgpass up by host and the port actually used: a member's port would miss an
      * entry written for the front door, so pass the password libpq found for the front door. */
-    if (!opt(in->effective, "password") && in->pgpass_password && in->pgpass_password[0] &&
+    if (!pqr__conninfo_value(in->effective, "password") && in->pgpass_password && in->pgpass_password[0] &&
         pqr__params_add(out, "password", in->pgpass_password) < 0)
         goto fail;
     /* Without a timeout, a member that drops packets holds the connect for minutes. */
-    if (!opt(in->effective, "connect_timeout") && in->connect_timeout_s > 0) {
+    if (!pqr__conninfo_value(in->effective, "connect_timeout") && in->connect_timeout_s > 0) {
         snprintf(num, sizeof num, "%d", in->connect_timeout_s);
         if (pqr__params_add(out, "connect_timeout", num) < 0)
             goto fail;

@@ -95,14 +95,6 @@ static PGconn *probe(struct pqr_router *r, const char *const *kw, const char *co
     return conn;
 }
 
-static const char *opt(const PQconninfoOption *o, const char *kw)
-{
-    for (; o && o->keyword; o++)
-        if (strcmp(o->keyword, kw) == 0)
-            return o->val && o->val[0] ? o->val : NULL;
-    return NULL;
-}
-
 void pqr__route_free(struct pqr_plan *p)
 {
     if (!p)
@@ -127,7 +119,7 @@ static char *app_tsa(struct pqr_router *r, const char *const *kw, const char *co
 {
     PGconn *p2 = probe(r, kw, val, expand, "channel_binding");
     PQconninfoOption *o2 = p2 ? PQconninfo(p2) : NULL;
-    const char *v = opt(o2, "target_session_attrs");
+    const char *v = pqr__conninfo_value(o2, "target_session_attrs");
     char *tsa = v && strcmp(v, "any") != 0 ? strdup(v) : NULL;
 
     PQconninfoFree(o2);
@@ -167,12 +159,12 @@ static int build(struct pqr_router *r, struct pqr_plan *p)
      * leaders, and our view follows Patroni faster than the proxy's health checks do, while a
      * proxy whose backend is gone can hold each connect for seconds. Leave it out for a while. */
     if (p->c->door_failed_mono && pqr__mono_ms() - p->c->door_failed_mono < r->s.stale_ms)
-        p->door_only_first = true;
+        p->leave_door_out = true;
     pthread_mutex_unlock(&r->lock);
     /* No running leader in Patroni's view (a switchover or an election in progress): nothing can
      * take writes, through the proxy or not; the members are tried until one is promoted. */
     if ((p->role == PQR_ROLE_RW && !pqr__topo_leader_running(p->t)) || r->s.door_stale_only)
-        p->door_only_first = true;
+        p->leave_door_out = true;
     in.t = p->t;
     in.role = p->role;
     in.max_lag = pqr__max_lag(&r->s, p->c->conf);
@@ -185,7 +177,7 @@ static int build(struct pqr_router *r, struct pqr_plan *p)
         .effective = p->eff, .pgpass_password = p->pgpass, .t = p->t, .cands = p->cands,
         .ncands = p->ncands, .door_host = p->door_host, .door_hostaddr = p->door_hostaddr,
         .door_port = p->door_port, .target_session_attrs = p->tsa,
-        .connect_timeout_s = r->s.connect_timeout_s, .no_door = p->door_only_first};
+        .connect_timeout_s = r->s.connect_timeout_s, .no_door = p->leave_door_out};
     return pqr__rewrite(&rw, &p->params);
 }
 
@@ -199,7 +191,7 @@ static void describe(const struct pqr_plan *p, const char *what)
         used += (size_t)snprintf(list + used, sizeof list - used, "%s%s:%d(%s)", i ? "," : "",
                                  p->cands[i].addr, p->cands[i].port,
                                  p->t->m[p->cands[i].member].name);
-    snprintf(door, sizeof door, p->door_only_first ? " (front door %s:%s left out: no running leader, it just failed, or stale-only)"
+    snprintf(door, sizeof door, p->leave_door_out ? " (front door %s:%s left out: no running leader, it just failed, or stale-only)"
                                                    : ",%s:%s (front door)",
              p->door_host, p->door_port);
     pqr__decision("%s %s: cluster %s, front door %s:%s, candidates %s%s, target_session_attrs=%s, "
@@ -233,8 +225,8 @@ struct pqr_plan *pqr__route_plan(struct pqr_router *r, const char *const *kw,
     p->eff = PQconninfo(p1);
     p->pgpass = strdup(PQpass(p1) ? PQpass(p1) : "");
     PQfinish(p1);
-    host = opt(p->eff, "host");
-    port = opt(p->eff, "port");
+    host = pqr__conninfo_value(p->eff, "host");
+    port = pqr__conninfo_value(p->eff, "port");
     if (!host || strchr(host, ',') || host[0] == '/' || host[0] == '@' ||
         (port && strchr(port, ','))) {
         pqr__decision("passed through: not a single TCP host (host=%s)", host ? host : "(socket)");
@@ -257,17 +249,19 @@ struct pqr_plan *pqr__route_plan(struct pqr_router *r, const char *const *kw,
     }
     p->door_host = strdup(host);
     p->door_port = port ? strdup(port) : strdup("5432");
-    p->door_hostaddr = opt(p->eff, "hostaddr") ? strdup(opt(p->eff, "hostaddr")) : NULL;
+    const char *hostaddr = pqr__conninfo_value(p->eff, "hostaddr");
+    p->door_hostaddr = hostaddr ? strdup(hostaddr) : NULL;
     tsa = app_tsa(r, kw, val, expand);
     if (tsa && role_of_tsa(tsa) == PQR_ROLE_AUTO) {
         /* A value libpq will reject: let libpq say so, exactly as without us. */
         pqr__decision("passed through: target_session_attrs=%.40s is not one libpq accepts", tsa);
         goto pass;
     }
-    p->role = forced != PQR_ROLE_AUTO ? forced : role_of_tsa(tsa);
-    if (p->role == PQR_ROLE_AUTO)
-        p->role = ro_door ? PQR_ROLE_RO : PQR_ROLE_RW;
-    if (tsa && forced == PQR_ROLE_AUTO && role_of_tsa(tsa) != PQR_ROLE_AUTO)
+    /* A forced role wins; else the application's target_session_attrs (known to libpq, checked
+     * above); else the front door it named. */
+    p->role = forced != PQR_ROLE_AUTO ? forced : tsa ? role_of_tsa(tsa)
+                                               : ro_door ? PQR_ROLE_RO : PQR_ROLE_RW;
+    if (tsa && forced == PQR_ROLE_AUTO)
         p->tsa = tsa, tsa = NULL;
     else if (!(p->tsa = strdup(p->role == PQR_ROLE_RW ? "read-write" : "prefer-standby")))
         goto pass;
@@ -350,7 +344,7 @@ PGconn *pqr__route_exec(struct pqr_router *r, struct pqr_plan *p)
     if (at < p->ncands)
         return conn;
     note_failures(r, p, p->ncands);
-    if (!p->door_only_first) {
+    if (!p->leave_door_out) {
         pthread_mutex_lock(&r->lock);
         p->c->door_failed_mono = pqr__mono_ms();
         pthread_mutex_unlock(&r->lock);
@@ -362,7 +356,7 @@ PGconn *pqr__route_exec(struct pqr_router *r, struct pqr_plan *p)
     p->t = t;
     /* The members again, in the refreshed view's order; not the front door: it failed a moment
      * ago in this same call, and a proxy whose backend is gone can hold a connect for seconds. */
-    p->door_only_first = true;
+    p->leave_door_out = true;
     if (build(r, p) < 0)
         return conn;
     pqr__stat(p->c->stats, PQR_STAT_RETRIES);
@@ -372,4 +366,18 @@ PGconn *pqr__route_exec(struct pqr_router *r, struct pqr_plan *p)
         return conn;
     PQfinish(conn);
     return again;
+}
+
+PGconn *pqr__route_connect(struct pqr_router *r, const char *const *kw, const char *const *val,
+                           int expand, enum pqr_mode mode, pqr_role forced, bool *passed)
+{
+    struct pqr_plan *p = pqr__route_plan(r, kw, val, expand, mode, forced);
+    PGconn *conn;
+
+    *passed = !p;
+    if (!p)
+        return NULL;
+    conn = pqr__route_exec(r, p);
+    pqr__route_free(p);
+    return conn;
 }

@@ -16,7 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include "pqr_private.h"
@@ -72,6 +71,15 @@ static void atfork_child(void)
     pthread_mutex_init(&routers_lock, NULL);
 }
 
+static void deadline_ts(clockid_t clock, struct timespec *ts, long long ms)
+{
+    clock_gettime(clock, ts);
+    ts->tv_sec += ms / 1000;
+    ts->tv_nsec += (ms % 1000) * 1000000L;
+    if (ts->tv_nsec >= 1000000000L)
+        ts->tv_sec++, ts->tv_nsec -= 1000000000L;
+}
+
 static void stop_thread(struct pqr_router *r, int join_ms)
 {
     struct timespec ts;
@@ -83,11 +91,7 @@ static void stop_thread(struct pqr_router *r, int join_ms)
     if (join_ms < 0) {
         pthread_join(r->thread, NULL);
     } else {
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_sec += join_ms / 1000;
-        ts.tv_nsec += (join_ms % 1000) * 1000000L;
-        if (ts.tv_nsec >= 1000000000L)
-            ts.tv_sec++, ts.tv_nsec -= 1000000000L;
+        deadline_ts(CLOCK_REALTIME, &ts, join_ms); /* pthread_timedjoin_np's clock */
         if (pthread_timedjoin_np(r->thread, NULL, &ts) != 0)
             return; /* it dies with the process */
     }
@@ -131,14 +135,6 @@ static bool fresh(const struct pqr_router *r, const struct pqr_topology *t)
     return t && pqr__now_ms() - t->fetched_ms <= r->s.stale_ms;
 }
 
-static void deadline_ts(struct timespec *ts, long long ms)
-{
-    clock_gettime(CLOCK_MONOTONIC, ts);
-    ts->tv_sec += ms / 1000;
-    ts->tv_nsec += (ms % 1000) * 1000000L;
-    if (ts->tv_nsec >= 1000000000L)
-        ts->tv_sec++, ts->tv_nsec -= 1000000000L;
-}
 
 static void log_view(const struct pqr_cluster *c, const struct pqr_topology *t)
 {
@@ -233,11 +229,6 @@ static void fetch_and_publish(struct pqr_router *r, struct pqr_cluster *c, bool 
     pqr__topo_unref(t);
 }
 
-static const char *ft_desc(long long fetched_ms)
-{
-    return fetched_ms ? "too old" : "absent";
-}
-
 /* One refresh of one cluster, without the router lock: the shared file if another process fetched
  * recently enough, else a fetch by whichever process takes the lock first. */
 static void refresh_cluster(struct pqr_router *r, struct pqr_cluster *c, long long want)
@@ -259,7 +250,7 @@ static void refresh_cluster(struct pqr_router *r, struct pqr_cluster *c, long lo
         seen = ft->fetched_ms;
     pqr__topo_unref(ft);
     int locked = pqr__cache_trylock(&c->cache);
-    PQR_DEBUG("cluster %s: shared cache %s, %s", c->conf->name, ft_desc(seen),
+    PQR_DEBUG("cluster %s: shared cache %s, %s", c->conf->name, seen ? "too old" : "absent",
               locked == 1 ? "refreshing it" : locked == 0 ? "another process refreshes it" : "cannot lock it");
     switch (locked) {
     case 1:
@@ -323,7 +314,6 @@ static void *refresher_main(void *arg)
             long long want = c->want_after_ms;
             if (now >= tm[i].next_mono || want >= tm[i].last_start_ms) {
                 tm[i].last_start_ms = pqr__now_ms();
-                c->started++;
                 pthread_mutex_unlock(&r->lock);
                 refresh_cluster(r, c, want);
                 pthread_mutex_lock(&r->lock);
@@ -345,7 +335,7 @@ static void *refresher_main(void *arg)
             pending = pending || r->clusters[i].want_after_ms >= tm[i].last_start_ms;
         if (!pending) {
             struct timespec ts;
-            deadline_ts(&ts, wait < MIN_WAIT_MS ? MIN_WAIT_MS : wait);
+            deadline_ts(CLOCK_MONOTONIC, &ts, wait < MIN_WAIT_MS ? MIN_WAIT_MS : wait);
             pthread_cond_timedwait(&r->cond, &r->lock, &ts);
         }
     }
@@ -390,7 +380,7 @@ struct pqr_topology *pqr__router_refresh(struct pqr_router *r, struct pqr_cluste
         /* Until a view newer than after_ms arrives, or an attempt that started after this request
          * ends without one: no point waiting out the timeout when every endpoint refused. */
         unsigned long target = c->done + 1;
-        deadline_ts(&ts, wait_ms);
+        deadline_ts(CLOCK_MONOTONIC, &ts, wait_ms);
         while (!(c->current && c->current->fetched_ms > after_ms) && c->done < target && !stopping(r))
             if (pthread_cond_timedwait(&r->cond, &r->lock, &ts) == ETIMEDOUT)
                 break;
@@ -527,11 +517,9 @@ void pqr__router_free(struct pqr_router *r)
     for (size_t i = 0; i < r->nclusters; i++) {
         pqr__topo_unref(r->clusters[i].current);
         pqr__cache_close(&r->clusters[i].cache);
-        if (r->clusters[i].stats)
-            munmap(r->clusters[i].stats - 1, sizeof(uint64_t) * (PQR_STAT_COUNT + 1));
+        pqr__stats_unmap(r->clusters[i].stats);
     }
-    if (r->other_stats)
-        munmap(r->other_stats - 1, sizeof(uint64_t) * (PQR_STAT_COUNT + 1));
+    pqr__stats_unmap(r->other_stats);
     free(r->clusters);
     pqr__settings_clear(&r->s);
     pthread_mutex_destroy(&r->lock);

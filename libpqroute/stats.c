@@ -4,6 +4,7 @@
  * still right across fork(). `pqroute stats` reads them (also in Prometheus text format).
  */
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -56,4 +57,10 @@ void pqr__stat(uint64_t *counters, enum pqr_stat which)
 {
     if (counters)
         __atomic_fetch_add(&counters[which], 1, __ATOMIC_RELAXED);
+}
+
+void pqr__stats_unmap(uint64_t *counters)
+{
+    if (counters)
+        munmap((char *)counters - offsetof(struct stats_file, v), sizeof(struct stats_file));
 }

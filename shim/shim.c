@@ -177,20 +177,6 @@ static struct pqr_router *active(void)
     return router;
 }
 
-static PGconn *route(struct pqr_router *r, const char *const *kw, const char *const *val,
-                     int expand, enum pqr_mode mode, bool *passed)
-{
-    struct pqr_plan *p = engine->plan(r, kw, val, expand, mode, PQR_ROLE_AUTO);
-    PGconn *conn;
-
-    *passed = !p;
-    if (!p)
-        return NULL;
-    conn = engine->exec(r, p);
-    engine->free_plan(p);
-    return conn;
-}
-
 /* PQconninfoFree, from libpq itself: the shim links no library. */
 static void free_opts(PQconninfoOption *o)
 {
@@ -213,7 +199,7 @@ static PGconn *route_string(const char *conninfo, enum pqr_mode mode, connectdb_
     if (!orig)
         return NULL;
     if (r && engine->conninfo_arrays(conninfo, &opts, &kw, &val) == 0) {
-        conn = route(r, kw, val, 0, mode, &passed);
+        conn = engine->connect(r, kw, val, 0, mode, PQR_ROLE_AUTO, &passed);
         free(kw), free(val);
         free_opts(opts);
     }
@@ -235,7 +221,7 @@ static PGconn *route_params(const char *const *kw, const char *const *val, int e
     if (!orig)
         return NULL;
     if (r && kw && val)
-        conn = route(r, kw, val, expand, mode, &passed);
+        conn = engine->connect(r, kw, val, expand, mode, PQR_ROLE_AUTO, &passed);
     if (passed) {
         in_libpq++;
         conn = orig(kw, val, expand);
@@ -300,7 +286,7 @@ PGconn *PQsetdbLogin(const char *pghost, const char *pgport, const char *pgoptio
         ADD("password", pwd);
 #undef ADD
         kw[n] = val[n] = NULL;
-        conn = route(r, kw, val, 1, PQR_BLOCKING, &passed);
+        conn = engine->connect(r, kw, val, 1, PQR_BLOCKING, PQR_ROLE_AUTO, &passed);
     }
     if (passed) {
         in_libpq++;
