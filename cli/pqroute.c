@@ -93,8 +93,8 @@ static int cmd_status(int argc, char **argv)
         printf("{\"clusters\": [");
     for (size_t k = 0; k < r->nclusters; k++) {
         struct pqr_cluster *c = &r->clusters[k];
-        struct pqr_topology *t = pqr__router_refresh(r, c, pqr__now_ms() - 1, r->s.rest_timeout_ms + 500);
-        double age = t ? (double)(pqr__now_ms() - t->fetched_ms) / 1000 : -1;
+        struct pqr_topology *t = pqr__router_refresh(r, c, pqr__mono_ms() - 1, pqr__rest_budget_ms(&r->s) + 300);
+        double age = pqr_topology_age(t);
         int crc = !t ? 2 : t->leader < 0 ? 1 : 0;
         if (crc > rc)
             rc = crc;
@@ -186,7 +186,7 @@ static int cmd_resolve(int argc, char **argv)
     }
     pqr__route_free(p);
     free(kw), free(val);
-    PQconninfoFree(o);
+    pqr__conninfo_free(o);
     pqr__router_free(r);
     return rc;
 }
@@ -287,13 +287,15 @@ static int cmd_check(void)
         for (size_t i = 0; i < c->nseeds; i++) {
             char err[512];
             const char *one[] = {c->seeds[i]};
+            char shown[600];
+            pqr__url_display(shown, sizeof shown, c->seeds[i]);
             struct pqr_fetch_opts o = {&r->s, c, one, 1, NULL};
             struct pqr_topology *t = pqr__patroni_fetch(&o, err, sizeof err);
             if (t) {
                 size_t unused = 0;
                 for (size_t m = 0; m < t->n; m++)
                     unused += !t->m[m].addr[0];
-                printf("  REST %-32s ok: %zu members, leader %s%s\n", c->seeds[i], t->n,
+                printf("  REST %-32s ok: %zu members, leader %s%s\n", shown, t->n,
                        t->leader >= 0 ? t->m[t->leader].name : "(none)",
                        unused ? "; some members not usable (unresolvable or outside PQROUTE_ALLOW)" : "");
                 problems += t->leader < 0;
@@ -301,7 +303,7 @@ static int cmd_check(void)
             } else {
                 printf("  REST %-32s ERROR: %s\n       hint: is Patroni's restapi.listen reachable from here? "
                        "https needs PQROUTE_REST_CA (and a client certificate if Patroni requires one)\n",
-                       c->seeds[i], err);
+                       shown, err);
                 problems++;
             }
         }
@@ -328,9 +330,9 @@ static void print_counters(const char *cluster, const uint64_t *v, bool prom)
     for (int i = 0; i < PQR_STAT_COUNT; i++) {
         if (prom)
             printf("libpqroute_events_total{cluster=\"%s\",event=\"%s\"} %llu\n", cluster,
-                   pqr__stat_names[i], (unsigned long long)__atomic_load_n(&v[i], __ATOMIC_RELAXED));
+                   pqr__stat_names[i], (unsigned long long)v[i]);
         else if (v[i] || i != PQR_STAT_PASSED_THROUGH)
-            printf("  %-20s %llu\n", pqr__stat_names[i], (unsigned long long)__atomic_load_n(&v[i], __ATOMIC_RELAXED));
+            printf("  %-20s %llu\n", pqr__stat_names[i], (unsigned long long)v[i]);
     }
 }
 
@@ -346,20 +348,22 @@ static int cmd_stats(int argc, char **argv)
         printf("# HELP libpqroute_events_total Connections and refreshes counted by every libpqroute process of this user on this host.\n"
                "# TYPE libpqroute_events_total counter\n");
     for (size_t k = 0; k < r->nclusters; k++) {
+        uint64_t v[PQR_STAT_COUNT];
         if (!prom)
             printf("cluster %s:\n", r->clusters[k].conf->name);
-        if (r->clusters[k].stats)
-            print_counters(r->clusters[k].conf->name, r->clusters[k].stats, prom);
+        if (pqr__stats_read(&r->clusters[k].stats, v) == 0)
+            print_counters(r->clusters[k].conf->name, v, prom);
         else if (!prom)
-            printf("  (no shared cache directory: no counters)\n");
+            printf("  (no counters yet, or no shared cache directory)\n");
     }
-    if (r->other_stats) {
+    uint64_t o[PQR_STAT_COUNT];
+    if (pqr__stats_read(&r->other_stats, o) == 0) {
         if (!prom)
             printf("connections to no front door:\n  passed_through       %llu\n",
-                   (unsigned long long)r->other_stats[PQR_STAT_PASSED_THROUGH]);
+                   (unsigned long long)o[PQR_STAT_PASSED_THROUGH]);
         else
             printf("libpqroute_events_total{cluster=\"\",event=\"passed_through\"} %llu\n",
-                   (unsigned long long)r->other_stats[PQR_STAT_PASSED_THROUGH]);
+                   (unsigned long long)o[PQR_STAT_PASSED_THROUGH]);
     }
     pqr__router_free(r);
     return 0;
@@ -386,7 +390,7 @@ static int cmd_watch(int argc, char **argv)
     signal(SIGTERM, on_int);
     while (!interrupted && count != 0) {
         for (size_t k = 0; k < r->nclusters && count != 0; k++) {
-            struct pqr_topology *t = pqr__router_refresh(r, &r->clusters[k], pqr__now_ms() - 1, r->s.refresh_ms + r->s.rest_timeout_ms);
+            struct pqr_topology *t = pqr__router_refresh(r, &r->clusters[k], pqr__mono_ms() - 1, r->s.refresh_ms + r->s.rest_timeout_ms);
             uint64_t gen = t ? t->gen : 1;
             if (gen != last[k]) {
                 char when[32];

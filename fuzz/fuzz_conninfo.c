@@ -34,8 +34,9 @@ static void init(void)
     r = pqr__router_new(&s, &pq, err, sizeof err);
     pqr__settings_clear(&s);
     struct pqr_topology *t = pqr__topo_parse(view, sizeof view - 1, NULL, 0);
-    pqr__topo_resolve(t, &r->s, r->clusters[0].conf, true);
+    pqr__topo_resolve(t, &r->s, r->clusters[0].conf, 0);
     t->fetched_ms = pqr__now_ms();
+    t->mono_ms = pqr__mono_ms();
     pqr__router_publish(r, &r->clusters[0], t);
     pqr__topo_unref(t);
 }

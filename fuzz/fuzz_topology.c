@@ -25,7 +25,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct pqr_topology *t = pqr__topo_parse((const char *)data, size, err, sizeof err);
     if (!t)
         return 0;
-    pqr__topo_resolve(t, &s, &c, true); /* numeric only: no DNS while fuzzing */
+    pqr__topo_resolve(t, &s, &c, 0); /* numeric only: no DNS while fuzzing */
     char *d = pqr__topo_dump(t);
     if (d) {
         struct pqr_topology *u = pqr__topo_parse(d, strlen(d), NULL, 0);

@@ -99,7 +99,17 @@ struct pqr_router *pqr__router_from_env(const struct pqr_libpq *pq, char *err, s
 {
     struct pqr_settings s;
     struct pqr_router *r = NULL;
-    int rc = pqr__settings_load(&s, err, errlen);
+    int rc;
+
+    /* setuid, setgid or file capabilities: the environment belongs to whoever started the
+     * program, and would decide where its connections and passwords go. */
+    if (pqr__privileged()) {
+        pqr__errf(err, errlen, "this process runs with elevated privileges (setuid, setgid or "
+                               "capabilities): PQROUTE_* and the configuration file named by the "
+                               "environment are ignored");
+        return NULL;
+    }
+    rc = pqr__settings_load(&s, err, errlen);
 
     if (rc == 0)
         r = pqr__router_new(&s, pq, err, errlen);
@@ -142,7 +152,7 @@ PGconn *pqr_connectdb(pqr_router *r, const char *conninfo)
     if (r && pqr__conninfo_arrays(conninfo, &opts, &kw, &val) == 0) {
         conn = connect_arrays(r, kw, val, 0, PQR_ROLE_AUTO);
         free(kw), free(val);
-        PQconninfoFree(opts);
+        pqr__conninfo_free(opts);
     }
     return conn ? conn : PQconnectdb(conninfo);
 }
@@ -181,7 +191,7 @@ PGconn *pqr_connect(pqr_router *r, pqr_role role, const char *conninfo)
             conn = PQconnectdbParams(k2, v2, 0);
     }
     free(k2), free(v2), free(kw), free(val);
-    PQconninfoFree(opts);
+    pqr__conninfo_free(opts);
     return conn;
 }
 
@@ -202,7 +212,7 @@ pqr_topology *pqr_router_topology(pqr_router *r, const char *cluster)
 pqr_topology *pqr_router_refresh(pqr_router *r, const char *cluster, int timeout_ms)
 {
     struct pqr_cluster *c = find_cluster(r, cluster);
-    return c ? pqr__router_refresh(r, c, pqr__now_ms() - 1, timeout_ms) : NULL;
+    return c ? pqr__router_refresh(r, c, pqr__mono_ms() - 1, timeout_ms) : NULL;
 }
 
 const struct pqr_shim_api *pqr__shim_api(int version)

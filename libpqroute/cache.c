@@ -1,11 +1,18 @@
 /*
- * The shared cache file: one per user and cluster, so that many short-lived processes on a host
- * cost Patroni about as much REST load as one. It decides where connections (and their passwords)
- * go, so it lives in a directory only its user can write, and a file owned by someone else or
- * writable by others is ignored.
+ * The shared cache directory: one topology file per user and cluster, so that many short-lived
+ * processes on a host cost Patroni about as much REST load as one, plus the refresh lock, the
+ * "REST failed recently" marker and the counters (stats.c).
  *
- * The refresh lock is a POSIX record lock (fcntl), not flock(): record locks are not inherited by
- * fork(), so a pre-fork server's children can never keep holding the parent's lock.
+ * The files decide where connections (and their passwords) go, so the directory is *held*, not
+ * named: it is opened once (O_DIRECTORY|O_NOFOLLOW), its owner and mode are checked on that fd, and
+ * every later open, rename and unlink is relative to it. Renaming the directory and putting a
+ * symlink in its place changes nothing for us.
+ *
+ * We live in other people's processes, and daemons close every fd they did not open. So the held
+ * directory fd is checked (st_dev/st_ino) before every use — an fd number the application now uses
+ * for something else is dropped without being touched — and every other fd is opened and closed
+ * around its use. The refresh lock is a POSIX record lock (fcntl), not flock(): record locks are not
+ * inherited by fork(), so a pre-fork server's children can never keep holding the parent's lock.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -17,97 +24,125 @@
 
 #include "pqr_private.h"
 
-static int check_dir(const char *dir)
-{
-    struct stat st;
+/* A shared view stamped further in the future than this came from a clock that has since been
+ * corrected (or a forged file): it is stale, whatever its stamp says. */
+#define FUTURE_SKEW_MS 1000
 
+bool pqr__private_dir(const struct stat *st)
+{
+    return S_ISDIR(st->st_mode) && st->st_uid == geteuid() && !(st->st_mode & (S_IWGRP | S_IWOTH));
+}
+
+bool pqr__private_file(const struct stat *st)
+{
+    return S_ISREG(st->st_mode) && st->st_uid == geteuid() && !(st->st_mode & (S_IWGRP | S_IWOTH));
+}
+
+int pqr__cachedir_open(struct pqr_cache_dir *d, const struct pqr_settings *s)
+{
+    char dir[512];
+    struct stat st;
+    int fd;
+
+    memset(d, 0, sizeof *d);
+    d->fd = -1;
+    if (s->cache_dir) {
+        snprintf(dir, sizeof dir, "%s", s->cache_dir);
+    } else {
+        /* secure_getenv: a privileged process does not take its caller's directory */
+        const char *xdg = secure_getenv("XDG_RUNTIME_DIR");
+        if (xdg && xdg[0] == '/')
+            snprintf(dir, sizeof dir, "%s/libpqroute", xdg);
+        else
+            snprintf(dir, sizeof dir, "/tmp/libpqroute-%u", (unsigned)geteuid());
+    }
     if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
         PQR_WARN("cache directory %s: %s; not sharing the topology cache", dir, strerror(errno));
         return -1;
     }
-    if (lstat(dir, &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != geteuid() ||
-        (st.st_mode & (S_IWGRP | S_IWOTH))) {
+    fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0 || fstat(fd, &st) != 0 || !pqr__private_dir(&st)) {
         PQR_WARN("cache directory %s is not a directory of yours closed to others; not sharing "
                  "the topology cache",
                  dir);
+        if (fd >= 0)
+            close(fd);
         return -1;
     }
+    if (!(d->path = strdup(dir))) {
+        close(fd);
+        return -1;
+    }
+    d->dev = st.st_dev;
+    d->ino = st.st_ino;
+    d->fd = fd;
     return 0;
 }
 
-int pqr__cache_open(struct pqr_cache_file *f, const struct pqr_settings *s,
-                    const struct pqr_cluster_conf *c)
+int pqr__cachedir_fd(struct pqr_cache_dir *d)
 {
-    char dir[512];
-    const char *xdg = getenv("XDG_RUNTIME_DIR");
-
-    memset(f, 0, sizeof *f);
-    f->lock_fd = -1;
-    if (s->cache_dir)
-        snprintf(dir, sizeof dir, "%s", s->cache_dir);
-    else if (xdg && xdg[0] == '/')
-        snprintf(dir, sizeof dir, "%s/libpqroute", xdg);
-    else
-        snprintf(dir, sizeof dir, "/tmp/libpqroute-%u", (unsigned)geteuid());
-    if (check_dir(dir) < 0)
-        return -1;
-    if (asprintf(&f->path, "%s/%s.json", dir, c->key) < 0) {
-        f->path = NULL;
-        return -1;
-    }
-    if (asprintf(&f->lock_path, "%s/%s.lock", dir, c->key) < 0) {
-        f->lock_path = NULL;
-        pqr__cache_close(f);
-        return -1;
-    }
-    if (asprintf(&f->fail_path, "%s/%s.failed", dir, c->key) < 0) {
-        f->fail_path = NULL;
-        pqr__cache_close(f);
-        return -1;
-    }
-    if (asprintf(&f->stats_path, "%s/%s.stats", dir, c->key) < 0) {
-        f->stats_path = NULL;
-        pqr__cache_close(f);
-        return -1;
-    }
-    return 0;
-}
-
-void pqr__cache_close(struct pqr_cache_file *f)
-{
-    if (f->lock_fd >= 0)
-        close(f->lock_fd);
-    free(f->path);
-    free(f->lock_path);
-    free(f->fail_path);
-    free(f->stats_path);
-    memset(f, 0, sizeof *f);
-    f->lock_fd = -1;
-}
-
-static bool owned_and_private(int fd)
-{
+    int fd = __atomic_load_n(&d->fd, __ATOMIC_ACQUIRE);
     struct stat st;
-    return fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == geteuid() &&
-           !(st.st_mode & (S_IWGRP | S_IWOTH)) && st.st_size <= PQR_MAX_BODY;
+
+    if (fd < 0)
+        return -1;
+    if (fstat(fd, &st) == 0 && st.st_dev == d->dev && st.st_ino == d->ino && pqr__private_dir(&st))
+        return fd;
+    /* Closed by the application (the number may be its own file now), or the directory was made
+     * accessible to others: stop sharing, and leave the fd alone. */
+    if (__atomic_exchange_n(&d->fd, -1, __ATOMIC_ACQ_REL) >= 0)
+        PQR_WARN("cache directory %s changed under this process (its descriptor was closed, or its "
+                 "owner or mode changed); not sharing the topology cache any more",
+                 d->path);
+    return -1;
+}
+
+void pqr__cachedir_close(struct pqr_cache_dir *d)
+{
+    /* Closed only if it is still ours. */
+    if (pqr__cachedir_fd(d) >= 0)
+        close(d->fd);
+    free(d->path);
+    memset(d, 0, sizeof *d);
+    d->fd = -1;
+}
+
+int pqr__cache_openat(struct pqr_cache_dir *d, const char *name, int flags)
+{
+    int dfd = pqr__cachedir_fd(d);
+    return dfd < 0 ? -1 : openat(dfd, name, flags | O_NOFOLLOW | O_CLOEXEC, 0600);
+}
+
+void pqr__cache_init(struct pqr_cache_file *f, struct pqr_cache_dir *d, const char *key)
+{
+    memset(f, 0, sizeof *f);
+    f->dir = d;
+    f->lock_fd = -1;
+    snprintf(f->key, sizeof f->key, "%s", key);
+}
+
+static void file_name(char *out, size_t len, const struct pqr_cache_file *f, const char *ext)
+{
+    snprintf(out, len, "%s.%s", f->key, ext);
 }
 
 struct pqr_topology *pqr__cache_read(const struct pqr_cache_file *f, const struct pqr_settings *s,
                                      const struct pqr_cluster_conf *c)
 {
-    char *buf = NULL, err[160];
+    char *buf = NULL, err[160], name[128];
     size_t len = 0;
     ssize_t n;
+    struct stat st;
     struct pqr_topology *t = NULL;
+    long long age;
     int fd;
 
-    if (!f->path)
+    file_name(name, sizeof name, f, "json");
+    if ((fd = pqr__cache_openat(f->dir, name, O_RDONLY)) < 0)
         return NULL;
-    fd = open(f->path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0)
-        return NULL;
-    if (!owned_and_private(fd)) {
-        PQR_WARN("ignoring cache file %s: not owned by you or writable by others", f->path);
+    if (fstat(fd, &st) != 0 || !pqr__private_file(&st) || st.st_size > PQR_MAX_BODY) {
+        PQR_WARN("ignoring cache file %s/%s: not owned by you or writable by others", f->dir->path,
+                 name);
         goto out;
     }
     if (!(buf = malloc(PQR_MAX_BODY + 1)))
@@ -115,15 +150,22 @@ struct pqr_topology *pqr__cache_read(const struct pqr_cache_file *f, const struc
     while (len < PQR_MAX_BODY && (n = read(fd, buf + len, PQR_MAX_BODY - len)) > 0)
         len += (size_t)n;
     t = pqr__topo_parse(buf, len, err, sizeof err);
-    if (!t)
-        PQR_DEBUG("ignoring cache file %s: %s", f->path, err);
-    else if (t->fetched_ms <= 0) {
+    if (!t) {
+        PQR_DEBUG("ignoring cache file %s/%s: %s", f->dir->path, name, err);
+        goto out;
+    }
+    age = pqr__now_ms() - t->fetched_ms;
+    if (t->fetched_ms <= 0 || age < -FUTURE_SKEW_MS) {
+        PQR_DEBUG("ignoring cache file %s/%s: stamped %lld ms in the future", f->dir->path, name,
+                  -age);
         pqr__topo_unref(t);
         t = NULL;
-    } else {
-        /* Addresses were resolved by the writer; the allow-list applies again here. */
-        pqr__topo_resolve(t, s, c, true);
+        goto out;
     }
+    /* Its age, carried over to this process's monotonic clock. */
+    t->mono_ms = pqr__mono_ms() - (age > 0 ? age : 0);
+    /* Addresses were resolved by the writer; the port override and the allow-list are ours. */
+    pqr__topo_resolve(t, s, c, 0);
 out:
     free(buf);
     close(fd);
@@ -132,16 +174,16 @@ out:
 
 int pqr__cache_write(const struct pqr_cache_file *f, const struct pqr_topology *t)
 {
-    char *text = pqr__topo_dump(t), *tmp = NULL;
+    char *text = pqr__topo_dump(t), tmp[160], name[128];
     size_t len, off = 0;
-    int fd = -1, rc = -1;
+    int dfd = pqr__cachedir_fd(f->dir), fd = -1, rc = -1;
 
-    if (!text || !f->path || asprintf(&tmp, "%s.%ld.tmp", f->path, (long)getpid()) < 0) {
-        tmp = NULL;
+    file_name(name, sizeof name, f, "json");
+    snprintf(tmp, sizeof tmp, "%s.%ld.tmp", name, (long)getpid());
+    if (!text || dfd < 0)
         goto out;
-    }
-    unlink(tmp);
-    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    unlinkat(dfd, tmp, 0);
+    fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0)
         goto out;
     len = strlen(text);
@@ -156,13 +198,12 @@ int pqr__cache_write(const struct pqr_cache_file *f, const struct pqr_topology *
         goto out;
     }
     fd = -1;
-    rc = rename(tmp, f->path); /* readers see the old file or the new one, never a torn one */
+    rc = renameat(dfd, tmp, dfd, name); /* readers see the old file or the new one, never a torn one */
 out:
     if (fd >= 0)
         close(fd);
-    if (rc != 0 && tmp)
-        unlink(tmp);
-    free(tmp);
+    if (rc != 0 && dfd >= 0)
+        unlinkat(dfd, tmp, 0);
     free(text);
     return rc;
 }
@@ -170,28 +211,30 @@ out:
 int pqr__cache_trylock(struct pqr_cache_file *f)
 {
     struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+    char name[128];
+    struct stat st;
 
-    if (f->lock_fd < 0) {
-        f->lock_fd = open(f->lock_path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
-        if (f->lock_fd < 0)
-            return -1;
-        if (!owned_and_private(f->lock_fd)) {
-            close(f->lock_fd);
-            f->lock_fd = -1;
-            return -1;
-        }
+    file_name(name, sizeof name, f, "lock");
+    f->lock_fd = pqr__cache_openat(f->dir, name, O_RDWR | O_CREAT);
+    if (f->lock_fd < 0)
+        return -1;
+    if (fstat(f->lock_fd, &st) != 0 || !pqr__private_file(&st)) {
+        pqr__cache_unlock(f);
+        return -1;
     }
     if (fcntl(f->lock_fd, F_SETLK, &fl) == 0)
         return 1;
-    return errno == EAGAIN || errno == EACCES ? 0 : -1;
+    int rc = errno == EAGAIN || errno == EACCES ? 0 : -1;
+    pqr__cache_unlock(f);
+    return rc;
 }
 
+/* Closing the file releases the lock: the fd is never kept past the refresh it serves. */
 void pqr__cache_unlock(struct pqr_cache_file *f)
 {
-    struct flock fl = {.l_type = F_UNLCK, .l_whence = SEEK_SET};
-
     if (f->lock_fd >= 0)
-        fcntl(f->lock_fd, F_SETLK, &fl);
+        close(f->lock_fd);
+    f->lock_fd = -1;
 }
 
 /* The marker's mtime is the last failed fetch: a fresh process that sees it does not wait for the
@@ -199,23 +242,24 @@ void pqr__cache_unlock(struct pqr_cache_file *f)
 bool pqr__cache_failed_recently(const struct pqr_cache_file *f, int within_ms)
 {
     struct stat st;
-    long long mtime_ms;
+    char name[128];
+    long long age;
+    int dfd = pqr__cachedir_fd(f->dir);
 
-    if (!f->fail_path || lstat(f->fail_path, &st) != 0 || !S_ISREG(st.st_mode) ||
-        st.st_uid != geteuid())
+    file_name(name, sizeof name, f, "failed");
+    if (dfd < 0 || fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !pqr__private_file(&st))
         return false;
-    mtime_ms = (long long)st.st_mtim.tv_sec * 1000 + st.st_mtim.tv_nsec / 1000000;
-    return pqr__now_ms() - mtime_ms < within_ms;
+    age = pqr__now_ms() - ((long long)st.st_mtim.tv_sec * 1000 + st.st_mtim.tv_nsec / 1000000);
+    return age >= -FUTURE_SKEW_MS && age < within_ms;
 }
 
 void pqr__cache_mark_failed(const struct pqr_cache_file *f)
 {
+    char name[128];
     int fd;
 
-    if (!f->fail_path)
-        return;
-    fd = open(f->fail_path, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (fd >= 0) {
+    file_name(name, sizeof name, f, "failed");
+    if ((fd = pqr__cache_openat(f->dir, name, O_WRONLY | O_CREAT)) >= 0) {
         futimens(fd, NULL);
         close(fd);
     }

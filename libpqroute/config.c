@@ -6,6 +6,7 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -195,8 +196,11 @@ static int parse_urls(const char *v, char ***out, size_t *nout, char *err, size_
         if (len == 0 || len > 512 ||
             !(strncasecmp(p, "http://", 7) == 0 || strncasecmp(p, "https://", 8) == 0) ||
             len <= (strncasecmp(p, "https://", 8) == 0 ? 8u : 7u)) {
-            pqr__errf(err, errlen, "%s%s: expected http(s)://host:port[,...], got \"%.*s\"",
-                      ENV_PREFIX, name, (int)(len > 80 ? 80 : len), p);
+            char seg[600], shown[600];
+            snprintf(seg, sizeof seg, "%.*s", (int)(len > 512 ? 512 : len), p);
+            pqr__url_display(shown, sizeof shown, seg);
+            pqr__errf(err, errlen, "%s%s: expected http(s)://host:port[,...], got \"%.80s\"",
+                      ENV_PREFIX, name, shown);
             goto fail;
         }
         for (size_t i = 0; i < len; i++)
@@ -242,12 +246,9 @@ static int parse_cidr(const char *v, size_t len, struct pqr_cidr *c)
     if (slash)
         buf[slash - buf] = 0;
     memset(c, 0, sizeof *c);
-    if (inet_pton(AF_INET, buf, c->addr) == 1)
-        c->family = AF_INET, c->bits = 32;
-    else if (inet_pton(AF_INET6, buf, c->addr) == 1)
-        c->family = AF_INET6, c->bits = 128;
-    else
+    if (!(c->family = pqr__addr_parse(buf, c->addr)))
         return -1;
+    c->bits = c->family == AF_INET ? 32 : 128;
     if (slash) {
         if (parse_int(slash + 1, 0, c->bits, &bits) < 0)
             return -1;
@@ -263,11 +264,7 @@ bool pqr__cidr_allows(const struct pqr_cidr *list, size_t n, const char *addr)
 
     if (n == 0)
         return true;
-    if (inet_pton(AF_INET, addr, a) == 1)
-        fam = AF_INET;
-    else if (inet_pton(AF_INET6, addr, a) == 1)
-        fam = AF_INET6;
-    else
+    if (!(fam = pqr__addr_parse(addr, a)))
         return false;
     for (size_t i = 0; i < n; i++) {
         const struct pqr_cidr *c = &list[i];
@@ -530,39 +527,103 @@ static const char *setting_text(const config_setting_t *st, char *buf, size_t le
     }
 }
 
-static int file_is_safe(const char *path, char *err, size_t errlen)
+#define MAX_CONFIG_BYTES (1 << 20)
+#define MAX_INCLUDE_DEPTH 8
+
+/* The text of a configuration file, read from the descriptor whose owner and mode were checked —
+ * it decides where connections (and their passwords) go, so only root or you may be able to change
+ * it. libconfig's @include lines are expanded here, each included file read and checked the same
+ * way, so libconfig never opens a file by name. Relative includes are relative to the including
+ * file's directory. */
+static char *read_checked(const char *path, int depth, char *err, size_t errlen)
 {
     struct stat st;
+    char *text = NULL, *out = NULL;
+    size_t len = 0, outlen = 0;
+    ssize_t n;
+    FILE *mem = NULL;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
 
-    if (stat(path, &st) != 0) {
+    if (fd < 0) {
         pqr__errf(err, errlen, "%s: %s", path, strerror(errno));
-        return -1;
+        return NULL;
     }
-    /* It decides where connections (and their passwords) go: only its owner may change it. */
-    if (!S_ISREG(st.st_mode) || (st.st_uid != 0 && st.st_uid != geteuid()) ||
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || (st.st_uid != 0 && st.st_uid != geteuid()) ||
         (st.st_mode & (S_IWGRP | S_IWOTH))) {
         pqr__errf(err, errlen,
                   "%s: ignored: must be a regular file owned by root or you and not writable by "
                   "group or others",
                   path);
-        return -1;
+        goto out;
     }
-    return 0;
+    if (st.st_size > MAX_CONFIG_BYTES || !(text = malloc((size_t)st.st_size + 1))) {
+        pqr__errf(err, errlen, "%s: too large", path);
+        goto out;
+    }
+    while (len < (size_t)st.st_size && (n = read(fd, text + len, (size_t)st.st_size - len)) > 0)
+        len += (size_t)n;
+    text[len] = 0;
+    if (!(mem = open_memstream(&out, &outlen)))
+        goto out;
+    for (char *line = text, *next; line && *line; line = next) {
+        char *nl = strchr(line, '\n'), *p = line, *q;
+        next = nl ? nl + 1 : NULL;
+        if (nl)
+            *nl = 0;
+        p += strspn(p, " \t");
+        if (strncmp(p, "@include", 8) != 0 || !strchr(" \t", p[8])) {
+            fprintf(mem, "%s\n", line);
+            continue;
+        }
+        p += 8 + strspn(p + 8, " \t");
+        if (*p != '"' || !(q = strchr(p + 1, '"'))) {
+            pqr__errf(err, errlen, "%s: malformed @include line", path);
+            goto fail;
+        }
+        if (depth >= MAX_INCLUDE_DEPTH) {
+            pqr__errf(err, errlen, "%s: @include nested more than %d deep", path, MAX_INCLUDE_DEPTH);
+            goto fail;
+        }
+        char inc[PATH_MAX], dir[PATH_MAX], *sub;
+        *q = 0;
+        snprintf(dir, sizeof dir, "%s", path);
+        char *slash = strrchr(dir, '/');
+        if (p[1] == '/' || !slash)
+            snprintf(inc, sizeof inc, "%s", p + 1);
+        else
+            snprintf(inc, sizeof inc, "%.*s/%s", (int)(slash - dir), dir, p + 1);
+        if (!(sub = read_checked(inc, depth + 1, err, errlen)))
+            goto fail;
+        fprintf(mem, "%s\n", sub);
+        free(sub);
+    }
+    if (fclose(mem) == 0) {
+        mem = NULL;
+        goto out;
+    }
+fail:
+    if (mem)
+        fclose(mem);
+    free(out);
+    out = NULL;
+out:
+    free(text);
+    close(fd);
+    return out;
 }
 
 int pqr__settings_from_file(struct pqr_settings *s, const char *path, char *err, size_t errlen)
 {
     config_t cfg;
     config_setting_t *root, *clusters;
-    char buf[8192], name[64];
+    char buf[8192], name[64], *text;
     int rc = -1;
 
-    if (file_is_safe(path, err, errlen) < 0)
+    if (!(text = read_checked(path, 0, err, errlen)))
         return -1;
     config_init(&cfg);
-    if (!config_read_file(&cfg, path)) {
-        pqr__errf(err, errlen, "%s:%d: %s", config_error_file(&cfg) ? config_error_file(&cfg) : path,
-                  config_error_line(&cfg), config_error_text(&cfg));
+    if (!config_read_string(&cfg, text)) {
+        pqr__errf(err, errlen, "%s:%d: %s", path, config_error_line(&cfg), config_error_text(&cfg));
         goto out;
     }
     root = config_root_setting(&cfg);
@@ -639,6 +700,7 @@ int pqr__settings_from_file(struct pqr_settings *s, const char *path, char *err,
     rc = 0;
 out:
     config_destroy(&cfg);
+    free(text);
     return rc;
 }
 
@@ -650,4 +712,9 @@ int pqr__member_port(const struct pqr_settings *s, const struct pqr_cluster_conf
 long long pqr__max_lag(const struct pqr_settings *s, const struct pqr_cluster_conf *c)
 {
     return c->max_lag >= 0 ? c->max_lag : s->max_lag;
+}
+
+int pqr__rest_budget_ms(const struct pqr_settings *s)
+{
+    return s->rest_timeout_ms + 200;
 }

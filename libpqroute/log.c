@@ -1,7 +1,9 @@
 /* Logging: one line per message on stderr, prefixed "libpqroute:", level from PQROUTE_LOG. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/auxv.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -35,17 +37,17 @@ void pqr__log(int level, const char *fmt, ...)
     char line[1024];
     int n;
     va_list ap;
+    char msg[768];
 
     if (!pqr__log_on(level))
         return;
-    n = snprintf(line, sizeof line, "libpqroute: %s: ", level_names[level]);
     va_start(ap, fmt);
-    vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    /* One write per message so lines from several threads never interleave. */
-    for (char *p = line; *p; p++)
-        if (*p == '\n')
-            *p = ' ';
+    /* Messages quote what REST answers, libpq and the environment said: one line, no terminal
+     * control sequences. One write per message so lines from several threads never interleave. */
+    n = snprintf(line, sizeof line, "libpqroute: %s: ", level_names[level]);
+    pqr__escape(line + n, sizeof line - (size_t)n - 1, msg);
     n = (int)strlen(line);
     line[n++] = '\n';
     if (write(STDERR_FILENO, line, (size_t)n) < 0)
@@ -77,4 +79,75 @@ long long pqr__mono_ms(void)
 
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+size_t pqr__escape(char *dst, size_t len, const char *src)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t n = 0;
+
+    if (len == 0)
+        return 0;
+    for (; src && *src && n + 1 < len; src++) {
+        unsigned char c = (unsigned char)*src;
+        if (c == '\n' || c == '\r' || c == '\t') {
+            dst[n++] = ' '; /* libpq's messages end in newlines: keep them readable */
+        } else if (c < 0x20 || c == 0x7f) {
+            if (n + 5 > len)
+                break;
+            dst[n++] = '\\', dst[n++] = 'x', dst[n++] = hex[c >> 4], dst[n++] = hex[c & 15];
+        } else {
+            dst[n++] = (char)c;
+        }
+    }
+    dst[n] = 0;
+    return n;
+}
+
+char *pqr__escape_dup(const char *s)
+{
+    size_t need = 1;
+    char *d;
+
+    for (const char *p = s; *p; p++)
+        need += (unsigned char)*p < 0x20 || *p == 0x7f ? 4 : 1;
+    if ((d = malloc(need)))
+        pqr__escape(d, need, s);
+    return d;
+}
+
+/* scheme://[user[:password]@]host... -> scheme://host...: credentials never reach a log line, a
+ * decision, the shared cache or the CLI. */
+void pqr__url_display(char *out, size_t len, const char *url)
+{
+    const char *p = strstr(url, "://"), *host, *at, *end;
+
+    if (!p) {
+        snprintf(out, len, "%s", url);
+        return;
+    }
+    host = p + 3;
+    end = host + strcspn(host, "/?#");
+    at = memchr(host, '@', (size_t)(end - host));
+    if (at) {
+        /* the last '@' of the authority: a password may contain '@' itself */
+        for (const char *q = at; q < end; q++)
+            if (*q == '@')
+                at = q;
+        host = at + 1;
+    }
+    snprintf(out, len, "%.*s%s", (int)(p + 3 - url), url, host);
+}
+
+void pqr__free_secret(char *s)
+{
+    if (s) {
+        explicit_bzero(s, strlen(s));
+        free(s);
+    }
+}
+
+bool pqr__privileged(void)
+{
+    return getauxval(AT_SECURE) != 0;
 }

@@ -84,6 +84,7 @@ static void curl_load(void)
 struct xfer {
     CURL *h;
     char url[600];
+    char shown[600]; /* url without credentials: what messages and the cache may show */
     char *buf;
     size_t len;
     bool too_big;
@@ -113,6 +114,7 @@ static size_t on_data(char *p, size_t sz, size_t nm, void *ud)
 static void setup(struct xfer *x, const struct pqr_settings *s, const char *base)
 {
     snprintf(x->url, sizeof x->url, "%s/cluster", base);
+    pqr__url_display(x->shown, sizeof x->shown, x->url);
     cu.easy_setopt(x->h, CURLOPT_URL, x->url);
     cu.easy_setopt(x->h, CURLOPT_WRITEFUNCTION, on_data);
     cu.easy_setopt(x->h, CURLOPT_WRITEDATA, x);
@@ -152,31 +154,20 @@ char *pqr__api_base(const char *api_url)
 }
 
 void pqr__topo_resolve(struct pqr_topology *t, const struct pqr_settings *s,
-                       const struct pqr_cluster_conf *c, bool numeric_only)
+                       const struct pqr_cluster_conf *c, long long dns_deadline_mono)
 {
     int override = pqr__member_port(s, c);
 
     for (size_t i = 0; i < t->n; i++) {
         struct pqr_member *m = &t->m[i];
         m->port = override ? override : m->patroni_port;
-        if (!m->addr[0]) {
-            struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICHOST}, *ai;
-            int rc = getaddrinfo(m->host, NULL, &hints, &ai);
-            if (rc == EAI_NONAME && !numeric_only) {
-                hints.ai_flags = AI_ADDRCONFIG;
-                rc = getaddrinfo(m->host, NULL, &hints, &ai);
-            }
-            if (rc == 0) {
-                void *a = ai->ai_family == AF_INET
-                              ? (void *)&((struct sockaddr_in *)ai->ai_addr)->sin_addr
-                              : (void *)&((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr;
-                if (!inet_ntop(ai->ai_family, a, m->addr, sizeof m->addr))
-                    m->addr[0] = 0;
-                freeaddrinfo(ai);
-            } else {
-                PQR_DEBUG("member %s: cannot resolve host \"%.80s\": %s", m->name, m->host,
-                          gai_strerror(rc));
-            }
+        if (!m->addr[0] && !pqr__numeric_addr(m->host, m->addr) && dns_deadline_mono) {
+            int rc = pqr__dns_resolve(m->host, m->addr, sizeof m->addr, dns_deadline_mono);
+            if (rc == -2)
+                PQR_WARN("member %s: host \"%.80s\" was not resolved in time; left out of this view",
+                         m->name, m->host);
+            else if (rc < 0)
+                PQR_DEBUG("member %s: cannot resolve host \"%.80s\"", m->name, m->host);
         }
         if (m->addr[0] && !pqr__cidr_allows(s->allow, s->nallow, m->addr)) {
             PQR_DEBUG("member %s: address %s is outside PQROUTE_ALLOW", m->name, m->addr);
@@ -186,13 +177,24 @@ void pqr__topo_resolve(struct pqr_topology *t, const struct pqr_settings *s,
     pqr__topo_finish(t);
 }
 
+void pqr__topo_complete(struct pqr_topology *t, const struct pqr_settings *s,
+                        const struct pqr_cluster_conf *c)
+{
+    long long deadline = t->mono_ms + s->rest_timeout_ms, now = pqr__mono_ms();
+
+    pqr__topo_resolve(t, s, c, deadline > now ? deadline : now + 1);
+    /* The view's age starts when it is complete. */
+    t->fetched_ms = pqr__now_ms();
+    t->mono_ms = pqr__mono_ms();
+}
+
 struct pqr_topology *pqr__patroni_fetch(const struct pqr_fetch_opts *o, char *err, size_t errlen)
 {
     const struct pqr_settings *s = o->s;
     struct xfer *x = calloc(o->nurls ? o->nurls : 1, sizeof *x);
     CURLM *multi = NULL;
     struct pqr_topology *best = NULL;
-    long long started = pqr__now_ms(), t0 = pqr__mono_ms(), first_good = 0;
+    long long t0 = pqr__mono_ms(), first_good = 0;
     long long deadline = t0 + s->rest_timeout_ms + SLICE_MS;
     int running = 0;
 
@@ -234,29 +236,28 @@ struct pqr_topology *pqr__patroni_fetch(const struct pqr_fetch_opts *o, char *er
             xf->done = true;
             cu.easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &code);
             if (msg->data.result != CURLE_OK) {
-                append_err(err, errlen, xf->url,
+                append_err(err, errlen, xf->shown,
                            xf->too_big ? "response too large" : cu.easy_strerror(msg->data.result));
                 continue;
             }
             if (code != 200) {
                 snprintf(why, sizeof why, "HTTP status %ld", code);
-                append_err(err, errlen, xf->url, why);
+                append_err(err, errlen, xf->shown, why);
                 continue;
             }
             t = pqr__topo_parse(xf->buf ? xf->buf : "", xf->len, why, sizeof why);
             if (!t) {
-                append_err(err, errlen, xf->url, why);
+                append_err(err, errlen, xf->shown, why);
                 continue;
             }
             if (t->n == 0) {
-                append_err(err, errlen, xf->url, "no usable members");
+                append_err(err, errlen, xf->shown, "no usable members");
                 pqr__topo_unref(t);
                 continue;
             }
-            t->fetched_ms = started;
             free(t->source);
-            t->source = strndup(xf->url, strlen(xf->url) - strlen("/cluster"));
-            pqr__topo_resolve(t, s, o->c, false);
+            t->source = strndup(xf->shown, strlen(xf->shown) - strlen("/cluster"));
+            pqr__topo_resolve(t, s, o->c, 0);
             if (pqr__topo_better(t, best)) {
                 pqr__topo_unref(best);
                 best = t;
@@ -277,7 +278,9 @@ struct pqr_topology *pqr__patroni_fetch(const struct pqr_fetch_opts *o, char *er
     }
     for (size_t i = 0; i < o->nurls; i++)
         if (x[i].h && !x[i].done && !best)
-            append_err(err, errlen, x[i].url, "no answer in time");
+            append_err(err, errlen, x[i].shown, "no answer in time");
+    if (best)
+        best->mono_ms = t0; /* until pqr__topo_complete(): when the budget started */
 out:
     for (size_t i = 0; x && i < o->nurls; i++) {
         if (x[i].h) {

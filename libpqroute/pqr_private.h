@@ -32,6 +32,15 @@ void pqr__log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 
 #define PQR_WARN(...) pqr__log(PQR_LOG_WARN, __VA_ARGS__)
 #define PQR_INFO(...) pqr__log(PQR_LOG_INFO, __VA_ARGS__)
 #define PQR_DEBUG(...) pqr__log(PQR_LOG_DEBUG, __VA_ARGS__)
+/* Control characters as \xNN (newlines and tabs as spaces), truncated to fit; returns the length. */
+size_t pqr__escape(char *dst, size_t len, const char *src);
+char *pqr__escape_dup(const char *s);
+/* A URL without its userinfo, for display. */
+void pqr__url_display(char *out, size_t len, const char *url);
+/* The kernel's secure-execution flag (setuid, setgid, file capabilities): trust no environment. */
+bool pqr__privileged(void);
+/* explicit_bzero and free. */
+void pqr__free_secret(char *s);
 void pqr__errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 long long pqr__now_ms(void);  /* CLOCK_REALTIME: comparable across processes (cache file) */
 long long pqr__mono_ms(void); /* CLOCK_MONOTONIC: deadlines */
@@ -86,6 +95,9 @@ int pqr__settings_finish(struct pqr_settings *s, char *err, size_t errlen);
 int pqr__settings_from_env(struct pqr_settings *s, char *err, size_t errlen);
 int pqr__settings_from_file(struct pqr_settings *s, const char *path, char *err, size_t errlen);
 int pqr__parse_hostport(const char *v, char **host, int *port);
+/* How long a fetch may take, all told (REST timeout plus scheduling slack): the wait of a blocking
+ * connect and of a process that lets another one fetch. */
+int pqr__rest_budget_ms(const struct pqr_settings *s);
 int pqr__member_port(const struct pqr_settings *s, const struct pqr_cluster_conf *c);
 long long pqr__max_lag(const struct pqr_settings *s, const struct pqr_cluster_conf *c);
 bool pqr__cidr_allows(const struct pqr_cidr *list, size_t n, const char *addr);
@@ -110,7 +122,9 @@ struct pqr_topology {
     int refs; /* atomic */
     struct pqr_member *m;
     size_t n;
-    long long fetched_ms;
+    long long fetched_ms; /* CLOCK_REALTIME: what the shared cache file carries, and shows */
+    long long mono_ms;    /* CLOCK_MONOTONIC of this process: every age and "newer" test */
+    uint64_t seq;         /* the shared file's write sequence: newer across processes */
     char *source;
     int leader;      /* index or -1 */
     long max_tl;     /* highest timeline reported, -1 if none */
@@ -128,6 +142,10 @@ pqr_member_role pqr__role_parse(const char *s);
 /* Better of two views of one cluster (freshest timeline, has a leader, more members). */
 bool pqr__topo_better(const struct pqr_topology *a, const struct pqr_topology *b);
 bool pqr__topo_leader_running(const struct pqr_topology *t);
+/* A numeric IPv4 or IPv6 address: its family (AF_INET, AF_INET6) and bytes, else 0. */
+int pqr__addr_parse(const char *s, unsigned char bytes[16]);
+/* s is a numeric address: its normal form in out (may be NULL). */
+bool pqr__numeric_addr(const char *s, char out[PQR_ADDRLEN]);
 
 /* ---- patroni.c ---- */
 struct pqr_fetch_opts {
@@ -137,33 +155,57 @@ struct pqr_fetch_opts {
     size_t nurls;
     const int *stop; /* abandons the fetch when it becomes non-zero (read atomically) */
 };
-/* Fetch /cluster from every URL at once; the best view, addresses resolved and filtered. */
+/* Fetch /cluster from every URL at once: the best view, numeric addresses only. Its names are
+ * resolved by pqr__topo_complete(), which the caller runs outside any lock. */
 struct pqr_topology *pqr__patroni_fetch(const struct pqr_fetch_opts *o, char *err, size_t errlen);
-/* Resolve member hosts to numeric addresses (numeric_only: no DNS), apply the port override and
- * the allow-list. */
+/* Member names resolved within what is left of the REST timeout, then stamped as fetched now. */
+void pqr__topo_complete(struct pqr_topology *t, const struct pqr_settings *s,
+                        const struct pqr_cluster_conf *c);
+/* Apply the port override and the allow-list; resolve names by dns_deadline_mono (0: numeric
+ * addresses only, no DNS). */
 void pqr__topo_resolve(struct pqr_topology *t, const struct pqr_settings *s,
-                       const struct pqr_cluster_conf *c, bool numeric_only);
+                       const struct pqr_cluster_conf *c, long long dns_deadline_mono);
+
+/* ---- resolve.c ---- */
+extern pthread_mutex_t pqr__dns_lock;
+void pqr__dns_atfork_child(void);
+/* 0 with the address; -1 unresolvable or no answer yet; -2 no answer in time, first time for this
+ * name (worth a warning). Never waits past deadline_mono. */
+int pqr__dns_resolve(const char *host, char *addr, size_t len, long long deadline_mono);
 /* REST base URL from a member's api_url ("http://h:8008/patroni" -> "http://h:8008"). */
 char *pqr__api_base(const char *api_url);
 
-/* ---- cache.c (the shared cache file) ---- */
-struct pqr_cache_file {
-    char *path;
-    char *lock_path;
-    char *fail_path;
-    char *stats_path;
-    int lock_fd;
+/* ---- cache.c (the shared cache directory and its files) ---- */
+struct stat;
+struct pqr_cache_dir {
+    int fd; /* held; -1: not sharing (atomic) */
+    dev_t dev;
+    ino_t ino;
+    char *path; /* for messages only: never opened by name again */
 };
-int pqr__cache_open(struct pqr_cache_file *f, const struct pqr_settings *s,
-                    const struct pqr_cluster_conf *c);
-void pqr__cache_close(struct pqr_cache_file *f);
+int pqr__cachedir_open(struct pqr_cache_dir *d, const struct pqr_settings *s);
+void pqr__cachedir_close(struct pqr_cache_dir *d);
+/* The held fd if it is still the directory we opened (owned by us, closed to others), else -1: the
+ * directory is then dropped with one warning, without touching the fd. */
+int pqr__cachedir_fd(struct pqr_cache_dir *d);
+/* openat() in the held directory, never following a symlink; files are made 0600. */
+int pqr__cache_openat(struct pqr_cache_dir *d, const char *name, int flags);
+bool pqr__private_dir(const struct stat *st);
+bool pqr__private_file(const struct stat *st);
+
+struct pqr_cache_file {
+    struct pqr_cache_dir *dir;
+    char key[96];
+    int lock_fd; /* open only between trylock and unlock */
+};
+void pqr__cache_init(struct pqr_cache_file *f, struct pqr_cache_dir *d, const char *key);
 struct pqr_topology *pqr__cache_read(const struct pqr_cache_file *f, const struct pqr_settings *s,
                                      const struct pqr_cluster_conf *c);
 int pqr__cache_write(const struct pqr_cache_file *f, const struct pqr_topology *t);
 /* Any process on this host failed to reach Patroni within the last within_ms / record one. */
 bool pqr__cache_failed_recently(const struct pqr_cache_file *f, int within_ms);
 void pqr__cache_mark_failed(const struct pqr_cache_file *f);
-/* Non-blocking: 1 = this process now refreshes, 0 = another one does, -1 = error. */
+/* Non-blocking: 1 = this process now refreshes (until unlock), 0 = another one does, -1 = error. */
 int pqr__cache_trylock(struct pqr_cache_file *f);
 void pqr__cache_unlock(struct pqr_cache_file *f);
 
@@ -174,10 +216,16 @@ enum pqr_stat {
     PQR_STAT_PASSED_THROUGH, PQR_STAT_COUNT
 };
 extern const char *const pqr__stat_names[PQR_STAT_COUNT];
-/* The counters of a stats file (created 0600 if missing), or NULL: counting is best effort. */
-uint64_t *pqr__stats_map(const char *path);
-void pqr__stat(uint64_t *counters, enum pqr_stat which);
-void pqr__stats_unmap(uint64_t *counters);
+struct pqr_stats {
+    struct pqr_cache_dir *dir; /* NULL: not counting */
+    char name[112];
+    bool off;    /* atomic: a failure stopped counting in this process */
+    bool warned; /* atomic */
+};
+void pqr__stats_init(struct pqr_stats *st, struct pqr_cache_dir *d, const char *key);
+/* Best effort: never blocks, never signals. */
+void pqr__stat(struct pqr_stats *st, enum pqr_stat which);
+int pqr__stats_read(struct pqr_stats *st, uint64_t out[PQR_STAT_COUNT]);
 
 /* ---- policy.c ---- */
 struct pqr_candidate {
@@ -218,13 +266,12 @@ struct pqr_cluster {
     struct pqr_cluster_conf *conf;
     struct pqr_topology *current; /* guarded by router->lock */
     struct pqr_cache_file cache;
-    bool cache_ok;
-    long long want_after_ms; /* a fetch newer than this was asked for */
+    long long want_after; /* a fetch newer than this (monotonic) was asked for */
     bool last_fetch_failed;
     long long failed_at_mono;  /* when the last attempt ended without a view */
     unsigned long done; /* finished refresh attempts; a waiter waits for the next one */
     long long door_failed_mono;  /* a routed connect failed at every member and the front door */
-    uint64_t *stats;             /* shared counters (stats.c), or NULL */
+    struct pqr_stats stats;      /* shared counters (stats.c) */
     struct pqr_failure failures[PQR_MAX_FAILURES];
     size_t nfailures;
 };
@@ -240,7 +287,8 @@ struct pqr_router {
     bool thread_running;
     int stop; /* atomic */
     unsigned spread;
-    uint64_t *other_stats;          /* connections that name no front door */
+    struct pqr_cache_dir dir;       /* the shared cache directory (fd -1: not sharing) */
+    struct pqr_stats other_stats;   /* connections that name no front door */
     struct pqr_router *next_router; /* all routers, for fork and exit handling */
 };
 
@@ -252,9 +300,9 @@ void pqr__register_exit(void);
 /* A reference to the cluster's snapshot if it is no older than stale_ms; may read the shared file,
  * and when wait_ms > 0 waits that long for the refresher's first fetch. */
 struct pqr_topology *pqr__router_snapshot(struct pqr_router *r, struct pqr_cluster *c, int wait_ms);
-/* Ask for a fetch newer than after_ms and wait up to wait_ms for it. */
+/* Ask for a fetch newer than after_mono (CLOCK_MONOTONIC) and wait up to wait_ms for it. */
 struct pqr_topology *pqr__router_refresh(struct pqr_router *r, struct pqr_cluster *c,
-                                         long long after_ms, int wait_ms);
+                                         long long after_mono, int wait_ms);
 /* Make t the cluster's current snapshot if it is newer (takes its own reference). */
 void pqr__router_publish(struct pqr_router *r, struct pqr_cluster *c, struct pqr_topology *t);
 void pqr__router_note_failures(struct pqr_router *r, struct pqr_cluster *c, uint64_t gen,
@@ -271,6 +319,8 @@ struct pqr_params {
 void pqr__params_free(struct pqr_params *p);
 /* The non-empty value of keyword kw in a PQconninfo()/PQconninfoParse() array, or NULL. */
 const char *pqr__conninfo_value(const PQconninfoOption *o, const char *kw);
+/* PQconninfoFree() with the password cleared first. */
+void pqr__conninfo_free(PQconninfoOption *o);
 int pqr__params_add(struct pqr_params *p, const char *k, const char *v);
 struct pqr_rewrite_in {
     const PQconninfoOption *effective; /* PQconninfo() of the probe */

@@ -15,8 +15,9 @@
 
 void pqr__params_free(struct pqr_params *p)
 {
+    /* Values include the password: cleared, not just freed (core files, freed memory). */
     for (size_t i = 0; i < p->nowned; i++)
-        free(p->owned[i]);
+        pqr__free_secret(p->owned[i]);
     free(p->owned);
     free(p->kw);
     free(p->val);
@@ -132,4 +133,12 @@ int pqr__rewrite(const struct pqr_rewrite_in *in, struct pqr_params *out)
 fail:
     pqr__params_free(out);
     return -1;
+}
+
+void pqr__conninfo_free(PQconninfoOption *o)
+{
+    for (PQconninfoOption *x = o; x && x->keyword; x++)
+        if (x->val && strcmp(x->keyword, "password") == 0)
+            explicit_bzero(x->val, strlen(x->val));
+    PQconninfoFree(o);
 }

@@ -30,11 +30,13 @@ const char *pqr_last_decision(void)
 
 void pqr__decision(const char *fmt, ...)
 {
+    char raw[sizeof decision];
     va_list ap;
 
     va_start(ap, fmt);
-    vsnprintf(decision, sizeof decision, fmt, ap);
+    vsnprintf(raw, sizeof raw, fmt, ap);
     va_end(ap);
+    pqr__escape(decision, sizeof decision, raw);
     PQR_INFO("%s", decision);
 }
 
@@ -54,7 +56,7 @@ int pqr__conninfo_arrays(const char *conninfo, PQconninfoOption **opts, const ch
     *val = calloc(n + 1, sizeof **val);
     if (!*kw || !*val) {
         free(*kw), free(*val);
-        PQconninfoFree(*opts);
+        pqr__conninfo_free(*opts);
         return -1;
     }
     for (PQconninfoOption *o = *opts; o->keyword; o++)
@@ -100,11 +102,8 @@ void pqr__route_free(struct pqr_plan *p)
     if (!p)
         return;
     pqr__topo_unref(p->t);
-    PQconninfoFree(p->eff);
-    if (p->pgpass) {
-        memset(p->pgpass, 0, strlen(p->pgpass));
-        free(p->pgpass);
-    }
+    pqr__conninfo_free(p->eff);
+    pqr__free_secret(p->pgpass);
     free(p->door_host);
     free(p->door_hostaddr);
     free(p->door_port);
@@ -122,7 +121,7 @@ static char *app_tsa(struct pqr_router *r, const char *const *kw, const char *co
     const char *v = pqr__conninfo_value(o2, "target_session_attrs");
     char *tsa = v && strcmp(v, "any") != 0 ? strdup(v) : NULL;
 
-    PQconninfoFree(o2);
+    pqr__conninfo_free(o2);
     if (p2)
         PQfinish(p2);
     return tsa;
@@ -198,7 +197,7 @@ static void describe(const struct pqr_plan *p, const char *what)
                   "leader %s, view %.1fs old from %s",
                   what, role_name(p->role), p->c->conf->name, p->door_host, p->door_port, list, door,
                   p->tsa, p->t->leader >= 0 ? p->t->m[p->t->leader].name : "(none)",
-                  (double)(pqr__now_ms() - p->t->fetched_ms) / 1000.0,
+                  pqr_topology_age(p->t),
                   p->t->source ? p->t->source : "?");
 }
 
@@ -244,7 +243,7 @@ struct pqr_plan *pqr__route_plan(struct pqr_router *r, const char *const *kw,
     }
     if (!p->c) {
         pqr__decision("passed through: %s:%ld is not a configured front door", host, portnum);
-        pqr__stat(r->other_stats, PQR_STAT_PASSED_THROUGH);
+        pqr__stat(&r->other_stats, PQR_STAT_PASSED_THROUGH);
         goto pass;
     }
     p->door_host = strdup(host);
@@ -265,22 +264,22 @@ struct pqr_plan *pqr__route_plan(struct pqr_router *r, const char *const *kw,
         p->tsa = tsa, tsa = NULL;
     else if (!(p->tsa = strdup(p->role == PQR_ROLE_RW ? "read-write" : "prefer-standby")))
         goto pass;
-    p->t = pqr__router_snapshot(r, p->c, mode == PQR_BLOCKING ? r->s.rest_timeout_ms + 200 : 0);
+    p->t = pqr__router_snapshot(r, p->c, mode == PQR_BLOCKING ? pqr__rest_budget_ms(&r->s) : 0);
     if (!p->t) {
-        pqr__stat(p->c->stats, PQR_STAT_FALLBACK_NO_VIEW);
+        pqr__stat(&p->c->stats, PQR_STAT_FALLBACK_NO_VIEW);
         pqr__decision("passed through %s: cluster %s, no fresh Patroni view (front door %s:%s)",
                       role_name(p->role), p->c->conf->name, host, p->door_port);
         goto pass;
     }
     if (build(r, p) < 0) {
-        pqr__stat(p->c->stats, PQR_STAT_FALLBACK_NO_MEMBER);
+        pqr__stat(&p->c->stats, PQR_STAT_FALLBACK_NO_MEMBER);
         pqr__decision("passed through %s: cluster %s, no eligible member in Patroni's view "
                       "(front door %s:%s)",
                       role_name(p->role), p->c->conf->name, host, p->door_port);
         goto pass;
     }
     free(tsa);
-    pqr__stat(p->c->stats, p->role == PQR_ROLE_RW ? PQR_STAT_ROUTED_RW : PQR_STAT_ROUTED_RO);
+    pqr__stat(&p->c->stats, p->role == PQR_ROLE_RW ? PQR_STAT_ROUTED_RW : PQR_STAT_ROUTED_RO);
     describe(p, "routed");
     return p;
 pass:
@@ -349,7 +348,7 @@ PGconn *pqr__route_exec(struct pqr_router *r, struct pqr_plan *p)
         p->c->door_failed_mono = pqr__mono_ms();
         pthread_mutex_unlock(&r->lock);
     }
-    t = pqr__router_refresh(r, p->c, pqr__now_ms(), r->s.rest_timeout_ms + 200);
+    t = pqr__router_refresh(r, p->c, pqr__mono_ms(), pqr__rest_budget_ms(&r->s));
     if (!t)
         return conn; /* no view: the front door was already tried */
     pqr__topo_unref(p->t);
@@ -359,7 +358,7 @@ PGconn *pqr__route_exec(struct pqr_router *r, struct pqr_plan *p)
     p->leave_door_out = true;
     if (build(r, p) < 0)
         return conn;
-    pqr__stat(p->c->stats, PQR_STAT_RETRIES);
+    pqr__stat(&p->c->stats, PQR_STAT_RETRIES);
     describe(p, "retrying");
     again = r->pq.connectdb_params(p->params.kw, p->params.val, 0);
     if (!again)

@@ -9,6 +9,8 @@
  * Global locks (all taken by the fork prepare handler, in this order):
  *   routers_lock   guards the list of live routers
  *   router->lock   guards that router's cluster state and refresher control fields
+ *   pqr__dns_lock  guards the name look-ups in flight and their answers (resolve.c)
+ * No I/O is done under any of them: log lines are written after the lock is released.
  */
 #include <errno.h>
 #include <signal.h>
@@ -32,10 +34,12 @@ static void atfork_prepare(void)
     pthread_mutex_lock(&routers_lock);
     for (struct pqr_router *r = routers; r; r = r->next_router)
         pthread_mutex_lock(&r->lock);
+    pthread_mutex_lock(&pqr__dns_lock);
 }
 
 static void atfork_parent(void)
 {
+    pthread_mutex_unlock(&pqr__dns_lock);
     for (struct pqr_router *r = routers; r; r = r->next_router)
         pthread_mutex_unlock(&r->lock);
     pthread_mutex_unlock(&routers_lock);
@@ -53,21 +57,18 @@ static void init_sync(struct pqr_router *r)
 }
 
 /* The refresher does not exist in the child: forget it, so the child's first routed connect starts
- * its own. Snapshots the child inherited stay valid until they are stale. */
+ * its own. Snapshots the child inherited stay valid until they are stale. Nothing is closed: a lock
+ * file the parent's refresher had open is the parent's business (its lock is not inherited). */
 static void atfork_child(void)
 {
     for (struct pqr_router *r = routers; r; r = r->next_router) {
         init_sync(r);
         r->thread_running = false;
         __atomic_store_n(&r->stop, 0, __ATOMIC_RELAXED);
-        for (size_t i = 0; i < r->nclusters; i++) {
-            struct pqr_cache_file *f = &r->clusters[i].cache;
-            if (f->lock_fd >= 0) {
-                close(f->lock_fd);
-                f->lock_fd = -1;
-            }
-        }
+        for (size_t i = 0; i < r->nclusters; i++)
+            r->clusters[i].cache.lock_fd = -1;
     }
+    pqr__dns_atfork_child();
     pthread_mutex_init(&routers_lock, NULL);
 }
 
@@ -130,9 +131,19 @@ static bool stopping(const struct pqr_router *r)
     return __atomic_load_n(&r->stop, __ATOMIC_ACQUIRE);
 }
 
+static long long age_ms(const struct pqr_topology *t)
+{
+    return pqr__mono_ms() - t->mono_ms;
+}
+
 static bool fresh(const struct pqr_router *r, const struct pqr_topology *t)
 {
-    return t && pqr__now_ms() - t->fetched_ms <= r->s.stale_ms;
+    return t && age_ms(t) <= r->s.stale_ms;
+}
+
+static bool sharing(struct pqr_router *r)
+{
+    return pqr__cachedir_fd(&r->dir) >= 0;
 }
 
 
@@ -152,18 +163,24 @@ static void log_view(const struct pqr_cluster *c, const struct pqr_topology *t)
 void pqr__router_publish(struct pqr_router *r, struct pqr_cluster *c, struct pqr_topology *t)
 {
     struct pqr_topology *old = NULL;
+    bool changed = false;
 
     pthread_mutex_lock(&r->lock);
-    if (!c->current || t->fetched_ms > c->current->fetched_ms) {
+    if (!c->current || t->mono_ms > c->current->mono_ms ||
+        (t->seq > c->current->seq && t->mono_ms == c->current->mono_ms)) {
         old = c->current;
         c->current = pqr__topo_ref(t);
         if (!old || old->gen != t->gen) {
             c->nfailures = 0; /* a changed view forgives members that failed under the old one */
-            log_view(c, t);
+            changed = true;
         }
     }
     pthread_cond_broadcast(&r->cond);
     pthread_mutex_unlock(&r->lock);
+    /* t is immutable and referenced by the caller: written with no lock held, so a blocked
+     * stderr can stall this thread but never a connect. */
+    if (changed)
+        log_view(c, t);
     pqr__topo_unref(old);
 }
 
@@ -189,12 +206,14 @@ static size_t endpoints(struct pqr_cluster *c, const struct pqr_topology *t, cha
 
 static bool usable_file(const struct pqr_router *r, const struct pqr_topology *ft, long long want)
 {
-    return ft && ft->fetched_ms > want && pqr__now_ms() - ft->fetched_ms < r->s.refresh_ms;
+    return ft && ft->mono_ms > want && age_ms(ft) < r->s.refresh_ms;
 }
 
-static void fetch_and_publish(struct pqr_router *r, struct pqr_cluster *c, bool share)
+/* Ask Patroni (under the shared lock, when the caller holds it): the view before name look-ups. */
+static struct pqr_topology *fetch(struct pqr_router *r, struct pqr_cluster *c, char *err,
+                                  size_t errlen)
 {
-    char *urls[PQR_MAX_ENDPOINTS], err[1024];
+    char *urls[PQR_MAX_ENDPOINTS];
     struct pqr_topology *cur, *t;
     size_t n;
 
@@ -204,27 +223,37 @@ static void fetch_and_publish(struct pqr_router *r, struct pqr_cluster *c, bool 
     n = endpoints(c, cur, urls);
     pqr__topo_unref(cur);
     struct pqr_fetch_opts o = {&r->s, c->conf, (const char *const *)urls, n, &r->stop};
-    t = pqr__patroni_fetch(&o, err, sizeof err);
+    t = pqr__patroni_fetch(&o, err, errlen);
     for (size_t i = 0; i < n; i++)
         free(urls[i]);
+    return t;
+}
+
+/* A fetch's outcome, with no lock held: names resolved, shared (seq: the file's next sequence
+ * number; 0: not shared) and published. Takes t's reference. */
+static void fetched(struct pqr_router *r, struct pqr_cluster *c, struct pqr_topology *t,
+                    const char *err, uint64_t seq)
+{
     pthread_mutex_lock(&r->lock);
     bool was_failing = c->last_fetch_failed;
     c->last_fetch_failed = !t;
     pthread_mutex_unlock(&r->lock);
-    pqr__stat(c->stats, t ? PQR_STAT_REFRESH_OK : PQR_STAT_REFRESH_FAILED);
+    pqr__stat(&c->stats, t ? PQR_STAT_REFRESH_OK : PQR_STAT_REFRESH_FAILED);
     if (!t) {
         if (!was_failing && !stopping(r))
             PQR_WARN("cluster %s: no usable answer from Patroni (%s); using the front door once "
                      "the cached view is older than %d ms",
                      c->conf->name, err, r->s.stale_ms);
-        if (share)
+        if (seq)
             pqr__cache_mark_failed(&c->cache);
         return;
     }
     if (was_failing)
         PQR_INFO("cluster %s: Patroni answers again (%s)", c->conf->name, t->source);
-    if (share && pqr__cache_write(&c->cache, t) != 0)
-        PQR_DEBUG("cluster %s: could not write %s", c->conf->name, c->cache.path);
+    pqr__topo_complete(t, &r->s, c->conf);
+    t->seq = seq;
+    if (seq && pqr__cache_write(&c->cache, t) != 0)
+        PQR_DEBUG("cluster %s: could not write the shared cache file", c->conf->name);
     pqr__router_publish(r, c, t);
     pqr__topo_unref(t);
 }
@@ -233,11 +262,14 @@ static void fetch_and_publish(struct pqr_router *r, struct pqr_cluster *c, bool 
  * recently enough, else a fetch by whichever process takes the lock first. */
 static void refresh_cluster(struct pqr_router *r, struct pqr_cluster *c, long long want)
 {
-    struct pqr_topology *ft;
-    long long seen = 0, deadline;
+    struct pqr_topology *ft, *t;
+    uint64_t seen = 0, seq;
+    long long deadline;
+    char err[1024];
 
-    if (!c->cache_ok) {
-        fetch_and_publish(r, c, false);
+    if (!sharing(r)) {
+        t = fetch(r, c, err, sizeof err);
+        fetched(r, c, t, err, 0);
         return;
     }
     ft = pqr__cache_read(&c->cache, &r->s, c->conf);
@@ -247,7 +279,7 @@ static void refresh_cluster(struct pqr_router *r, struct pqr_cluster *c, long lo
         return;
     }
     if (ft)
-        seen = ft->fetched_ms;
+        seen = ft->seq;
     pqr__topo_unref(ft);
     int locked = pqr__cache_trylock(&c->cache);
     PQR_DEBUG("cluster %s: shared cache %s, %s", c->conf->name, seen ? "too old" : "absent",
@@ -255,20 +287,27 @@ static void refresh_cluster(struct pqr_router *r, struct pqr_cluster *c, long lo
     switch (locked) {
     case 1:
         ft = pqr__cache_read(&c->cache, &r->s, c->conf);
-        if (usable_file(r, ft, want))
+        if (usable_file(r, ft, want)) {
+            pqr__cache_unlock(&c->cache);
             pqr__router_publish(r, c, ft);
-        else
-            fetch_and_publish(r, c, true);
+            pqr__topo_unref(ft);
+            return;
+        }
+        /* Newer is decided by this sequence number, not by the writers' clocks. */
+        seq = (ft && ft->seq > seen ? ft->seq : seen) + 1;
         pqr__topo_unref(ft);
+        t = fetch(r, c, err, sizeof err);
+        /* The lock says "one process asks Patroni"; name look-ups and the write come after it. */
         pqr__cache_unlock(&c->cache);
+        fetched(r, c, t, err, seq);
         return;
     case 0: /* another process is fetching: take its answer */
-        deadline = pqr__mono_ms() + r->s.rest_timeout_ms + 200;
+        deadline = pqr__mono_ms() + pqr__rest_budget_ms(&r->s);
         while (pqr__mono_ms() < deadline && !stopping(r)) {
             struct timespec ts = {0, 10 * 1000000L};
             nanosleep(&ts, NULL);
             ft = pqr__cache_read(&c->cache, &r->s, c->conf);
-            if (ft && ft->fetched_ms > seen && ft->fetched_ms > want) {
+            if (ft && ft->seq > seen && ft->mono_ms > want) {
                 pqr__router_publish(r, c, ft);
                 pqr__topo_unref(ft);
                 return;
@@ -277,18 +316,19 @@ static void refresh_cluster(struct pqr_router *r, struct pqr_cluster *c, long lo
         }
         return;
     default:
-        fetch_and_publish(r, c, false);
+        t = fetch(r, c, err, sizeof err);
+        fetched(r, c, t, err, 0);
     }
 }
 
 /* Young enough to use without asking Patroni: someone refreshed it within two intervals. */
 static bool recent(const struct pqr_router *r, const struct pqr_topology *t)
 {
-    return t && pqr__now_ms() - t->fetched_ms < 2LL * r->s.refresh_ms;
+    return t && age_ms(t) < 2LL * r->s.refresh_ms;
 }
 
 struct cluster_timer {
-    long long last_start_ms; /* realtime start of the last attempt */
+    long long last_start; /* when the last attempt started (monotonic) */
     long long next_mono;     /* when the next regular attempt is due */
 };
 
@@ -305,15 +345,15 @@ static void *refresher_main(void *arg)
     for (size_t i = 0; i < r->nclusters; i++)
         if (recent(r, r->clusters[i].current)) {
             tm[i].next_mono = pqr__mono_ms() + r->s.refresh_ms;
-            tm[i].last_start_ms = pqr__now_ms();
+            tm[i].last_start = pqr__mono_ms();
         }
     while (!stopping(r)) {
         long long now = pqr__mono_ms(), wait = r->s.refresh_ms;
         for (size_t i = 0; i < r->nclusters && !stopping(r); i++) {
             struct pqr_cluster *c = &r->clusters[i];
-            long long want = c->want_after_ms;
-            if (now >= tm[i].next_mono || want >= tm[i].last_start_ms) {
-                tm[i].last_start_ms = pqr__now_ms();
+            long long want = c->want_after;
+            if (now >= tm[i].next_mono || want >= tm[i].last_start) {
+                tm[i].last_start = pqr__mono_ms();
                 pthread_mutex_unlock(&r->lock);
                 refresh_cluster(r, c, want);
                 pthread_mutex_lock(&r->lock);
@@ -332,7 +372,7 @@ static void *refresher_main(void *arg)
         /* A request that arrived while we were fetching is served at once. */
         bool pending = false;
         for (size_t i = 0; i < r->nclusters; i++)
-            pending = pending || r->clusters[i].want_after_ms >= tm[i].last_start_ms;
+            pending = pending || r->clusters[i].want_after >= tm[i].last_start;
         if (!pending) {
             struct timespec ts;
             deadline_ts(CLOCK_MONOTONIC, &ts, wait < MIN_WAIT_MS ? MIN_WAIT_MS : wait);
@@ -344,50 +384,57 @@ static void *refresher_main(void *arg)
     return NULL;
 }
 
-/* Called with r->lock held. */
-static void ensure_thread(struct pqr_router *r)
+/* Called with r->lock held; returns pthread_create's error, for the caller to report once the lock
+ * is released. */
+static int ensure_thread(struct pqr_router *r)
 {
     sigset_t all, old;
     int rc;
 
     if (r->thread_running || stopping(r))
-        return;
+        return 0;
     /* The thread must never run the application's signal handlers. */
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
     rc = pthread_create(&r->thread, NULL, refresher_main, r);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (rc != 0) {
+    if (rc == 0)
+        r->thread_running = true;
+    return rc;
+}
+
+static void thread_failed(int rc)
+{
+    if (rc)
         PQR_WARN("cannot start the refresher thread: %s; connections go to the front door",
                  strerror(rc));
-        return;
-    }
-    r->thread_running = true;
 }
 
 struct pqr_topology *pqr__router_refresh(struct pqr_router *r, struct pqr_cluster *c,
-                                         long long after_ms, int wait_ms)
+                                         long long after_mono, int wait_ms)
 {
     struct pqr_topology *t = NULL;
     struct timespec ts;
+    int terr;
 
     pthread_mutex_lock(&r->lock);
-    ensure_thread(r);
-    if (after_ms > c->want_after_ms)
-        c->want_after_ms = after_ms;
+    terr = ensure_thread(r);
+    if (after_mono > c->want_after)
+        c->want_after = after_mono;
     pthread_cond_broadcast(&r->cond);
     if (wait_ms > 0 && r->thread_running) {
-        /* Until a view newer than after_ms arrives, or an attempt that started after this request
+        /* Until a view newer than after_mono arrives, or an attempt that started after this request
          * ends without one: no point waiting out the timeout when every endpoint refused. */
         unsigned long target = c->done + 1;
         deadline_ts(CLOCK_MONOTONIC, &ts, wait_ms);
-        while (!(c->current && c->current->fetched_ms > after_ms) && c->done < target && !stopping(r))
+        while (!(c->current && c->current->mono_ms > after_mono) && c->done < target && !stopping(r))
             if (pthread_cond_timedwait(&r->cond, &r->lock, &ts) == ETIMEDOUT)
                 break;
     }
     if (fresh(r, c->current))
         t = pqr__topo_ref(c->current);
     pthread_mutex_unlock(&r->lock);
+    thread_failed(terr);
     return t;
 }
 
@@ -401,34 +448,36 @@ struct pqr_topology *pqr__router_snapshot(struct pqr_router *r, struct pqr_clust
 {
     struct pqr_topology *t = NULL, *ft;
     bool failed;
+    int terr;
 
     pthread_mutex_lock(&r->lock);
-    ensure_thread(r);
+    terr = ensure_thread(r);
     if (recent(r, c->current))
         t = pqr__topo_ref(c->current);
     failed = c->last_fetch_failed && pqr__mono_ms() - c->failed_at_mono < failure_window(r);
     pthread_mutex_unlock(&r->lock);
+    thread_failed(terr);
     if (t)
         return t;
     /* A fresh process: another one on this host may have fetched recently. An older file is kept
      * as the fallback view while we ask Patroni ourselves. */
-    if (c->cache_ok && (ft = pqr__cache_read(&c->cache, &r->s, c->conf))) {
+    if ((ft = pqr__cache_read(&c->cache, &r->s, c->conf))) {
         if (fresh(r, ft))
             pqr__router_publish(r, c, ft);
         if (recent(r, ft)) {
-            pqr__stat(c->stats, PQR_STAT_SHARED_CACHE_USED);
+            pqr__stat(&c->stats, PQR_STAT_SHARED_CACHE_USED);
             return ft;
         }
         pqr__topo_unref(ft);
         failed = failed || pqr__cache_failed_recently(&c->cache, (int)failure_window(r));
     }
-    return pqr__router_refresh(r, c, pqr__now_ms() - 2LL * r->s.refresh_ms, failed ? 0 : wait_ms);
+    return pqr__router_refresh(r, c, pqr__mono_ms() - 2LL * r->s.refresh_ms, failed ? 0 : wait_ms);
 }
 
 void pqr__router_note_failures(struct pqr_router *r, struct pqr_cluster *c, uint64_t gen,
                                const struct pqr_candidate *cands, size_t n)
 {
-    long long now = pqr__now_ms();
+    long long now = pqr__mono_ms();
 
     pthread_mutex_lock(&r->lock);
     if (c->current && c->current->gen == gen) {
@@ -480,20 +529,14 @@ struct pqr_router *pqr__router_new(const struct pqr_settings *s, const struct pq
     seed ^= seed >> 33;
     r->spread = (unsigned)seed;
     init_sync(r);
+    if (pqr__cachedir_open(&r->dir, &r->s) == 0)
+        pqr__stats_init(&r->other_stats, &r->dir, "other");
     for (size_t i = 0; i < r->nclusters; i++) {
         struct pqr_cluster *c = &r->clusters[i];
         c->conf = &r->s.clusters[i];
-        c->cache_ok = pqr__cache_open(&c->cache, &r->s, c->conf) == 0;
-        if (c->cache_ok)
-            c->stats = pqr__stats_map(c->cache.stats_path);
-    }
-    if (r->nclusters && r->clusters[0].cache_ok) {
-        char *other = strdup(r->clusters[0].cache.stats_path), *slash = other ? strrchr(other, '/') : NULL;
-        if (slash && strlen(slash) >= sizeof "/other.stats") {
-            strcpy(slash, "/other.stats");
-            r->other_stats = pqr__stats_map(other);
-        }
-        free(other);
+        pqr__cache_init(&c->cache, &r->dir, c->conf->key);
+        if (r->dir.fd >= 0)
+            pqr__stats_init(&c->stats, &r->dir, c->conf->key);
     }
     pthread_mutex_lock(&routers_lock);
     r->next_router = routers;
@@ -516,10 +559,9 @@ void pqr__router_free(struct pqr_router *r)
     stop_thread(r, -1);
     for (size_t i = 0; i < r->nclusters; i++) {
         pqr__topo_unref(r->clusters[i].current);
-        pqr__cache_close(&r->clusters[i].cache);
-        pqr__stats_unmap(r->clusters[i].stats);
+        pqr__cache_unlock(&r->clusters[i].cache);
     }
-    pqr__stats_unmap(r->other_stats);
+    pqr__cachedir_close(&r->dir);
     free(r->clusters);
     pqr__settings_clear(&r->s);
     pthread_mutex_destroy(&r->lock);

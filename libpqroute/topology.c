@@ -86,10 +86,24 @@ static bool jtag(json_t *tags, const char *key)
     return json_is_true(v) || (json_is_string(v) && strcmp(json_string_value(v), "true") == 0);
 }
 
-static bool is_numeric_addr(const char *s)
+int pqr__addr_parse(const char *s, unsigned char bytes[16])
 {
-    unsigned char buf[16];
-    return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
+    if (inet_pton(AF_INET, s, bytes) == 1)
+        return AF_INET;
+    if (inet_pton(AF_INET6, s, bytes) == 1)
+        return AF_INET6;
+    return 0;
+}
+
+bool pqr__numeric_addr(const char *s, char out[PQR_ADDRLEN])
+{
+    unsigned char b[16];
+    char tmp[PQR_ADDRLEN];
+    int fam = pqr__addr_parse(s, b);
+
+    if (!fam || !inet_ntop(fam, b, out ? out : tmp, PQR_ADDRLEN))
+        return false;
+    return true;
 }
 
 static int parse_member(json_t *o, struct pqr_member *m)
@@ -104,9 +118,10 @@ static int parse_member(json_t *o, struct pqr_member *m)
         json_integer_value(port) < 1 || json_integer_value(port) > 65535)
         return -1;
     memset(m, 0, sizeof *m);
-    m->name = strdup(name);
-    m->host = strdup(host);
-    m->state = strdup(state ? state : "unknown");
+    /* Printed to terminals and logs: no control sequences from the network. */
+    m->name = pqr__escape_dup(name);
+    m->host = pqr__escape_dup(host);
+    m->state = pqr__escape_dup(state ? state : "unknown");
     m->api_url = api ? strdup(api) : NULL;
     if (!m->name || !m->host || !m->state || (api && !m->api_url))
         return -1;
@@ -117,8 +132,8 @@ static int parse_member(json_t *o, struct pqr_member *m)
     m->lag = json_is_integer(lag) && json_integer_value(lag) >= 0 ? json_integer_value(lag) : -1;
     m->noloadbalance = jtag(tags, "noloadbalance");
     m->nofailover = jtag(tags, "nofailover");
-    if (addr && is_numeric_addr(addr))
-        snprintf(m->addr, sizeof m->addr, "%s", addr);
+    if (addr)
+        pqr__numeric_addr(addr, m->addr);
     return 0;
 }
 
@@ -164,10 +179,12 @@ struct pqr_topology *pqr__topo_parse(const char *json, size_t len, char *err, si
     }
     ours = json_object_get(root, "pqroute");
     if (json_is_object(ours)) {
-        json_t *at = json_object_get(ours, "fetched_at_ms");
+        json_t *at = json_object_get(ours, "fetched_at_ms"), *seq = json_object_get(ours, "seq");
         const char *src = jstr(ours, "source", 512);
         if (json_is_integer(at))
             t->fetched_ms = json_integer_value(at);
+        if (json_is_integer(seq) && json_integer_value(seq) > 0)
+            t->seq = (uint64_t)json_integer_value(seq);
         if (src && !(t->source = strdup(src)))
             goto oom;
     }
@@ -280,6 +297,7 @@ char *pqr__topo_dump(const struct pqr_topology *t)
         json_array_append_new(arr, o);
     }
     json_object_set_new(ours, "fetched_at_ms", json_integer(t->fetched_ms));
+    json_object_set_new(ours, "seq", json_integer((json_int_t)(t->seq & INT64_MAX)));
     json_object_set_new(ours, "source", json_string(t->source ? t->source : ""));
     json_object_set(root, "members", arr);
     json_object_set(root, "pqroute", ours);
@@ -300,7 +318,7 @@ void pqr_topology_release(pqr_topology *t)
 
 double pqr_topology_age(const pqr_topology *t)
 {
-    return t ? (double)(pqr__now_ms() - t->fetched_ms) / 1000.0 : -1.0;
+    return t ? (double)(pqr__mono_ms() - t->mono_ms) / 1000.0 : -1.0;
 }
 
 const char *pqr_topology_source(const pqr_topology *t)

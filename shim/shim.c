@@ -15,10 +15,12 @@
  */
 #include <dlfcn.h>
 #include <libgen.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/auxv.h>
 
 #include "../libpqroute/pqr_private.h"
 
@@ -121,24 +123,60 @@ static PGconn *guarded_connect_start_params(const char *const *k, const char *co
 
 static bool configured(void)
 {
+    /* A setuid/setgid/capability program: its environment is its caller's, so nothing is read
+     * from it and nothing is loaded; every call goes straight to libpq. */
+    if (getauxval(AT_SECURE))
+        return false;
     return getenv(PQR_ENV_PATRONI) || getenv(PQR_ENV_CONFIG) || access(PQR_DEFAULT_CONFIG, F_OK) == 0;
 }
 
+/* This library's own file, as an absolute path. The loader records the name it was given, and
+ * LD_PRELOAD=build/libpqroute-preload.so is relative to a directory the application may have left
+ * by now (chdir): the kernel's /proc/self/maps names the file that is actually mapped. */
+static bool own_path(char *out, size_t len)
+{
+    Dl_info info;
+    char line[4352];
+    FILE *maps;
+    bool found = false;
+    uintptr_t me = (uintptr_t)(void *)PQconnectdb;
+
+    if (dladdr((void *)PQconnectdb, &info) && info.dli_fname && info.dli_fname[0] == '/' &&
+        strlen(info.dli_fname) < len) {
+        strcpy(out, info.dli_fname);
+        return true;
+    }
+    if (!(maps = fopen("/proc/self/maps", "re")))
+        return false;
+    while (!found && fgets(line, sizeof line, maps)) {
+        unsigned long lo, hi;
+        int off = 0;
+        if (sscanf(line, "%lx-%lx %*s %*s %*s %*s %n", &lo, &hi, &off) < 2 || !off || me < lo || me >= hi)
+            continue;
+        char *path = line + off, *nl = strchr(path, '\n');
+        if (nl)
+            *nl = 0;
+        if (path[0] == '/' && strlen(path) < len && !strstr(path, " (deleted)")) {
+            strcpy(out, path);
+            found = true;
+        }
+    }
+    fclose(maps);
+    return found;
+}
+
 /* libpqroute.so from this library's own directory (the build tree, or $PREFIX/lib), else the
- * loader's search path. */
+ * loader's search path; never a path relative to the current directory. */
 static void load_engine(void)
 {
     static const char soname[] = "libpqroute.so." STR(PQR_SONAME);
     const struct pqr_shim_api *(*get)(int);
     char path[4096];
-    Dl_info info;
     void *h = NULL;
 
-    if (dladdr((void *)PQconnectdb, &info) && info.dli_fname && strlen(info.dli_fname) < sizeof path) {
-        strcpy(path, info.dli_fname);
-        char *dir = dirname(path);
+    if (own_path(path, sizeof path)) {
         char full[4096 + sizeof soname];
-        snprintf(full, sizeof full, "%s/%s", dir, soname);
+        snprintf(full, sizeof full, "%s/%s", dirname(path), soname);
         h = dlopen(full, RTLD_NOW | RTLD_LOCAL);
     }
     if (!h)
@@ -183,6 +221,9 @@ static void free_opts(PQconninfoOption *o)
     static void (*fn)(PQconninfoOption *);
     if (!fn)
         *(void **)&fn = libpq_sym("PQconninfoFree", NULL);
+    for (PQconninfoOption *x = o; x->keyword; x++)
+        if (x->val && strcmp(x->keyword, "password") == 0)
+            explicit_bzero(x->val, strlen(x->val));
     if (fn)
         fn(o);
 }

@@ -25,8 +25,9 @@ static void publish_view(int i)
 {
     const char *v = i % 2 ? VIEW("replica", "leader") : VIEW("leader", "replica");
     struct pqr_topology *t = pqr__topo_parse(v, strlen(v), NULL, 0);
-    pqr__topo_resolve(t, &r->s, r->clusters[0].conf, true);
-    t->fetched_ms = pqr__now_ms() + i; /* strictly newer each time */
+    pqr__topo_resolve(t, &r->s, r->clusters[0].conf, 0);
+    t->fetched_ms = pqr__now_ms() + i;
+    t->mono_ms = pqr__mono_ms() + i; /* strictly newer each time */
     pqr__router_publish(r, &r->clusters[0], t);
     pqr__topo_unref(t);
 }

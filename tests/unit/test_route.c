@@ -23,8 +23,9 @@ static char dir[] = "/tmp/pqr-route-XXXXXX";
 static void inject(long long age_ms)
 {
     struct pqr_topology *t = pqr__topo_parse(VIEW, strlen(VIEW), NULL, 0);
-    pqr__topo_resolve(t, &r->s, r->clusters[0].conf, true);
+    pqr__topo_resolve(t, &r->s, r->clusters[0].conf, 0);
     t->fetched_ms = pqr__now_ms() - age_ms;
+    t->mono_ms = pqr__mono_ms() - age_ms;
     pthread_mutex_lock(&r->lock);
     pqr__topo_unref(r->clusters[0].current);
     r->clusters[0].current = t;
