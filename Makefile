@@ -79,7 +79,13 @@ $(B)/examples/%: examples/%.c $(LIB_SO)
 
 UNIT := $(patsubst tests/unit/%.c,$(B)/tests/%,$(wildcard tests/unit/test_*.c))
 TOOLS := $(patsubst tests/tools/%.c,$(B)/tests/%,$(wildcard tests/tools/*.c))
-tests-build: $(UNIT) $(TOOLS) $(B)/bench/pqr-bench
+PRELOAD_TOOLS := $(patsubst tests/tools/preload/%.c,$(B)/tests/%.so,$(wildcard tests/tools/preload/*.c))
+tests-build: $(UNIT) $(TOOLS) $(PRELOAD_TOOLS) $(B)/bench/pqr-bench
+
+# Fault-injecting preload libraries for the tests (a slow resolver, ...).
+$(B)/tests/%.so: tests/tools/preload/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -std=gnu11 -fPIC -shared $(WARN) $(CFLAGS) -o $@ $< -ldl
 
 # Unit tests link the objects directly: they exercise hidden internals.
 $(B)/tests/test_%: tests/unit/test_%.c tests/unit/tap.h $(LIB_OBJ)

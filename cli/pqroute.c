@@ -291,6 +291,8 @@ static int cmd_check(void)
             pqr__url_display(shown, sizeof shown, c->seeds[i]);
             struct pqr_fetch_opts o = {&r->s, c, one, 1, NULL};
             struct pqr_topology *t = pqr__patroni_fetch(&o, err, sizeof err);
+            if (t)
+                pqr__topo_complete(t, &r->s, c);
             if (t) {
                 size_t unused = 0;
                 for (size_t m = 0; m < t->n; m++)

@@ -44,6 +44,9 @@ void pqr__log(int level, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    for (char *p = msg; *p; p++) /* libpq's messages end in newlines: keep them on one line */
+        if (*p == '\n' || *p == '\t')
+            *p = ' ';
     /* Messages quote what REST answers, libpq and the environment said: one line, no terminal
      * control sequences. One write per message so lines from several threads never interleave. */
     n = snprintf(line, sizeof line, "libpqroute: %s: ", level_names[level]);
@@ -90,9 +93,7 @@ size_t pqr__escape(char *dst, size_t len, const char *src)
         return 0;
     for (; src && *src && n + 1 < len; src++) {
         unsigned char c = (unsigned char)*src;
-        if (c == '\n' || c == '\r' || c == '\t') {
-            dst[n++] = ' '; /* libpq's messages end in newlines: keep them readable */
-        } else if (c < 0x20 || c == 0x7f) {
+        if (c < 0x20 || c == 0x7f) {
             if (n + 5 > len)
                 break;
             dst[n++] = '\\', dst[n++] = 'x', dst[n++] = hex[c >> 4], dst[n++] = hex[c & 15];

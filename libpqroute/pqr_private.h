@@ -32,7 +32,7 @@ void pqr__log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 
 #define PQR_WARN(...) pqr__log(PQR_LOG_WARN, __VA_ARGS__)
 #define PQR_INFO(...) pqr__log(PQR_LOG_INFO, __VA_ARGS__)
 #define PQR_DEBUG(...) pqr__log(PQR_LOG_DEBUG, __VA_ARGS__)
-/* Control characters as \xNN (newlines and tabs as spaces), truncated to fit; returns the length. */
+/* Control characters as \xNN, truncated to fit; returns the length. */
 size_t pqr__escape(char *dst, size_t len, const char *src);
 char *pqr__escape_dup(const char *s);
 /* A URL without its userinfo, for display. */

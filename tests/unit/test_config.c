@@ -175,5 +175,33 @@ int main(void)
     ok(rc == -1 && strstr(err, "writable"), "world-writable file ignored: %s", err);
     pqr__settings_clear(&s);
     unlink(path);
+
+    /* @include: every included file passes the main file's checks, on the descriptor parsed. */
+    char inc[64], main_text[256];
+    snprintf(inc, sizeof inc, "%s", write_file("clusters = ( { name = \"inc\"; patroni = \"http://a:8008\"; rw = \"db:5432\"; } );\n", 0644));
+    snprintf(main_text, sizeof main_text, "log = \"error\";\n  @include \"%s\"\n", inc);
+    path = write_file(main_text, 0600);
+    clear_env();
+    setenv("PQROUTE_CONFIG", path, 1);
+    rc = load(&s, err, sizeof err);
+    ok(rc == 0 && s.nclusters == 1 && strcmp(s.clusters[0].name, "inc") == 0, "@include of a safe file works (%s)", err);
+    pqr__settings_clear(&s);
+    chmod(inc, 0666);
+    rc = load(&s, err, sizeof err);
+    ok(rc == -1 && strstr(err, inc) && strstr(err, "writable"), "@include of a world-writable file is refused: %s", err);
+    pqr__settings_clear(&s);
+    unlink(inc);
+    rc = load(&s, err, sizeof err);
+    ok(rc == -1 && strstr(err, inc), "@include of a missing file names it: %s", err);
+    pqr__settings_clear(&s);
+    unlink(path);
+
+    /* Credentials in a REST URL never appear in a message. */
+    clear_env();
+    setenv("PQROUTE_PATRONI", "http://user:hunter2@a:8008,ftp://u:hunter2@b", 1);
+    setenv("PQROUTE_RW", "db:5432", 1);
+    rc = load(&s, err, sizeof err);
+    ok(rc == -1 && !strstr(err, "hunter2") && strstr(err, "ftp://b"), "a bad URL is quoted without its password: %s", err);
+    pqr__settings_clear(&s);
     return done_testing();
 }
