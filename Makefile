@@ -38,7 +38,7 @@ all: $(LIB_SO) $(PRELOAD_SO) $(B)/libpqroute.pc $(B)/pqroute examples tests-buil
 $(B)/obj/%.o: libpqroute/%.c libpqroute/pqr_private.h $(HDR) | $(B)/obj
 	$(CC) $(CPPFLAGS) $(PQR_CFLAGS) $(SAN) $(CFLAGS) -c -o $@ $<
 
-$(B)/obj/shim.o: shim/shim.c libpqroute/pqr_private.h $(HDR) | $(B)/obj
+$(B)/obj/shim-%.o: shim/%.c shim/shim.h libpqroute/pqr_private.h $(HDR) | $(B)/obj
 	$(CC) $(CPPFLAGS) $(PQR_CFLAGS) $(SAN) $(CFLAGS) -c -o $@ $<
 
 $(B)/obj:
@@ -53,10 +53,12 @@ $(LIB_SO): $(LIB_SO).$(VERSION)
 	ln -sf libpqroute.so.$(VERSION) $@
 
 # The shim links nothing but libc: it loads libpqroute.so (from its own directory) on the first
-# connect of a process where routing is configured. It exports only the libpq names it wraps.
-$(PRELOAD_SO): $(B)/obj/shim.o shim/shim.map | $(LIB_SO)
+# connect of a process where routing is configured. It exports only the libpq names it wraps, and
+# dlopen/dlsym (shim/intercept.c).
+SHIM_OBJ := $(B)/obj/shim-shim.o $(B)/obj/shim-intercept.o
+$(PRELOAD_SO): $(SHIM_OBJ) shim/shim.map | $(LIB_SO)
 	$(CC) -shared $(SAN) $(LDFLAGS) -Wl,--version-script=shim/shim.map -Wl,-z,defs \
-	  -o $@ $(B)/obj/shim.o -lpthread -ldl
+	  -o $@ $(SHIM_OBJ) -lpthread -ldl
 
 # Written again by install, with the PREFIX given there.
 PC_SED = sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' \
@@ -80,7 +82,12 @@ $(B)/examples/%: examples/%.c $(LIB_SO)
 UNIT := $(patsubst tests/unit/%.c,$(B)/tests/%,$(wildcard tests/unit/test_*.c))
 TOOLS := $(patsubst tests/tools/%.c,$(B)/tests/%,$(wildcard tests/tools/*.c))
 PRELOAD_TOOLS := $(patsubst tests/tools/preload/%.c,$(B)/tests/%.so,$(wildcard tests/tools/preload/*.c))
-tests-build: $(UNIT) $(TOOLS) $(PRELOAD_TOOLS) $(B)/bench/pqr-bench
+tests-build: $(UNIT) $(TOOLS) $(PRELOAD_TOOLS) $(B)/tests/pqr-dlhost $(B)/bench/pqr-bench
+
+# A host that does not link libpq (it dlopen()s it, as plugin hosts and FFI layers do).
+$(B)/tests/pqr-dlhost: tests/tools/dl/pqr-dlhost.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -std=gnu11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -o $@ $< -ldl
 
 # Fault-injecting preload libraries for the tests (a slow resolver, ...).
 $(B)/tests/%.so: tests/tools/preload/%.c

@@ -30,7 +30,6 @@
 #define PQR_LIBDIR "/usr/local/lib"
 #endif
 
-static const struct pqr_libpq direct = {PQconnectdbParams, PQconnectStartParams};
 
 static int usage(void)
 {
@@ -50,7 +49,7 @@ static struct pqr_router *open_router(int *rc)
         fprintf(stderr, "pqroute: nothing configured: set PQROUTE_PATRONI and PQROUTE_RW/PQROUTE_RO, or PQROUTE_CONFIG\n");
     else if (st < 0)
         fprintf(stderr, "pqroute: %s\n", err);
-    else if (!(r = pqr__router_new(&s, &direct, err, sizeof err)))
+    else if (!(r = pqr__router_new(&s, &pqr__direct_libpq, err, sizeof err)))
         fprintf(stderr, "pqroute: %s\n", err);
     pqr__settings_clear(&s);
     *rc = r ? 0 : 3;
@@ -168,7 +167,7 @@ static int cmd_resolve(int argc, char **argv)
     }
     if (!(r = open_router(&rc)))
         return rc;
-    struct pqr_plan *p = pqr__route_plan(r, kw, val, 0, PQR_BLOCKING, PQR_ROLE_AUTO);
+    struct pqr_plan *p = pqr__route_plan(r, NULL, kw, val, 0, PQR_BLOCKING, PQR_ROLE_AUTO);
     printf("%s\n", pqr_last_decision());
     if (connect) {
         PGconn *conn = p ? pqr__route_exec(r, p) : PQconnectdbParams(kw, val, 0);

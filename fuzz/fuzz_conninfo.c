@@ -18,7 +18,6 @@ static void init(void)
         "{\"members\":[{\"name\":\"n1\",\"role\":\"leader\",\"state\":\"running\",\"host\":\"10.0.0.1\",\"port\":5432,\"timeline\":2},"
         "{\"name\":\"n2\",\"role\":\"replica\",\"state\":\"streaming\",\"host\":\"10.0.0.2\",\"port\":5432,\"timeline\":2,\"lag\":0}]}";
     struct pqr_settings s;
-    struct pqr_libpq pq = {PQconnectdbParams, PQconnectStartParams};
     char err[256], dir[] = "/tmp/pqr-fuzz-XXXXXX";
 
     pqr__settings_init(&s);
@@ -31,7 +30,7 @@ static void init(void)
         pqr__settings_set(&s, "CACHE_DIR", dir, err, sizeof err);
     pqr__settings_finish(&s, err, sizeof err);
     pqr__log_set(PQR_LOG_ERROR);
-    r = pqr__router_new(&s, &pq, err, sizeof err);
+    r = pqr__router_new(&s, &pqr__direct_libpq, err, sizeof err);
     pqr__settings_clear(&s);
     struct pqr_topology *t = pqr__topo_parse(view, sizeof view - 1, NULL, 0);
     pqr__topo_resolve(t, &r->s, r->clusters[0].conf, 0);
@@ -76,7 +75,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size > 4096 || !(ci = strndup((const char *)data, size)))
         return 0;
     if (pqr__conninfo_arrays(ci, &o, &kw, &val) == 0) {
-        struct pqr_plan *p = pqr__route_plan(r, kw, val, 0, PQR_NONBLOCKING, PQR_ROLE_AUTO);
+        struct pqr_plan *p = pqr__route_plan(r, NULL, kw, val, 0, PQR_NONBLOCKING, PQR_ROLE_AUTO);
         check(p);
         pqr__route_free(p);
         free(kw);
@@ -84,7 +83,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         PQconninfoFree(o);
     }
     const char *k1[] = {"dbname", "user", NULL}, *v1[] = {ci, "fuzz", NULL};
-    struct pqr_plan *p = pqr__route_plan(r, k1, v1, 1, PQR_NONBLOCKING, PQR_ROLE_AUTO);
+    struct pqr_plan *p = pqr__route_plan(r, NULL, k1, v1, 1, PQR_NONBLOCKING, PQR_ROLE_AUTO);
     check(p);
     pqr__route_free(p);
     free(ci);

@@ -9,7 +9,31 @@
 #define STR2(x) #x
 #define STR(x) STR2(x)
 
-static const struct pqr_libpq direct_libpq = {PQconnectdbParams, PQconnectStartParams};
+static PGconn *direct_connectdb_params(const struct pqr_libpq *pq, const char *const *k,
+                                       const char *const *v, int e)
+{
+    (void)pq;
+    return PQconnectdbParams(k, v, e);
+}
+
+static PGconn *direct_connect_start_params(const struct pqr_libpq *pq, const char *const *k,
+                                           const char *const *v, int e)
+{
+    (void)pq;
+    return PQconnectStartParams(k, v, e);
+}
+
+static PGPing direct_ping_params(const struct pqr_libpq *pq, const char *const *k,
+                                 const char *const *v, int e)
+{
+    (void)pq;
+    return PQpingParams(k, v, e);
+}
+
+const struct pqr_libpq pqr__direct_libpq = {
+    direct_connectdb_params, direct_connect_start_params, direct_ping_params, PQstatus,
+    PQerrorMessage, PQfinish, PQconninfo, PQconninfoFree, PQpass, PQhostaddr, PQport,
+};
 
 const char *pqr_version(void)
 {
@@ -61,7 +85,7 @@ pqr_router *pqr_router_open(const pqr_settings *s, char *err, size_t errlen)
     if (rc == 1)
         pqr__errf(err, errlen, "no cluster configured (set PATRONI and RW and/or RO)");
     else if (rc == 0)
-        r = pqr__router_new(&tmp, &direct_libpq, err, errlen);
+        r = pqr__router_new(&tmp, &pqr__direct_libpq, err, errlen);
     pqr__settings_clear(&tmp);
     return r;
 }
@@ -121,7 +145,7 @@ struct pqr_router *pqr__router_from_env(const struct pqr_libpq *pq, char *err, s
 
 pqr_router *pqr_router_open_env(char *err, size_t errlen)
 {
-    return pqr__router_from_env(&direct_libpq, err, errlen);
+    return pqr__router_from_env(&pqr__direct_libpq, err, errlen);
 }
 
 void pqr_router_close(pqr_router *r)
@@ -133,7 +157,7 @@ static PGconn *connect_arrays(pqr_router *r, const char *const *kw, const char *
                               int expand, pqr_role role)
 {
     bool passed;
-    return pqr__route_connect(r, kw, val, expand, PQR_BLOCKING, role, &passed);
+    return pqr__route_connect(r, NULL, kw, val, expand, PQR_BLOCKING, role, &passed);
 }
 
 PGconn *pqr_connectdb_params(pqr_router *r, const char *const *keywords,
@@ -218,6 +242,7 @@ pqr_topology *pqr_router_refresh(pqr_router *r, const char *cluster, int timeout
 const struct pqr_shim_api *pqr__shim_api(int version)
 {
     static const struct pqr_shim_api api = {PQR_SHIM_API_VERSION, pqr__router_from_env,
-                                            pqr__route_connect, pqr__conninfo_arrays};
+                                            pqr__route_connect, pqr__route_ping,
+                                            pqr__conninfo_arrays, pqr__conninfo_free};
     return version == PQR_SHIM_API_VERSION ? &api : NULL;
 }

@@ -25,7 +25,7 @@
 static const char *const setting_names[] = {
     "PATRONI",     "RW",       "RO",        "LOG",       "REFRESH_MS", "STALE_MS",
     "REST_TIMEOUT_MS", "CONNECT_TIMEOUT", "MAX_LAG", "MEMBER_PORT", "REST_CA", "REST_CERT",
-    "REST_KEY",    "CACHE_DIR", "ALLOW", "FRONT_DOOR",
+    "REST_KEY",    "CACHE_DIR", "ALLOW", "FRONT_DOOR", "START_WAIT_MS",
 };
 
 void pqr__settings_init(struct pqr_settings *s)
@@ -35,6 +35,7 @@ void pqr__settings_init(struct pqr_settings *s)
     s->stale_ms = 10000;
     s->rest_timeout_ms = 1000;
     s->connect_timeout_s = 2;
+    s->start_wait_ms = 100;
     s->max_lag = 1048576; /* Patroni's default maximum_lag_on_failover */
     s->log_level = PQR_LOG_WARN;
 }
@@ -315,6 +316,7 @@ int pqr__settings_set(struct pqr_settings *s, const char *name, const char *valu
     INT_SETTING("STALE_MS", stale_ms, 100, 86400000, "milliseconds from 100 to 86400000")
     INT_SETTING("REST_TIMEOUT_MS", rest_timeout_ms, 10, 60000, "milliseconds from 10 to 60000")
     INT_SETTING("CONNECT_TIMEOUT", connect_timeout_s, 0, 3600, "seconds from 0 to 3600")
+    INT_SETTING("START_WAIT_MS", start_wait_ms, 0, 1000, "milliseconds from 0 to 1000")
     INT_SETTING("MAX_LAG", max_lag, 0, LLONG_MAX, "a number of bytes")
     INT_SETTING("MEMBER_PORT", member_port, 1, 65535, "a port number")
 #undef INT_SETTING

@@ -68,6 +68,20 @@ static void curl_load(void)
     SYM(multi_poll, "curl_multi_poll")
     SYM(multi_cleanup, "curl_multi_cleanup")
 #undef SYM
+    /* OpenSSL cleans itself up from an atexit handler; if the application exits while this thread
+     * is still initialising or using it, that handler pulls the library from under us (a crash at
+     * exit, in the application's process). A library must not leave that behind: ask OpenSSL, before
+     * libcurl initialises it, not to register the handler. Harmless when the application already
+     * initialised OpenSSL itself (then its handler exists, and ours, registered after, runs first
+     * and stops this thread). */
+    void *ssl = dlopen("libcrypto.so.3", RTLD_LAZY | RTLD_NOLOAD);
+    if (ssl) {
+        int (*init)(uint64_t, const void *);
+        *(void **)&init = dlsym(ssl, "OPENSSL_init_crypto");
+        if (init)
+            init(0x00080000L /* OPENSSL_INIT_NO_ATEXIT */, NULL);
+        dlclose(ssl);
+    }
     if (cu.global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         snprintf(curl_error, sizeof curl_error, "libcurl failed to initialise");
         cu.multi_init = NULL;

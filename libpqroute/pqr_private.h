@@ -72,6 +72,7 @@ struct pqr_settings {
     int stale_ms;
     int rest_timeout_ms;
     int connect_timeout_s; /* added to routed connections that set none; 0: never */
+    int start_wait_ms;     /* how long a non-blocking connect waits for a process's first view */
     long long max_lag;
     int member_port;
     char *rest_ca, *rest_cert, *rest_key;
@@ -255,10 +256,26 @@ enum pqr_mode { PQR_BLOCKING, PQR_NONBLOCKING };
 struct pqr_plan;
 
 /* ---- the router (router.c) ---- */
+/* One libpq, as the routing code calls it. A process may hold several (a wheel's bundled copy
+ * beside the system's, another version under another soname): the shim hands the engine the one
+ * the application's call was meant for, and every call on the connections it makes goes to that
+ * same one. The first three take their own table, so that the shim knows which instance. */
 struct pqr_libpq {
-    PGconn *(*connectdb_params)(const char *const *, const char *const *, int);
-    PGconn *(*connect_start_params)(const char *const *, const char *const *, int);
+    PGconn *(*connectdb_params)(const struct pqr_libpq *, const char *const *, const char *const *, int);
+    PGconn *(*connect_start_params)(const struct pqr_libpq *, const char *const *, const char *const *,
+                                    int);
+    PGPing (*ping_params)(const struct pqr_libpq *, const char *const *, const char *const *, int);
+    ConnStatusType (*status)(const PGconn *);
+    char *(*error_message)(const PGconn *);
+    void (*finish)(PGconn *);
+    PQconninfoOption *(*conninfo)(PGconn *);
+    void (*conninfo_free)(PQconninfoOption *);
+    char *(*pass)(const PGconn *);
+    char *(*hostaddr)(const PGconn *);
+    char *(*port)(const PGconn *);
 };
+/* The libpq this library is linked with (the API, the CLI, the tests). */
+extern const struct pqr_libpq pqr__direct_libpq;
 
 #define PQR_MAX_FAILURES 16
 
@@ -319,8 +336,9 @@ struct pqr_params {
 void pqr__params_free(struct pqr_params *p);
 /* The non-empty value of keyword kw in a PQconninfo()/PQconninfoParse() array, or NULL. */
 const char *pqr__conninfo_value(const PQconninfoOption *o, const char *kw);
-/* PQconninfoFree() with the password cleared first. */
+/* PQconninfoFree() with the password cleared first; the second form frees with a given libpq's. */
 void pqr__conninfo_free(PQconninfoOption *o);
+void pqr__conninfo_free_with(const struct pqr_libpq *pq, PQconninfoOption *o);
 int pqr__params_add(struct pqr_params *p, const char *k, const char *v);
 struct pqr_rewrite_in {
     const PQconninfoOption *effective; /* PQconninfo() of the probe */
@@ -344,19 +362,25 @@ struct pqr_router *pqr__router_from_env(const struct pqr_libpq *pq, char *err, s
  * The preload shim loads libpqroute.so with dlopen() on first use and reaches the routing code
  * through this table, the one private symbol the library exports.
  */
-#define PQR_SHIM_API_VERSION 2
+#define PQR_SHIM_API_VERSION 3
 struct pqr_shim_api {
     int version;
     struct pqr_router *(*router_from_env)(const struct pqr_libpq *pq, char *err, size_t errlen);
-    PGconn *(*connect)(struct pqr_router *r, const char *const *kw, const char *const *val,
-                       int expand, enum pqr_mode mode, pqr_role forced, bool *passed);
+    PGconn *(*connect)(struct pqr_router *r, const struct pqr_libpq *pq, const char *const *kw,
+                       const char *const *val, int expand, enum pqr_mode mode, pqr_role forced,
+                       bool *passed);
+    PGPing (*ping)(struct pqr_router *r, const struct pqr_libpq *pq, const char *const *kw,
+                   const char *const *val, int expand, bool *passed);
+    /* PQconninfoParse()/PQconninfoFree() of the library's own libpq */
     int (*conninfo_arrays)(const char *conninfo, PQconninfoOption **opts, const char ***kw,
                            const char ***val);
+    void (*conninfo_free)(PQconninfoOption *o);
 };
 PQR_EXPORT const struct pqr_shim_api *pqr__shim_api(int version);
 
 /* ---- route.c ---- */
 struct pqr_plan {
+    const struct pqr_libpq *pq; /* the libpq the application meant, for every call */
     struct pqr_cluster *c;
     struct pqr_topology *t;
     PQconninfoOption *eff;
@@ -371,15 +395,20 @@ struct pqr_plan {
     bool leave_door_out;      /* members only: no front door at the end of the list */
 };
 
-/* NULL: pass the call through to libpq unchanged (the reason is in pqr_last_decision()). */
-struct pqr_plan *pqr__route_plan(struct pqr_router *r, const char *const *kw,
-                                 const char *const *val, int expand, enum pqr_mode mode,
-                                 pqr_role forced);
+/* NULL: pass the call through to libpq unchanged (the reason is in pqr_last_decision()).
+ * pq NULL: the router's default libpq. */
+struct pqr_plan *pqr__route_plan(struct pqr_router *r, const struct pqr_libpq *pq,
+                                 const char *const *kw, const char *const *val, int expand,
+                                 enum pqr_mode mode, pqr_role forced);
 PGconn *pqr__route_exec(struct pqr_router *r, struct pqr_plan *p);
 /* Plan and connect: *passed says the connection is not ours to route (the caller then makes the
  * application's own call to libpq); otherwise the connection, or NULL if out of memory. */
-PGconn *pqr__route_connect(struct pqr_router *r, const char *const *kw, const char *const *val,
-                           int expand, enum pqr_mode mode, pqr_role forced, bool *passed);
+PGconn *pqr__route_connect(struct pqr_router *r, const struct pqr_libpq *pq, const char *const *kw,
+                           const char *const *val, int expand, enum pqr_mode mode, pqr_role forced,
+                           bool *passed);
+/* PQpingParams() of what a connection would reach; *passed as above. */
+PGPing pqr__route_ping(struct pqr_router *r, const struct pqr_libpq *pq, const char *const *kw,
+                       const char *const *val, int expand, bool *passed);
 void pqr__route_free(struct pqr_plan *p);
 /* PQconninfoParse() into NULL-terminated arrays; NULL if it does not parse. */
 int pqr__conninfo_arrays(const char *conninfo, PQconninfoOption **opts, const char ***kw,

@@ -135,10 +135,15 @@ fail:
     return -1;
 }
 
-void pqr__conninfo_free(PQconninfoOption *o)
+void pqr__conninfo_free_with(const struct pqr_libpq *pq, PQconninfoOption *o)
 {
     for (PQconninfoOption *x = o; x && x->keyword; x++)
         if (x->val && strcmp(x->keyword, "password") == 0)
             explicit_bzero(x->val, strlen(x->val));
-    PQconninfoFree(o);
+    pq->conninfo_free(o);
+}
+
+void pqr__conninfo_free(PQconninfoOption *o)
+{
+    pqr__conninfo_free_with(&pqr__direct_libpq, o);
 }

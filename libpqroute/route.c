@@ -69,7 +69,7 @@ int pqr__conninfo_arrays(const char *conninfo, PQconninfoOption **opts, const ch
 
 /* libpq's option processing without connecting; NULL when the options themselves are invalid
  * (libpq will then report that to the application exactly as without us). */
-static PGconn *probe(struct pqr_router *r, const char *const *kw, const char *const *val,
+static PGconn *probe(const struct pqr_libpq *pq, const char *const *kw, const char *const *val,
                      int expand, const char *override)
 {
     size_t n = 0;
@@ -86,12 +86,12 @@ static PGconn *probe(struct pqr_router *r, const char *const *kw, const char *co
         k2[n] = override; /* later entries override earlier ones and the expanded dbname */
         v2[n] = PROBE_VALUE;
         k2[n + 1] = v2[n + 1] = NULL;
-        conn = r->pq.connect_start_params(k2, v2, expand);
+        conn = pq->connect_start_params(pq, k2, v2, expand);
     }
     free(k2);
     free(v2);
-    if (conn && (PQstatus(conn) != CONNECTION_BAD || !strstr(PQerrorMessage(conn), PROBE_VALUE))) {
-        PQfinish(conn);
+    if (conn && (pq->status(conn) != CONNECTION_BAD || !strstr(pq->error_message(conn), PROBE_VALUE))) {
+        pq->finish(conn);
         conn = NULL;
     }
     return conn;
@@ -102,7 +102,8 @@ void pqr__route_free(struct pqr_plan *p)
     if (!p)
         return;
     pqr__topo_unref(p->t);
-    pqr__conninfo_free(p->eff);
+    if (p->eff)
+        pqr__conninfo_free_with(p->pq, p->eff);
     pqr__free_secret(p->pgpass);
     free(p->door_host);
     free(p->door_hostaddr);
@@ -113,17 +114,18 @@ void pqr__route_free(struct pqr_plan *p)
 }
 
 /* The application's own target_session_attrs, from a second probe that leaves it alone. */
-static char *app_tsa(struct pqr_router *r, const char *const *kw, const char *const *val,
+static char *app_tsa(const struct pqr_libpq *pq, const char *const *kw, const char *const *val,
                      int expand)
 {
-    PGconn *p2 = probe(r, kw, val, expand, "channel_binding");
-    PQconninfoOption *o2 = p2 ? PQconninfo(p2) : NULL;
+    PGconn *p2 = probe(pq, kw, val, expand, "channel_binding");
+    PQconninfoOption *o2 = p2 ? pq->conninfo(p2) : NULL;
     const char *v = pqr__conninfo_value(o2, "target_session_attrs");
     char *tsa = v && strcmp(v, "any") != 0 ? strdup(v) : NULL;
 
-    pqr__conninfo_free(o2);
+    if (o2)
+        pqr__conninfo_free_with(pq, o2);
     if (p2)
-        PQfinish(p2);
+        pq->finish(p2);
     return tsa;
 }
 
@@ -201,9 +203,9 @@ static void describe(const struct pqr_plan *p, const char *what)
                   p->t->source ? p->t->source : "?");
 }
 
-struct pqr_plan *pqr__route_plan(struct pqr_router *r, const char *const *kw,
-                                 const char *const *val, int expand, enum pqr_mode mode,
-                                 pqr_role forced)
+struct pqr_plan *pqr__route_plan(struct pqr_router *r, const struct pqr_libpq *pq,
+                                 const char *const *kw, const char *const *val, int expand,
+                                 enum pqr_mode mode, pqr_role forced)
 {
     struct pqr_plan *p;
     PGconn *p1;
@@ -212,18 +214,21 @@ struct pqr_plan *pqr__route_plan(struct pqr_router *r, const char *const *kw,
     char *end, *tsa = NULL;
     bool ro_door = false;
 
-    if (!(p1 = probe(r, kw, val, expand, "target_session_attrs"))) {
+    if (!pq)
+        pq = &r->pq;
+    if (!(p1 = probe(pq, kw, val, expand, "target_session_attrs"))) {
         pqr__decision("passed through: libpq rejects these connection options itself");
         return NULL;
     }
     if (!(p = calloc(1, sizeof *p))) {
-        PQfinish(p1);
+        pq->finish(p1);
         return NULL;
     }
+    p->pq = pq;
     p->mode = mode;
-    p->eff = PQconninfo(p1);
-    p->pgpass = strdup(PQpass(p1) ? PQpass(p1) : "");
-    PQfinish(p1);
+    p->eff = pq->conninfo(p1);
+    p->pgpass = strdup(pq->pass(p1) ? pq->pass(p1) : "");
+    pq->finish(p1);
     host = pqr__conninfo_value(p->eff, "host");
     port = pqr__conninfo_value(p->eff, "port");
     if (!host || strchr(host, ',') || host[0] == '/' || host[0] == '@' ||
@@ -250,7 +255,7 @@ struct pqr_plan *pqr__route_plan(struct pqr_router *r, const char *const *kw,
     p->door_port = port ? strdup(port) : strdup("5432");
     const char *hostaddr = pqr__conninfo_value(p->eff, "hostaddr");
     p->door_hostaddr = hostaddr ? strdup(hostaddr) : NULL;
-    tsa = app_tsa(r, kw, val, expand);
+    tsa = app_tsa(pq, kw, val, expand);
     if (tsa && role_of_tsa(tsa) == PQR_ROLE_AUTO) {
         /* A value libpq will reject: let libpq say so, exactly as without us. */
         pqr__decision("passed through: target_session_attrs=%.40s is not one libpq accepts", tsa);
@@ -264,7 +269,9 @@ struct pqr_plan *pqr__route_plan(struct pqr_router *r, const char *const *kw,
         p->tsa = tsa, tsa = NULL;
     else if (!(p->tsa = strdup(p->role == PQR_ROLE_RW ? "read-write" : "prefer-standby")))
         goto pass;
-    p->t = pqr__router_snapshot(r, p->c, mode == PQR_BLOCKING ? pqr__rest_budget_ms(&r->s) : 0);
+    /* A non-blocking connect (an event loop's) may wait a little for a fresh process's first
+     * view — Patroni answers in about a millisecond — rather than go to the front door. */
+    p->t = pqr__router_snapshot(r, p->c, mode == PQR_BLOCKING ? pqr__rest_budget_ms(&r->s) : r->s.start_wait_ms);
     if (!p->t) {
         pqr__stat(&p->c->stats, PQR_STAT_FALLBACK_NO_VIEW);
         pqr__decision("passed through %s: cluster %s, no fresh Patroni view (front door %s:%s)",
@@ -291,7 +298,7 @@ pass:
 /* Which candidate the connection ended on: 0..ncands-1 a member, ncands the front door. */
 static size_t landing(const struct pqr_plan *p, PGconn *conn)
 {
-    const char *ip = PQhostaddr(conn), *port = PQport(conn);
+    const char *ip = p->pq->hostaddr(conn), *port = p->pq->port(conn);
     int portnum = port ? atoi(port) : -1;
 
     for (size_t i = 0; ip && i < p->ncands; i++)
@@ -322,13 +329,15 @@ PGconn *pqr__route_exec(struct pqr_router *r, struct pqr_plan *p)
     size_t at;
     struct pqr_topology *t;
 
+    const struct pqr_libpq *pq = p->pq;
+
     if (p->mode == PQR_NONBLOCKING)
-        return r->pq.connect_start_params(p->params.kw, p->params.val, 0);
-    conn = r->pq.connectdb_params(p->params.kw, p->params.val, 0);
+        return pq->connect_start_params(pq, p->params.kw, p->params.val, 0);
+    conn = pq->connectdb_params(pq, p->params.kw, p->params.val, 0);
     if (!conn)
         return NULL;
     at = landing(p, conn);
-    if (PQstatus(conn) == CONNECTION_OK) {
+    if (pq->status(conn) == CONNECTION_OK) {
         /* Everything before the landing place refused, timed out or had the wrong role. */
         note_failures(r, p, at);
         if (at == p->ncands) {
@@ -336,7 +345,7 @@ PGconn *pqr__route_exec(struct pqr_router *r, struct pqr_plan *p)
             p->c->door_failed_mono = 0;
             pthread_mutex_unlock(&r->lock);
         }
-        PQR_DEBUG("landed on %s:%s", PQhostaddr(conn), PQport(conn));
+        PQR_DEBUG("landed on %s:%s", pq->hostaddr(conn), pq->port(conn));
         return conn;
     }
     /* Stopped early (authentication and the like): libpq did not try the rest; neither do we. */
@@ -360,17 +369,18 @@ PGconn *pqr__route_exec(struct pqr_router *r, struct pqr_plan *p)
         return conn;
     pqr__stat(&p->c->stats, PQR_STAT_RETRIES);
     describe(p, "retrying");
-    again = r->pq.connectdb_params(p->params.kw, p->params.val, 0);
+    again = pq->connectdb_params(pq, p->params.kw, p->params.val, 0);
     if (!again)
         return conn;
-    PQfinish(conn);
+    pq->finish(conn);
     return again;
 }
 
-PGconn *pqr__route_connect(struct pqr_router *r, const char *const *kw, const char *const *val,
-                           int expand, enum pqr_mode mode, pqr_role forced, bool *passed)
+PGconn *pqr__route_connect(struct pqr_router *r, const struct pqr_libpq *pq, const char *const *kw,
+                           const char *const *val, int expand, enum pqr_mode mode, pqr_role forced,
+                           bool *passed)
 {
-    struct pqr_plan *p = pqr__route_plan(r, kw, val, expand, mode, forced);
+    struct pqr_plan *p = pqr__route_plan(r, pq, kw, val, expand, mode, forced);
     PGconn *conn;
 
     *passed = !p;
@@ -379,4 +389,20 @@ PGconn *pqr__route_connect(struct pqr_router *r, const char *const *kw, const ch
     conn = pqr__route_exec(r, p);
     pqr__route_free(p);
     return conn;
+}
+
+PGPing pqr__route_ping(struct pqr_router *r, const struct pqr_libpq *pq, const char *const *kw,
+                       const char *const *val, int expand, bool *passed)
+{
+    struct pqr_plan *p = pqr__route_plan(r, pq, kw, val, expand, PQR_BLOCKING, PQR_ROLE_AUTO);
+    PGPing ping;
+
+    *passed = !p;
+    if (!p)
+        return PQPING_NO_ATTEMPT;
+    /* The routed list, as a connection would try it: pg_isready aimed at the front door answers
+     * for the leader (or a replica for the read-only door). */
+    ping = p->pq->ping_params(p->pq, p->params.kw, p->params.val, 0);
+    pqr__route_free(p);
+    return ping;
 }

@@ -393,6 +393,8 @@ static int ensure_thread(struct pqr_router *r)
 
     if (r->thread_running || stopping(r))
         return 0;
+    /* Before the thread exists: an exit() from here on stops it before libraries clean up. */
+    pqr__register_exit();
     /* The thread must never run the application's signal handlers. */
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
@@ -520,7 +522,7 @@ struct pqr_router *pqr__router_new(const struct pqr_settings *s, const struct pq
         pqr__errf(err, errlen, "out of memory");
         return NULL;
     }
-    r->pq = *pq;
+    r->pq = pq ? *pq : pqr__direct_libpq;
     r->nclusters = r->s.nclusters;
     /* Seeds the RO rotation: differs between processes started in a row (pids alone do not). */
     uint64_t seed = (uint64_t)getpid() << 32 ^ (uint64_t)pqr__mono_ms() ^ (uint64_t)(uintptr_t)r;

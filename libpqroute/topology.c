@@ -79,6 +79,16 @@ static const char *jstr(json_t *o, const char *key, size_t max)
     return s && strlen(s) <= max && strlen(s) == json_string_length(v) ? s : NULL;
 }
 
+static char *escaped(const char *s, size_t max)
+{
+    char *e = pqr__escape_dup(s);
+    if (e && strlen(e) > max) {
+        free(e);
+        return NULL;
+    }
+    return e;
+}
+
 /* Tags are YAML in Patroni's config: booleans, but "true" strings are seen too. */
 static bool jtag(json_t *tags, const char *key)
 {
@@ -118,10 +128,11 @@ static int parse_member(json_t *o, struct pqr_member *m)
         json_integer_value(port) < 1 || json_integer_value(port) > 65535)
         return -1;
     memset(m, 0, sizeof *m);
-    /* Printed to terminals and logs: no control sequences from the network. */
-    m->name = pqr__escape_dup(name);
-    m->host = pqr__escape_dup(host);
-    m->state = pqr__escape_dup(state ? state : "unknown");
+    /* Printed to terminals and logs: no control sequences from the network. The limits hold for
+     * the escaped text, so that the shared cache file reads back as it was written. */
+    m->name = escaped(name, 128);
+    m->host = escaped(host, 255);
+    m->state = escaped(state ? state : "unknown", 64);
     m->api_url = api ? strdup(api) : NULL;
     if (!m->name || !m->host || !m->state || (api && !m->api_url))
         return -1;

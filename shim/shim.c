@@ -1,13 +1,21 @@
 /*
- * libpqroute-preload.so: libpq's connect entry points, routed through libpqroute.
+ * libpqroute-preload.so: libpq's connect and ping entry points, routed through libpqroute.
  *
  * Loaded is not enabled: until a connect call arrives nothing runs, and a process without
- * PQROUTE_PATRONI (or a configuration file) calls straight through to libpq. Real symbols are bound
- * once, lazily, with dlsym(RTLD_NEXT); a result that is this library's own function is refused.
+ * PQROUTE_PATRONI (or a configuration file) calls straight through to libpq. A privileged process
+ * (setuid, setgid, capabilities) reads nothing from its environment and is never routed.
  *
- * This library links nothing but libc: the routing engine is libpqroute.so, loaded with dlopen()
- * from the directory this library was loaded from, by the first connect call of a process where
- * routing is configured. Every other process pays for a few kilobytes of code and nothing else.
+ * Which libpq? A process may hold several: the system's, a wheel's bundled copy under a private
+ * soname loaded RTLD_LOCAL, one that a plugin host loads and unloads. Each call goes to the libpq
+ * the caller would have used without us: the definition its own lookup scope finds (the object
+ * that called us, found from the return address), else the next one in the global scope. Every
+ * libpq we call into is pinned (a dlopen reference of our own), so a host that unloads and loads it
+ * again never leaves us pointing at unmapped code. A pointer handed out by dlsym() (intercept.c) is
+ * a wrapper bound to the libpq that dlsym() found.
+ *
+ * The routing engine is libpqroute.so, loaded with dlopen() from this library's own directory by
+ * the first connect call of a process where routing is configured. The engine calls libpq only
+ * through the instance's table, so a connection is always handled by the libpq that made it.
  *
  * libpq calls its own PQconnectStart/PQconnectStartParams through the PLT (PQconnectdb enters
  * PQconnectStart), so every call into libpq is made with a thread-local guard up: the inner call
@@ -15,39 +23,64 @@
  */
 #include <dlfcn.h>
 #include <libgen.h>
+#include <link.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 #include <sys/auxv.h>
+#include <unistd.h>
 
 #include "../libpqroute/pqr_private.h"
+#include "shim.h"
 
 #define EXPORT __attribute__((visibility("default")))
+#define MAX_INSTANCES 8
+#define MAX_CALLERS 32
 
 typedef PGconn *connectdb_fn(const char *);
-typedef PGconn *connectdb_params_fn(const char *const *, const char *const *, int);
+typedef PGconn *params_fn(const char *const *, const char *const *, int);
 typedef PGconn *setdb_login_fn(const char *, const char *, const char *, const char *,
                                const char *, const char *, const char *);
+typedef PGPing ping_fn(const char *);
+typedef PGPing ping_params_fn(const char *const *, const char *const *, int);
 
+const char *const shim_wrapped_names[W_COUNT] = {
+    "PQconnectdb",    "PQconnectdbParams",    "PQsetdbLogin", "PQconnectStart",
+    "PQconnectStartParams", "PQping", "PQpingParams",
+};
+
+/* One libpq in this process. */
+struct instance {
+    struct pqr_libpq pq; /* first: the engine hands it back to us */
+    void *pin;           /* our own reference: never unloaded under us */
+    void *base;          /* load address, its identity */
+    void *fn[W_COUNT];   /* its own definitions */
+    bool routable;       /* it has everything the engine calls */
+};
+
+static struct instance instances[MAX_INSTANCES];
+static int ninstances; /* published with release after the entry is complete */
 static struct {
-    union { connectdb_fn *f; void *obj; } connectdb, connect_start;
-    union { connectdb_params_fn *f; void *obj; } connectdb_params, connect_start_params;
-    union { setdb_login_fn *f; void *obj; } setdb_login;
-} real;
+    void *lm, *base;
+    struct instance *in;
+} callers[MAX_CALLERS];
+static unsigned ncallers;
+/* Guards instance creation and the callers cache; never held across anything but the loader's
+ * own look-ups. Re-initialised in a fork child. */
+static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
 
-static pthread_once_t real_once = PTHREAD_ONCE_INIT;
-static pthread_once_t router_once = PTHREAD_ONCE_INIT;
+static pthread_once_t router_once = PTHREAD_ONCE_INIT, config_once = PTHREAD_ONCE_INIT;
 static const struct pqr_shim_api *engine; /* libpqroute.so's routing functions */
 static struct pqr_router *router;         /* NULL: disabled */
+static bool is_configured;
 static __thread int in_libpq;
 
 #define STR2(x) #x
 #define STR(x) STR2(x)
 
 /* The engine is not loaded yet when these are needed, so the shim has its own one-liner. */
-static void shim_error(const char *fmt, const char *a, const char *b)
+void shim_error(const char *fmt, const char *a, const char *b)
 {
     char line[768];
     int n = snprintf(line, sizeof line, "libpqroute: error: ");
@@ -59,76 +92,185 @@ static void shim_error(const char *fmt, const char *a, const char *b)
         return;
 }
 
-EXPORT PGconn *PQconnectdb(const char *conninfo);
-EXPORT PGconn *PQconnectStart(const char *conninfo);
-EXPORT PGconn *PQconnectdbParams(const char *const *keywords, const char *const *values,
-                                 int expand_dbname);
-EXPORT PGconn *PQconnectStartParams(const char *const *keywords, const char *const *values,
-                                    int expand_dbname);
-EXPORT PGconn *PQsetdbLogin(const char *pghost, const char *pgport, const char *pgoptions,
-                            const char *pgtty, const char *dbName, const char *login,
-                            const char *pwd);
-
-/* libpq's own definition: the next one after us in the global scope, or — for a libpq that was
- * dlopen()ed RTLD_LOCAL, as ctypes does, and so is not in that scope — from libpq's own handle
- * (RTLD_NOLOAD: it is loaded already, since it is what called us). */
-static void *libpq_sym(const char *name, void *self)
+int shim_wrapped_index(const char *name)
 {
-    void *p = dlsym(RTLD_NEXT, name), *h;
-
-    if ((!p || p == self) && (h = dlopen("libpq.so.5", RTLD_NOLOAD | RTLD_LAZY))) {
-        p = dlsym(h, name);
-        dlclose(h);
-    }
-    return p == self ? NULL : p;
+    if (name[0] != 'P' || name[1] != 'Q')
+        return -1;
+    for (int i = 0; i < W_COUNT; i++)
+        if (strcmp(name, shim_wrapped_names[i]) == 0)
+            return i;
+    return -1;
 }
 
-static void *bind_one(const char *name, void *self)
-{
-    void *p = libpq_sym(name, self);
-    if (!p) {
-        shim_error("cannot find libpq's %s%s; routing disabled", name, "");
-        return NULL;
-    }
-    return p;
-}
-
-static void bind_real(void)
-{
-    real.connectdb.obj = bind_one("PQconnectdb", (void *)PQconnectdb);
-    real.connect_start.obj = bind_one("PQconnectStart", (void *)PQconnectStart);
-    real.connectdb_params.obj = bind_one("PQconnectdbParams", (void *)PQconnectdbParams);
-    real.connect_start_params.obj = bind_one("PQconnectStartParams", (void *)PQconnectStartParams);
-    real.setdb_login.obj = bind_one("PQsetdbLogin", (void *)PQsetdbLogin);
-}
-
-/* The router's view of libpq: the real functions, called with the guard up. */
-static PGconn *guarded_connectdb_params(const char *const *k, const char *const *v, int e)
-{
-    PGconn *c;
-    in_libpq++;
-    c = real.connectdb_params.f(k, v, e);
-    in_libpq--;
-    return c;
-}
-
-static PGconn *guarded_connect_start_params(const char *const *k, const char *const *v, int e)
-{
-    PGconn *c;
-    in_libpq++;
-    c = real.connect_start_params.f(k, v, e);
-    in_libpq--;
-    return c;
-}
-
-static bool configured(void)
+static void read_config(void)
 {
     /* A setuid/setgid/capability program: its environment is its caller's, so nothing is read
      * from it and nothing is loaded; every call goes straight to libpq. */
     if (getauxval(AT_SECURE))
-        return false;
-    return getenv(PQR_ENV_PATRONI) || getenv(PQR_ENV_CONFIG) || access(PQR_DEFAULT_CONFIG, F_OK) == 0;
+        return;
+    is_configured = getenv(PQR_ENV_PATRONI) || getenv(PQR_ENV_CONFIG) ||
+                    access(PQR_DEFAULT_CONFIG, F_OK) == 0;
 }
+
+bool shim_configured(void)
+{
+    pthread_once(&config_once, read_config);
+    return is_configured;
+}
+
+/* ---- libpq instances ---- */
+
+static void table_prepare(void)
+{
+    pthread_mutex_lock(&table_lock);
+}
+static void table_parent(void)
+{
+    pthread_mutex_unlock(&table_lock);
+}
+static void table_child(void)
+{
+    pthread_mutex_init(&table_lock, NULL);
+}
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+static void register_atfork(void)
+{
+    pthread_atfork(table_prepare, table_parent, table_child);
+}
+
+static void *object_base(void *addr)
+{
+    Dl_info info;
+    return dladdr(addr, &info) ? info.dli_fbase : NULL;
+}
+
+static bool ours(void *fn)
+{
+    return fn && object_base(fn) == object_base((void *)shim_wrapped_names);
+}
+
+static PGconn *guarded_connectdb_params(const struct pqr_libpq *pq, const char *const *k,
+                                        const char *const *v, int e)
+{
+    const struct instance *in = (const struct instance *)pq;
+    PGconn *c;
+    in_libpq++;
+    c = ((params_fn *)in->fn[W_CONNECTDB_PARAMS])(k, v, e);
+    in_libpq--;
+    return c;
+}
+
+static PGconn *guarded_connect_start_params(const struct pqr_libpq *pq, const char *const *k,
+                                            const char *const *v, int e)
+{
+    const struct instance *in = (const struct instance *)pq;
+    PGconn *c;
+    in_libpq++;
+    c = ((params_fn *)in->fn[W_CONNECT_START_PARAMS])(k, v, e);
+    in_libpq--;
+    return c;
+}
+
+static PGPing guarded_ping_params(const struct pqr_libpq *pq, const char *const *k,
+                                  const char *const *v, int e)
+{
+    const struct instance *in = (const struct instance *)pq;
+    PGPing r;
+    in_libpq++;
+    r = ((ping_params_fn *)in->fn[W_PING_PARAMS])(k, v, e);
+    in_libpq--;
+    return r;
+}
+
+/* Called with table_lock held: the instance defining real_fn, made (and pinned) if new. */
+static struct instance *instance_locked(void *real_fn)
+{
+    Dl_info info;
+    struct instance *in;
+    void *pin;
+
+    /* Only the entry of one of the wrapped functions where a libpq defines it (not a PLT stub,
+     * not our own wrapper). */
+    if (!real_fn || ours(real_fn) || !dladdr(real_fn, &info) || !info.dli_fname ||
+        info.dli_saddr != real_fn || !info.dli_sname || shim_wrapped_index(info.dli_sname) < 0)
+        return NULL;
+    for (int i = 0; i < ninstances; i++)
+        if (instances[i].base == info.dli_fbase)
+            return &instances[i];
+    if (ninstances == MAX_INSTANCES)
+        return NULL;
+    /* A reference of our own; its handle searches this libpq first. */
+    if (!(pin = shim_real_dlopen(info.dli_fname, RTLD_LAZY | RTLD_NOLOAD)))
+        return NULL;
+    in = &instances[ninstances];
+    memset(in, 0, sizeof *in);
+    in->pin = pin;
+    in->base = info.dli_fbase;
+    for (int w = 0; w < W_COUNT; w++) {
+        void *f = shim_real_dlsym(pin, shim_wrapped_names[w]);
+        in->fn[w] = f && object_base(f) == in->base ? f : NULL;
+    }
+#define GET(field, name) *(void **)&in->pq.field = shim_real_dlsym(pin, name)
+    GET(status, "PQstatus");
+    GET(error_message, "PQerrorMessage");
+    GET(finish, "PQfinish");
+    GET(conninfo, "PQconninfo");
+    GET(conninfo_free, "PQconninfoFree");
+    GET(pass, "PQpass");
+    GET(hostaddr, "PQhostaddr");
+    GET(port, "PQport");
+#undef GET
+    in->pq.connectdb_params = guarded_connectdb_params;
+    in->pq.connect_start_params = guarded_connect_start_params;
+    in->pq.ping_params = guarded_ping_params;
+    in->routable = in->fn[W_CONNECTDB_PARAMS] && in->fn[W_CONNECT_START_PARAMS] &&
+                   in->fn[W_PING_PARAMS] && in->pq.status && in->pq.error_message &&
+                   in->pq.finish && in->pq.conninfo && in->pq.conninfo_free && in->pq.pass &&
+                   in->pq.hostaddr && in->pq.port;
+    __atomic_store_n(&ninstances, ninstances + 1, __ATOMIC_RELEASE);
+    return in;
+}
+
+/* The libpq the code at ret (our caller) would have reached for w without us, found the way the
+ * dynamic linker binds a call: the global scope first (after us: RTLD_NEXT), then the caller's
+ * own dependencies (a wheel's bundled libpq, loaded RTLD_LOCAL). Objects that bind in their own
+ * scope first (RTLD_DEEPBIND) are given wrappers bound to their exact target when they are loaded
+ * (intercept.c), so they do not come here. */
+static struct instance *instance_for_caller(void *ret, enum wrapped w)
+{
+    struct link_map *lm = NULL;
+    struct instance *in = NULL;
+    Dl_info info;
+    void *fn, *h;
+
+    shim_bind_libc();
+    pthread_once(&atfork_once, register_atfork);
+    if (!dladdr1(ret, &info, (void **)&lm, RTLD_DL_LINKMAP) || !lm)
+        lm = NULL;
+    pthread_mutex_lock(&table_lock);
+    for (unsigned i = 0; lm && i < ncallers && i < MAX_CALLERS; i++)
+        if (callers[i].lm == lm && callers[i].base == info.dli_fbase) {
+            in = callers[i].in;
+            goto out;
+        }
+    fn = shim_real_dlsym(RTLD_NEXT, shim_wrapped_names[w]);
+    if (!fn && lm && lm->l_name && lm->l_name[0] &&
+        (h = shim_real_dlopen(lm->l_name, RTLD_LAZY | RTLD_NOLOAD))) {
+        fn = shim_real_dlsym(h, shim_wrapped_names[w]);
+        dlclose(h);
+    }
+    if ((in = instance_locked(fn)) && lm) {
+        unsigned k = ncallers++ % MAX_CALLERS;
+        callers[k].lm = lm;
+        callers[k].base = info.dli_fbase;
+        callers[k].in = in;
+    }
+out:
+    pthread_mutex_unlock(&table_lock);
+    return in;
+}
+
+/* ---- the engine ---- */
 
 /* This library's own file, as an absolute path. The loader records the name it was given, and
  * LD_PRELOAD=build/libpqroute-preload.so is relative to a directory the application may have left
@@ -139,9 +281,9 @@ static bool own_path(char *out, size_t len)
     char line[4352];
     FILE *maps;
     bool found = false;
-    uintptr_t me = (uintptr_t)(void *)PQconnectdb;
+    uintptr_t me = (uintptr_t)(void *)shim_wrapped_names;
 
-    if (dladdr((void *)PQconnectdb, &info) && info.dli_fname && info.dli_fname[0] == '/' &&
+    if (dladdr((void *)shim_wrapped_names, &info) && info.dli_fname && info.dli_fname[0] == '/' &&
         strlen(info.dli_fname) < len) {
         strcpy(out, info.dli_fname);
         return true;
@@ -177,125 +319,95 @@ static void load_engine(void)
     if (own_path(path, sizeof path)) {
         char full[4096 + sizeof soname];
         snprintf(full, sizeof full, "%s/%s", dirname(path), soname);
-        h = dlopen(full, RTLD_NOW | RTLD_LOCAL);
+        h = shim_real_dlopen(full, RTLD_NOW | RTLD_LOCAL);
     }
     if (!h)
-        h = dlopen(soname, RTLD_NOW | RTLD_LOCAL);
+        h = shim_real_dlopen(soname, RTLD_NOW | RTLD_LOCAL);
     if (!h) {
         shim_error("cannot load %s: %s; routing disabled", soname, dlerror());
         return;
     }
-    *(void **)&get = dlsym(h, "pqr__shim_api");
+    *(void **)&get = shim_real_dlsym(h, "pqr__shim_api");
     if (!get || !(engine = get(PQR_SHIM_API_VERSION)))
         shim_error("%s is not the version this shim needs (%s); routing disabled", soname, "API " STR(PQR_SHIM_API_VERSION));
 }
 
 static void router_init(void)
 {
-    static const struct pqr_libpq pq = {guarded_connectdb_params, guarded_connect_start_params};
     char err[512];
 
-    if (!real.connectdb_params.f || !real.connect_start_params.f || !configured())
+    if (!shim_configured())
         return;
     load_engine();
     if (!engine)
         return;
-    router = engine->router_from_env(&pq, err, sizeof err);
+    router = engine->router_from_env(NULL, err, sizeof err);
     if (!router && err[0])
         shim_error("%s%s; routing disabled, connections go to libpq unchanged", err, "");
 }
 
 /* The router, or NULL when this call must go straight to libpq. */
-static struct pqr_router *active(void)
+static struct pqr_router *active(const struct instance *in)
 {
-    pthread_once(&real_once, bind_real);
-    if (in_libpq)
+    if (in_libpq || !in->routable || !shim_configured())
         return NULL;
     pthread_once(&router_once, router_init);
     return router;
 }
 
-/* PQconninfoFree, from libpq itself: the shim links no library. */
-static void free_opts(PQconninfoOption *o)
+/* No libpq to call: fail the way libpq fails when it cannot allocate a connection. */
+static void missing(enum wrapped w)
 {
-    static void (*fn)(PQconninfoOption *);
-    if (!fn)
-        *(void **)&fn = libpq_sym("PQconninfoFree", NULL);
-    for (PQconninfoOption *x = o; x->keyword; x++)
-        if (x->val && strcmp(x->keyword, "password") == 0)
-            explicit_bzero(x->val, strlen(x->val));
-    if (fn)
-        fn(o);
+    static int said;
+    if (!__atomic_exchange_n(&said, 1, __ATOMIC_RELAXED))
+        shim_error("cannot find the libpq that defines %s for this caller%s", shim_wrapped_names[w], "");
 }
 
-/* A conninfo string: parsed by libpq, routed as arrays; on pass-through the original call. */
-static PGconn *route_string(const char *conninfo, enum pqr_mode mode, connectdb_fn *orig)
+/* ---- the calls, for one libpq ---- */
+
+static PGconn *do_string(struct instance *in, enum wrapped w, const char *conninfo)
 {
-    struct pqr_router *r = active();
+    struct pqr_router *r;
     PQconninfoOption *opts;
     const char **kw, **val;
     PGconn *conn = NULL;
     bool passed = true;
 
-    if (!orig)
-        return NULL;
-    if (r && engine->conninfo_arrays(conninfo, &opts, &kw, &val) == 0) {
-        conn = engine->connect(r, kw, val, 0, mode, PQR_ROLE_AUTO, &passed);
+    if (!in || !in->fn[w])
+        return missing(w), NULL;
+    if ((r = active(in)) && engine->conninfo_arrays(conninfo, &opts, &kw, &val) == 0) {
+        conn = engine->connect(r, &in->pq, kw, val, 0, w == W_CONNECTDB ? PQR_BLOCKING : PQR_NONBLOCKING,
+                               PQR_ROLE_AUTO, &passed);
         free(kw), free(val);
-        free_opts(opts);
+        engine->conninfo_free(opts);
     }
     if (passed) {
         in_libpq++;
-        conn = orig(conninfo);
+        conn = ((connectdb_fn *)in->fn[w])(conninfo);
         in_libpq--;
     }
     return conn;
 }
 
-static PGconn *route_params(const char *const *kw, const char *const *val, int expand,
-                            enum pqr_mode mode, connectdb_params_fn *orig)
+static PGconn *do_params(struct instance *in, enum wrapped w, const char *const *kw,
+                         const char *const *val, int expand)
 {
-    struct pqr_router *r = active();
+    struct pqr_router *r;
     PGconn *conn = NULL;
     bool passed = true;
 
-    if (!orig)
-        return NULL;
-    if (r && kw && val)
-        conn = engine->connect(r, kw, val, expand, mode, PQR_ROLE_AUTO, &passed);
+    if (!in || !in->fn[w])
+        return missing(w), NULL;
+    if ((r = active(in)) && kw && val)
+        conn = engine->connect(r, &in->pq, kw, val, expand,
+                               w == W_CONNECTDB_PARAMS ? PQR_BLOCKING : PQR_NONBLOCKING, PQR_ROLE_AUTO,
+                               &passed);
     if (passed) {
         in_libpq++;
-        conn = orig(kw, val, expand);
+        conn = ((params_fn *)in->fn[w])(kw, val, expand);
         in_libpq--;
     }
     return conn;
-}
-
-PGconn *PQconnectdb(const char *conninfo)
-{
-    pthread_once(&real_once, bind_real);
-    return route_string(conninfo, PQR_BLOCKING, real.connectdb.f);
-}
-
-PGconn *PQconnectStart(const char *conninfo)
-{
-    pthread_once(&real_once, bind_real);
-    return route_string(conninfo, PQR_NONBLOCKING, real.connect_start.f);
-}
-
-PGconn *PQconnectdbParams(const char *const *keywords, const char *const *values,
-                          int expand_dbname)
-{
-    pthread_once(&real_once, bind_real);
-    return route_params(keywords, values, expand_dbname, PQR_BLOCKING, real.connectdb_params.f);
-}
-
-PGconn *PQconnectStartParams(const char *const *keywords, const char *const *values,
-                             int expand_dbname)
-{
-    pthread_once(&real_once, bind_real);
-    return route_params(keywords, values, expand_dbname, PQR_NONBLOCKING,
-                        real.connect_start_params.f);
 }
 
 static bool given(const char *s)
@@ -305,8 +417,9 @@ static bool given(const char *s)
 
 /* PQsetdbLogin's rules as keyword arrays: a dbName that is a conninfo or URI is expanded, and the
  * other non-empty arguments override it (later entries win). pgtty is ignored by libpq >= 14. */
-PGconn *PQsetdbLogin(const char *pghost, const char *pgport, const char *pgoptions,
-                     const char *pgtty, const char *dbName, const char *login, const char *pwd)
+static PGconn *do_setdb_login(struct instance *in, const char *pghost, const char *pgport,
+                              const char *pgoptions, const char *pgtty, const char *dbName,
+                              const char *login, const char *pwd)
 {
     struct pqr_router *r;
     const char *kw[7], *val[7];
@@ -314,10 +427,9 @@ PGconn *PQsetdbLogin(const char *pghost, const char *pgport, const char *pgoptio
     PGconn *conn = NULL;
     bool passed = true;
 
-    pthread_once(&real_once, bind_real);
-    if (!real.setdb_login.f)
-        return NULL;
-    if ((r = active())) {
+    if (!in || !in->fn[W_SETDB_LOGIN])
+        return missing(W_SETDB_LOGIN), NULL;
+    if ((r = active(in))) {
 #define ADD(k, v) if (given(v)) kw[n] = k, val[n++] = v
         ADD("dbname", dbName);
         ADD("host", pghost);
@@ -327,12 +439,157 @@ PGconn *PQsetdbLogin(const char *pghost, const char *pgport, const char *pgoptio
         ADD("password", pwd);
 #undef ADD
         kw[n] = val[n] = NULL;
-        conn = engine->connect(r, kw, val, 1, PQR_BLOCKING, PQR_ROLE_AUTO, &passed);
+        conn = engine->connect(r, &in->pq, kw, val, 1, PQR_BLOCKING, PQR_ROLE_AUTO, &passed);
     }
     if (passed) {
         in_libpq++;
-        conn = real.setdb_login.f(pghost, pgport, pgoptions, pgtty, dbName, login, pwd);
+        conn = ((setdb_login_fn *)in->fn[W_SETDB_LOGIN])(pghost, pgport, pgoptions, pgtty, dbName,
+                                                         login, pwd);
         in_libpq--;
     }
     return conn;
+}
+
+static PGPing do_ping(struct instance *in, const char *conninfo)
+{
+    struct pqr_router *r;
+    PQconninfoOption *opts;
+    const char **kw, **val;
+    PGPing ping = PQPING_NO_ATTEMPT;
+    bool passed = true;
+
+    if (!in || !in->fn[W_PING])
+        return missing(W_PING), PQPING_NO_ATTEMPT;
+    if ((r = active(in)) && engine->conninfo_arrays(conninfo, &opts, &kw, &val) == 0) {
+        ping = engine->ping(r, &in->pq, kw, val, 0, &passed);
+        free(kw), free(val);
+        engine->conninfo_free(opts);
+    }
+    if (passed) {
+        in_libpq++;
+        ping = ((ping_fn *)in->fn[W_PING])(conninfo);
+        in_libpq--;
+    }
+    return ping;
+}
+
+static PGPing do_ping_params(struct instance *in, const char *const *kw, const char *const *val,
+                             int expand)
+{
+    struct pqr_router *r;
+    PGPing ping = PQPING_NO_ATTEMPT;
+    bool passed = true;
+
+    if (!in || !in->fn[W_PING_PARAMS])
+        return missing(W_PING_PARAMS), PQPING_NO_ATTEMPT;
+    if ((r = active(in)) && kw && val)
+        ping = engine->ping(r, &in->pq, kw, val, expand, &passed);
+    if (passed) {
+        in_libpq++;
+        ping = ((ping_params_fn *)in->fn[W_PING_PARAMS])(kw, val, expand);
+        in_libpq--;
+    }
+    return ping;
+}
+
+/* ---- the exported names: the caller's own libpq ---- */
+
+#define CALLER(w) instance_for_caller(__builtin_return_address(0), w)
+
+EXPORT PGconn *PQconnectdb(const char *conninfo)
+{
+    return do_string(CALLER(W_CONNECTDB), W_CONNECTDB, conninfo);
+}
+
+EXPORT PGconn *PQconnectStart(const char *conninfo)
+{
+    return do_string(CALLER(W_CONNECT_START), W_CONNECT_START, conninfo);
+}
+
+EXPORT PGconn *PQconnectdbParams(const char *const *keywords, const char *const *values,
+                                 int expand_dbname)
+{
+    return do_params(CALLER(W_CONNECTDB_PARAMS), W_CONNECTDB_PARAMS, keywords, values, expand_dbname);
+}
+
+EXPORT PGconn *PQconnectStartParams(const char *const *keywords, const char *const *values,
+                                    int expand_dbname)
+{
+    return do_params(CALLER(W_CONNECT_START_PARAMS), W_CONNECT_START_PARAMS, keywords, values,
+                     expand_dbname);
+}
+
+EXPORT PGconn *PQsetdbLogin(const char *pghost, const char *pgport, const char *pgoptions,
+                            const char *pgtty, const char *dbName, const char *login,
+                            const char *pwd)
+{
+    return do_setdb_login(CALLER(W_SETDB_LOGIN), pghost, pgport, pgoptions, pgtty, dbName, login, pwd);
+}
+
+EXPORT PGPing PQping(const char *conninfo)
+{
+    return do_ping(CALLER(W_PING), conninfo);
+}
+
+EXPORT PGPing PQpingParams(const char *const *keywords, const char *const *values, int expand_dbname)
+{
+    return do_ping_params(CALLER(W_PING_PARAMS), keywords, values, expand_dbname);
+}
+
+void *shim_global_wrapper(enum wrapped w)
+{
+    static void *const global[W_COUNT] = {
+        (void *)PQconnectdb, (void *)PQconnectdbParams, (void *)PQsetdbLogin, (void *)PQconnectStart,
+        (void *)PQconnectStartParams, (void *)PQping, (void *)PQpingParams,
+    };
+    return global[w];
+}
+
+/* ---- wrappers bound to one instance, for dlsym() results ---- */
+
+#define SLOT(k)                                                                                    \
+    static PGconn *s##k##_connectdb(const char *c) { return do_string(&instances[k], W_CONNECTDB, c); } \
+    static PGconn *s##k##_connect_start(const char *c)                                              \
+    {                                                                                              \
+        return do_string(&instances[k], W_CONNECT_START, c);                                       \
+    }                                                                                              \
+    static PGconn *s##k##_connectdb_params(const char *const *kw, const char *const *v, int e)     \
+    {                                                                                              \
+        return do_params(&instances[k], W_CONNECTDB_PARAMS, kw, v, e);                             \
+    }                                                                                              \
+    static PGconn *s##k##_connect_start_params(const char *const *kw, const char *const *v, int e) \
+    {                                                                                              \
+        return do_params(&instances[k], W_CONNECT_START_PARAMS, kw, v, e);                         \
+    }                                                                                              \
+    static PGconn *s##k##_setdb_login(const char *h, const char *p, const char *o, const char *t,   \
+                                      const char *d, const char *u, const char *pw)                \
+    {                                                                                              \
+        return do_setdb_login(&instances[k], h, p, o, t, d, u, pw);                                \
+    }                                                                                              \
+    static PGPing s##k##_ping(const char *c) { return do_ping(&instances[k], c); }                 \
+    static PGPing s##k##_ping_params(const char *const *kw, const char *const *v, int e)           \
+    {                                                                                              \
+        return do_ping_params(&instances[k], kw, v, e);                                            \
+    }
+#define SLOT_ROW(k)                                                                                \
+    {(void *)s##k##_connectdb, (void *)s##k##_connectdb_params, (void *)s##k##_setdb_login,        \
+     (void *)s##k##_connect_start, (void *)s##k##_connect_start_params, (void *)s##k##_ping,       \
+     (void *)s##k##_ping_params}
+
+SLOT(0) SLOT(1) SLOT(2) SLOT(3) SLOT(4) SLOT(5) SLOT(6) SLOT(7)
+static void *const slots[MAX_INSTANCES][W_COUNT] = {
+    SLOT_ROW(0), SLOT_ROW(1), SLOT_ROW(2), SLOT_ROW(3),
+    SLOT_ROW(4), SLOT_ROW(5), SLOT_ROW(6), SLOT_ROW(7),
+};
+
+void *shim_instance_wrapper(void *real_fn, enum wrapped w)
+{
+    struct instance *in;
+
+    pthread_once(&atfork_once, register_atfork);
+    pthread_mutex_lock(&table_lock);
+    in = instance_locked(real_fn);
+    pthread_mutex_unlock(&table_lock);
+    /* Only for the function dlsym() found, from the libpq it found it in. */
+    return in && in->fn[w] == real_fn ? slots[in - instances][w] : NULL;
 }

@@ -37,7 +37,7 @@ static void *planner(void *arg)
     long id = (long)arg;
     const char *kw[] = {"host", "port", "user", NULL}, *val[] = {"fd.example", "5432", "u", NULL};
     while (!__atomic_load_n(&stop, __ATOMIC_RELAXED)) {
-        struct pqr_plan *p = pqr__route_plan(r, kw, val, 0, PQR_NONBLOCKING, PQR_ROLE_AUTO);
+        struct pqr_plan *p = pqr__route_plan(r, NULL, kw, val, 0, PQR_NONBLOCKING, PQR_ROLE_AUTO);
         if (!p)
             continue;
         planned[id]++;
@@ -60,7 +60,6 @@ static void on_alarm(int sig)
 int main(void)
 {
     struct pqr_settings s;
-    struct pqr_libpq pq = {PQconnectdbParams, PQconnectStartParams};
     char err[256], dir[] = "/tmp/pqr-conc-XXXXXX";
     pthread_t th[8], pub;
     long total = 0, nbad = 0;
@@ -74,7 +73,7 @@ int main(void)
     pqr__settings_set(&s, "STALE_MS", "86400000", err, sizeof err);
     pqr__settings_finish(&s, err, sizeof err);
     pqr__log_set(PQR_LOG_ERROR);
-    r = pqr__router_new(&s, &pq, err, sizeof err);
+    r = pqr__router_new(&s, &pqr__direct_libpq, err, sizeof err);
     pqr__settings_clear(&s);
     publish_view(0);
 
@@ -111,7 +110,7 @@ int main(void)
         pid_t pid = fork();
         if (pid == 0) {
             const char *kw[] = {"host", "port", "user", NULL}, *val[] = {"fd.example", "5432", "u", NULL};
-            struct pqr_plan *p = pqr__route_plan(r, kw, val, 0, PQR_NONBLOCKING, PQR_ROLE_AUTO);
+            struct pqr_plan *p = pqr__route_plan(r, NULL, kw, val, 0, PQR_NONBLOCKING, PQR_ROLE_AUTO);
             _exit(p && p->ncands == 3 ? 0 : 3);
         }
         int st;

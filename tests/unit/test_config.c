@@ -9,7 +9,7 @@ static const char *vars[] = {"PQROUTE_PATRONI", "PQROUTE_RW", "PQROUTE_RO", "PQR
                              "PQROUTE_REST_TIMEOUT_MS", "PQROUTE_CONNECT_TIMEOUT", "PQROUTE_MAX_LAG",
                              "PQROUTE_MEMBER_PORT", "PQROUTE_REST_CA", "PQROUTE_REST_CERT",
                              "PQROUTE_REST_KEY", "PQROUTE_CACHE_DIR", "PQROUTE_ALLOW",
-                             "PQROUTE_FRONT_DOOR", NULL};
+                             "PQROUTE_FRONT_DOOR", "PQROUTE_START_WAIT_MS", NULL};
 
 static void clear_env(void)
 {

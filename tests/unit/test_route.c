@@ -49,7 +49,7 @@ static struct pqr_plan *plan_str(const char *conninfo)
     struct pqr_plan *p;
     if (pqr__conninfo_arrays(conninfo, &o, &kw, &val) < 0)
         return NULL;
-    p = pqr__route_plan(r, kw, val, 0, PQR_BLOCKING, PQR_ROLE_AUTO);
+    p = pqr__route_plan(r, NULL, kw, val, 0, PQR_BLOCKING, PQR_ROLE_AUTO);
     free(kw), free(val);
     PQconninfoFree(o);
     return p;
@@ -57,7 +57,7 @@ static struct pqr_plan *plan_str(const char *conninfo)
 
 static struct pqr_plan *plan_arr(const char *const *kw, const char *const *val, int expand)
 {
-    return pqr__route_plan(r, kw, val, expand, PQR_BLOCKING, PQR_ROLE_AUTO);
+    return pqr__route_plan(r, NULL, kw, val, expand, PQR_BLOCKING, PQR_ROLE_AUTO);
 }
 
 static const char *write_tmp(const char *name, const char *text)
@@ -74,7 +74,6 @@ static const char *write_tmp(const char *name, const char *text)
 int main(void)
 {
     struct pqr_settings s;
-    struct pqr_libpq pq = {PQconnectdbParams, PQconnectStartParams};
     char err[256];
     struct pqr_plan *p;
 
@@ -94,7 +93,7 @@ int main(void)
     pqr__settings_set(&s, "REST_TIMEOUT_MS", "100", err, sizeof err);
     pqr__log_set(PQR_LOG_ERROR);
     pqr__settings_finish(&s, err, sizeof err);
-    r = pqr__router_new(&s, &pq, err, sizeof err);
+    r = pqr__router_new(&s, &pqr__direct_libpq, err, sizeof err);
     pqr__settings_clear(&s);
     ok(r != NULL, "router opens (%s)", r ? "" : err);
     inject(0);
@@ -209,9 +208,9 @@ int main(void)
         const char **kw, **val;
         long long t0 = pqr__mono_ms();
         pqr__conninfo_arrays("host=fd.example port=5432 user=u", &o, &kw, &val);
-        p = pqr__route_plan(r, kw, val, 0, PQR_NONBLOCKING, PQR_ROLE_AUTO);
+        p = pqr__route_plan(r, NULL, kw, val, 0, PQR_NONBLOCKING, PQR_ROLE_AUTO);
         long long dt = pqr__mono_ms() - t0;
-        ok(!p && dt < 50, "non-blocking without a view: passed through in %lld ms", dt);
+        ok(!p && dt < r->s.start_wait_ms + 50, "non-blocking without a view: passed through within PQROUTE_START_WAIT_MS (%lld ms)", dt);
         free(kw), free(val);
         PQconninfoFree(o);
     }

@@ -1,0 +1,246 @@
+/*
+ * Reaching the libpq calls that plain LD_PRELOAD interposition does not see.
+ *
+ * - dlsym(handle, "PQconnectStart") — ctypes, cffi, Ruby FFI, LuaJIT, Julia — returns libpq's own
+ *   definition: we hand back a wrapper bound to that very libpq instead.
+ * - An object dlopen()ed with RTLD_DEEPBIND (PHP's extensions) binds in its own scope first, so its
+ *   calls reach libpq directly: right after such a dlopen() its relocations for the wrapped names
+ *   are pointed at our global wrappers, which then find the libpq the caller would have used.
+ *
+ * Both dlsym() and dlopen() depend on who calls them (dlsym(RTLD_NEXT, ...) searches after the
+ * caller; dlopen() searches the caller's DT_RUNPATH). A C wrapper would make every call look as if
+ * libpqroute had made it, and break other preload libraries. So each is a few instructions of
+ * assembly that ask a hook whether the call is one of ours and otherwise *jump* to libc's function,
+ * which then sees the application's own return address. The hooks take over only calls whose
+ * result does not depend on the caller: dlsym() on a real handle, and dlopen() of a path (with a
+ * slash, without $ORIGIN) with RTLD_DEEPBIND.
+ *
+ * x86-64 only; elsewhere these calls are not intercepted (README: Known limits).
+ */
+#include <dlfcn.h>
+#include <elf.h>
+#include <link.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "shim.h"
+
+void *(*shim_real_dlsym)(void *, const char *);
+void *(*shim_real_dlopen)(const char *, int);
+static pthread_once_t libc_once = PTHREAD_ONCE_INIT;
+
+static void bind_libc_once(void)
+{
+    /* dlvsym is not intercepted: RTLD_NEXT from here is libc. */
+    *(void **)&shim_real_dlsym = dlvsym(RTLD_NEXT, "dlsym", "GLIBC_2.34");
+    if (!shim_real_dlsym)
+        *(void **)&shim_real_dlsym = dlvsym(RTLD_NEXT, "dlsym", "GLIBC_2.2.5");
+    *(void **)&shim_real_dlopen = dlvsym(RTLD_NEXT, "dlopen", "GLIBC_2.34");
+    if (!shim_real_dlopen)
+        *(void **)&shim_real_dlopen = dlvsym(RTLD_NEXT, "dlopen", "GLIBC_2.2.5");
+}
+
+void shim_bind_libc(void)
+{
+    pthread_once(&libc_once, bind_libc_once);
+}
+
+#if defined(__x86_64__)
+
+void *pqr_shim_dlsym_hook(void *handle, const char *name);
+void *pqr_shim_dlopen_hook(const char *file, int mode);
+
+/* NULL: not ours, libc's dlsym is jumped to with the caller's registers and return address. */
+void *pqr_shim_dlsym_hook(void *handle, const char *name)
+{
+    int w;
+    void *p;
+
+    shim_bind_libc();
+    if (!name || handle == RTLD_NEXT || handle == RTLD_DEFAULT || (w = shim_wrapped_index(name)) < 0 ||
+        !shim_configured())
+        return NULL;
+    p = shim_real_dlsym(handle, name);
+    return p ? shim_instance_wrapper(p, (enum wrapped)w) : NULL;
+}
+
+/* NULL: not ours (or it failed: libc's dlopen then says why). */
+void *pqr_shim_dlopen_hook(const char *file, int mode)
+{
+    void *h;
+
+    shim_bind_libc();
+    if (!(mode & RTLD_DEEPBIND) || !file || !strchr(file, '/') || strstr(file, "$ORIGIN") ||
+        !shim_configured())
+        return NULL;
+    if ((h = shim_real_dlopen(file, mode)))
+        shim_patch_loaded_objects();
+    return h;
+}
+
+/* Each stub: save the arguments, ask the hook, and either return its answer or restore the
+ * arguments and tail-jump to libc with the application's return address still on the stack. */
+#define STUB(name, hook, real)                                                                     \
+    __asm__(".text\n"                                                                               \
+            ".globl " #name "\n"                                                                    \
+            ".type " #name ", @function\n" #name ":\n"                                              \
+            "    .cfi_startproc\n"                                                                  \
+            "    push %rdi\n"                                                                       \
+            "    .cfi_adjust_cfa_offset 8\n"                                                        \
+            "    push %rsi\n"                                                                       \
+            "    .cfi_adjust_cfa_offset 8\n"                                                        \
+            "    sub $8, %rsp\n"                                                                    \
+            "    .cfi_adjust_cfa_offset 8\n"                                                        \
+            "    call " #hook "\n"                                                                  \
+            "    add $8, %rsp\n"                                                                    \
+            "    .cfi_adjust_cfa_offset -8\n"                                                       \
+            "    pop %rsi\n"                                                                        \
+            "    .cfi_adjust_cfa_offset -8\n"                                                       \
+            "    pop %rdi\n"                                                                        \
+            "    .cfi_adjust_cfa_offset -8\n"                                                       \
+            "    test %rax, %rax\n"                                                                 \
+            "    jz 1f\n"                                                                           \
+            "    ret\n"                                                                             \
+            "1:  jmp *" #real "(%rip)\n"                                                            \
+            "    .cfi_endproc\n"                                                                    \
+            ".size " #name ", .-" #name "\n")
+
+STUB(dlsym, pqr_shim_dlsym_hook, shim_real_dlsym);
+STUB(dlopen, pqr_shim_dlopen_hook, shim_real_dlopen);
+
+/* ---- relocations of objects that bind in their own scope ---- */
+
+struct object {
+    ElfW(Addr) base;
+    const ElfW(Dyn) *dyn;
+    ElfW(Addr) relro, relro_end;
+};
+
+#define MAX_OBJECTS 512
+
+struct scan {
+    struct object o[MAX_OBJECTS];
+    size_t n;
+};
+
+static int collect(struct dl_phdr_info *info, size_t size, void *arg)
+{
+    struct scan *sc = arg;
+    struct object *o;
+
+    (void)size;
+    if (sc->n == MAX_OBJECTS)
+        return 1;
+    o = &sc->o[sc->n];
+    memset(o, 0, sizeof *o);
+    o->base = info->dlpi_addr;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type == PT_DYNAMIC)
+            o->dyn = (const ElfW(Dyn) *)(info->dlpi_addr + ph->p_vaddr);
+        else if (ph->p_type == PT_GNU_RELRO)
+            o->relro = info->dlpi_addr + ph->p_vaddr, o->relro_end = o->relro + ph->p_memsz;
+    }
+    if (o->dyn)
+        sc->n++;
+    return 0;
+}
+
+/* The loader rewrites these to absolute addresses on most targets; not on all. */
+static ElfW(Addr) dyn_ptr(const struct object *o, ElfW(Addr) v)
+{
+    return v < o->base ? v + o->base : v;
+}
+
+static void write_slot(const struct object *o, ElfW(Addr) at, void *value)
+{
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), start = at & ~(page - 1);
+    /* The loader made read-only only the whole pages inside PT_GNU_RELRO (its end rounded down);
+     * a slot on the last, partial page stays writable and must stay so. */
+    bool ro = at >= (o->relro & ~(page - 1)) && at < (o->relro_end & ~(page - 1));
+
+    if (*(void **)at == value)
+        return;
+    if (ro && mprotect((void *)start, (size_t)page, PROT_READ | PROT_WRITE) != 0)
+        return;
+    __atomic_store_n((void **)at, value, __ATOMIC_RELEASE);
+    if (ro)
+        mprotect((void *)start, (size_t)page, PROT_READ);
+}
+
+static void patch_table(const struct object *o, const ElfW(Rela) *rel, size_t count,
+                        const ElfW(Sym) *symtab, const char *strtab)
+{
+    for (size_t i = 0; i < count; i++) {
+        unsigned type = ELF64_R_TYPE(rel[i].r_info);
+        const ElfW(Sym) *sym = &symtab[ELF64_R_SYM(rel[i].r_info)];
+        int w;
+
+        if ((type != R_X86_64_JUMP_SLOT && type != R_X86_64_GLOB_DAT) || !ELF64_R_SYM(rel[i].r_info))
+            continue;
+        /* Only references to a definition elsewhere: libpq's calls to its own functions, and our
+         * own definitions, are left alone. */
+        if (sym->st_shndx != SHN_UNDEF || (w = shim_wrapped_index(strtab + sym->st_name)) < 0)
+            continue;
+        /* Bound already (BIND_NOW) to a libpq: a wrapper for exactly that one. Else (a lazy PLT
+         * slot) the global wrapper, which finds the caller's libpq when it is called. */
+        ElfW(Addr) at = o->base + rel[i].r_offset;
+        void *exact = shim_instance_wrapper(*(void **)at, (enum wrapped)w);
+        write_slot(o, at, exact ? exact : shim_global_wrapper((enum wrapped)w));
+    }
+}
+
+static void patch_object(const struct object *o)
+{
+    const ElfW(Sym) *symtab = NULL;
+    const char *strtab = NULL;
+    const ElfW(Rela) *jmprel = NULL, *rela = NULL;
+    size_t pltrelsz = 0, relasz = 0;
+    bool pltrela = true;
+
+    for (const ElfW(Dyn) *d = o->dyn; d->d_tag != DT_NULL; d++) {
+        switch (d->d_tag) {
+        case DT_SYMTAB: symtab = (const ElfW(Sym) *)dyn_ptr(o, d->d_un.d_ptr); break;
+        case DT_STRTAB: strtab = (const char *)dyn_ptr(o, d->d_un.d_ptr); break;
+        case DT_JMPREL: jmprel = (const ElfW(Rela) *)dyn_ptr(o, d->d_un.d_ptr); break;
+        case DT_PLTRELSZ: pltrelsz = d->d_un.d_val; break;
+        case DT_PLTREL: pltrela = d->d_un.d_val == DT_RELA; break;
+        case DT_RELA: rela = (const ElfW(Rela) *)dyn_ptr(o, d->d_un.d_ptr); break;
+        case DT_RELASZ: relasz = d->d_un.d_val; break;
+        default: break;
+        }
+    }
+    if (!symtab || !strtab)
+        return;
+    if (jmprel && pltrela)
+        patch_table(o, jmprel, pltrelsz / sizeof *jmprel, symtab, strtab);
+    if (rela)
+        patch_table(o, rela, relasz / sizeof *rela, symtab, strtab);
+}
+
+void shim_patch_loaded_objects(void)
+{
+    static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+    static struct scan sc; /* 16 KiB: not on an application thread's stack */
+
+    pthread_mutex_lock(&lock);
+    sc.n = 0;
+    dl_iterate_phdr(collect, &sc);
+    /* Objects that bind through the global scope already reach our wrappers (their slots hold
+     * them, or a lazy PLT stub that will resolve to them), so rewriting every object is the same as
+     * rewriting only the deep-bound ones: no need to know which those are. */
+    for (size_t i = 0; i < sc.n; i++)
+        patch_object(&sc.o[i]);
+    pthread_mutex_unlock(&lock);
+}
+
+#else
+
+void shim_patch_loaded_objects(void)
+{
+}
+
+#endif
