@@ -64,6 +64,25 @@ if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
         like "$out" '^secure=1 FAIL$' "setuid: nothing said, and the connection went where libpq alone sends it ($out)"
         out=$(hostile PQROUTE_CONFIG=/etc/shadow)
         unlike "$out" 'libpqroute|shadow|root:' "setuid: PQROUTE_CONFIG=/etc/shadow is not read ($out)"
+        # The library API refuses the environment the same way.
+        cat >"$tmp/api.c" <<'EOC'
+#include <stdio.h>
+#include <libpqroute.h>
+int main(void)
+{
+    char err[512] = "";
+    pqr_router *r = pqr_router_open_env(err, sizeof err);
+    printf("%s %s\n", r ? "opened" : "refused", err);
+    return 0;
+}
+EOC
+        cp "$B/libpqroute.so.0" "$tmp/suid/" 2>/dev/null
+        cc -o "$tmp/suid/api" "$tmp/api.c" -I"$ROOT/libpqroute" $(pkg-config --cflags libpq) \
+            "$tmp/suid/libpqroute.so.0" $(pkg-config --libs libpq) -Wl,-rpath,"$tmp/suid"
+        chmod 4755 "$tmp/suid/api"
+        out=$(setpriv --reuid=nobody --regid=nogroup --clear-groups env PQROUTE_PATRONI=http://$FAKE \
+              PQROUTE_RW=$DOOR "$tmp/suid/api" 2>&1)
+        like "$out" '^refused .*elevated privileges' "setuid: pqr_router_open_env() refuses the environment ($out)"
     else
         ok 0 "# SKIP setuid programs do not run setuid here ($out)"
     fi
