@@ -21,7 +21,8 @@ WARN := -Wall -Wextra -Wstrict-prototypes -Wwrite-strings -Wshadow -Wpointer-ari
 ifeq ($(WERROR),1)
 WARN += -Werror
 endif
-PQR_CFLAGS := -std=gnu11 -fPIC -fvisibility=hidden -D_GNU_SOURCE -DPQR_BUILDING $(WARN) \
+VISIBILITY ?= -fvisibility=hidden
+PQR_CFLAGS := -std=gnu11 -fPIC $(VISIBILITY) -D_GNU_SOURCE -DPQR_BUILDING $(WARN) \
               $(shell pkg-config --cflags $(DEPS))
 # libcurl: headers only; it is loaded with dlopen() on the first fetch (see patroni.c).
 PQR_LIBS := $(shell pkg-config --libs libpq jansson libconfig) -lpthread -ldl
@@ -35,11 +36,15 @@ PRELOAD_SO := $(B)/libpqroute-preload.so
 
 all: $(LIB_SO) $(PRELOAD_SO) $(B)/libpqroute.pc $(B)/pqroute examples tests-build
 
-$(B)/obj/%.o: libpqroute/%.c libpqroute/pqr_private.h $(HDR) | $(B)/obj
-	$(CC) $(CPPFLAGS) $(PQR_CFLAGS) $(SAN) $(CFLAGS) -c -o $@ $<
+# -MMD -MP: each object's header dependencies, written beside it (build/obj/*.d).
+DEPFLAGS = -MMD -MP
+$(B)/obj/%.o: libpqroute/%.c | $(B)/obj
+	$(CC) $(CPPFLAGS) $(PQR_CFLAGS) $(DEPFLAGS) $(SAN) $(CFLAGS) -c -o $@ $<
 
-$(B)/obj/shim-%.o: shim/%.c shim/shim.h libpqroute/pqr_private.h $(HDR) | $(B)/obj
-	$(CC) $(CPPFLAGS) $(PQR_CFLAGS) $(SAN) $(CFLAGS) -c -o $@ $<
+$(B)/obj/shim-%.o: shim/%.c | $(B)/obj
+	$(CC) $(CPPFLAGS) $(PQR_CFLAGS) $(DEPFLAGS) -Ilibpqroute $(SAN) $(CFLAGS) -c -o $@ $<
+
+-include $(wildcard $(B)/obj/*.d)
 
 $(B)/obj:
 	mkdir -p $@
@@ -60,16 +65,22 @@ $(PRELOAD_SO): $(SHIM_OBJ) shim/shim.map | $(LIB_SO)
 	$(CC) -shared $(SAN) $(LDFLAGS) -Wl,--version-script=shim/shim.map -Wl,-z,defs \
 	  -o $@ $(SHIM_OBJ) -lpthread -ldl
 
-# Written again by install, with the PREFIX given there.
+# The .pc carries the install paths: written once per set of paths (the stamp changes only when
+# they do), and installed as it is.
 PC_SED = sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' \
 	     -e 's|@VERSION@|$(VERSION)|'
-$(B)/libpqroute.pc: pkgconfig/libpqroute.pc.in $(HDR) | $(B)/obj
+PC_PATHS := $(PREFIX) $(LIBDIR) $(INCLUDEDIR) $(VERSION)
+$(B)/pc.stamp: FORCE | $(B)/obj
+	@[ "$$(cat $@ 2>/dev/null)" = "$(PC_PATHS)" ] || echo "$(PC_PATHS)" > $@
+$(B)/libpqroute.pc: pkgconfig/libpqroute.pc.in $(B)/pc.stamp
 	$(PC_SED) $< > $@
+FORCE:
 
-# The operator's tool: built from the library's objects (it reports internals the API keeps opaque).
-$(B)/pqroute: cli/pqroute.c $(LIB_OBJ)
-	$(CC) $(CPPFLAGS) $(PQR_CFLAGS) $(SAN) $(CFLAGS) -DPQR_LIBDIR='"$(LIBDIR)"' -Ilibpqroute -o $@ $< \
-	  $(LIB_OBJ) $(PQR_LIBS)
+# The operator's tool: a client of the public API, like any other program.
+$(B)/pqroute: cli/pqroute.c $(HDR) | $(LIB_SO)
+	$(CC) $(CPPFLAGS) -std=gnu11 -D_GNU_SOURCE $(WARN) -Ilibpqroute $(shell pkg-config --cflags libpq jansson) \
+	  $(SAN) $(CFLAGS) -DPQR_LIBDIR='"$(LIBDIR)"' -o $@ $< -L$(B) -lpqroute \
+	  $(shell pkg-config --libs jansson libpq) -Wl,-rpath,'$$ORIGIN:$$ORIGIN/../lib'
 
 # ---- examples and tests ----
 EXAMPLES := $(B)/examples/rw-ro
@@ -95,7 +106,7 @@ $(B)/tests/%.so: tests/tools/preload/%.c
 	$(CC) $(CPPFLAGS) -std=gnu11 -fPIC -shared $(WARN) $(CFLAGS) -o $@ $< -ldl
 
 # Unit tests link the objects directly: they exercise hidden internals.
-$(B)/tests/test_%: tests/unit/test_%.c tests/unit/tap.h $(LIB_OBJ)
+$(B)/tests/test_%: tests/unit/test_%.c tests/unit/tap.h $(LIB_OBJ) $(wildcard libpqroute/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(PQR_CFLAGS) $(SAN) $(CFLAGS) -Ilibpqroute -o $@ $< $(LIB_OBJ) $(PQR_LIBS)
 
@@ -120,7 +131,7 @@ sanitizers:
 CLANG ?= clang
 FUZZ_SECONDS ?= 20
 FUZZ_TARGETS := $(B)/fuzz/fuzz_topology $(B)/fuzz/fuzz_conninfo
-$(B)/fuzz/%: fuzz/%.c $(LIB_SRC) libpqroute/pqr_private.h $(HDR)
+$(B)/fuzz/%: fuzz/%.c $(LIB_SRC) $(wildcard libpqroute/*.h)
 	@mkdir -p $(dir $@)
 	$(CLANG) -g -O1 -std=gnu11 -D_GNU_SOURCE -DPQR_BUILDING -fsanitize=fuzzer,address,undefined \
 	  -Ilibpqroute $(shell pkg-config --cflags $(DEPS)) -o $@ $< $(LIB_SRC) $(PQR_LIBS)
@@ -131,6 +142,10 @@ fuzz: fuzz-build
 
 soak: all
 	tests/soak
+
+# Each small change in tests/mutants/list must make the unit suite fail (about 5 minutes).
+mutants:
+	tests/mutants/run
 
 check: all sanitizers fuzz-build
 	tests/run
@@ -148,20 +163,29 @@ bench:
 	$(MAKE) all
 	bench/run
 
-install: all
+INSTALLED := $(LIBDIR)/libpqroute.so.$(VERSION) $(LIBDIR)/libpqroute.so.$(SONAME) \
+	     $(LIBDIR)/libpqroute.so $(LIBDIR)/libpqroute-preload.so $(INCLUDEDIR)/libpqroute.h \
+	     $(PKGCONFIGDIR)/libpqroute.pc $(BINDIR)/pqroute $(MANDIR)/man1/pqroute.1 \
+	     $(MANDIR)/man3/libpqroute.3
+
+# Builds only what it installs (not the tests, the examples or the benchmark).
+install: $(LIB_SO) $(PRELOAD_SO) $(B)/pqroute $(B)/libpqroute.pc
 	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(PKGCONFIGDIR)
 	install -m 0755 $(LIB_SO).$(VERSION) $(DESTDIR)$(LIBDIR)/
 	ln -sf libpqroute.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libpqroute.so.$(SONAME)
 	ln -sf libpqroute.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libpqroute.so
 	install -m 0755 $(PRELOAD_SO) $(DESTDIR)$(LIBDIR)/
 	install -m 0644 $(HDR) $(DESTDIR)$(INCLUDEDIR)/
-	$(PC_SED) pkgconfig/libpqroute.pc.in > $(DESTDIR)$(PKGCONFIGDIR)/libpqroute.pc
+	install -m 0644 $(B)/libpqroute.pc $(DESTDIR)$(PKGCONFIGDIR)/
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man3
 	install -m 0755 $(B)/pqroute $(DESTDIR)$(BINDIR)/
 	install -m 0644 man/pqroute.1 $(DESTDIR)$(MANDIR)/man1/
 	install -m 0644 man/libpqroute.3 $(DESTDIR)$(MANDIR)/man3/
 
+uninstall:
+	rm -f $(addprefix $(DESTDIR),$(INSTALLED))
+
 clean:
 	rm -rf $(B) build-asan build-tsan
 
-.PHONY: soak all examples tests-build check check-unit demo bench install clean sanitizers fuzz fuzz-build
+.PHONY: soak all examples tests-build check check-unit demo bench install uninstall clean sanitizers fuzz fuzz-build mutants FORCE

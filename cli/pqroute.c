@@ -1,6 +1,6 @@
 /*
  * pqroute: what libpqroute sees and what it would do, for operators. Reads the same environment and
- * configuration file as the shim (PQROUTE_*, PQROUTE_CONFIG).
+ * configuration file as the shim (PQROUTE_*, PQROUTE_CONFIG). A client of the public API only.
  *
  *   pqroute status [--json]          the cluster as the library sees it; exit 1 no leader, 2 no view
  *   pqroute resolve [--connect] CONNINFO   what the shim would do with this connection, and why
@@ -9,14 +9,13 @@
  *   pqroute watch [--count N]        print topology changes as they happen
  *   pqroute stats [--prometheus]     counters of every process on this host (shared cache dir)
  */
-#include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
 #include <netdb.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,12 +23,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "pqr_private.h"
+#include <jansson.h>
+
+#include "libpqroute.h"
 
 #ifndef PQR_LIBDIR
 #define PQR_LIBDIR "/usr/local/lib"
 #endif
-
 
 static int usage(void)
 {
@@ -38,115 +38,109 @@ static int usage(void)
     return 64;
 }
 
-static struct pqr_router *open_router(int *rc)
+static pqr_router *open_router(int *rc)
 {
-    struct pqr_settings s;
-    char err[1024];
-    int st = pqr__settings_load(&s, err, sizeof err);
-    struct pqr_router *r = NULL;
+    char err[1024] = "";
+    pqr_router *r = pqr_router_open_env(err, sizeof err);
 
-    if (st == 1)
+    if (!r && !err[0])
         fprintf(stderr, "pqroute: nothing configured: set PQROUTE_PATRONI and PQROUTE_RW/PQROUTE_RO, or PQROUTE_CONFIG\n");
-    else if (st < 0)
+    else if (!r)
         fprintf(stderr, "pqroute: %s\n", err);
-    else if (!(r = pqr__router_new(&s, &pqr__direct_libpq, err, sizeof err)))
-        fprintf(stderr, "pqroute: %s\n", err);
-    pqr__settings_clear(&s);
     *rc = r ? 0 : 3;
     return r;
 }
 
-static const char *lag_text(const struct pqr_member *m, char *buf, size_t len)
+static bool leads(const pqr_topology *t, size_t i)
 {
-    if (m->role == PQR_MEMBER_LEADER || m->role == PQR_MEMBER_STANDBY_LEADER)
-        return "";
-    if (m->lag < 0)
-        return "unknown";
-    snprintf(buf, len, "%lld", m->lag);
-    return buf;
+    pqr_member_role role = pqr_member_role_of(t, i);
+    return role == PQR_MEMBER_LEADER || role == PQR_MEMBER_STANDBY_LEADER;
 }
 
-static void json_str(const char *s)
+static json_t *cluster_json(const char *name, const pqr_topology *t)
 {
-    putchar('"');
-    for (; s && *s; s++) {
-        if (*s == '"' || *s == '\\')
-            printf("\\%c", *s);
-        else if ((unsigned char)*s < 0x20)
-            printf("\\u%04x", *s);
-        else
-            putchar(*s);
+    json_t *c = json_object(), *members = json_array();
+    int leader = pqr_topology_leader(t);
+
+    json_object_set_new(c, "name", json_string(name));
+    json_object_set_new(c, "source", json_string(pqr_topology_source(t)));
+    json_object_set_new(c, "age_s", json_real(pqr_topology_age(t)));
+    json_object_set_new(c, "leader", leader >= 0 ? json_string(pqr_member_name(t, (size_t)leader)) : json_null());
+    for (size_t i = 0; i < pqr_topology_size(t); i++) {
+        json_t *m = json_object();
+        json_object_set_new(m, "name", json_string(pqr_member_name(t, i)));
+        json_object_set_new(m, "role", json_string(pqr_member_role_name(pqr_member_role_of(t, i))));
+        json_object_set_new(m, "state", json_string(pqr_member_state(t, i)));
+        json_object_set_new(m, "host", json_string(pqr_member_host(t, i)));
+        json_object_set_new(m, "addr", json_string(pqr_member_addr(t, i)));
+        json_object_set_new(m, "port", json_integer(pqr_member_port(t, i)));
+        json_object_set_new(m, "timeline", json_integer(pqr_member_timeline(t, i)));
+        json_object_set_new(m, "lag", json_integer(pqr_member_lag(t, i)));
+        json_object_set_new(m, "noloadbalance", json_boolean(pqr_member_noloadbalance(t, i)));
+        json_array_append_new(members, m);
     }
-    putchar('"');
+    json_object_set_new(c, "members", members);
+    return c;
+}
+
+static void cluster_text(const char *name, const pqr_topology *t)
+{
+    int leader = pqr_topology_leader(t);
+
+    printf("cluster %s: ", name);
+    if (!t) {
+        printf("no view (Patroni did not answer; connections go to the front door)\n");
+        return;
+    }
+    printf("view from %s, %.1f s old, leader %s\n", pqr_topology_source(t)[0] ? pqr_topology_source(t) : "?",
+           pqr_topology_age(t), leader >= 0 ? pqr_member_name(t, (size_t)leader) : "(none)");
+    printf("  %-12s %-15s %-10s %-22s %4s %10s  %s\n", "MEMBER", "ROLE", "STATE", "ADDRESS", "TL", "LAG", "NOTE");
+    for (size_t i = 0; i < pqr_topology_size(t); i++) {
+        const char *a = pqr_member_addr(t, i);
+        char addr[80], lag[32] = "", tl[16] = "-";
+        snprintf(addr, sizeof addr, "%s:%d", a[0] ? a : "-", pqr_member_port(t, i));
+        if (pqr_member_timeline(t, i) >= 0)
+            snprintf(tl, sizeof tl, "%ld", pqr_member_timeline(t, i));
+        if (!leads(t, i))
+            snprintf(lag, sizeof lag, pqr_member_lag(t, i) < 0 ? "unknown" : "%lld", pqr_member_lag(t, i));
+        printf("  %-12s %-15s %-10s %-22s %4s %10s  %s%s\n", pqr_member_name(t, i),
+               pqr_member_role_name(pqr_member_role_of(t, i)), pqr_member_state(t, i), addr, tl, lag,
+               !a[0] ? "not used (unresolvable or outside PQROUTE_ALLOW) " : "",
+               pqr_member_noloadbalance(t, i) ? "noloadbalance" : "");
+    }
 }
 
 static int cmd_status(int argc, char **argv)
 {
     bool json = argc > 1 && strcmp(argv[1], "--json") == 0;
+    json_t *all = json_array();
     int rc;
-    struct pqr_router *r = open_router(&rc);
+    pqr_router *r = open_router(&rc);
 
     if (!r)
         return rc;
-    if (json)
-        printf("{\"clusters\": [");
-    for (size_t k = 0; k < r->nclusters; k++) {
-        struct pqr_cluster *c = &r->clusters[k];
-        struct pqr_topology *t = pqr__router_refresh(r, c, pqr__mono_ms() - 1, pqr__rest_budget_ms(&r->s) + 300);
-        double age = pqr_topology_age(t);
-        int crc = !t ? 2 : t->leader < 0 ? 1 : 0;
+    for (size_t k = 0; k < pqr_router_clusters(r); k++) {
+        const char *name = pqr_router_cluster_name(r, k);
+        pqr_topology *t = pqr_router_refresh(r, name, -1);
+        int crc = !t ? 2 : pqr_topology_leader(t) < 0 ? 1 : 0;
         if (crc > rc)
             rc = crc;
-        if (json) {
-            printf("%s{\"name\": ", k ? ", " : "");
-            json_str(c->conf->name);
-            printf(", \"source\": ");
-            json_str(t && t->source ? t->source : "");
-            printf(", \"age_s\": %.3f, \"leader\": ", age);
-            if (t && t->leader >= 0)
-                json_str(t->m[t->leader].name);
-            else
-                printf("null");
-            printf(", \"members\": [");
-            for (size_t i = 0; t && i < t->n; i++) {
-                const struct pqr_member *m = &t->m[i];
-                printf("%s{\"name\": ", i ? ", " : "");
-                json_str(m->name);
-                printf(", \"role\": \"%s\", \"state\": ", pqr_member_role_name(m->role));
-                json_str(m->state);
-                printf(", \"host\": ");
-                json_str(m->host);
-                printf(", \"addr\": ");
-                json_str(m->addr);
-                printf(", \"port\": %d, \"timeline\": %ld, \"lag\": %lld, \"noloadbalance\": %s}", m->port,
-                       m->timeline, m->lag, m->noloadbalance ? "true" : "false");
-            }
-            printf("]}");
-        } else {
-            printf("cluster %s: ", c->conf->name);
-            if (!t) {
-                printf("no view (Patroni did not answer; connections go to the front door)\n");
-                continue;
-            }
-            printf("view from %s, %.1f s old, leader %s\n", t->source ? t->source : "?", age,
-                   t->leader >= 0 ? t->m[t->leader].name : "(none)");
-            printf("  %-12s %-15s %-10s %-22s %4s %10s  %s\n", "MEMBER", "ROLE", "STATE", "ADDRESS", "TL", "LAG", "NOTE");
-            for (size_t i = 0; i < t->n; i++) {
-                const struct pqr_member *m = &t->m[i];
-                char addr[80], lag[32], tl[16];
-                snprintf(addr, sizeof addr, "%s:%d", m->addr[0] ? m->addr : "-", m->port);
-                snprintf(tl, sizeof tl, "%ld", m->timeline);
-                printf("  %-12s %-15s %-10s %-22s %4s %10s  %s%s\n", m->name, pqr_member_role_name(m->role),
-                       m->state, addr, m->timeline >= 0 ? tl : "-", lag_text(m, lag, sizeof lag),
-                       !m->addr[0] ? "not used (unresolvable or outside PQROUTE_ALLOW) " : "",
-                       m->noloadbalance ? "noloadbalance" : "");
-            }
-        }
-        pqr__topo_unref(t);
+        if (json)
+            json_array_append_new(all, cluster_json(name, t));
+        else
+            cluster_text(name, t);
+        pqr_topology_release(t);
     }
-    if (json)
-        printf("]}\n");
-    pqr__router_free(r);
+    if (json) {
+        json_t *root = json_pack("{s:o}", "clusters", all);
+        char *text = json_dumps(root, 0);
+        printf("%s\n", text ? text : "{}");
+        free(text);
+        json_decref(root);
+    } else {
+        json_decref(all);
+    }
+    pqr_router_close(r);
     return rc;
 }
 
@@ -155,22 +149,23 @@ static int cmd_resolve(int argc, char **argv)
     bool connect = argc > 2 && strcmp(argv[1], "--connect") == 0;
     const char *conninfo = argv[connect ? 2 : 1];
     PQconninfoOption *o;
-    const char **kw, **val;
+    char *perr = NULL;
     int rc;
-    struct pqr_router *r;
+    pqr_router *r;
 
     if (argc < 2 || (connect && argc < 3))
         return usage();
-    if (pqr__conninfo_arrays(conninfo, &o, &kw, &val) < 0) {
+    if (!(o = PQconninfoParse(conninfo, &perr))) {
         fprintf(stderr, "pqroute: libpq cannot parse that connection string\n");
+        PQfreemem(perr);
         return 64;
     }
+    PQconninfoFree(o);
     if (!(r = open_router(&rc)))
         return rc;
-    struct pqr_plan *p = pqr__route_plan(r, NULL, kw, val, 0, PQR_BLOCKING, PQR_ROLE_AUTO);
-    printf("%s\n", pqr_last_decision());
+    printf("%s\n", pqr_router_explain(r, conninfo));
     if (connect) {
-        PGconn *conn = p ? pqr__route_exec(r, p) : PQconnectdbParams(kw, val, 0);
+        PGconn *conn = pqr_connectdb(r, conninfo);
         if (PQstatus(conn) == CONNECTION_OK) {
             PGresult *res = PQexec(conn, "select pg_is_in_recovery()");
             printf("connected to %s:%s (%s)\n", PQhostaddr(conn)[0] ? PQhostaddr(conn) : PQhost(conn),
@@ -183,10 +178,7 @@ static int cmd_resolve(int argc, char **argv)
         }
         PQfinish(conn);
     }
-    pqr__route_free(p);
-    free(kw), free(val);
-    pqr__conninfo_free(o);
-    pqr__router_free(r);
+    pqr_router_close(r);
     return rc;
 }
 
@@ -273,34 +265,30 @@ static const char *tcp_check(const char *host, int port, int timeout_ms)
 static int cmd_check(void)
 {
     int rc, problems = 0;
-    struct pqr_router *r = open_router(&rc);
+    pqr_router *r = open_router(&rc);
 
     if (!r) {
         printf("configuration: ERROR (see above); hint: every variable is described in pqroute(1)\n");
         return rc;
     }
-    printf("configuration: ok (%zu cluster%s)\n", r->nclusters, r->nclusters > 1 ? "s" : "");
-    for (size_t k = 0; k < r->nclusters; k++) {
-        const struct pqr_cluster_conf *c = r->clusters[k].conf;
-        printf("cluster %s:\n", c->name);
-        for (size_t i = 0; i < c->nseeds; i++) {
+    printf("configuration: ok (%zu cluster%s)\n", pqr_router_clusters(r), pqr_router_clusters(r) > 1 ? "s" : "");
+    for (size_t k = 0; k < pqr_router_clusters(r); k++) {
+        const char *name = pqr_router_cluster_name(r, k);
+        printf("cluster %s:\n", name);
+        for (size_t i = 0; i < pqr_router_endpoints(r, name); i++) {
             char err[512];
-            const char *one[] = {c->seeds[i]};
-            char shown[600];
-            pqr__url_display(shown, sizeof shown, c->seeds[i]);
-            struct pqr_fetch_opts o = {&r->s, c, one, 1, NULL};
-            struct pqr_topology *t = pqr__patroni_fetch(&o, err, sizeof err);
-            if (t)
-                pqr__topo_complete(t, &r->s, c);
+            const char *shown = pqr_router_endpoint(r, name, i);
+            pqr_topology *t = pqr_router_ask(r, name, i, err, sizeof err);
             if (t) {
                 size_t unused = 0;
-                for (size_t m = 0; m < t->n; m++)
-                    unused += !t->m[m].addr[0];
-                printf("  REST %-32s ok: %zu members, leader %s%s\n", shown, t->n,
-                       t->leader >= 0 ? t->m[t->leader].name : "(none)",
+                int leader = pqr_topology_leader(t);
+                for (size_t m = 0; m < pqr_topology_size(t); m++)
+                    unused += !pqr_member_addr(t, m)[0];
+                printf("  REST %-32s ok: %zu members, leader %s%s\n", shown, pqr_topology_size(t),
+                       leader >= 0 ? pqr_member_name(t, (size_t)leader) : "(none)",
                        unused ? "; some members not usable (unresolvable or outside PQROUTE_ALLOW)" : "");
-                problems += t->leader < 0;
-                pqr__topo_unref(t);
+                problems += leader < 0;
+                pqr_topology_release(t);
             } else {
                 printf("  REST %-32s ERROR: %s\n       hint: is Patroni's restapi.listen reachable from here? "
                        "https needs PQROUTE_REST_CA (and a client certificate if Patroni requires one)\n",
@@ -309,9 +297,9 @@ static int cmd_check(void)
             }
         }
         for (int d = 0; d < 2; d++) {
-            const char *h = d ? c->ro_host : c->rw_host;
-            int port = d ? c->ro_port : c->rw_port;
-            if (!h)
+            const char *h;
+            int port;
+            if (pqr_router_front_door(r, name, d ? PQR_ROLE_RO : PQR_ROLE_RW, &h, &port) < 0)
                 continue;
             const char *why = tcp_check(h, port, 2000);
             printf("  front door %-3s %s:%d %s%s\n", d ? "ro" : "rw", h, port, why ? "ERROR: " : "ok", why ? why : "");
@@ -321,52 +309,53 @@ static int cmd_check(void)
             }
         }
     }
-    pqr__router_free(r);
+    pqr_router_close(r);
     printf("%d problem%s\n", problems, problems == 1 ? "" : "s");
     return problems ? 1 : 0;
 }
 
-static void print_counters(const char *cluster, const uint64_t *v, bool prom)
+static void print_counters(const char *cluster, const unsigned long long *v, bool prom)
 {
-    for (int i = 0; i < PQR_STAT_COUNT; i++) {
+    for (size_t i = 0; i < pqr_stats_count(); i++) {
         if (prom)
-            printf("libpqroute_events_total{cluster=\"%s\",event=\"%s\"} %llu\n", cluster,
-                   pqr__stat_names[i], (unsigned long long)v[i]);
-        else if (v[i] || i != PQR_STAT_PASSED_THROUGH)
-            printf("  %-20s %llu\n", pqr__stat_names[i], (unsigned long long)v[i]);
+            printf("libpqroute_events_total{cluster=\"%s\",event=\"%s\"} %llu\n", cluster, pqr_stats_name(i), v[i]);
+        else if (v[i] || strcmp(pqr_stats_name(i), "passed_through") != 0)
+            printf("  %-20s %llu\n", pqr_stats_name(i), v[i]);
     }
 }
 
 static int cmd_stats(int argc, char **argv)
 {
     bool prom = argc > 1 && strcmp(argv[1], "--prometheus") == 0;
+    unsigned long long v[64];
     int rc;
-    struct pqr_router *r = open_router(&rc);
+    pqr_router *r = open_router(&rc);
 
     if (!r)
         return rc;
     if (prom)
         printf("# HELP libpqroute_events_total Connections and refreshes counted by every libpqroute process of this user on this host.\n"
                "# TYPE libpqroute_events_total counter\n");
-    for (size_t k = 0; k < r->nclusters; k++) {
-        uint64_t v[PQR_STAT_COUNT];
+    for (size_t k = 0; k < pqr_router_clusters(r); k++) {
+        const char *name = pqr_router_cluster_name(r, k);
         if (!prom)
-            printf("cluster %s:\n", r->clusters[k].conf->name);
-        if (pqr__stats_read(&r->clusters[k].stats, v) == 0)
-            print_counters(r->clusters[k].conf->name, v, prom);
+            printf("cluster %s:\n", name);
+        if (pqr_router_stats(r, name, v, 64) == 0)
+            print_counters(name, v, prom);
         else if (!prom)
             printf("  (no counters yet, or no shared cache directory)\n");
     }
-    uint64_t o[PQR_STAT_COUNT];
-    if (pqr__stats_read(&r->other_stats, o) == 0) {
-        if (!prom)
-            printf("connections to no front door:\n  passed_through       %llu\n",
-                   (unsigned long long)o[PQR_STAT_PASSED_THROUGH]);
-        else
-            printf("libpqroute_events_total{cluster=\"\",event=\"passed_through\"} %llu\n",
-                   (unsigned long long)o[PQR_STAT_PASSED_THROUGH]);
+    if (pqr_router_stats(r, NULL, v, 64) == 0) {
+        for (size_t i = 0; i < pqr_stats_count(); i++) {
+            if (strcmp(pqr_stats_name(i), "passed_through") != 0)
+                continue;
+            if (prom)
+                printf("libpqroute_events_total{cluster=\"\",event=\"passed_through\"} %llu\n", v[i]);
+            else
+                printf("connections to no front door:\n  passed_through       %llu\n", v[i]);
+        }
     }
-    pqr__router_free(r);
+    pqr_router_close(r);
     return 0;
 }
 
@@ -381,30 +370,34 @@ static int cmd_watch(int argc, char **argv)
 {
     long count = argc > 2 && strcmp(argv[1], "--count") == 0 ? atol(argv[2]) : -1;
     int rc;
-    struct pqr_router *r = open_router(&rc);
-    uint64_t *last;
+    pqr_router *r = open_router(&rc);
+    unsigned long long *last;
 
     if (!r)
         return rc;
-    last = calloc(r->nclusters, sizeof *last);
+    last = calloc(pqr_router_clusters(r), sizeof *last);
     signal(SIGINT, on_int);
     signal(SIGTERM, on_int);
-    while (!interrupted && count != 0) {
-        for (size_t k = 0; k < r->nclusters && count != 0; k++) {
-            struct pqr_topology *t = pqr__router_refresh(r, &r->clusters[k], pqr__mono_ms() - 1, r->s.refresh_ms + r->s.rest_timeout_ms);
-            uint64_t gen = t ? t->gen : 1;
+    while (last && !interrupted && count != 0) {
+        for (size_t k = 0; k < pqr_router_clusters(r) && count != 0; k++) {
+            const char *name = pqr_router_cluster_name(r, k);
+            pqr_topology *t = pqr_router_refresh(r, name, -1);
+            unsigned long long gen = t ? pqr_topology_generation(t) : 1;
             if (gen != last[k]) {
                 char when[32];
-                time_t now = time(NULL);
+                struct timespec now;
                 struct tm tmv;
-                strftime(when, sizeof when, "%H:%M:%S", localtime_r(&now, &tmv));
-                printf("%s.%03lld cluster %s: ", when, pqr__now_ms() % 1000, r->clusters[k].conf->name);
+                clock_gettime(CLOCK_REALTIME, &now);
+                strftime(when, sizeof when, "%H:%M:%S", localtime_r(&now.tv_sec, &tmv));
+                printf("%s.%03ld cluster %s: ", when, now.tv_nsec / 1000000, name);
                 if (!t)
                     printf("no view (Patroni does not answer)");
                 else {
-                    printf("leader %s;", t->leader >= 0 ? t->m[t->leader].name : "(none)");
-                    for (size_t i = 0; i < t->n; i++)
-                        printf(" %s=%s/%s/tl%ld", t->m[i].name, pqr_member_role_name(t->m[i].role), t->m[i].state, t->m[i].timeline);
+                    int leader = pqr_topology_leader(t);
+                    printf("leader %s;", leader >= 0 ? pqr_member_name(t, (size_t)leader) : "(none)");
+                    for (size_t i = 0; i < pqr_topology_size(t); i++)
+                        printf(" %s=%s/%s/tl%ld", pqr_member_name(t, i), pqr_member_role_name(pqr_member_role_of(t, i)),
+                               pqr_member_state(t, i), pqr_member_timeline(t, i));
                 }
                 printf("\n");
                 fflush(stdout);
@@ -412,12 +405,12 @@ static int cmd_watch(int argc, char **argv)
                 if (count > 0)
                     count--;
             }
-            pqr__topo_unref(t);
+            pqr_topology_release(t);
         }
-        usleep((useconds_t)r->s.refresh_ms * 500);
+        usleep(500 * 1000);
     }
     free(last);
-    pqr__router_free(r);
+    pqr_router_close(r);
     return 0;
 }
 

@@ -6,11 +6,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "pqr_private.h"
+#include "plan.h"
+#include "log.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static struct pqr_router *r;
+static struct pqri_views *r;
 
 static void init(void)
 {
@@ -20,27 +21,27 @@ static void init(void)
     struct pqr_settings s;
     char err[256], dir[] = "/tmp/pqr-fuzz-XXXXXX";
 
-    pqr__settings_init(&s);
-    pqr__settings_set(&s, "PATRONI", "http://127.0.0.1:9", err, sizeof err);
-    pqr__settings_set(&s, "RW", "fd.example:5432", err, sizeof err);
-    pqr__settings_set(&s, "RO", "fd.example:5433", err, sizeof err);
-    pqr__settings_set(&s, "REFRESH_MS", "3600000", err, sizeof err);
-    pqr__settings_set(&s, "STALE_MS", "86400000", err, sizeof err);
+    pqri_settings_init(&s);
+    pqri_settings_set(&s, "PATRONI", "http://127.0.0.1:9", err, sizeof err);
+    pqri_settings_set(&s, "RW", "fd.example:5432", err, sizeof err);
+    pqri_settings_set(&s, "RO", "fd.example:5433", err, sizeof err);
+    pqri_settings_set(&s, "REFRESH_MS", "3600000", err, sizeof err);
+    pqri_settings_set(&s, "STALE_MS", "86400000", err, sizeof err);
     if (mkdtemp(dir))
-        pqr__settings_set(&s, "CACHE_DIR", dir, err, sizeof err);
-    pqr__settings_finish(&s, err, sizeof err);
-    pqr__log_set(PQR_LOG_ERROR);
-    r = pqr__router_new(&s, &pqr__direct_libpq, err, sizeof err);
-    pqr__settings_clear(&s);
-    struct pqr_topology *t = pqr__topo_parse(view, sizeof view - 1, NULL, 0);
-    pqr__topo_resolve(t, &r->s, r->clusters[0].conf, 0);
-    t->fetched_ms = pqr__now_ms();
-    t->mono_ms = pqr__mono_ms();
-    pqr__router_publish(r, &r->clusters[0], t);
-    pqr__topo_unref(t);
+        pqri_settings_set(&s, "CACHE_DIR", dir, err, sizeof err);
+    pqri_settings_finish(&s, err, sizeof err);
+    pqri_log_set(PQR_LOG_ERROR);
+    r = pqri_views_new(&s, err, sizeof err);
+    pqri_settings_clear(&s);
+    struct pqr_topology *t = pqri_topo_parse(view, sizeof view - 1, NULL, 0);
+    pqri_topo_filter(t, pqri_views_settings(r), pqri_view_conf(pqri_views_at(r, 0)));
+    t->fetched_ms = pqri_now_ms();
+    t->mono_ms = pqri_mono_ms();
+    pqri_view_publish(pqri_views_at(r, 0), t);
+    pqri_topo_unref(t);
 }
 
-static void check(struct pqr_plan *p)
+static void check(struct pqri_plan *p)
 {
     for (size_t i = 0; p && i < p->params.n; i++) {
         const char *k = p->params.kw[i], *v = p->params.val[i];
@@ -66,26 +67,23 @@ static void check(struct pqr_plan *p)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    PQconninfoOption *o;
-    const char **kw, **val;
+    struct pqri_conninfo parsed;
     char *ci;
 
     if (!r)
         init();
     if (size > 4096 || !(ci = strndup((const char *)data, size)))
         return 0;
-    if (pqr__conninfo_arrays(ci, &o, &kw, &val) == 0) {
-        struct pqr_plan *p = pqr__route_plan(r, NULL, kw, val, 0, PQR_NONBLOCKING, PQR_ROLE_AUTO);
+    if (pqri_conninfo_parse(&parsed, ci) == 0) {
+        struct pqri_plan *p = pqri_plan_new(r, &pqri_direct_libpq, parsed.kw, parsed.val, 0, PQR_NONBLOCKING, PQR_ROLE_AUTO);
         check(p);
-        pqr__route_free(p);
-        free(kw);
-        free(val);
-        PQconninfoFree(o);
+        pqri_plan_free(p);
+        pqri_conninfo_release(&parsed);
     }
     const char *k1[] = {"dbname", "user", NULL}, *v1[] = {ci, "fuzz", NULL};
-    struct pqr_plan *p = pqr__route_plan(r, NULL, k1, v1, 1, PQR_NONBLOCKING, PQR_ROLE_AUTO);
+    struct pqri_plan *p = pqri_plan_new(r, &pqri_direct_libpq, k1, v1, 1, PQR_NONBLOCKING, PQR_ROLE_AUTO);
     check(p);
-    pqr__route_free(p);
+    pqri_plan_free(p);
     free(ci);
     return 0;
 }

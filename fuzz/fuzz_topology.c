@@ -5,38 +5,39 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "pqr_private.h"
+#include "policy.h"
+#include "log.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static struct pqr_settings s;
-    static struct pqr_cluster_conf c = {.max_lag = -1};
+    static struct pqri_cluster_conf c = {.max_lag = -1};
     static int init;
-    struct pqr_candidate cands[PQR_MAX_MEMBERS];
+    struct pqri_candidate cands[PQR_MAX_MEMBERS];
     char err[128];
 
     if (!init) {
-        pqr__settings_init(&s);
-        pqr__log_set(PQR_LOG_ERROR);
+        pqri_settings_init(&s);
+        pqri_log_set(PQR_LOG_ERROR);
         init = 1;
     }
-    struct pqr_topology *t = pqr__topo_parse((const char *)data, size, err, sizeof err);
+    struct pqr_topology *t = pqri_topo_parse((const char *)data, size, err, sizeof err);
     if (!t)
         return 0;
-    pqr__topo_resolve(t, &s, &c, 0); /* numeric only: no DNS while fuzzing */
-    char *d = pqr__topo_dump(t);
+    pqri_topo_filter(t, &s, &c); /* numeric only: no DNS while fuzzing */
+    char *d = pqri_topo_dump(t);
     if (d) {
-        struct pqr_topology *u = pqr__topo_parse(d, strlen(d), NULL, 0);
+        struct pqr_topology *u = pqri_topo_parse(d, strlen(d), NULL, 0);
         if (!u || u->n != t->n)
             __builtin_trap();
-        pqr__topo_unref(u);
+        pqri_topo_unref(u);
         free(d);
     }
     for (int role = PQR_ROLE_RW; role <= PQR_ROLE_RO; role++) {
-        struct pqr_policy_in in = {.t = t, .role = (pqr_role)role, .max_lag = 1 << 20, .spread = (unsigned)size};
-        size_t n = pqr__policy_order(&in, cands, PQR_MAX_MEMBERS);
+        struct pqri_policy_in in = {.t = t, .role = (pqr_role)role, .max_lag = 1 << 20, .spread = (unsigned)size};
+        size_t n = pqri_policy_order(&in, cands, PQR_MAX_MEMBERS);
         uint64_t seen = 0;
         for (size_t i = 0; i < n; i++) {
             int m = cands[i].member;
@@ -45,6 +46,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             seen |= 1ULL << m;
         }
     }
-    pqr__topo_unref(t);
+    pqri_topo_unref(t);
     return 0;
 }

@@ -1,38 +1,23 @@
-/* The public pqr_* API: thin wrappers over the router and the route flow the shim uses too. */
+/*
+ * The public pqr_* API and the router's lifecycle: a router is the views of its clusters (view.c)
+ * and the libpq it calls by default. Thin wrappers over the plan the shim uses too.
+ */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
-#include "pqr_private.h"
+#include "log.h"
+#include "patroni.h"
+#include "plan.h"
 
 #define STR2(x) #x
 #define STR(x) STR2(x)
 
-static PGconn *direct_connectdb_params(const struct pqr_libpq *pq, const char *const *k,
-                                       const char *const *v, int e)
-{
-    (void)pq;
-    return PQconnectdbParams(k, v, e);
-}
-
-static PGconn *direct_connect_start_params(const struct pqr_libpq *pq, const char *const *k,
-                                           const char *const *v, int e)
-{
-    (void)pq;
-    return PQconnectStartParams(k, v, e);
-}
-
-static PGPing direct_ping_params(const struct pqr_libpq *pq, const char *const *k,
-                                 const char *const *v, int e)
-{
-    (void)pq;
-    return PQpingParams(k, v, e);
-}
-
-const struct pqr_libpq pqr__direct_libpq = {
-    direct_connectdb_params, direct_connect_start_params, direct_ping_params, PQstatus,
-    PQerrorMessage, PQfinish, PQconninfo, PQconninfoFree, PQpass, PQhostaddr, PQport,
+struct pqr_router {
+    struct pqri_views *views;
+    const struct pqri_libpq *pq; /* the shim's calls bring their own */
+    char **shown;                /* every cluster's REST endpoints, for display (no credentials) */
 };
 
 const char *pqr_version(void)
@@ -44,7 +29,7 @@ pqr_settings *pqr_settings_new(void)
 {
     pqr_settings *s = malloc(sizeof *s);
     if (s)
-        pqr__settings_init(s);
+        pqri_settings_init(s);
     return s;
 }
 
@@ -52,18 +37,44 @@ int pqr_settings_set(pqr_settings *s, const char *name, const char *value, char 
                      size_t errlen)
 {
     if (!s || !name) {
-        pqr__errf(err, errlen, "no settings or no name");
+        pqri_errf(err, errlen, "no settings or no name");
         return -1;
     }
-    return pqr__settings_set(s, name, value, err, errlen);
+    return pqri_settings_set(s, name, value, err, errlen);
 }
 
 void pqr_settings_free(pqr_settings *s)
 {
     if (s) {
-        pqr__settings_clear(s);
+        pqri_settings_clear(s);
         free(s);
     }
+}
+
+/* The router over finished settings. */
+static pqr_router *router_new(const struct pqr_settings *s, char *err, size_t errlen)
+{
+    pqr_router *r = calloc(1, sizeof *r);
+    size_t n = 0, k = 0;
+
+    for (size_t i = 0; i < s->nclusters; i++)
+        n += s->clusters[i].nseeds;
+    if (!r || !(r->shown = calloc(n + 1, sizeof *r->shown)) ||
+        !(r->views = pqri_views_new(s, err, errlen))) {
+        if (r)
+            free(r->shown);
+        free(r);
+        pqri_errf(err, errlen, "out of memory");
+        return NULL;
+    }
+    r->pq = &pqri_direct_libpq;
+    for (size_t i = 0; i < s->nclusters; i++)
+        for (size_t j = 0; j < s->clusters[i].nseeds; j++) {
+            char buf[600];
+            pqri_url_display(buf, sizeof buf, s->clusters[i].seeds[j]);
+            r->shown[k++] = strdup(buf);
+        }
+    return r;
 }
 
 pqr_router *pqr_router_open(const pqr_settings *s, char *err, size_t errlen)
@@ -73,91 +84,62 @@ pqr_router *pqr_router_open(const pqr_settings *s, char *err, size_t errlen)
     int rc;
 
     if (!s) {
-        pqr__errf(err, errlen, "no settings");
+        pqri_errf(err, errlen, "no settings");
         return NULL;
     }
-    if (pqr__settings_copy(&tmp, s) < 0) {
-        pqr__settings_clear(&tmp);
-        pqr__errf(err, errlen, "out of memory");
+    if (pqri_settings_copy(&tmp, s) < 0) {
+        pqri_settings_clear(&tmp);
+        pqri_errf(err, errlen, "out of memory");
         return NULL;
     }
-    rc = pqr__settings_finish(&tmp, err, errlen);
+    rc = pqri_settings_finish(&tmp, err, errlen);
     if (rc == 1)
-        pqr__errf(err, errlen, "no cluster configured (set PATRONI and RW and/or RO)");
+        pqri_errf(err, errlen, "no cluster configured (set PATRONI and RW and/or RO)");
     else if (rc == 0)
-        r = pqr__router_new(&tmp, &pqr__direct_libpq, err, errlen);
-    pqr__settings_clear(&tmp);
-    return r;
-}
-
-/* Settings from the configuration file and the environment (which overrides the file). */
-int pqr__settings_load(struct pqr_settings *s, char *err, size_t errlen)
-{
-    const char *path = getenv(PQR_ENV_CONFIG), *lvl = getenv(PQR_ENV_LOG);
-    int level;
-
-    pqr__settings_init(s);
-    if (lvl && (level = pqr__log_parse(lvl)) >= 0)
-        pqr__log_set(level);
-    if (path && !*path) {
-        pqr__errf(err, errlen, "%s is set but empty", PQR_ENV_CONFIG);
-        return -1;
-    }
-    if (path) {
-        char ferr[512];
-        if (pqr__settings_from_file(s, path, ferr, sizeof ferr) < 0) {
-            pqr__errf(err, errlen, "%s: %s", PQR_ENV_CONFIG, ferr);
-            return -1;
-        }
-    } else if (access(PQR_DEFAULT_CONFIG, F_OK) == 0 &&
-               pqr__settings_from_file(s, PQR_DEFAULT_CONFIG, err, errlen) < 0) {
-        return -1;
-    }
-    if (pqr__settings_from_env(s, err, errlen) < 0)
-        return -1;
-    pqr__log_set(s->log_level);
-    return pqr__settings_finish(s, err, errlen);
-}
-
-struct pqr_router *pqr__router_from_env(const struct pqr_libpq *pq, char *err, size_t errlen)
-{
-    struct pqr_settings s;
-    struct pqr_router *r = NULL;
-    int rc;
-
-    /* setuid, setgid or file capabilities: the environment belongs to whoever started the
-     * program, and would decide where its connections and passwords go. */
-    if (pqr__privileged()) {
-        pqr__errf(err, errlen, "this process runs with elevated privileges (setuid, setgid or "
-                               "capabilities): PQROUTE_* and the configuration file named by the "
-                               "environment are ignored");
-        return NULL;
-    }
-    rc = pqr__settings_load(&s, err, errlen);
-
-    if (rc == 0)
-        r = pqr__router_new(&s, pq, err, errlen);
-    else if (rc == 1 && err && errlen)
-        err[0] = 0;
-    pqr__settings_clear(&s);
+        r = router_new(&tmp, err, errlen);
+    pqri_settings_clear(&tmp);
     return r;
 }
 
 pqr_router *pqr_router_open_env(char *err, size_t errlen)
 {
-    return pqr__router_from_env(&pqr__direct_libpq, err, errlen);
+    struct pqr_settings s;
+    pqr_router *r = NULL;
+    int rc;
+
+    /* setuid, setgid or file capabilities: the environment belongs to whoever started the
+     * program, and would decide where its connections and passwords go. */
+    if (pqri_privileged()) {
+        pqri_errf(err, errlen, "this process runs with elevated privileges (setuid, setgid or "
+                               "capabilities): PQROUTE_* and the configuration file named by the "
+                               "environment are ignored");
+        return NULL;
+    }
+    rc = pqri_settings_load(&s, err, errlen);
+    if (rc == 0)
+        r = router_new(&s, err, errlen);
+    else if (rc == 1 && err && errlen)
+        err[0] = 0;
+    pqri_settings_clear(&s);
+    return r;
 }
 
 void pqr_router_close(pqr_router *r)
 {
-    pqr__router_free(r);
+    if (!r)
+        return;
+    pqri_views_free(r->views);
+    for (size_t i = 0; r->shown[i]; i++)
+        free(r->shown[i]);
+    free(r->shown);
+    free(r);
 }
 
 static PGconn *connect_arrays(pqr_router *r, const char *const *kw, const char *const *val,
                               int expand, pqr_role role)
 {
     bool passed;
-    return pqr__route_connect(r, NULL, kw, val, expand, PQR_BLOCKING, role, &passed);
+    return pqri_plan_connect(r->views, r->pq, kw, val, expand, PQR_BLOCKING, role, &passed);
 }
 
 PGconn *pqr_connectdb_params(pqr_router *r, const char *const *keywords,
@@ -169,40 +151,35 @@ PGconn *pqr_connectdb_params(pqr_router *r, const char *const *keywords,
 
 PGconn *pqr_connectdb(pqr_router *r, const char *conninfo)
 {
-    PQconninfoOption *opts;
-    const char **kw, **val;
+    struct pqri_conninfo ci;
     PGconn *conn = NULL;
 
-    if (r && pqr__conninfo_arrays(conninfo, &opts, &kw, &val) == 0) {
-        conn = connect_arrays(r, kw, val, 0, PQR_ROLE_AUTO);
-        free(kw), free(val);
-        pqr__conninfo_free(opts);
+    if (r && pqri_conninfo_parse(&ci, conninfo) == 0) {
+        conn = connect_arrays(r, ci.kw, ci.val, 0, PQR_ROLE_AUTO);
+        pqri_conninfo_release(&ci);
     }
     return conn ? conn : PQconnectdb(conninfo);
 }
 
 PGconn *pqr_connect(pqr_router *r, pqr_role role, const char *conninfo)
 {
-    PQconninfoOption *opts;
-    const char **kw, **val;
+    struct pqri_conninfo ci;
     PGconn *conn = NULL;
     bool named = false;
     size_t n = 0;
 
-    if (!r)
+    if (!r || pqri_conninfo_parse(&ci, conninfo) < 0)
         return PQconnectdb(conninfo ? conninfo : "");
-    if (pqr__conninfo_arrays(conninfo, &opts, &kw, &val) < 0)
-        return PQconnectdb(conninfo ? conninfo : "");
-    for (; kw[n]; n++)
-        named = named || strcmp(kw[n], "host") == 0 || strcmp(kw[n], "hostaddr") == 0;
+    for (; ci.kw[n]; n++)
+        named = named || strcmp(ci.kw[n], "host") == 0 || strcmp(ci.kw[n], "hostaddr") == 0;
     const char **k2 = calloc(n + 3, sizeof *k2), **v2 = calloc(n + 3, sizeof *v2);
     char port[16];
     if (k2 && v2) {
-        memcpy(k2, kw, n * sizeof *kw);
-        memcpy(v2, val, n * sizeof *val);
+        memcpy(k2, ci.kw, n * sizeof *k2);
+        memcpy(v2, ci.val, n * sizeof *v2);
         if (!named) {
             /* No host named: the first cluster's front door for this role. */
-            const struct pqr_cluster_conf *c = &r->s.clusters[0];
+            const struct pqri_cluster_conf *c = pqri_view_conf(pqri_views_at(r->views, 0));
             bool ro = role == PQR_ROLE_RO && c->ro_host;
             k2[n] = "host";
             v2[n] = ro ? c->ro_host : c->rw_host ? c->rw_host : c->ro_host;
@@ -214,35 +191,158 @@ PGconn *pqr_connect(pqr_router *r, pqr_role role, const char *conninfo)
         if (!conn)
             conn = PQconnectdbParams(k2, v2, 0);
     }
-    free(k2), free(v2), free(kw), free(val);
-    pqr__conninfo_free(opts);
+    free(k2), free(v2);
+    pqri_conninfo_release(&ci);
     return conn;
 }
 
-static struct pqr_cluster *find_cluster(pqr_router *r, const char *name)
+static struct pqri_view *view_named(const pqr_router *r, const char *name)
 {
-    for (size_t i = 0; r && i < r->nclusters; i++)
-        if (!name || strcmp(r->clusters[i].conf->name, name) == 0)
-            return &r->clusters[i];
-    return NULL;
+    return r ? pqri_views_named(r->views, name) : NULL;
 }
 
 pqr_topology *pqr_router_topology(pqr_router *r, const char *cluster)
 {
-    struct pqr_cluster *c = find_cluster(r, cluster);
-    return c ? pqr__router_snapshot(r, c, 0) : NULL;
+    struct pqri_view *v = view_named(r, cluster);
+    return v ? pqri_view_snapshot(v, 0) : NULL;
 }
 
 pqr_topology *pqr_router_refresh(pqr_router *r, const char *cluster, int timeout_ms)
 {
-    struct pqr_cluster *c = find_cluster(r, cluster);
-    return c ? pqr__router_refresh(r, c, pqr__mono_ms() - 1, timeout_ms) : NULL;
+    struct pqri_view *v = view_named(r, cluster);
+    if (v && timeout_ms < 0)
+        timeout_ms = pqri_rest_budget_ms(pqri_views_settings(r->views));
+    return v ? pqri_view_refresh(v, pqri_mono_ms() - 1, timeout_ms) : NULL;
 }
 
-const struct pqr_shim_api *pqr__shim_api(int version)
+/* ---- for operators' tools (pqroute) ---- */
+
+size_t pqr_router_clusters(const pqr_router *r)
 {
-    static const struct pqr_shim_api api = {PQR_SHIM_API_VERSION, pqr__router_from_env,
-                                            pqr__route_connect, pqr__route_ping,
-                                            pqr__conninfo_arrays, pqr__conninfo_free};
-    return version == PQR_SHIM_API_VERSION ? &api : NULL;
+    return r ? pqri_views_count(r->views) : 0;
+}
+
+const char *pqr_router_cluster_name(const pqr_router *r, size_t i)
+{
+    return r && i < pqri_views_count(r->views) ? pqri_view_conf(pqri_views_at(r->views, i))->name
+                                                : NULL;
+}
+
+int pqr_router_front_door(const pqr_router *r, const char *cluster, pqr_role role, const char **host,
+                          int *port)
+{
+    struct pqri_view *v = view_named(r, cluster);
+    const struct pqri_cluster_conf *c = v ? pqri_view_conf(v) : NULL;
+    const char *h = !c ? NULL : role == PQR_ROLE_RO ? c->ro_host : c->rw_host;
+
+    if (!h)
+        return -1;
+    *host = h;
+    *port = role == PQR_ROLE_RO ? c->ro_port : c->rw_port;
+    return 0;
+}
+
+size_t pqr_router_endpoints(const pqr_router *r, const char *cluster)
+{
+    struct pqri_view *v = view_named(r, cluster);
+    return v ? pqri_view_conf(v)->nseeds : 0;
+}
+
+const char *pqr_router_endpoint(const pqr_router *r, const char *cluster, size_t i)
+{
+    struct pqri_view *v = view_named(r, cluster);
+    const struct pqri_cluster_conf *c = v ? pqri_view_conf(v) : NULL;
+    size_t k = 0;
+
+    if (!c || i >= c->nseeds)
+        return NULL;
+    /* r->shown lists every cluster's seeds in order */
+    for (size_t j = 0; pqri_view_conf(pqri_views_at(r->views, j)) != c; j++)
+        k += pqri_view_conf(pqri_views_at(r->views, j))->nseeds;
+    return r->shown[k + i];
+}
+
+pqr_topology *pqr_router_ask(pqr_router *r, const char *cluster, size_t i, char *err,
+                             size_t errlen)
+{
+    struct pqri_view *v = view_named(r, cluster);
+    const struct pqri_cluster_conf *c = v ? pqri_view_conf(v) : NULL;
+    struct pqr_topology *t;
+
+    if (!c || i >= c->nseeds) {
+        pqri_errf(err, errlen, "no such cluster or endpoint");
+        return NULL;
+    }
+    const struct pqr_settings *s = pqri_views_settings(r->views);
+    const char *one[] = {c->seeds[i]};
+    struct pqri_fetch_opts o = {s, c, one, 1, NULL};
+    if ((t = pqri_patroni_fetch(&o, err, errlen)))
+        pqri_topo_complete(t, s, c);
+    return t;
+}
+
+const char *pqr_router_explain(pqr_router *r, const char *conninfo)
+{
+    struct pqri_conninfo ci;
+
+    if (!r)
+        return "no router";
+    if (pqri_conninfo_parse(&ci, conninfo) < 0) {
+        pqri_decision("libpq cannot parse that connection string");
+        return pqr_last_decision();
+    }
+    pqri_plan_free(pqri_plan_new(r->views, r->pq, ci.kw, ci.val, 0, PQR_BLOCKING, PQR_ROLE_AUTO));
+    pqri_conninfo_release(&ci);
+    return pqr_last_decision();
+}
+
+size_t pqr_stats_count(void)
+{
+    return PQR_STAT_COUNT;
+}
+
+const char *pqr_stats_name(size_t i)
+{
+    return i < PQR_STAT_COUNT ? pqri_stat_names[i] : NULL;
+}
+
+int pqr_router_stats(pqr_router *r, const char *cluster, unsigned long long *values, size_t n)
+{
+    uint64_t v[PQR_STAT_COUNT];
+    struct pqri_view *view = cluster ? view_named(r, cluster) : NULL;
+    int rc;
+
+    if (!r || (cluster && !view))
+        return -1;
+    rc = view ? pqri_view_stats(view, v) : pqri_views_stats_other(r->views, v);
+    for (size_t i = 0; rc == 0 && i < n && i < PQR_STAT_COUNT; i++)
+        values[i] = v[i];
+    return rc;
+}
+
+/* ---- the shim's table ---- */
+
+static pqr_router *shim_router_from_env(char *err, size_t errlen)
+{
+    return pqr_router_open_env(err, errlen);
+}
+
+static PGconn *shim_connect(pqr_router *r, const struct pqri_libpq *pq, const char *const *kw,
+                            const char *const *val, int expand, enum pqri_mode mode, bool *passed)
+{
+    return pqri_plan_connect(r->views, pq, kw, val, expand, mode, PQR_ROLE_AUTO, passed);
+}
+
+static PGPing shim_ping(pqr_router *r, const struct pqri_libpq *pq, const char *const *kw,
+                        const char *const *val, int expand, bool *passed)
+{
+    return pqri_plan_ping(r->views, pq, kw, val, expand, passed);
+}
+
+const struct pqri_shim_api *pqri_shim_api(int version)
+{
+    static const struct pqri_shim_api api = {PQRI_SHIM_API_VERSION, shim_router_from_env,
+                                             shim_connect, shim_ping, pqri_conninfo_parse,
+                                             pqri_conninfo_release};
+    return version == PQRI_SHIM_API_VERSION ? &api : NULL;
 }

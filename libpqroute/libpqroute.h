@@ -104,13 +104,16 @@ PQR_EXPORT const char *pqr_last_decision(void);
 
 /*
  * The current snapshot of a cluster (NULL name: the first cluster), or NULL if the router has none
- * yet. pqr_router_refresh() first waits up to timeout_ms for a fresh fetch. Release with
- * pqr_topology_release().
+ * yet. pqr_router_refresh() first waits up to timeout_ms (negative: the router's own REST budget)
+ * for a fresh fetch. Release with pqr_topology_release().
  */
 PQR_EXPORT pqr_topology *pqr_router_topology(pqr_router *r, const char *cluster);
 PQR_EXPORT pqr_topology *pqr_router_refresh(pqr_router *r, const char *cluster, int timeout_ms);
 PQR_EXPORT void pqr_topology_release(pqr_topology *t);
 
+/* Changes whenever anything routing depends on changes (members, roles, states, timelines,
+ * addresses; not lag). */
+PQR_EXPORT unsigned long long pqr_topology_generation(const pqr_topology *t);
 /* Seconds since Patroni was asked, and which REST endpoint answered. */
 PQR_EXPORT double pqr_topology_age(const pqr_topology *t);
 PQR_EXPORT const char *pqr_topology_source(const pqr_topology *t);
@@ -133,6 +136,34 @@ PQR_EXPORT long pqr_member_timeline(const pqr_topology *t, size_t i);
 PQR_EXPORT long long pqr_member_lag(const pqr_topology *t, size_t i);
 /* Non-zero when the member is tagged noloadbalance. */
 PQR_EXPORT int pqr_member_noloadbalance(const pqr_topology *t, size_t i);
+
+/*
+ * For operators' tools (pqroute): the clusters a router knows (0 <= i < pqr_router_clusters()),
+ * each one's front door for a role (-1: none), its configured REST endpoints as they may be shown
+ * (credentials removed), and asking one of them now: its view with member names resolved, or NULL
+ * with the reason in err.
+ */
+PQR_EXPORT size_t pqr_router_clusters(const pqr_router *r);
+PQR_EXPORT const char *pqr_router_cluster_name(const pqr_router *r, size_t i);
+PQR_EXPORT int pqr_router_front_door(const pqr_router *r, const char *cluster, pqr_role role,
+                                     const char **host, int *port);
+PQR_EXPORT size_t pqr_router_endpoints(const pqr_router *r, const char *cluster);
+PQR_EXPORT const char *pqr_router_endpoint(const pqr_router *r, const char *cluster, size_t i);
+PQR_EXPORT pqr_topology *pqr_router_ask(pqr_router *r, const char *cluster, size_t i, char *err,
+                                        size_t errlen);
+/* What the router would do with a connection, without connecting: the decision line (as
+ * pqr_last_decision(), which it also sets). May wait for a first view like a blocking connect. */
+PQR_EXPORT const char *pqr_router_explain(pqr_router *r, const char *conninfo);
+/*
+ * Counters kept by every process of this user on this host (the shared cache directory): their
+ * names (0 <= i < pqr_stats_count()), and their values for a cluster, or (cluster NULL) for
+ * connections that named no front door. -1 when there are none (no shared directory, nothing
+ * counted yet).
+ */
+PQR_EXPORT size_t pqr_stats_count(void);
+PQR_EXPORT const char *pqr_stats_name(size_t i);
+PQR_EXPORT int pqr_router_stats(pqr_router *r, const char *cluster, unsigned long long *values,
+                                size_t n);
 
 #ifdef __cplusplus
 }

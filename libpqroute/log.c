@@ -1,18 +1,20 @@
 /* Logging: one line per message on stderr, prefixed "libpqroute:", level from PQROUTE_LOG. */
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/auxv.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "pqr_private.h"
+#include "log.h"
 
 static int log_level = PQR_LOG_WARN;
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
-int pqr__log_parse(const char *s)
+int pqri_log_parse(const char *s)
 {
     for (int i = 0; i < 4; i++)
         if (strcasecmp(s, level_names[i]) == 0)
@@ -22,24 +24,24 @@ int pqr__log_parse(const char *s)
     return -1;
 }
 
-void pqr__log_set(int level)
+void pqri_log_set(int level)
 {
     __atomic_store_n(&log_level, level, __ATOMIC_RELAXED);
 }
 
-bool pqr__log_on(int level)
+bool pqri_log_on(int level)
 {
     return level <= __atomic_load_n(&log_level, __ATOMIC_RELAXED);
 }
 
-void pqr__log(int level, const char *fmt, ...)
+void pqri_log(int level, const char *fmt, ...)
 {
     char line[1024];
     int n;
     va_list ap;
     char msg[768];
 
-    if (!pqr__log_on(level))
+    if (!pqri_log_on(level))
         return;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
@@ -50,14 +52,14 @@ void pqr__log(int level, const char *fmt, ...)
     /* Messages quote what REST answers, libpq and the environment said: one line, no terminal
      * control sequences. One write per message so lines from several threads never interleave. */
     n = snprintf(line, sizeof line, "libpqroute: %s: ", level_names[level]);
-    pqr__escape(line + n, sizeof line - (size_t)n - 1, msg);
+    pqri_escape(line + n, sizeof line - (size_t)n - 1, msg);
     n = (int)strlen(line);
     line[n++] = '\n';
     if (write(STDERR_FILENO, line, (size_t)n) < 0)
         return; /* nowhere left to report it */
 }
 
-void pqr__errf(char *err, size_t errlen, const char *fmt, ...)
+void pqri_errf(char *err, size_t errlen, const char *fmt, ...)
 {
     va_list ap;
 
@@ -68,7 +70,7 @@ void pqr__errf(char *err, size_t errlen, const char *fmt, ...)
     va_end(ap);
 }
 
-long long pqr__now_ms(void)
+long long pqri_now_ms(void)
 {
     struct timespec ts;
 
@@ -76,7 +78,7 @@ long long pqr__now_ms(void)
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-long long pqr__mono_ms(void)
+long long pqri_mono_ms(void)
 {
     struct timespec ts;
 
@@ -84,7 +86,7 @@ long long pqr__mono_ms(void)
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-size_t pqr__escape(char *dst, size_t len, const char *src)
+size_t pqri_escape(char *dst, size_t len, const char *src)
 {
     static const char hex[] = "0123456789abcdef";
     size_t n = 0;
@@ -105,7 +107,7 @@ size_t pqr__escape(char *dst, size_t len, const char *src)
     return n;
 }
 
-char *pqr__escape_dup(const char *s)
+char *pqri_escape_dup(const char *s)
 {
     size_t need = 1;
     char *d;
@@ -113,13 +115,13 @@ char *pqr__escape_dup(const char *s)
     for (const char *p = s; *p; p++)
         need += (unsigned char)*p < 0x20 || *p == 0x7f ? 4 : 1;
     if ((d = malloc(need)))
-        pqr__escape(d, need, s);
+        pqri_escape(d, need, s);
     return d;
 }
 
 /* scheme://[user[:password]@]host... -> scheme://host...: credentials never reach a log line, a
  * decision, the shared cache or the CLI. */
-void pqr__url_display(char *out, size_t len, const char *url)
+void pqri_url_display(char *out, size_t len, const char *url)
 {
     const char *p = strstr(url, "://"), *host, *at, *end;
 
@@ -140,7 +142,7 @@ void pqr__url_display(char *out, size_t len, const char *url)
     snprintf(out, len, "%.*s%s", (int)(p + 3 - url), url, host);
 }
 
-void pqr__free_secret(char *s)
+void pqri_free_secret(char *s)
 {
     if (s) {
         explicit_bzero(s, strlen(s));
@@ -148,7 +150,31 @@ void pqr__free_secret(char *s)
     }
 }
 
-bool pqr__privileged(void)
+bool pqri_privileged(void)
 {
     return getauxval(AT_SECURE) != 0;
+}
+
+unsigned long long pqri_fnv(unsigned long long h, const void *p, size_t n)
+{
+    const unsigned char *c = p;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ c[i]) * 1099511628211ULL;
+    return h;
+}
+
+bool pqri_private_dir(const struct stat *st)
+{
+    return S_ISDIR(st->st_mode) && st->st_uid == geteuid() && !(st->st_mode & (S_IWGRP | S_IWOTH));
+}
+
+bool pqri_private_file(const struct stat *st)
+{
+    return S_ISREG(st->st_mode) && st->st_uid == geteuid() && !(st->st_mode & (S_IWGRP | S_IWOTH));
+}
+
+bool pqri_trusted_file(const struct stat *st)
+{
+    return S_ISREG(st->st_mode) && (st->st_uid == 0 || st->st_uid == geteuid()) &&
+           !(st->st_mode & (S_IWGRP | S_IWOTH));
 }

@@ -5,16 +5,16 @@
  */
 #include <ctype.h>
 #include <dlfcn.h>
-#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <arpa/inet.h>
 
 #include <curl/curl.h>
 
-#include "pqr_private.h"
+#include "patroni.h"
+#include "log.h"
+#include "resolve.h"
 
 /*
  * libcurl is loaded on the first fetch, not linked: with its dependency chain it costs a process
@@ -87,8 +87,6 @@ static void curl_load(void)
         cu.multi_init = NULL;
         return;
     }
-    /* After libcurl (and its TLS library) registered their exit handlers, so ours runs first. */
-    pqr__register_exit();
 }
 
 /* Once one good view is in, wait at most this long for the others before deciding. */
@@ -128,7 +126,7 @@ static size_t on_data(char *p, size_t sz, size_t nm, void *ud)
 static void setup(struct xfer *x, const struct pqr_settings *s, const char *base)
 {
     snprintf(x->url, sizeof x->url, "%s/cluster", base);
-    pqr__url_display(x->shown, sizeof x->shown, x->url);
+    pqri_url_display(x->shown, sizeof x->shown, x->url);
     cu.easy_setopt(x->h, CURLOPT_URL, x->url);
     cu.easy_setopt(x->h, CURLOPT_WRITEFUNCTION, on_data);
     cu.easy_setopt(x->h, CURLOPT_WRITEDATA, x);
@@ -154,7 +152,7 @@ static void append_err(char *err, size_t errlen, const char *url, const char *wh
         snprintf(err + used, errlen - used, "%s%s: %s", used ? "; " : "", url, what);
 }
 
-char *pqr__api_base(const char *api_url)
+char *pqri_api_base(const char *api_url)
 {
     const char *p = strstr(api_url, "://"), *slash;
 
@@ -167,48 +165,25 @@ char *pqr__api_base(const char *api_url)
     return slash ? strndup(api_url, (size_t)(slash - api_url)) : strdup(api_url);
 }
 
-void pqr__topo_resolve(struct pqr_topology *t, const struct pqr_settings *s,
-                       const struct pqr_cluster_conf *c, long long dns_deadline_mono)
+void pqri_topo_complete(struct pqr_topology *t, const struct pqr_settings *s,
+                        const struct pqri_cluster_conf *c)
 {
-    int override = pqr__member_port(s, c);
+    long long deadline = t->mono_ms + s->rest_timeout_ms, now = pqri_mono_ms();
 
-    for (size_t i = 0; i < t->n; i++) {
-        struct pqr_member *m = &t->m[i];
-        m->port = override ? override : m->patroni_port;
-        if (!m->addr[0] && !pqr__numeric_addr(m->host, m->addr) && dns_deadline_mono) {
-            int rc = pqr__dns_resolve(m->host, m->addr, sizeof m->addr, dns_deadline_mono);
-            if (rc == -2)
-                PQR_WARN("member %s: host \"%.80s\" was not resolved in time; left out of this view",
-                         m->name, m->host);
-            else if (rc < 0)
-                PQR_DEBUG("member %s: cannot resolve host \"%.80s\"", m->name, m->host);
-        }
-        if (m->addr[0] && !pqr__cidr_allows(s->allow, s->nallow, m->addr)) {
-            PQR_DEBUG("member %s: address %s is outside PQROUTE_ALLOW", m->name, m->addr);
-            m->addr[0] = 0;
-        }
-    }
-    pqr__topo_finish(t);
-}
-
-void pqr__topo_complete(struct pqr_topology *t, const struct pqr_settings *s,
-                        const struct pqr_cluster_conf *c)
-{
-    long long deadline = t->mono_ms + s->rest_timeout_ms, now = pqr__mono_ms();
-
-    pqr__topo_resolve(t, s, c, deadline > now ? deadline : now + 1);
+    pqri_resolve_members(t, deadline > now ? deadline : now + 1);
+    pqri_topo_filter(t, s, c);
     /* The view's age starts when it is complete. */
-    t->fetched_ms = pqr__now_ms();
-    t->mono_ms = pqr__mono_ms();
+    t->fetched_ms = pqri_now_ms();
+    t->mono_ms = pqri_mono_ms();
 }
 
-struct pqr_topology *pqr__patroni_fetch(const struct pqr_fetch_opts *o, char *err, size_t errlen)
+struct pqr_topology *pqri_patroni_fetch(const struct pqri_fetch_opts *o, char *err, size_t errlen)
 {
     const struct pqr_settings *s = o->s;
     struct xfer *x = calloc(o->nurls ? o->nurls : 1, sizeof *x);
     CURLM *multi = NULL;
     struct pqr_topology *best = NULL;
-    long long t0 = pqr__mono_ms(), first_good = 0;
+    long long t0 = pqri_mono_ms(), first_good = 0;
     long long deadline = t0 + s->rest_timeout_ms + SLICE_MS;
     int running = 0;
 
@@ -216,13 +191,13 @@ struct pqr_topology *pqr__patroni_fetch(const struct pqr_fetch_opts *o, char *er
         err[0] = 0;
     pthread_once(&curl_once, curl_load);
     if (!cu.multi_init) {
-        pqr__errf(err, errlen, "%s", curl_error);
+        pqri_errf(err, errlen, "%s", curl_error);
         free(x);
         return NULL;
     }
     multi = cu.multi_init();
     if (!x || !multi) {
-        pqr__errf(err, errlen, "out of memory");
+        pqri_errf(err, errlen, "out of memory");
         goto out;
     }
     for (size_t i = 0; i < o->nurls; i++) {
@@ -259,29 +234,29 @@ struct pqr_topology *pqr__patroni_fetch(const struct pqr_fetch_opts *o, char *er
                 append_err(err, errlen, xf->shown, why);
                 continue;
             }
-            t = pqr__topo_parse(xf->buf ? xf->buf : "", xf->len, why, sizeof why);
+            t = pqri_topo_parse(xf->buf ? xf->buf : "", xf->len, why, sizeof why);
             if (!t) {
                 append_err(err, errlen, xf->shown, why);
                 continue;
             }
             if (t->n == 0) {
                 append_err(err, errlen, xf->shown, "no usable members");
-                pqr__topo_unref(t);
+                pqri_topo_unref(t);
                 continue;
             }
             free(t->source);
             t->source = strndup(xf->shown, strlen(xf->shown) - strlen("/cluster"));
-            pqr__topo_resolve(t, s, o->c, 0);
-            if (pqr__topo_better(t, best)) {
-                pqr__topo_unref(best);
+            pqri_topo_filter(t, s, o->c);
+            if (pqri_topo_better(t, best)) {
+                pqri_topo_unref(best);
                 best = t;
             } else {
-                pqr__topo_unref(t);
+                pqri_topo_unref(t);
             }
             if (!first_good)
-                first_good = pqr__mono_ms();
+                first_good = pqri_mono_ms();
         }
-        now = pqr__mono_ms();
+        now = pqri_mono_ms();
         if (running == 0 || (o->stop && __atomic_load_n(o->stop, __ATOMIC_ACQUIRE)) || now >= deadline ||
             (first_good && now - first_good >= GRACE_MS))
             break;
@@ -294,7 +269,7 @@ struct pqr_topology *pqr__patroni_fetch(const struct pqr_fetch_opts *o, char *er
         if (x[i].h && !x[i].done && !best)
             append_err(err, errlen, x[i].shown, "no answer in time");
     if (best)
-        best->mono_ms = t0; /* until pqr__topo_complete(): when the budget started */
+        best->mono_ms = t0; /* until pqri_topo_complete(): when the budget started */
 out:
     for (size_t i = 0; x && i < o->nurls; i++) {
         if (x[i].h) {
@@ -307,6 +282,6 @@ out:
     if (multi)
         cu.multi_cleanup(multi);
     if (!best && err && errlen && !err[0])
-        pqr__errf(err, errlen, "no REST endpoint answered");
+        pqri_errf(err, errlen, "no REST endpoint answered");
     return best;
 }

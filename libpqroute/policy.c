@@ -9,9 +9,9 @@
  */
 #include <string.h>
 
-#include "pqr_private.h"
+#include "policy.h"
 
-static bool failed(const struct pqr_policy_in *in, const struct pqr_member *m)
+static bool failed(const struct pqri_policy_in *in, const struct pqri_member *m)
 {
     for (size_t i = 0; i < in->nfailures; i++)
         if (in->failures[i].gen == in->t->gen && in->failures[i].port == m->port &&
@@ -25,9 +25,9 @@ static bool is_replica_role(pqr_member_role r)
     return r == PQR_MEMBER_REPLICA || r == PQR_MEMBER_SYNC_STANDBY || r == PQR_MEMBER_QUORUM_STANDBY;
 }
 
-bool pqr__member_ro_ok(const struct pqr_topology *t, size_t i, long long max_lag)
+bool pqri_member_ro_ok(const struct pqr_topology *t, size_t i, long long max_lag)
 {
-    const struct pqr_member *m = &t->m[i];
+    const struct pqri_member *m = &t->m[i];
 
     if (!m->addr[0] || !is_replica_role(m->role) || m->noloadbalance)
         return false;
@@ -43,11 +43,11 @@ bool pqr__member_ro_ok(const struct pqr_topology *t, size_t i, long long max_lag
 /* Rank for RW: lower first. */
 static int rw_rank(const struct pqr_topology *t, size_t i)
 {
-    const struct pqr_member *m = &t->m[i];
+    const struct pqri_member *m = &t->m[i];
 
     if ((int)i == t->leader)
         return 0;
-    if (m->role == PQR_MEMBER_LEADER || m->role == PQR_MEMBER_STANDBY_LEADER)
+    if (pqri_member_leads(m))
         return 1; /* a second claimant */
     if (m->nofailover)
         return 4; /* cannot be promoted: last */
@@ -56,7 +56,7 @@ static int rw_rank(const struct pqr_topology *t, size_t i)
     return 3;
 }
 
-size_t pqr__policy_order(const struct pqr_policy_in *in, struct pqr_candidate *out, size_t max)
+size_t pqri_policy_order(const struct pqri_policy_in *in, struct pqri_candidate *out, size_t max)
 {
     const struct pqr_topology *t = in->t;
     size_t idx[PQR_MAX_MEMBERS], n = 0, k = 0;
@@ -65,7 +65,7 @@ size_t pqr__policy_order(const struct pqr_policy_in *in, struct pqr_candidate *o
     for (size_t i = 0; i < t->n && n < PQR_MAX_MEMBERS; i++) {
         if (!t->m[i].addr[0])
             continue;
-        if (in->role == PQR_ROLE_RO && !pqr__member_ro_ok(t, i, in->max_lag))
+        if (in->role == PQR_ROLE_RO && !pqri_member_ro_ok(t, i, in->max_lag))
             continue;
         idx[n] = i;
         rank[n] = in->role == PQR_ROLE_RO ? 0 : rw_rank(t, i);
@@ -96,7 +96,7 @@ size_t pqr__policy_order(const struct pqr_policy_in *in, struct pqr_candidate *o
         rank[j] = xr;
     }
     for (size_t i = 0; i < n && k < max; i++) {
-        const struct pqr_member *m = &t->m[idx[i]];
+        const struct pqri_member *m = &t->m[idx[i]];
         out[k].member = (int)idx[i];
         memcpy(out[k].addr, m->addr, sizeof out[k].addr);
         out[k].port = m->port;

@@ -16,7 +16,8 @@
 #include <string.h>
 #include <arpa/inet.h>
 
-#include "pqr_private.h"
+#include "resolve.h"
+#include "log.h"
 
 #define SLOTS 64
 #define ANSWER_TTL_MS 60000 /* an answer older than this is asked again before it is used */
@@ -30,7 +31,7 @@ struct slot {
 };
 
 /* Guards slots[]; taken by the fork handlers (see router.c). Never held across a look-up. */
-pthread_mutex_t pqr__dns_lock = PTHREAD_MUTEX_INITIALIZER;
+pthread_mutex_t pqri_dns_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t dns_cond = PTHREAD_COND_INITIALIZER;
 static bool cond_ready;
 static struct slot slots[SLOTS];
@@ -46,9 +47,9 @@ static void cond_init(void)
     cond_ready = true;
 }
 
-void pqr__dns_atfork_child(void)
+void pqri_dns_atfork_child(void)
 {
-    pthread_mutex_init(&pqr__dns_lock, NULL);
+    pthread_mutex_init(&pqri_dns_lock, NULL);
     cond_init();
     /* The look-up threads do not exist in the child. */
     for (size_t i = 0; i < SLOTS; i++)
@@ -61,9 +62,9 @@ static void *lookup_main(void *arg)
     char host[256], addr[PQR_ADDRLEN] = "";
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_ADDRCONFIG}, *ai;
 
-    pthread_mutex_lock(&pqr__dns_lock);
+    pthread_mutex_lock(&pqri_dns_lock);
     memcpy(host, sl->host, sizeof host);
-    pthread_mutex_unlock(&pqr__dns_lock);
+    pthread_mutex_unlock(&pqri_dns_lock);
     if (getaddrinfo(host, NULL, &hints, &ai) == 0) {
         void *a = ai->ai_family == AF_INET ? (void *)&((struct sockaddr_in *)ai->ai_addr)->sin_addr
                                            : (void *)&((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr;
@@ -71,14 +72,14 @@ static void *lookup_main(void *arg)
             addr[0] = 0;
         freeaddrinfo(ai);
     }
-    pthread_mutex_lock(&pqr__dns_lock);
+    pthread_mutex_lock(&pqri_dns_lock);
     if (strcmp(sl->host, host) == 0) {
         memcpy(sl->addr, addr, sizeof addr);
-        sl->at_mono = pqr__mono_ms();
+        sl->at_mono = pqri_mono_ms();
     }
     sl->busy = false;
     pthread_cond_broadcast(&dns_cond);
-    pthread_mutex_unlock(&pqr__dns_lock);
+    pthread_mutex_unlock(&pqri_dns_lock);
     return NULL;
 }
 
@@ -117,7 +118,7 @@ static void start_lookup(struct slot *sl)
     pthread_attr_destroy(&at);
 }
 
-int pqr__dns_resolve(const char *host, char *addr, size_t len, long long deadline_mono)
+int pqri_dns_resolve(const char *host, char *addr, size_t len, long long deadline_mono)
 {
     struct slot *sl;
     struct timespec ts;
@@ -125,7 +126,7 @@ int pqr__dns_resolve(const char *host, char *addr, size_t len, long long deadlin
 
     if (strlen(host) >= sizeof sl->host)
         return -1;
-    pthread_mutex_lock(&pqr__dns_lock);
+    pthread_mutex_lock(&pqri_dns_lock);
     if (!cond_ready)
         cond_init();
     if (!(sl = slot_of(host)))
@@ -136,12 +137,12 @@ int pqr__dns_resolve(const char *host, char *addr, size_t len, long long deadlin
         start_lookup(sl);
     ts.tv_sec = deadline_mono / 1000;
     ts.tv_nsec = (deadline_mono % 1000) * 1000000L;
-    while (sl->busy && pqr__mono_ms() < deadline_mono &&
-           pthread_cond_timedwait(&dns_cond, &pqr__dns_lock, &ts) == 0)
+    while (sl->busy && pqri_mono_ms() < deadline_mono &&
+           pthread_cond_timedwait(&dns_cond, &pqri_dns_lock, &ts) == 0)
         ;
     if (strcmp(sl->host, host) != 0)
         goto out; /* the slot was reused meanwhile */
-    if (sl->at_mono && sl->addr[0] && pqr__mono_ms() - sl->at_mono < ANSWER_TTL_MS) {
+    if (sl->at_mono && sl->addr[0] && pqri_mono_ms() - sl->at_mono < ANSWER_TTL_MS) {
         snprintf(addr, len, "%s", sl->addr);
         rc = 0;
         sl->warned = false;
@@ -150,6 +151,21 @@ int pqr__dns_resolve(const char *host, char *addr, size_t len, long long deadlin
         rc = -2; /* not in time: the caller says so, once per name */
     }
 out:
-    pthread_mutex_unlock(&pqr__dns_lock);
+    pthread_mutex_unlock(&pqri_dns_lock);
     return rc;
+}
+
+void pqri_resolve_members(struct pqr_topology *t, long long deadline_mono)
+{
+    for (size_t i = 0; i < t->n; i++) {
+        struct pqri_member *m = &t->m[i];
+        int rc;
+        if (m->addr[0] || pqri_numeric_addr(m->host, m->addr))
+            continue;
+        if ((rc = pqri_dns_resolve(m->host, m->addr, sizeof m->addr, deadline_mono)) == -2)
+            PQR_WARN("member %s: host \"%.80s\" was not resolved in time; left out of this view",
+                     m->name, m->host);
+        else if (rc < 0)
+            PQR_DEBUG("member %s: cannot resolve host \"%.80s\"", m->name, m->host);
+    }
 }

@@ -11,20 +11,21 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "pqr_private.h"
+#include "rewrite.h"
+#include "log.h"
 
-void pqr__params_free(struct pqr_params *p)
+void pqri_params_free(struct pqri_params *p)
 {
     /* Values include the password: cleared, not just freed (core files, freed memory). */
     for (size_t i = 0; i < p->nowned; i++)
-        pqr__free_secret(p->owned[i]);
+        pqri_free_secret(p->owned[i]);
     free(p->owned);
     free(p->kw);
     free(p->val);
     memset(p, 0, sizeof *p);
 }
 
-static char *own(struct pqr_params *p, const char *s)
+static char *own(struct pqri_params *p, const char *s)
 {
     char *d = strdup(s);
     if (!d)
@@ -33,7 +34,7 @@ static char *own(struct pqr_params *p, const char *s)
     return d;
 }
 
-int pqr__params_add(struct pqr_params *p, const char *k, const char *v)
+int pqri_params_add(struct pqri_params *p, const char *k, const char *v)
 {
     if (p->n + 1 >= p->cap) {
         size_t cap = p->cap ? p->cap * 2 : 64;
@@ -60,7 +61,7 @@ int pqr__params_add(struct pqr_params *p, const char *k, const char *v)
     return 0;
 }
 
-const char *pqr__conninfo_value(const PQconninfoOption *o, const char *kw)
+const char *pqri_conninfo_value(const PQconninfoOption *o, const char *kw)
 {
     for (; o && o->keyword; o++)
         if (strcmp(o->keyword, kw) == 0)
@@ -78,7 +79,7 @@ static int join(char *buf, size_t len, size_t *used, const char *item)
     return 0;
 }
 
-int pqr__rewrite(const struct pqr_rewrite_in *in, struct pqr_params *out)
+int pqri_rewrite(const struct pqri_rewrite_in *in, struct pqri_params *out)
 {
     /* Replaced below, or (service) already applied by libpq in the effective options. */
     static const char *const replaced[] = {"host", "hostaddr", "port", "target_session_attrs",
@@ -91,7 +92,7 @@ int pqr__rewrite(const struct pqr_rewrite_in *in, struct pqr_params *out)
         bool skip = !o->val || !o->val[0];
         for (size_t i = 0; !skip && replaced[i]; i++)
             skip = strcmp(o->keyword, replaced[i]) == 0;
-        if (!skip && pqr__params_add(out, o->keyword, o->val) < 0)
+        if (!skip && pqri_params_add(out, o->keyword, o->val) < 0)
             goto fail;
     }
     hosts[0] = addrs[0] = ports[0] = 0;
@@ -113,37 +114,94 @@ int pqr__rewrite(const struct pqr_rewrite_in *in, struct pqr_params *out)
                                      (int)(sizeof addrs - al))
             goto fail;
     }
-    if (pqr__params_add(out, "host", hosts) < 0 ||
-        ((in->ncands || in->door_hostaddr) && pqr__params_add(out, "hostaddr", addrs) < 0) ||
-        pqr__params_add(out, "port", ports) < 0 ||
-        pqr__params_add(out, "target_session_attrs", in->target_session_attrs) < 0)
+    if (pqri_params_add(out, "host", hosts) < 0 ||
+        ((in->ncands || in->door_hostaddr) && pqri_params_add(out, "hostaddr", addrs) < 0) ||
+        pqri_params_add(out, "port", ports) < 0 ||
+        pqri_params_add(out, "target_session_attrs", in->target_session_attrs) < 0)
         goto fail;
     /* libpq looks .pgpass up by host and the port actually used: a member's port would miss an
      * entry written for the front door, so pass the password libpq found for the front door. */
-    if (!pqr__conninfo_value(in->effective, "password") && in->pgpass_password && in->pgpass_password[0] &&
-        pqr__params_add(out, "password", in->pgpass_password) < 0)
+    if (!pqri_conninfo_value(in->effective, "password") && in->pgpass_password && in->pgpass_password[0] &&
+        pqri_params_add(out, "password", in->pgpass_password) < 0)
         goto fail;
     /* Without a timeout, a member that drops packets holds the connect for minutes. */
-    if (!pqr__conninfo_value(in->effective, "connect_timeout") && in->connect_timeout_s > 0) {
+    if (!pqri_conninfo_value(in->effective, "connect_timeout") && in->connect_timeout_s > 0) {
         snprintf(num, sizeof num, "%d", in->connect_timeout_s);
-        if (pqr__params_add(out, "connect_timeout", num) < 0)
+        if (pqri_params_add(out, "connect_timeout", num) < 0)
             goto fail;
     }
     return 0;
 fail:
-    pqr__params_free(out);
+    pqri_params_free(out);
     return -1;
 }
 
-void pqr__conninfo_free_with(const struct pqr_libpq *pq, PQconninfoOption *o)
+void pqri_conninfo_free(const struct pqri_libpq *pq, PQconninfoOption *o)
 {
     for (PQconninfoOption *x = o; x && x->keyword; x++)
         if (x->val && strcmp(x->keyword, "password") == 0)
             explicit_bzero(x->val, strlen(x->val));
-    pq->conninfo_free(o);
+    (pq ? pq : &pqri_direct_libpq)->conninfo_free(o);
 }
 
-void pqr__conninfo_free(PQconninfoOption *o)
+int pqri_conninfo_parse(struct pqri_conninfo *ci, const char *conninfo)
 {
-    pqr__conninfo_free_with(&pqr__direct_libpq, o);
+    char *errmsg = NULL;
+    size_t n = 0, k = 0;
+
+    memset(ci, 0, sizeof *ci);
+    ci->opts = PQconninfoParse(conninfo ? conninfo : "", &errmsg);
+    PQfreemem(errmsg);
+    if (!ci->opts)
+        return -1;
+    for (PQconninfoOption *o = ci->opts; o->keyword; o++)
+        n++;
+    ci->kw = calloc(n + 1, sizeof *ci->kw);
+    ci->val = calloc(n + 1, sizeof *ci->val);
+    if (!ci->kw || !ci->val) {
+        pqri_conninfo_release(ci);
+        return -1;
+    }
+    for (PQconninfoOption *o = ci->opts; o->keyword; o++)
+        if (o->val) {
+            ci->kw[k] = o->keyword;
+            ci->val[k++] = o->val;
+        }
+    return 0;
 }
+
+void pqri_conninfo_release(struct pqri_conninfo *ci)
+{
+    free(ci->kw);
+    free(ci->val);
+    if (ci->opts)
+        pqri_conninfo_free(NULL, ci->opts);
+    memset(ci, 0, sizeof *ci);
+}
+
+/* The libpq this library is linked with. */
+static PGconn *direct_connectdb_params(const struct pqri_libpq *pq, const char *const *k,
+                                       const char *const *v, int e)
+{
+    (void)pq;
+    return PQconnectdbParams(k, v, e);
+}
+
+static PGconn *direct_connect_start_params(const struct pqri_libpq *pq, const char *const *k,
+                                           const char *const *v, int e)
+{
+    (void)pq;
+    return PQconnectStartParams(k, v, e);
+}
+
+static PGPing direct_ping_params(const struct pqri_libpq *pq, const char *const *k,
+                                 const char *const *v, int e)
+{
+    (void)pq;
+    return PQpingParams(k, v, e);
+}
+
+const struct pqri_libpq pqri_direct_libpq = {
+    direct_connectdb_params, direct_connect_start_params, direct_ping_params, PQstatus,
+    PQerrorMessage, PQfinish, PQconninfo, PQconninfoFree, PQpass, PQhostaddr, PQport,
+};

@@ -10,7 +10,8 @@
 
 #include <jansson.h>
 
-#include "pqr_private.h"
+#include "topology.h"
+#include "log.h"
 
 static const struct {
     const char *name;
@@ -25,7 +26,7 @@ static const struct {
     {"replica", PQR_MEMBER_REPLICA},
 };
 
-pqr_member_role pqr__role_parse(const char *s)
+pqr_member_role pqri_role_parse(const char *s)
 {
     for (size_t i = 0; i < sizeof roles / sizeof *roles; i++)
         if (strcmp(s, roles[i].name) == 0)
@@ -58,14 +59,14 @@ static void topo_free(struct pqr_topology *t)
     free(t);
 }
 
-struct pqr_topology *pqr__topo_ref(struct pqr_topology *t)
+struct pqr_topology *pqri_topo_ref(struct pqr_topology *t)
 {
     if (t)
         __atomic_add_fetch(&t->refs, 1, __ATOMIC_RELAXED);
     return t;
 }
 
-void pqr__topo_unref(struct pqr_topology *t)
+void pqri_topo_unref(struct pqr_topology *t)
 {
     if (t && __atomic_sub_fetch(&t->refs, 1, __ATOMIC_ACQ_REL) == 0)
         topo_free(t);
@@ -81,7 +82,7 @@ static const char *jstr(json_t *o, const char *key, size_t max)
 
 static char *escaped(const char *s, size_t max)
 {
-    char *e = pqr__escape_dup(s);
+    char *e = pqri_escape_dup(s);
     if (e && strlen(e) > max) {
         free(e);
         return NULL;
@@ -96,27 +97,7 @@ static bool jtag(json_t *tags, const char *key)
     return json_is_true(v) || (json_is_string(v) && strcmp(json_string_value(v), "true") == 0);
 }
 
-int pqr__addr_parse(const char *s, unsigned char bytes[16])
-{
-    if (inet_pton(AF_INET, s, bytes) == 1)
-        return AF_INET;
-    if (inet_pton(AF_INET6, s, bytes) == 1)
-        return AF_INET6;
-    return 0;
-}
-
-bool pqr__numeric_addr(const char *s, char out[PQR_ADDRLEN])
-{
-    unsigned char b[16];
-    char tmp[PQR_ADDRLEN];
-    int fam = pqr__addr_parse(s, b);
-
-    if (!fam || !inet_ntop(fam, b, out ? out : tmp, PQR_ADDRLEN))
-        return false;
-    return true;
-}
-
-static int parse_member(json_t *o, struct pqr_member *m)
+static int parse_member(json_t *o, struct pqri_member *m)
 {
     const char *name = jstr(o, "name", 128), *host = jstr(o, "host", 255),
                *role = jstr(o, "role", 64), *state = jstr(o, "state", 64),
@@ -136,7 +117,7 @@ static int parse_member(json_t *o, struct pqr_member *m)
     m->api_url = api ? strdup(api) : NULL;
     if (!m->name || !m->host || !m->state || (api && !m->api_url))
         return -1;
-    m->role = role ? pqr__role_parse(role) : PQR_MEMBER_UNKNOWN;
+    m->role = role ? pqri_role_parse(role) : PQR_MEMBER_UNKNOWN;
     m->patroni_port = m->port = (int)json_integer_value(port);
     m->timeline = json_is_integer(tl) && json_integer_value(tl) >= 0 ? (long)json_integer_value(tl) : -1;
     /* lag is a number, "unknown", or absent (the leader, and members Patroni knows nothing of). */
@@ -144,11 +125,11 @@ static int parse_member(json_t *o, struct pqr_member *m)
     m->noloadbalance = jtag(tags, "noloadbalance");
     m->nofailover = jtag(tags, "nofailover");
     if (addr)
-        pqr__numeric_addr(addr, m->addr);
+        pqri_numeric_addr(addr, m->addr);
     return 0;
 }
 
-struct pqr_topology *pqr__topo_parse(const char *json, size_t len, char *err, size_t errlen)
+struct pqr_topology *pqri_topo_parse(const char *json, size_t len, char *err, size_t errlen)
 {
     json_error_t jerr;
     json_t *root, *members, *ours;
@@ -156,22 +137,22 @@ struct pqr_topology *pqr__topo_parse(const char *json, size_t len, char *err, si
     size_t n;
 
     if (len > PQR_MAX_BODY) {
-        pqr__errf(err, errlen, "response too large (%zu bytes)", len);
+        pqri_errf(err, errlen, "response too large (%zu bytes)", len);
         return NULL;
     }
     root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &jerr);
     if (!root) {
-        pqr__errf(err, errlen, "not JSON: %s (line %d)", jerr.text, jerr.line);
+        pqri_errf(err, errlen, "not JSON: %s (line %d)", jerr.text, jerr.line);
         return NULL;
     }
     members = json_object_get(root, "members");
     if (!json_is_array(members)) {
-        pqr__errf(err, errlen, "no \"members\" array");
+        pqri_errf(err, errlen, "no \"members\" array");
         goto out;
     }
     n = json_array_size(members);
     if (n > PQR_MAX_MEMBERS) {
-        pqr__errf(err, errlen, "%zu members (at most %d)", n, PQR_MAX_MEMBERS);
+        pqri_errf(err, errlen, "%zu members (at most %d)", n, PQR_MAX_MEMBERS);
         goto out;
     }
     t = calloc(1, sizeof *t);
@@ -181,7 +162,7 @@ struct pqr_topology *pqr__topo_parse(const char *json, size_t len, char *err, si
     t->leader = -1;
     for (size_t i = 0; i < n; i++) {
         if (parse_member(json_array_get(members, i), &t->m[t->n]) < 0) {
-            struct pqr_member *m = &t->m[t->n];
+            struct pqri_member *m = &t->m[t->n];
             free(m->name), free(m->host), free(m->state), free(m->api_url);
             memset(m, 0, sizeof *m);
             continue; /* a member we cannot use; the others still describe the cluster */
@@ -199,11 +180,11 @@ struct pqr_topology *pqr__topo_parse(const char *json, size_t len, char *err, si
         if (src && !(t->source = strdup(src)))
             goto oom;
     }
-    pqr__topo_finish(t);
+    pqri_topo_finish(t);
     json_decref(root);
     return t;
 oom:
-    pqr__errf(err, errlen, "out of memory");
+    pqri_errf(err, errlen, "out of memory");
 out:
     if (t)
         topo_free(t);
@@ -211,42 +192,43 @@ out:
     return NULL;
 }
 
-static uint64_t mix(uint64_t h, const void *p, size_t n)
+void pqri_topo_finish(struct pqr_topology *t)
 {
-    const unsigned char *c = p;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ c[i]) * 1099511628211ULL;
-    return h;
-}
-
-void pqr__topo_finish(struct pqr_topology *t)
-{
-    uint64_t h = 1469598103934665603ULL;
+    uint64_t h = PQRI_FNV_SEED;
     int best = -1;
 
     t->max_tl = -1;
     for (size_t i = 0; i < t->n; i++) {
-        const struct pqr_member *m = &t->m[i];
+        const struct pqri_member *m = &t->m[i];
         if (m->timeline > t->max_tl)
             t->max_tl = m->timeline;
-        if (m->role == PQR_MEMBER_LEADER || m->role == PQR_MEMBER_STANDBY_LEADER) {
+        if (pqri_member_leads(m)) {
             /* Two claimants (a forged or split view): the running one on the newest timeline. */
-            const struct pqr_member *b = best >= 0 ? &t->m[best] : NULL;
-            bool running = strcmp(m->state, "running") == 0 || strcmp(m->state, "streaming") == 0;
-            bool brun = b && (strcmp(b->state, "running") == 0 || strcmp(b->state, "streaming") == 0);
+            const struct pqri_member *b = best >= 0 ? &t->m[best] : NULL;
+            bool running = pqri_member_up(m), brun = b && pqri_member_up(b);
             if (!b || (running && !brun) || (running == brun && m->timeline > b->timeline))
                 best = (int)i;
         }
-        h = mix(h, m->name, strlen(m->name) + 1);
-        h = mix(h, m->state, strlen(m->state) + 1);
-        h = mix(h, m->addr, strlen(m->addr) + 1);
-        h = mix(h, &m->role, sizeof m->role);
-        h = mix(h, &m->port, sizeof m->port);
-        h = mix(h, &m->timeline, sizeof m->timeline);
-        h = mix(h, &m->noloadbalance, sizeof m->noloadbalance);
+        h = pqri_fnv(h, m->name, strlen(m->name) + 1);
+        h = pqri_fnv(h, m->state, strlen(m->state) + 1);
+        h = pqri_fnv(h, m->addr, strlen(m->addr) + 1);
+        h = pqri_fnv(h, &m->role, sizeof m->role);
+        h = pqri_fnv(h, &m->port, sizeof m->port);
+        h = pqri_fnv(h, &m->timeline, sizeof m->timeline);
+        h = pqri_fnv(h, &m->noloadbalance, sizeof m->noloadbalance);
     }
     t->leader = best;
     t->gen = h;
+}
+
+bool pqri_member_leads(const struct pqri_member *m)
+{
+    return m->role == PQR_MEMBER_LEADER || m->role == PQR_MEMBER_STANDBY_LEADER;
+}
+
+bool pqri_member_up(const struct pqri_member *m)
+{
+    return strcmp(m->state, "running") == 0 || strcmp(m->state, "streaming") == 0;
 }
 
 static bool has_running_leader(const struct pqr_topology *t)
@@ -254,14 +236,31 @@ static bool has_running_leader(const struct pqr_topology *t)
     return t->leader >= 0 && strcmp(t->m[t->leader].state, "running") == 0;
 }
 
-bool pqr__topo_leader_running(const struct pqr_topology *t)
+bool pqri_topo_leader_running(const struct pqr_topology *t)
 {
     /* A standby leader streams from its remote primary. */
-    return has_running_leader(t) ||
-           (t->leader >= 0 && strcmp(t->m[t->leader].state, "streaming") == 0);
+    return t->leader >= 0 && pqri_member_up(&t->m[t->leader]);
 }
 
-bool pqr__topo_better(const struct pqr_topology *a, const struct pqr_topology *b)
+void pqri_topo_filter(struct pqr_topology *t, const struct pqr_settings *s,
+                      const struct pqri_cluster_conf *c)
+{
+    int override = pqri_member_port(s, c);
+
+    for (size_t i = 0; i < t->n; i++) {
+        struct pqri_member *m = &t->m[i];
+        m->port = override ? override : m->patroni_port;
+        if (!m->addr[0])
+            pqri_numeric_addr(m->host, m->addr);
+        if (m->addr[0] && !pqri_cidr_allows(s->allow, s->nallow, m->addr)) {
+            PQR_DEBUG("member %s: address %s is outside PQROUTE_ALLOW", m->name, m->addr);
+            m->addr[0] = 0;
+        }
+    }
+    pqri_topo_finish(t);
+}
+
+bool pqri_topo_better(const struct pqr_topology *a, const struct pqr_topology *b)
 {
     if (!b)
         return true;
@@ -274,7 +273,7 @@ bool pqr__topo_better(const struct pqr_topology *a, const struct pqr_topology *b
     return a->fetched_ms > b->fetched_ms;
 }
 
-char *pqr__topo_dump(const struct pqr_topology *t)
+char *pqri_topo_dump(const struct pqr_topology *t)
 {
     json_t *root = json_object(), *arr = json_array(), *ours = json_object();
     char *out = NULL;
@@ -282,7 +281,7 @@ char *pqr__topo_dump(const struct pqr_topology *t)
     if (!root || !arr || !ours)
         goto out;
     for (size_t i = 0; i < t->n; i++) {
-        const struct pqr_member *m = &t->m[i];
+        const struct pqri_member *m = &t->m[i];
         json_t *o = json_object(), *tags = json_object();
         if (!o || !tags) {
             json_decref(o), json_decref(tags);
@@ -324,12 +323,17 @@ out:
 
 void pqr_topology_release(pqr_topology *t)
 {
-    pqr__topo_unref(t);
+    pqri_topo_unref(t);
+}
+
+unsigned long long pqr_topology_generation(const pqr_topology *t)
+{
+    return t ? t->gen : 0;
 }
 
 double pqr_topology_age(const pqr_topology *t)
 {
-    return t ? (double)(pqr__mono_ms() - t->mono_ms) / 1000.0 : -1.0;
+    return t ? (double)(pqri_mono_ms() - t->mono_ms) / 1000.0 : -1.0;
 }
 
 const char *pqr_topology_source(const pqr_topology *t)
@@ -347,61 +351,61 @@ int pqr_topology_leader(const pqr_topology *t)
     return t ? t->leader : -1;
 }
 
-static const struct pqr_member *member(const pqr_topology *t, size_t i)
+static const struct pqri_member *member(const pqr_topology *t, size_t i)
 {
     return t && i < t->n ? &t->m[i] : NULL;
 }
 
 const char *pqr_member_name(const pqr_topology *t, size_t i)
 {
-    const struct pqr_member *m = member(t, i);
+    const struct pqri_member *m = member(t, i);
     return m ? m->name : NULL;
 }
 
 pqr_member_role pqr_member_role_of(const pqr_topology *t, size_t i)
 {
-    const struct pqr_member *m = member(t, i);
+    const struct pqri_member *m = member(t, i);
     return m ? m->role : PQR_MEMBER_UNKNOWN;
 }
 
 const char *pqr_member_state(const pqr_topology *t, size_t i)
 {
-    const struct pqr_member *m = member(t, i);
+    const struct pqri_member *m = member(t, i);
     return m ? m->state : NULL;
 }
 
 const char *pqr_member_host(const pqr_topology *t, size_t i)
 {
-    const struct pqr_member *m = member(t, i);
+    const struct pqri_member *m = member(t, i);
     return m ? m->host : NULL;
 }
 
 const char *pqr_member_addr(const pqr_topology *t, size_t i)
 {
-    const struct pqr_member *m = member(t, i);
+    const struct pqri_member *m = member(t, i);
     return m ? m->addr : NULL;
 }
 
 int pqr_member_port(const pqr_topology *t, size_t i)
 {
-    const struct pqr_member *m = member(t, i);
+    const struct pqri_member *m = member(t, i);
     return m ? m->port : -1;
 }
 
 long pqr_member_timeline(const pqr_topology *t, size_t i)
 {
-    const struct pqr_member *m = member(t, i);
+    const struct pqri_member *m = member(t, i);
     return m ? m->timeline : -1;
 }
 
 long long pqr_member_lag(const pqr_topology *t, size_t i)
 {
-    const struct pqr_member *m = member(t, i);
+    const struct pqri_member *m = member(t, i);
     return m ? m->lag : -1;
 }
 
 int pqr_member_noloadbalance(const pqr_topology *t, size_t i)
 {
-    const struct pqr_member *m = member(t, i);
+    const struct pqri_member *m = member(t, i);
     return m ? m->noloadbalance : 0;
 }

@@ -24,6 +24,7 @@
 #include <dlfcn.h>
 #include <libgen.h>
 #include <link.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,7 +32,7 @@
 #include <sys/auxv.h>
 #include <unistd.h>
 
-#include "../libpqroute/pqr_private.h"
+#include "shim_api.h"
 #include "shim.h"
 
 #define EXPORT __attribute__((visibility("default")))
@@ -52,7 +53,7 @@ const char *const shim_wrapped_names[W_COUNT] = {
 
 /* One libpq in this process. */
 struct instance {
-    struct pqr_libpq pq; /* first: the engine hands it back to us */
+    struct pqri_libpq pq; /* first: the engine hands it back to us */
     void *pin;           /* our own reference: never unloaded under us */
     void *base;          /* load address, its identity */
     void *fn[W_COUNT];   /* its own definitions */
@@ -71,8 +72,8 @@ static unsigned ncallers;
 static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static pthread_once_t router_once = PTHREAD_ONCE_INIT, config_once = PTHREAD_ONCE_INIT;
-static const struct pqr_shim_api *engine; /* libpqroute.so's routing functions */
-static struct pqr_router *router;         /* NULL: disabled */
+static const struct pqri_shim_api *engine; /* libpqroute.so's routing functions */
+static pqr_router *router;                /* NULL: disabled */
 static bool is_configured;
 static __thread int in_libpq;
 
@@ -149,7 +150,7 @@ static bool ours(void *fn)
     return fn && object_base(fn) == object_base((void *)shim_wrapped_names);
 }
 
-static PGconn *guarded_connectdb_params(const struct pqr_libpq *pq, const char *const *k,
+static PGconn *guarded_connectdb_params(const struct pqri_libpq *pq, const char *const *k,
                                         const char *const *v, int e)
 {
     const struct instance *in = (const struct instance *)pq;
@@ -160,7 +161,7 @@ static PGconn *guarded_connectdb_params(const struct pqr_libpq *pq, const char *
     return c;
 }
 
-static PGconn *guarded_connect_start_params(const struct pqr_libpq *pq, const char *const *k,
+static PGconn *guarded_connect_start_params(const struct pqri_libpq *pq, const char *const *k,
                                             const char *const *v, int e)
 {
     const struct instance *in = (const struct instance *)pq;
@@ -171,7 +172,7 @@ static PGconn *guarded_connect_start_params(const struct pqr_libpq *pq, const ch
     return c;
 }
 
-static PGPing guarded_ping_params(const struct pqr_libpq *pq, const char *const *k,
+static PGPing guarded_ping_params(const struct pqri_libpq *pq, const char *const *k,
                                   const char *const *v, int e)
 {
     const struct instance *in = (const struct instance *)pq;
@@ -312,7 +313,7 @@ static bool own_path(char *out, size_t len)
 static void load_engine(void)
 {
     static const char soname[] = "libpqroute.so." STR(PQR_SONAME);
-    const struct pqr_shim_api *(*get)(int);
+    const struct pqri_shim_api *(*get)(int);
     char path[4096];
     void *h = NULL;
 
@@ -327,9 +328,9 @@ static void load_engine(void)
         shim_error("cannot load %s: %s; routing disabled", soname, dlerror());
         return;
     }
-    *(void **)&get = shim_real_dlsym(h, "pqr__shim_api");
-    if (!get || !(engine = get(PQR_SHIM_API_VERSION)))
-        shim_error("%s is not the version this shim needs (%s); routing disabled", soname, "API " STR(PQR_SHIM_API_VERSION));
+    *(void **)&get = shim_real_dlsym(h, "pqri_shim_api");
+    if (!get || !(engine = get(PQRI_SHIM_API_VERSION)))
+        shim_error("%s is not the version this shim needs (%s); routing disabled", soname, "API " STR(PQRI_SHIM_API_VERSION));
 }
 
 static void router_init(void)
@@ -341,13 +342,13 @@ static void router_init(void)
     load_engine();
     if (!engine)
         return;
-    router = engine->router_from_env(NULL, err, sizeof err);
+    router = engine->router_from_env(err, sizeof err);
     if (!router && err[0])
         shim_error("%s%s; routing disabled, connections go to libpq unchanged", err, "");
 }
 
 /* The router, or NULL when this call must go straight to libpq. */
-static struct pqr_router *active(const struct instance *in)
+static pqr_router *active(const struct instance *in)
 {
     if (in_libpq || !in->routable || !shim_configured())
         return NULL;
@@ -367,19 +368,17 @@ static void missing(enum wrapped w)
 
 static PGconn *do_string(struct instance *in, enum wrapped w, const char *conninfo)
 {
-    struct pqr_router *r;
-    PQconninfoOption *opts;
-    const char **kw, **val;
+    pqr_router *r;
+    struct pqri_conninfo ci;
     PGconn *conn = NULL;
     bool passed = true;
 
     if (!in || !in->fn[w])
         return missing(w), NULL;
-    if ((r = active(in)) && engine->conninfo_arrays(conninfo, &opts, &kw, &val) == 0) {
-        conn = engine->connect(r, &in->pq, kw, val, 0, w == W_CONNECTDB ? PQR_BLOCKING : PQR_NONBLOCKING,
-                               PQR_ROLE_AUTO, &passed);
-        free(kw), free(val);
-        engine->conninfo_free(opts);
+    if ((r = active(in)) && engine->conninfo_parse(&ci, conninfo) == 0) {
+        conn = engine->connect(r, &in->pq, ci.kw, ci.val, 0,
+                               w == W_CONNECTDB ? PQR_BLOCKING : PQR_NONBLOCKING, &passed);
+        engine->conninfo_release(&ci);
     }
     if (passed) {
         in_libpq++;
@@ -392,7 +391,7 @@ static PGconn *do_string(struct instance *in, enum wrapped w, const char *connin
 static PGconn *do_params(struct instance *in, enum wrapped w, const char *const *kw,
                          const char *const *val, int expand)
 {
-    struct pqr_router *r;
+    pqr_router *r;
     PGconn *conn = NULL;
     bool passed = true;
 
@@ -400,8 +399,7 @@ static PGconn *do_params(struct instance *in, enum wrapped w, const char *const 
         return missing(w), NULL;
     if ((r = active(in)) && kw && val)
         conn = engine->connect(r, &in->pq, kw, val, expand,
-                               w == W_CONNECTDB_PARAMS ? PQR_BLOCKING : PQR_NONBLOCKING, PQR_ROLE_AUTO,
-                               &passed);
+                               w == W_CONNECTDB_PARAMS ? PQR_BLOCKING : PQR_NONBLOCKING, &passed);
     if (passed) {
         in_libpq++;
         conn = ((params_fn *)in->fn[w])(kw, val, expand);
@@ -421,7 +419,7 @@ static PGconn *do_setdb_login(struct instance *in, const char *pghost, const cha
                               const char *pgoptions, const char *pgtty, const char *dbName,
                               const char *login, const char *pwd)
 {
-    struct pqr_router *r;
+    pqr_router *r;
     const char *kw[7], *val[7];
     size_t n = 0;
     PGconn *conn = NULL;
@@ -439,7 +437,7 @@ static PGconn *do_setdb_login(struct instance *in, const char *pghost, const cha
         ADD("password", pwd);
 #undef ADD
         kw[n] = val[n] = NULL;
-        conn = engine->connect(r, &in->pq, kw, val, 1, PQR_BLOCKING, PQR_ROLE_AUTO, &passed);
+        conn = engine->connect(r, &in->pq, kw, val, 1, PQR_BLOCKING, &passed);
     }
     if (passed) {
         in_libpq++;
@@ -452,18 +450,16 @@ static PGconn *do_setdb_login(struct instance *in, const char *pghost, const cha
 
 static PGPing do_ping(struct instance *in, const char *conninfo)
 {
-    struct pqr_router *r;
-    PQconninfoOption *opts;
-    const char **kw, **val;
+    pqr_router *r;
+    struct pqri_conninfo ci;
     PGPing ping = PQPING_NO_ATTEMPT;
     bool passed = true;
 
     if (!in || !in->fn[W_PING])
         return missing(W_PING), PQPING_NO_ATTEMPT;
-    if ((r = active(in)) && engine->conninfo_arrays(conninfo, &opts, &kw, &val) == 0) {
-        ping = engine->ping(r, &in->pq, kw, val, 0, &passed);
-        free(kw), free(val);
-        engine->conninfo_free(opts);
+    if ((r = active(in)) && engine->conninfo_parse(&ci, conninfo) == 0) {
+        ping = engine->ping(r, &in->pq, ci.kw, ci.val, 0, &passed);
+        engine->conninfo_release(&ci);
     }
     if (passed) {
         in_libpq++;
@@ -476,7 +472,7 @@ static PGPing do_ping(struct instance *in, const char *conninfo)
 static PGPing do_ping_params(struct instance *in, const char *const *kw, const char *const *val,
                              int expand)
 {
-    struct pqr_router *r;
+    pqr_router *r;
     PGPing ping = PQPING_NO_ATTEMPT;
     bool passed = true;
 

@@ -98,4 +98,5 @@ for client in ruby psycopg3 php_async php; do
     like "$out" "^$new f$" "$client right after a switchover ($old -> $new), proxy running: the new leader ($out)"
 done
 "$CL" wait 120 >/dev/null
+"$CL" wait-proxy 60 >/dev/null # the next tests go through the proxy: its checks must have caught up
 done_testing

@@ -8,8 +8,10 @@
 #include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <pthread.h>
 #include "tap.h"
-#include "pqr_private.h"
+#include "plan.h"
+#include "log.h"
 
 #define VIEW(leader, other)                                                                        \
     "{\"members\":["                                                                               \
@@ -17,19 +19,19 @@
     "{\"name\":\"n2\",\"role\":\"" other "\",\"state\":\"running\",\"host\":\"10.0.0.2\",\"port\":5432,\"timeline\":4,\"lag\":0},"    \
     "{\"name\":\"n3\",\"role\":\"replica\",\"state\":\"streaming\",\"host\":\"10.0.0.3\",\"port\":5432,\"timeline\":4,\"lag\":0}]}"
 
-static struct pqr_router *r;
+static struct pqri_views *r;
 static int stop;
 static long planned[8], bad[8];
 
 static void publish_view(int i)
 {
     const char *v = i % 2 ? VIEW("replica", "leader") : VIEW("leader", "replica");
-    struct pqr_topology *t = pqr__topo_parse(v, strlen(v), NULL, 0);
-    pqr__topo_resolve(t, &r->s, r->clusters[0].conf, 0);
-    t->fetched_ms = pqr__now_ms() + i;
-    t->mono_ms = pqr__mono_ms() + i; /* strictly newer each time */
-    pqr__router_publish(r, &r->clusters[0], t);
-    pqr__topo_unref(t);
+    struct pqr_topology *t = pqri_topo_parse(v, strlen(v), NULL, 0);
+    pqri_topo_filter(t, pqri_views_settings(r), pqri_view_conf(pqri_views_at(r, 0)));
+    t->fetched_ms = pqri_now_ms() + i;
+    t->mono_ms = pqri_mono_ms() + i; /* strictly newer each time */
+    pqri_view_publish(pqri_views_at(r, 0), t);
+    pqri_topo_unref(t);
 }
 
 static void *planner(void *arg)
@@ -37,7 +39,7 @@ static void *planner(void *arg)
     long id = (long)arg;
     const char *kw[] = {"host", "port", "user", NULL}, *val[] = {"fd.example", "5432", "u", NULL};
     while (!__atomic_load_n(&stop, __ATOMIC_RELAXED)) {
-        struct pqr_plan *p = pqr__route_plan(r, NULL, kw, val, 0, PQR_NONBLOCKING, PQR_ROLE_AUTO);
+        struct pqri_plan *p = pqri_plan_new(r, &pqri_direct_libpq, kw, val, 0, PQR_NONBLOCKING, PQR_ROLE_AUTO);
         if (!p)
             continue;
         planned[id]++;
@@ -46,8 +48,8 @@ static void *planner(void *arg)
             seen |= 1u << p->cands[i].member;
         if (p->ncands != 3 || seen != 7)
             bad[id]++;
-        pqr__router_note_failures(r, p->c, p->t->gen, p->cands, 1);
-        pqr__route_free(p);
+        pqri_view_note_failures(p->v, p->t->gen, p->cands, 1);
+        pqri_plan_free(p);
     }
     return NULL;
 }
@@ -66,15 +68,15 @@ int main(void)
 
     if (!mkdtemp(dir))
         return 1;
-    pqr__settings_init(&s);
-    pqr__settings_set(&s, "PATRONI", "http://127.0.0.1:9", err, sizeof err);
-    pqr__settings_set(&s, "RW", "fd.example:5432", err, sizeof err);
-    pqr__settings_set(&s, "CACHE_DIR", dir, err, sizeof err);
-    pqr__settings_set(&s, "STALE_MS", "86400000", err, sizeof err);
-    pqr__settings_finish(&s, err, sizeof err);
-    pqr__log_set(PQR_LOG_ERROR);
-    r = pqr__router_new(&s, &pqr__direct_libpq, err, sizeof err);
-    pqr__settings_clear(&s);
+    pqri_settings_init(&s);
+    pqri_settings_set(&s, "PATRONI", "http://127.0.0.1:9", err, sizeof err);
+    pqri_settings_set(&s, "RW", "fd.example:5432", err, sizeof err);
+    pqri_settings_set(&s, "CACHE_DIR", dir, err, sizeof err);
+    pqri_settings_set(&s, "STALE_MS", "86400000", err, sizeof err);
+    pqri_settings_finish(&s, err, sizeof err);
+    pqri_log_set(PQR_LOG_ERROR);
+    r = pqri_views_new(&s, err, sizeof err);
+    pqri_settings_clear(&s);
     publish_view(0);
 
     for (long i = 0; i < 8; i++)
@@ -98,7 +100,7 @@ int main(void)
 #ifdef __SANITIZE_THREAD__
     /* ThreadSanitizer cannot start threads after a multi-threaded fork(); ASan runs this part. */
     printf("ok %d - fork loop # SKIP under ThreadSanitizer\n", ++tap_n);
-    pqr__router_free(r);
+    pqri_views_free(r);
     return done_testing();
 #endif
     struct sigaction sa = {.sa_handler = on_alarm};
@@ -110,7 +112,7 @@ int main(void)
         pid_t pid = fork();
         if (pid == 0) {
             const char *kw[] = {"host", "port", "user", NULL}, *val[] = {"fd.example", "5432", "u", NULL};
-            struct pqr_plan *p = pqr__route_plan(r, NULL, kw, val, 0, PQR_NONBLOCKING, PQR_ROLE_AUTO);
+            struct pqri_plan *p = pqri_plan_new(r, &pqri_direct_libpq, kw, val, 0, PQR_NONBLOCKING, PQR_ROLE_AUTO);
             _exit(p && p->ncands == 3 ? 0 : 3);
         }
         int st;
@@ -122,7 +124,7 @@ int main(void)
     setitimer(ITIMER_REAL, &off, NULL);
     is_int(children_ok, n, "%d forked children under a 1 kHz signal each planned a routed connection", n);
 
-    pqr__router_free(r);
+    pqri_views_free(r);
     char cmd[64];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd) != 0)

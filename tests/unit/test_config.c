@@ -2,7 +2,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "tap.h"
-#include "pqr_private.h"
+#include "settings.h"
+#include "log.h"
 
 static const char *vars[] = {"PQROUTE_PATRONI", "PQROUTE_RW", "PQROUTE_RO", "PQROUTE_CONFIG",
                              "PQROUTE_LOG", "PQROUTE_REFRESH_MS", "PQROUTE_STALE_MS",
@@ -20,7 +21,7 @@ static void clear_env(void)
 static int load(struct pqr_settings *s, char *err, size_t len)
 {
     err[0] = 0;
-    return pqr__settings_load(s, err, len);
+    return pqri_settings_load(s, err, len);
 }
 
 /* One malformed value: load fails and the message names the variable. */
@@ -34,7 +35,7 @@ static void bad(const char *var, const char *value)
     setenv(var, value, 1);
     int rc = load(&s, err, sizeof err);
     ok(rc == -1 && strstr(err, var) && !strchr(err, '\n'), "%s=\"%s\" -> %s", var, value, err);
-    pqr__settings_clear(&s);
+    pqri_settings_clear(&s);
 }
 
 static const char *write_file(const char *text, mode_t mode)
@@ -58,7 +59,7 @@ int main(void)
     clear_env();
     rc = load(&s, err, sizeof err);
     ok(rc == 1 && !err[0], "nothing set: disabled, silently");
-    pqr__settings_clear(&s);
+    pqri_settings_clear(&s);
 
     setenv("PQROUTE_PATRONI", " http://127.0.0.11:8008/ ,https://[::1]:8008", 1);
     setenv("PQROUTE_RW", "traefik.example:5432", 1);
@@ -72,12 +73,12 @@ int main(void)
     is_str(s.clusters[0].rw_host, "traefik.example", "RW host");
     is_int(s.clusters[0].rw_port, 5432, "RW port");
     is_str(s.clusters[0].ro_host, "fd00::1", "RO host in brackets");
-    is_int(pqr__member_port(&s, &s.clusters[0]), 6432, "member port override");
-    ok(pqr__cidr_allows(s.allow, s.nallow, "127.1.2.3") && pqr__cidr_allows(s.allow, s.nallow, "fd00::5") &&
-       !pqr__cidr_allows(s.allow, s.nallow, "10.0.0.1") && !pqr__cidr_allows(s.allow, s.nallow, "::1"),
+    is_int(pqri_member_port(&s, &s.clusters[0]), 6432, "member port override");
+    ok(pqri_cidr_allows(s.allow, s.nallow, "127.1.2.3") && pqri_cidr_allows(s.allow, s.nallow, "fd00::5") &&
+       !pqri_cidr_allows(s.allow, s.nallow, "10.0.0.1") && !pqri_cidr_allows(s.allow, s.nallow, "::1"),
        "allow-list matches v4 and v6 prefixes");
     is_int(s.refresh_ms, 1000, "default refresh 1000 ms");
-    pqr__settings_clear(&s);
+    pqri_settings_clear(&s);
 
     bad("PQROUTE_PATRONI", "");
     bad("PQROUTE_PATRONI", "node1:8008");
@@ -111,13 +112,13 @@ int main(void)
     setenv("PQROUTE_RW", "db:5432", 1);
     rc = load(&s, err, sizeof err);
     ok(rc == -1 && strstr(err, "PQROUTE_PATRONI"), "RW without PATRONI: %s", err);
-    pqr__settings_clear(&s);
+    pqri_settings_clear(&s);
 
     clear_env();
     setenv("PQROUTE_PATRONI", "http://a:8008", 1);
     rc = load(&s, err, sizeof err);
     ok(rc == -1 && strstr(err, "front door"), "PATRONI without a front door: %s", err);
-    pqr__settings_clear(&s);
+    pqri_settings_clear(&s);
 
     /* The file: two clusters, globals, per-cluster overrides; the environment on top. */
     const char *path = write_file(
@@ -134,18 +135,18 @@ int main(void)
     ok(rc == 0 && s.nclusters == 2, "file with two clusters loads (%s)", err);
     is_int(s.refresh_ms, 250, "environment overrides the file");
     is_int(s.log_level, PQR_LOG_ERROR, "log level from the file");
-    ok(s.nclusters == 2 && pqr__member_port(&s, &s.clusters[0]) == 6432 &&
-       pqr__member_port(&s, &s.clusters[1]) == 0, "per-cluster member_port");
-    ok(s.nclusters == 2 && pqr__max_lag(&s, &s.clusters[0]) == 1000 && pqr__max_lag(&s, &s.clusters[1]) == 0,
+    ok(s.nclusters == 2 && pqri_member_port(&s, &s.clusters[0]) == 6432 &&
+       pqri_member_port(&s, &s.clusters[1]) == 0, "per-cluster member_port");
+    ok(s.nclusters == 2 && pqri_max_lag(&s, &s.clusters[0]) == 1000 && pqri_max_lag(&s, &s.clusters[1]) == 0,
        "per-cluster max_lag over the global one");
     ok(s.nclusters == 2 && strcmp(s.clusters[0].key, s.clusters[1].key) != 0, "distinct cache keys");
-    pqr__settings_clear(&s);
+    pqri_settings_clear(&s);
     setenv("PQROUTE_PATRONI", "http://127.0.0.1:8008", 1);
     setenv("PQROUTE_RW", "env-db:5432", 1);
     rc = load(&s, err, sizeof err);
     ok(rc == 0 && s.nclusters == 3 && strcmp(s.clusters[0].name, "env") == 0,
        "the environment's cluster comes first");
-    pqr__settings_clear(&s);
+    pqri_settings_clear(&s);
     unlink(path);
 
     struct { const char *text; const char *want; } files[] = {
@@ -164,7 +165,7 @@ int main(void)
         setenv("PQROUTE_CONFIG", path, 1);
         rc = load(&s, err, sizeof err);
         ok(rc == -1 && strstr(err, files[i].want) && strstr(err, path), "bad file %zu: %s", i, err);
-        pqr__settings_clear(&s);
+        pqri_settings_clear(&s);
         unlink(path);
     }
     path = write_file("clusters = ( { patroni = \"http://a:8008\"; rw = \"db:5432\"; } );", 0666);
@@ -173,7 +174,7 @@ int main(void)
     setenv("PQROUTE_CONFIG", path, 1);
     rc = load(&s, err, sizeof err);
     ok(rc == -1 && strstr(err, "writable"), "world-writable file ignored: %s", err);
-    pqr__settings_clear(&s);
+    pqri_settings_clear(&s);
     unlink(path);
 
     /* @include: every included file passes the main file's checks, on the descriptor parsed. */
@@ -185,15 +186,15 @@ int main(void)
     setenv("PQROUTE_CONFIG", path, 1);
     rc = load(&s, err, sizeof err);
     ok(rc == 0 && s.nclusters == 1 && strcmp(s.clusters[0].name, "inc") == 0, "@include of a safe file works (%s)", err);
-    pqr__settings_clear(&s);
+    pqri_settings_clear(&s);
     chmod(inc, 0666);
     rc = load(&s, err, sizeof err);
     ok(rc == -1 && strstr(err, inc) && strstr(err, "writable"), "@include of a world-writable file is refused: %s", err);
-    pqr__settings_clear(&s);
+    pqri_settings_clear(&s);
     unlink(inc);
     rc = load(&s, err, sizeof err);
     ok(rc == -1 && strstr(err, inc), "@include of a missing file names it: %s", err);
-    pqr__settings_clear(&s);
+    pqri_settings_clear(&s);
     unlink(path);
 
     /* Credentials in a REST URL never appear in a message. */
@@ -202,6 +203,6 @@ int main(void)
     setenv("PQROUTE_RW", "db:5432", 1);
     rc = load(&s, err, sizeof err);
     ok(rc == -1 && !strstr(err, "hunter2") && strstr(err, "ftp://b"), "a bad URL is quoted without its password: %s", err);
-    pqr__settings_clear(&s);
+    pqri_settings_clear(&s);
     return done_testing();
 }

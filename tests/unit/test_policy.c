@@ -1,6 +1,7 @@
 /* The routing policy: orders for RW and RO over real Patroni views, failures, filters. */
 #include "tap.h"
-#include "pqr_private.h"
+#include "policy.h"
+#include "log.h"
 
 static struct pqr_topology *view(const char *name)
 {
@@ -9,27 +10,27 @@ static struct pqr_topology *view(const char *name)
     char *buf;
     struct pqr_topology *t;
     struct pqr_settings s;
-    struct pqr_cluster_conf c = {.max_lag = -1};
+    struct pqri_cluster_conf c = {.max_lag = -1};
 
     snprintf(path, sizeof path, "tests/fixtures/%s", name);
     buf = slurp(path, &len);
-    t = buf ? pqr__topo_parse(buf, len, NULL, 0) : NULL;
+    t = buf ? pqri_topo_parse(buf, len, NULL, 0) : NULL;
     free(buf);
-    pqr__settings_init(&s);
+    pqri_settings_init(&s);
     if (t) {
         /* The captures ran every node on 127.0.0.1 with its own port. */
-        pqr__topo_resolve(t, &s, &c, 0);
+        pqri_topo_filter(t, &s, &c);
     }
     return t;
 }
 
-static size_t order(const struct pqr_topology *t, pqr_role role, const struct pqr_failure *f,
+static size_t order(const struct pqr_topology *t, pqr_role role, const struct pqri_failure *f,
                     size_t nf, unsigned spread, char *names, size_t len)
 {
-    struct pqr_candidate c[PQR_MAX_MEMBERS];
-    struct pqr_policy_in in = {.t = t, .role = role, .max_lag = 1048576, .failures = f,
+    struct pqri_candidate c[PQR_MAX_MEMBERS];
+    struct pqri_policy_in in = {.t = t, .role = role, .max_lag = 1048576, .failures = f,
                                .nfailures = nf, .spread = spread};
-    size_t n = pqr__policy_order(&in, c, PQR_MAX_MEMBERS), used = 0;
+    size_t n = pqri_policy_order(&in, c, PQR_MAX_MEMBERS), used = 0;
 
     names[0] = 0;
     for (size_t i = 0; i < n; i++)
@@ -37,9 +38,9 @@ static size_t order(const struct pqr_topology *t, pqr_role role, const struct pq
     return n;
 }
 
-static struct pqr_failure fail_of(const struct pqr_topology *t, const char *name)
+static struct pqri_failure fail_of(const struct pqr_topology *t, const char *name)
 {
-    struct pqr_failure f = {.gen = t->gen};
+    struct pqri_failure f = {.gen = t->gen};
     for (size_t i = 0; i < t->n; i++)
         if (strcmp(t->m[i].name, name) == 0) {
             memcpy(f.addr, t->m[i].addr, sizeof f.addr);
@@ -52,7 +53,7 @@ int main(void)
 {
     char got[256];
     struct pqr_topology *t;
-    struct pqr_failure f[2];
+    struct pqri_failure f[2];
 
     t = view("patroni-3.0.2/cluster-healthy.json");
     order(t, PQR_ROLE_RW, NULL, 0, 0, got, sizeof got);
@@ -63,7 +64,7 @@ int main(void)
     order(t, PQR_ROLE_RO, NULL, 0, 0, a, sizeof a);
     order(t, PQR_ROLE_RO, NULL, 0, 1, b, sizeof b);
     ok(strcmp(a, b) != 0, "RO: spread rotates the replicas (%s / %s)", a, b);
-    pqr__topo_unref(t);
+    pqri_topo_unref(t);
 
     /* Crash: Patroni keeps listing the dead leader; once it failed it goes to the back. */
     t = view("patroni-3.0.2/cluster-failover-0-dead-leader-still-listed-until-ttl.json");
@@ -73,49 +74,49 @@ int main(void)
     f[0].gen ^= 1;
     order(t, PQR_ROLE_RW, f, 1, 0, got, sizeof got);
     is_str(got, "node2,node1,node3", "RW: a failure under another view is forgotten");
-    pqr__topo_unref(t);
+    pqri_topo_unref(t);
 
     t = view("patroni-3.0.2/cluster-failover-4-replica-still-on-old-timeline-lag-growing.json");
     is_int(order(t, PQR_ROLE_RO, NULL, 0, 0, got, sizeof got), 0, "RO: replica on an older timeline is not used");
     order(t, PQR_ROLE_RW, NULL, 0, 0, got, sizeof got);
     is_str(got, "node3,node1", "RW: new leader first, old-timeline replica after it");
-    pqr__topo_unref(t);
+    pqri_topo_unref(t);
 
     t = view("patroni-3.0.2/cluster-switchover-5-new-timeline-old-leader-stopping.json");
     is_int(order(t, PQR_ROLE_RO, NULL, 0, 0, got, sizeof got), 0,
            "RO: during a switchover, no replica on the new timeline yet -> none");
-    pqr__topo_unref(t);
+    pqri_topo_unref(t);
 
     t = view("patroni-3.0.2/cluster-switchover-7-old-leader-rejoined-other-replica-old-timeline.json");
     order(t, PQR_ROLE_RO, NULL, 0, 0, got, sizeof got);
     is_str(got, "node3", "RO: only the replica that follows the new timeline");
-    pqr__topo_unref(t);
+    pqri_topo_unref(t);
 
     t = view("patroni-3.0.2/cluster-switchover-3-no-leader.json");
     order(t, PQR_ROLE_RW, NULL, 0, 0, got, sizeof got);
     is_str(got, "node1,node2,node3", "RW without a leader: every member, libpq checks writability");
-    pqr__topo_unref(t);
+    pqri_topo_unref(t);
 
     t = view("patroni-3.0.2/cluster-synchronous-mode.json");
     order(t, PQR_ROLE_RW, NULL, 0, 0, got, sizeof got);
     is_str(got, "node3,node2,node1", "RW: sync standby before other replicas");
-    pqr__topo_unref(t);
+    pqri_topo_unref(t);
 
     t = view("patroni-4.x/cluster-quorum-4.1.json");
     order(t, PQR_ROLE_RO, NULL, 0, 0, got, sizeof got);
     is_str(got, "pg2", "RO: noloadbalance and unknown lag excluded, quorum standby used");
-    pqr__topo_unref(t);
+    pqri_topo_unref(t);
 
     t = view("patroni-4.x/cluster-standby-cluster-4.0.json");
-    struct pqr_candidate c[8];
-    struct pqr_policy_in in = {.t = t, .role = PQR_ROLE_RO, .max_lag = 1048575};
-    is_int(pqr__policy_order(&in, c, 8), 0, "RO: lag above the limit excluded");
+    struct pqri_candidate c[8];
+    struct pqri_policy_in in = {.t = t, .role = PQR_ROLE_RO, .max_lag = 1048575};
+    is_int(pqri_policy_order(&in, c, 8), 0, "RO: lag above the limit excluded");
     in.max_lag = 1048576;
-    is_int(pqr__policy_order(&in, c, 8), 1, "RO: lag at the limit allowed");
+    is_int(pqri_policy_order(&in, c, 8), 1, "RO: lag at the limit allowed");
     in.role = PQR_ROLE_RW;
-    pqr__policy_order(&in, c, 8);
+    pqri_policy_order(&in, c, 8);
     ok(strcmp(t->m[c[0].member].name, "dr1") == 0, "RW in a standby cluster: standby leader first");
-    pqr__topo_unref(t);
+    pqri_topo_unref(t);
 
     /* Members without a usable address (unresolvable, outside the allow-list) are never used. */
     t = view("patroni-3.0.2/cluster-healthy.json");
@@ -124,6 +125,6 @@ int main(void)
             t->m[i].addr[0] = 0;
     is_int(order(t, PQR_ROLE_RW, NULL, 0, 0, got, sizeof got), 1, "unaddressed members skipped (%s)", got);
     is_int(order(t, PQR_ROLE_RO, NULL, 0, 0, got, sizeof got), 0, "RO: nothing left");
-    pqr__topo_unref(t);
+    pqri_topo_unref(t);
     return done_testing();
 }

@@ -7,7 +7,8 @@
 #include <time.h>
 #include <unistd.h>
 #include "tap.h"
-#include "pqr_private.h"
+#include "plan.h"
+#include "log.h"
 
 static const char *VIEW =
     "{\"members\":["
@@ -17,23 +18,20 @@ static const char *VIEW =
     "{\"name\":\"evil\",\"role\":\"replica\",\"state\":\"streaming\",\"host\":\"x' host=evil.example sslmode=disable\",\"port\":5432,\"timeline\":4,\"lag\":0}"
     "]}";
 
-static struct pqr_router *r;
+static struct pqri_views *r;
 static char dir[] = "/tmp/pqr-route-XXXXXX";
 
 static void inject(long long age_ms)
 {
-    struct pqr_topology *t = pqr__topo_parse(VIEW, strlen(VIEW), NULL, 0);
-    pqr__topo_resolve(t, &r->s, r->clusters[0].conf, 0);
-    t->fetched_ms = pqr__now_ms() - age_ms;
-    t->mono_ms = pqr__mono_ms() - age_ms;
-    pthread_mutex_lock(&r->lock);
-    pqr__topo_unref(r->clusters[0].current);
-    r->clusters[0].current = t;
-    r->clusters[0].nfailures = 0;
-    pthread_mutex_unlock(&r->lock);
+    struct pqr_topology *t = pqri_topo_parse(VIEW, strlen(VIEW), NULL, 0);
+    pqri_topo_filter(t, pqri_views_settings(r), pqri_view_conf(pqri_views_at(r, 0)));
+    t->fetched_ms = pqri_now_ms() - age_ms;
+    t->mono_ms = pqri_mono_ms() - age_ms;
+    pqri_view_set(pqri_views_at(r, 0), t);
+    pqri_topo_unref(t);
 }
 
-static const char *param(const struct pqr_plan *p, const char *k)
+static const char *param(const struct pqri_plan *p, const char *k)
 {
     const char *v = NULL;
     for (size_t i = 0; p && i < p->params.n; i++)
@@ -42,22 +40,20 @@ static const char *param(const struct pqr_plan *p, const char *k)
     return v;
 }
 
-static struct pqr_plan *plan_str(const char *conninfo)
+static struct pqri_plan *plan_str(const char *conninfo)
 {
-    PQconninfoOption *o;
-    const char **kw, **val;
-    struct pqr_plan *p;
-    if (pqr__conninfo_arrays(conninfo, &o, &kw, &val) < 0)
+    struct pqri_conninfo ci;
+    struct pqri_plan *p;
+    if (pqri_conninfo_parse(&ci, conninfo) < 0)
         return NULL;
-    p = pqr__route_plan(r, NULL, kw, val, 0, PQR_BLOCKING, PQR_ROLE_AUTO);
-    free(kw), free(val);
-    PQconninfoFree(o);
+    p = pqri_plan_new(r, &pqri_direct_libpq, ci.kw, ci.val, 0, PQR_BLOCKING, PQR_ROLE_AUTO);
+    pqri_conninfo_release(&ci);
     return p;
 }
 
-static struct pqr_plan *plan_arr(const char *const *kw, const char *const *val, int expand)
+static struct pqri_plan *plan_arr(const char *const *kw, const char *const *val, int expand)
 {
-    return pqr__route_plan(r, NULL, kw, val, expand, PQR_BLOCKING, PQR_ROLE_AUTO);
+    return pqri_plan_new(r, &pqri_direct_libpq, kw, val, expand, PQR_BLOCKING, PQR_ROLE_AUTO);
 }
 
 static const char *write_tmp(const char *name, const char *text)
@@ -75,7 +71,7 @@ int main(void)
 {
     struct pqr_settings s;
     char err[256];
-    struct pqr_plan *p;
+    struct pqri_plan *p;
 
     if (!mkdtemp(dir))
         return 1;
@@ -84,17 +80,17 @@ int main(void)
          "PGUSER", NULL}; *v; v++)
         unsetenv(*v);
     setenv("PGPASSFILE", write_tmp("pgpass", "fd.example:5433:app:u:from-pgpass\n"), 1);
-    pqr__settings_init(&s);
-    pqr__settings_set(&s, "PATRONI", "http://127.0.0.1:9", err, sizeof err);
-    pqr__settings_set(&s, "RW", "fd.example:5432", err, sizeof err);
-    pqr__settings_set(&s, "RO", "fd.example:5433", err, sizeof err);
-    pqr__settings_set(&s, "CACHE_DIR", dir, err, sizeof err);
-    pqr__settings_set(&s, "LOG", "error", err, sizeof err);
-    pqr__settings_set(&s, "REST_TIMEOUT_MS", "100", err, sizeof err);
-    pqr__log_set(PQR_LOG_ERROR);
-    pqr__settings_finish(&s, err, sizeof err);
-    r = pqr__router_new(&s, &pqr__direct_libpq, err, sizeof err);
-    pqr__settings_clear(&s);
+    pqri_settings_init(&s);
+    pqri_settings_set(&s, "PATRONI", "http://127.0.0.1:9", err, sizeof err);
+    pqri_settings_set(&s, "RW", "fd.example:5432", err, sizeof err);
+    pqri_settings_set(&s, "RO", "fd.example:5433", err, sizeof err);
+    pqri_settings_set(&s, "CACHE_DIR", dir, err, sizeof err);
+    pqri_settings_set(&s, "LOG", "error", err, sizeof err);
+    pqri_settings_set(&s, "REST_TIMEOUT_MS", "100", err, sizeof err);
+    pqri_log_set(PQR_LOG_ERROR);
+    pqri_settings_finish(&s, err, sizeof err);
+    r = pqri_views_new(&s, err, sizeof err);
+    pqri_settings_clear(&s);
     ok(r != NULL, "router opens (%s)", r ? "" : err);
     inject(0);
 
@@ -112,7 +108,7 @@ int main(void)
         if (strstr(p->params.val[i], "evil"))
             ok(0, "member host text reached parameter %s", p->params.kw[i]);
     ok(p && !strstr(param(p, "hostaddr"), "evil"), "a member host with key=value text injects nothing");
-    pqr__route_free(p);
+    pqri_plan_free(p);
 
     p = plan_str("postgresql://u:p%40ss@fd.example:5433/app?sslmode=disable&connect_timeout=7");
     ok(p && p->role == PQR_ROLE_RO, "RO front door, URI: routed RO");
@@ -122,21 +118,21 @@ int main(void)
     is_str(param(p, "password"), "p@ss", "URI password decoded");
     is_str(param(p, "sslmode"), "disable", "URI query parameters kept");
     is_str(param(p, "connect_timeout"), "7", "the application's connect_timeout kept");
-    pqr__route_free(p);
+    pqri_plan_free(p);
 
     p = plan_str("host=FD.Example port=5433 dbname=app user=u");
     ok(p != NULL, "front door name compared case-insensitively");
-    pqr__route_free(p);
+    pqri_plan_free(p);
     p = plan_str("host=fd.example port=5433 dbname=app user=u");
     is_str(param(p, "password"), "from-pgpass", ".pgpass entry for the front door applies");
-    pqr__route_free(p);
+    pqri_plan_free(p);
     p = plan_str("host=fd.example port=5432 dbname=app user=u");
     ok(p && !param(p, "password"), "no .pgpass entry: no password invented");
-    pqr__route_free(p);
+    pqri_plan_free(p);
 
     p = plan_str("host=fd.example hostaddr=192.0.2.7 port=5432 user=u");
     is_str(param(p, "hostaddr"), "10.0.0.2,10.0.0.1,10.0.0.3,192.0.2.7", "the application's hostaddr kept for the front door");
-    pqr__route_free(p);
+    pqri_plan_free(p);
 
     {
         const char *kw[] = {"dbname", "user", NULL};
@@ -144,26 +140,26 @@ int main(void)
         p = plan_arr(kw, val, 1);
         ok(p && p->role == PQR_ROLE_RW, "keyword arrays with an expanded dbname: routed");
         is_str(param(p, "dbname"), "app", "expanded dbname");
-        pqr__route_free(p);
+        pqri_plan_free(p);
         p = plan_arr(kw, val, 0);
         ok(!p, "same arrays without expand_dbname: dbname is just a name, not routed");
-        pqr__route_free(p);
+        pqri_plan_free(p);
         const char *val2[] = {"postgresql://fd.example:5433/app?target_session_attrs=primary", "u", NULL};
         p = plan_arr(kw, val2, 1);
         ok(p && p->role == PQR_ROLE_RW, "URI in dbname with target_session_attrs=primary on the RO door: RW");
         is_str(param(p, "target_session_attrs"), "primary", "the application's target_session_attrs kept");
-        pqr__route_free(p);
+        pqri_plan_free(p);
     }
 
     setenv("PGHOST", "fd.example", 1);
     setenv("PGPORT", "5433", 1);
     p = plan_str("dbname=app user=u");
     ok(p && p->role == PQR_ROLE_RO, "PGHOST/PGPORT name the RO front door: routed RO");
-    pqr__route_free(p);
+    pqri_plan_free(p);
     setenv("PGTARGETSESSIONATTRS", "read-write", 1);
     p = plan_str("dbname=app user=u");
     ok(p && p->role == PQR_ROLE_RW, "PGTARGETSESSIONATTRS=read-write wins over the RO door");
-    pqr__route_free(p);
+    pqri_plan_free(p);
     unsetenv("PGTARGETSESSIONATTRS");
     unsetenv("PGHOST");
     unsetenv("PGPORT");
@@ -174,7 +170,7 @@ int main(void)
     ok(p && p->role == PQR_ROLE_RO, "service entry: routed, its target_session_attrs=read-only wins");
     is_str(param(p, "target_session_attrs"), "read-only", "service's target_session_attrs kept");
     ok(p && !param(p, "service"), "service already applied: not passed again");
-    pqr__route_free(p);
+    pqri_plan_free(p);
     unsetenv("PGSERVICEFILE");
 
     const char *passes[] = {"host=other.example port=5432", "host=fd.example port=5999",
@@ -184,37 +180,32 @@ int main(void)
     for (size_t i = 0; i < sizeof passes / sizeof *passes; i++) {
         p = plan_str(passes[i]);
         ok(!p && strstr(pqr_last_decision(), "passed through"), "passed through: %s (%s)", passes[i], pqr_last_decision());
-        pqr__route_free(p);
+        pqri_plan_free(p);
     }
     {
         const char *kw[] = {"bogus_keyword", NULL}, *val[] = {"1", NULL};
         p = plan_arr(kw, val, 0);
         ok(!p, "unknown keyword: passed through, libpq reports it");
-        pqr__route_free(p);
+        pqri_plan_free(p);
     }
 
     inject(60000);
     p = plan_str("host=fd.example port=5432 user=u");
     ok(!p && strstr(pqr_last_decision(), "no fresh"), "stale view: front door alone (%s)", pqr_last_decision());
-    pqr__route_free(p);
+    pqri_plan_free(p);
 
     /* Non-blocking, no view at all: passes through at once, never waits for the REST API. */
-    pthread_mutex_lock(&r->lock);
-    pqr__topo_unref(r->clusters[0].current);
-    r->clusters[0].current = NULL;
-    pthread_mutex_unlock(&r->lock);
+    pqri_view_set(pqri_views_at(r, 0), NULL);
     {
-        PQconninfoOption *o;
-        const char **kw, **val;
-        long long t0 = pqr__mono_ms();
-        pqr__conninfo_arrays("host=fd.example port=5432 user=u", &o, &kw, &val);
-        p = pqr__route_plan(r, NULL, kw, val, 0, PQR_NONBLOCKING, PQR_ROLE_AUTO);
-        long long dt = pqr__mono_ms() - t0;
-        ok(!p && dt < r->s.start_wait_ms + 50, "non-blocking without a view: passed through within PQROUTE_START_WAIT_MS (%lld ms)", dt);
-        free(kw), free(val);
-        PQconninfoFree(o);
+        struct pqri_conninfo ci;
+        long long t0 = pqri_mono_ms();
+        pqri_conninfo_parse(&ci, "host=fd.example port=5432 user=u");
+        p = pqri_plan_new(r, &pqri_direct_libpq, ci.kw, ci.val, 0, PQR_NONBLOCKING, PQR_ROLE_AUTO);
+        long long dt = pqri_mono_ms() - t0;
+        ok(!p && dt < pqri_views_settings(r)->start_wait_ms + 50, "non-blocking without a view: passed through within PQROUTE_START_WAIT_MS (%lld ms)", dt);
+        pqri_conninfo_release(&ci);
     }
-    pqr__router_free(r);
+    pqri_views_free(r);
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd) != 0)

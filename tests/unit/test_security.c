@@ -11,15 +11,17 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <pthread.h>
 #include "tap.h"
-#include "pqr_private.h"
+#include "plan.h"
+#include "log.h"
 
 static char base[] = "/tmp/pqr-sec-XXXXXX";
 
 static void set_or_die(struct pqr_settings *s, const char *k, const char *v)
 {
     char err[256];
-    if (pqr__settings_set(s, k, v, err, sizeof err) < 0) {
+    if (pqri_settings_set(s, k, v, err, sizeof err) < 0) {
         printf("Bail out! %s\n", err);
         exit(1);
     }
@@ -29,7 +31,7 @@ static struct pqr_settings settings(const char *cache_dir, const char *allow, co
 {
     struct pqr_settings s;
     char err[256];
-    pqr__settings_init(&s);
+    pqri_settings_init(&s);
     set_or_die(&s, "PATRONI", "http://127.0.0.1:9");
     set_or_die(&s, "RW", "door:5432");
     set_or_die(&s, "CACHE_DIR", cache_dir);
@@ -37,7 +39,7 @@ static struct pqr_settings settings(const char *cache_dir, const char *allow, co
         set_or_die(&s, "ALLOW", allow);
     if (mport)
         set_or_die(&s, "MEMBER_PORT", mport);
-    if (pqr__settings_finish(&s, err, sizeof err) != 0) {
+    if (pqri_settings_finish(&s, err, sizeof err) != 0) {
         printf("Bail out! %s\n", err);
         exit(1);
     }
@@ -47,28 +49,28 @@ static struct pqr_settings settings(const char *cache_dir, const char *allow, co
 static void allow_list(void)
 {
     struct pqr_settings s;
-    pqr__settings_init(&s);
+    pqri_settings_init(&s);
     set_or_die(&s, "ALLOW", "10.0.0.0/12");
-    ok(pqr__cidr_allows(s.allow, s.nallow, "10.15.255.255"), "/12: the last address inside");
-    ok(!pqr__cidr_allows(s.allow, s.nallow, "10.16.0.0"), "/12: the first address outside (partial byte masked)");
-    ok(!pqr__cidr_allows(s.allow, s.nallow, "10.128.0.1"), "/12: high bit of the partial byte outside");
+    ok(pqri_cidr_allows(s.allow, s.nallow, "10.15.255.255"), "/12: the last address inside");
+    ok(!pqri_cidr_allows(s.allow, s.nallow, "10.16.0.0"), "/12: the first address outside (partial byte masked)");
+    ok(!pqri_cidr_allows(s.allow, s.nallow, "10.128.0.1"), "/12: high bit of the partial byte outside");
     set_or_die(&s, "ALLOW", "192.168.1.128/25");
-    ok(pqr__cidr_allows(s.allow, s.nallow, "192.168.1.200") && !pqr__cidr_allows(s.allow, s.nallow, "192.168.1.127"),
+    ok(pqri_cidr_allows(s.allow, s.nallow, "192.168.1.200") && !pqri_cidr_allows(s.allow, s.nallow, "192.168.1.127"),
        "/25: one bit of the last byte");
     set_or_die(&s, "ALLOW", "10.0.0.0/8");
-    ok(!pqr__cidr_allows(s.allow, s.nallow, "a00::1"), "an IPv6 address whose first byte is 10 is not in 10.0.0.0/8");
+    ok(!pqri_cidr_allows(s.allow, s.nallow, "a00::1"), "an IPv6 address whose first byte is 10 is not in 10.0.0.0/8");
     set_or_die(&s, "ALLOW", "::/0");
-    ok(!pqr__cidr_allows(s.allow, s.nallow, "1.2.3.4"), "::/0 allows no IPv4 address");
+    ok(!pqri_cidr_allows(s.allow, s.nallow, "1.2.3.4"), "::/0 allows no IPv4 address");
     set_or_die(&s, "ALLOW", "0.0.0.0/0");
-    ok(!pqr__cidr_allows(s.allow, s.nallow, "::1") && pqr__cidr_allows(s.allow, s.nallow, "8.8.8.8"),
+    ok(!pqri_cidr_allows(s.allow, s.nallow, "::1") && pqri_cidr_allows(s.allow, s.nallow, "8.8.8.8"),
        "0.0.0.0/0 allows every IPv4 address and no IPv6 one");
-    pqr__settings_clear(&s);
+    pqri_settings_clear(&s);
 }
 
 static struct pqr_topology *view(const char *json)
 {
     char err[200];
-    struct pqr_topology *t = pqr__topo_parse(json, strlen(json), err, sizeof err);
+    struct pqr_topology *t = pqri_topo_parse(json, strlen(json), err, sizeof err);
     if (!t)
         printf("# parse: %s\n", err);
     return t;
@@ -87,28 +89,28 @@ static void forged_views(void)
     ok(t->m[1].addr[0] != 0, "a numeric addr is taken (%s)", t->m[1].addr);
     is_str(t->m[0].name, "n\\x1b]0;pwned\\x07", "control characters in a member name are escaped");
     is_str(t->m[0].state, "running\\x0d", "and in its state");
-    char *dump = pqr__topo_dump(t);
+    char *dump = pqri_topo_dump(t);
     bool clean = dump != NULL;
     for (const char *q = dump; q && *q; q++)
         clean = clean && (unsigned char)*q >= 0x20;
     ok(clean, "the dump carries no control character");
     free(dump);
-    pqr__topo_unref(t);
+    pqri_topo_unref(t);
     char big[1024] = "{\"members\":[{\"name\":\"x\",\"role\":\"leader\",\"port\":5432,\"host\":\"";
     for (int i = 0; i < 100; i++)
         strcat(big, "\\u007f");
     strcat(big, "\"}]}");
     t = view(big);
     ok(t && t->n == 0, "a host whose escaped form is too long is not used (round trip stays exact)");
-    pqr__topo_unref(t);
+    pqri_topo_unref(t);
 
     char out[128];
-    pqr__url_display(out, sizeof out, "http://user:s3cr@t@10.0.0.1:8008/cluster");
+    pqri_url_display(out, sizeof out, "http://user:s3cr@t@10.0.0.1:8008/cluster");
     is_str(out, "http://10.0.0.1:8008/cluster", "userinfo (with an @ in the password) is dropped for display");
-    pqr__url_display(out, sizeof out, "https://10.0.0.1:8008/x@y");
+    pqri_url_display(out, sizeof out, "https://10.0.0.1:8008/x@y");
     is_str(out, "https://10.0.0.1:8008/x@y", "an @ in the path is not userinfo");
     char esc[64];
-    pqr__escape(esc, sizeof esc, "a\x1b[2Jb\nc\x7f");
+    pqri_escape(esc, sizeof esc, "a\x1b[2Jb\nc\x7f");
     is_str(esc, "a\\x1b[2Jb\\x0ac\\x7f", "escape: ESC, newline and DEL as \\xNN");
 }
 
@@ -126,28 +128,28 @@ static char *tmpdir(const char *name, mode_t mode)
 static void cache_directory(void)
 {
     struct pqr_settings s = settings(tmpdir("open", 0777), NULL, NULL);
-    struct pqr_cache_dir d;
-    ok(pqr__cachedir_open(&d, &s) < 0, "a cache directory writable by others is refused");
-    pqr__settings_clear(&s);
+    struct pqri_cache_dir d;
+    ok(pqri_cachedir_open(&d, &s) < 0, "a cache directory writable by others is refused");
+    pqri_settings_clear(&s);
 
     s = settings(tmpdir("held", 0700), NULL, NULL);
-    ok(pqr__cachedir_open(&d, &s) == 0, "a private cache directory is held");
+    ok(pqri_cachedir_open(&d, &s) == 0, "a private cache directory is held");
     char moved[300];
     snprintf(moved, sizeof moved, "%s/held-moved", base);
     rename(d.path, moved);
     ok(symlink("/nonexistent-root-only", d.path) == 0, "the directory renamed, a symlink in its place");
-    struct pqr_cache_file f;
-    pqr__cache_init(&f, &d, "k");
+    struct pqri_cache_file f;
+    pqri_cache_init(&f, &d, "k");
     struct pqr_topology *t = view("{\"members\":[{\"name\":\"a\",\"role\":\"leader\",\"state\":\"running\",\"host\":\"10.0.0.1\",\"port\":5432}]}");
-    t->fetched_ms = pqr__now_ms();
+    t->fetched_ms = pqri_now_ms();
     t->seq = 7;
-    ok(pqr__cache_write(&f, t) == 0, "write goes on");
+    ok(pqri_cache_write(&f, t) == 0, "write goes on");
     char path[400];
     snprintf(path, sizeof path, "%s/k.json", moved);
     ok(access(path, F_OK) == 0, "into the directory that was opened, not through the symlink");
-    struct pqr_topology *u = pqr__cache_read(&f, &s, &s.clusters[0]);
+    struct pqr_topology *u = pqri_cache_read(&f, &s, &s.clusters[0]);
     ok(u && u->seq == 7, "the sequence number travels through the file");
-    pqr__topo_unref(u);
+    pqri_topo_unref(u);
 
     /* A daemon closes every fd, then the number is reused for the application's own locked file. */
     int dfd = d.fd;
@@ -161,11 +163,11 @@ static void cache_directory(void)
     }
     struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
     ok(fcntl(app, F_SETLK, &fl) == 0, "the application locks its own file on the reused number");
-    ok(pqr__cache_trylock(&f) == -1 && pqr__cache_write(&f, t) != 0 && !pqr__cache_read(&f, &s, &s.clusters[0]),
+    ok(pqri_cache_trylock(&f) == -1 && pqri_cache_write(&f, t) != 0 && !pqri_cache_read(&f, &s, &s.clusters[0]),
        "the cache notices the fd is not its directory any more and stops sharing");
-    pqr__cache_unlock(&f);
-    pqr__cache_mark_failed(&f);
-    pqr__cachedir_close(&d);
+    pqri_cache_unlock(&f);
+    pqri_cache_mark_failed(&f);
+    pqri_cachedir_close(&d);
     ok(fcntl(app, F_GETFD) >= 0, "the application's fd is still open after the cache is closed");
     pid_t pid = fork();
     if (pid == 0) {
@@ -177,71 +179,71 @@ static void cache_directory(void)
     waitpid(pid, &st, 0);
     ok(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the application's lock is intact");
     close(app);
-    pqr__topo_unref(t);
-    pqr__settings_clear(&s);
+    pqri_topo_unref(t);
+    pqri_settings_clear(&s);
 }
 
 static void shared_view_rules(void)
 {
     struct pqr_settings s = settings(tmpdir("rules", 0700), "127.0.0.0/8", "6432");
-    struct pqr_cache_dir d;
-    struct pqr_cache_file f;
-    pqr__cachedir_open(&d, &s);
-    pqr__cache_init(&f, &d, "r");
+    struct pqri_cache_dir d;
+    struct pqri_cache_file f;
+    pqri_cachedir_open(&d, &s);
+    pqri_cache_init(&f, &d, "r");
     struct pqr_topology *t = view("{\"members\":["
         "{\"name\":\"in\",\"role\":\"leader\",\"state\":\"running\",\"host\":\"127.0.0.11\",\"port\":5432},"
         "{\"name\":\"out\",\"role\":\"replica\",\"state\":\"streaming\",\"host\":\"10.9.9.9\",\"port\":5432}]}");
     /* written by a process with other settings: addresses resolved, nothing filtered */
-    pqr__numeric_addr("127.0.0.11", t->m[0].addr);
-    pqr__numeric_addr("10.9.9.9", t->m[1].addr);
-    t->fetched_ms = pqr__now_ms();
-    pqr__cache_write(&f, t);
-    struct pqr_topology *u = pqr__cache_read(&f, &s, &s.clusters[0]);
+    pqri_numeric_addr("127.0.0.11", t->m[0].addr);
+    pqri_numeric_addr("10.9.9.9", t->m[1].addr);
+    t->fetched_ms = pqri_now_ms();
+    pqri_cache_write(&f, t);
+    struct pqr_topology *u = pqri_cache_read(&f, &s, &s.clusters[0]);
     ok(u && u->n == 2, "read back");
     if (u) {
         is_str(u->m[1].addr, "", "the allow-list is applied again to a view read from the shared file");
         is_int(u->m[0].port, 6432, "and the member port override");
         is_str(u->m[0].addr, "127.0.0.11", "an allowed member keeps its address");
     }
-    pqr__topo_unref(u);
+    pqri_topo_unref(u);
 
     /* A writer whose clock was an hour ahead. */
-    t->fetched_ms = pqr__now_ms() + 3600 * 1000LL;
-    pqr__cache_write(&f, t);
-    ok(!pqr__cache_read(&f, &s, &s.clusters[0]), "a view stamped an hour in the future is not used");
-    t->fetched_ms = pqr__now_ms() - 1500;
-    pqr__cache_write(&f, t);
-    u = pqr__cache_read(&f, &s, &s.clusters[0]);
-    long long age = u ? pqr__mono_ms() - u->mono_ms : -1;
+    t->fetched_ms = pqri_now_ms() + 3600 * 1000LL;
+    pqri_cache_write(&f, t);
+    ok(!pqri_cache_read(&f, &s, &s.clusters[0]), "a view stamped an hour in the future is not used");
+    t->fetched_ms = pqri_now_ms() - 1500;
+    pqri_cache_write(&f, t);
+    u = pqri_cache_read(&f, &s, &s.clusters[0]);
+    long long age = u ? pqri_mono_ms() - u->mono_ms : -1;
     ok(u && age >= 1500 && age < 2500, "a file's age carries over to the monotonic clock (%lld ms)", age);
-    pqr__topo_unref(u);
+    pqri_topo_unref(u);
 
     /* Counters: a truncated file must not raise SIGBUS, a full disk is found once. */
-    struct pqr_stats st;
+    struct pqri_stats st;
     uint64_t v[PQR_STAT_COUNT];
-    pqr__stats_init(&st, &d, "r");
-    pqr__stat(&st, PQR_STAT_ROUTED_RW);
-    pqr__stat(&st, PQR_STAT_ROUTED_RW);
-    ok(pqr__stats_read(&st, v) == 0 && v[PQR_STAT_ROUTED_RW] == 2, "counters count");
+    pqri_stats_init(&st, &d, "r");
+    pqri_stat(&st, PQR_STAT_ROUTED_RW);
+    pqri_stat(&st, PQR_STAT_ROUTED_RW);
+    ok(pqri_stats_read(&st, v) == 0 && v[PQR_STAT_ROUTED_RW] == 2, "counters count");
     char path[400];
     snprintf(path, sizeof path, "%s/r.stats", d.path);
     ok(truncate(path, 0) == 0, "someone truncates the counters file");
-    pqr__stat(&st, PQR_STAT_ROUTED_RO);
-    ok(pqr__stats_read(&st, v) == 0 && v[PQR_STAT_ROUTED_RO] == 1, "no signal; the file is made again and counts");
+    pqri_stat(&st, PQR_STAT_ROUTED_RO);
+    ok(pqri_stats_read(&st, v) == 0 && v[PQR_STAT_ROUTED_RO] == 1, "no signal; the file is made again and counts");
     ok(truncate(path, 4) == 0, "truncated inside the magic");
-    pqr__stat(&st, PQR_STAT_ROUTED_RO);
+    pqri_stat(&st, PQR_STAT_ROUTED_RO);
     ok(1, "no signal on a torn file");
-    pqr__topo_unref(t);
-    pqr__cachedir_close(&d);
-    pqr__settings_clear(&s);
+    pqri_topo_unref(t);
+    pqri_cachedir_close(&d);
+    pqri_settings_clear(&s);
 }
 
 /* stderr is a pipe nobody reads: a warning written while publishing must not hold the router lock. */
-static struct pqr_router *blocked_router;
+static struct pqri_views *blocked_router;
 static void *publish_unresolved(void *arg)
 {
     struct pqr_topology *t = arg;
-    pqr__router_publish(blocked_router, &blocked_router->clusters[0], t);
+    pqri_view_publish(pqri_views_at(blocked_router, 0), t);
     return NULL;
 }
 
@@ -260,10 +262,10 @@ static void no_io_under_lock(void)
     int p[2], saved = dup(STDERR_FILENO);
     pthread_t th;
 
-    blocked_router = pqr__router_new(&s, &pqr__direct_libpq, err, sizeof err);
+    blocked_router = pqri_views_new(&s, err, sizeof err);
     struct pqr_topology *t = view("{\"members\":[{\"name\":\"unresolved\",\"role\":\"leader\",\"state\":\"running\",\"host\":\"no-such-host.invalid\",\"port\":5432}]}");
-    t->mono_ms = pqr__mono_ms();
-    t->fetched_ms = pqr__now_ms();
+    t->mono_ms = pqri_mono_ms();
+    t->fetched_ms = pqri_now_ms();
     if (pipe(p) != 0)
         return;
     fcntl(p[1], F_SETFL, O_NONBLOCK);
@@ -275,10 +277,10 @@ static void no_io_under_lock(void)
     usleep(200 * 1000); /* the publisher is now stuck writing its warning */
     signal(SIGALRM, on_alarm);
     alarm(5);
-    struct pqr_topology *got = pqr__router_snapshot(blocked_router, &blocked_router->clusters[0], 0);
+    struct pqr_topology *got = pqri_view_snapshot(pqri_views_at(blocked_router, 0), 0);
     alarm(0);
     ok(got != NULL, "a connect takes the view while a warning is stuck on a full stderr");
-    pqr__topo_unref(got);
+    pqri_topo_unref(got);
     char drain[65536];
     fcntl(p[0], F_SETFL, O_NONBLOCK);
     while (read(p[0], drain, sizeof drain) > 0)
@@ -286,9 +288,9 @@ static void no_io_under_lock(void)
     pthread_join(th, NULL);
     dup2(saved, STDERR_FILENO);
     close(p[0]), close(p[1]), close(saved);
-    pqr__router_free(blocked_router);
-    pqr__topo_unref(t);
-    pqr__settings_clear(&s);
+    pqri_views_free(blocked_router);
+    pqri_topo_unref(t);
+    pqri_settings_clear(&s);
 }
 
 int main(void)

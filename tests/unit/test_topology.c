@@ -1,6 +1,7 @@
 /* Topology parsing against real Patroni 3.0.2 responses and Patroni 4.x shapes. */
 #include "tap.h"
-#include "pqr_private.h"
+#include "topology.h"
+#include "log.h"
 
 #define FX "tests/fixtures/"
 
@@ -17,7 +18,7 @@ static struct pqr_topology *load(const char *name)
         printf("# cannot read %s\n", path);
         return NULL;
     }
-    t = pqr__topo_parse(buf, len, err, sizeof err);
+    t = pqri_topo_parse(buf, len, err, sizeof err);
     if (!t)
         printf("# %s: %s\n", name, err);
     free(buf);
@@ -35,9 +36,9 @@ static int find(const struct pqr_topology *t, const char *name)
 static void parse_bad(const char *json, const char *want_err, const char *what)
 {
     char err[256] = "";
-    struct pqr_topology *t = pqr__topo_parse(json, strlen(json), err, sizeof err);
+    struct pqr_topology *t = pqri_topo_parse(json, strlen(json), err, sizeof err);
     ok(!t && strstr(err, want_err), "%s is rejected (%s)", what, err);
-    pqr__topo_unref(t);
+    pqri_topo_unref(t);
 }
 
 int main(void)
@@ -53,27 +54,27 @@ int main(void)
         if ((int)k != t->leader)
             ok(t->m[k].lag == 0 && t->m[k].timeline > 0, "healthy: replica %s lag 0, timeline known",
                t->m[k].name);
-    pqr__topo_unref(t);
+    pqri_topo_unref(t);
 
     t = load("patroni-3.0.2/cluster-switchover-1-old-leader-demoting-timeline-null.json");
     ok(t && t->leader >= 0 && t->m[t->leader].timeline == -1, "timeline missing -> -1");
-    pqr__topo_unref(t);
+    pqri_topo_unref(t);
 
     t = load("patroni-3.0.2/cluster-switchover-3-no-leader.json");
     ok(t && t->leader == -1, "no leader during a switchover");
     i = t ? find(t, "node3") : -1;
     ok(i >= 0 && t->m[i].lag == -1 && strcmp(t->m[i].state, "stopping") == 0,
        "lag \"unknown\" -> -1, state kept");
-    pqr__topo_unref(t);
+    pqri_topo_unref(t);
 
     t = load("patroni-3.0.2/cluster-switchover-5-new-timeline-old-leader-stopping.json");
     ok(t && t->max_tl == 4, "max timeline is the newest reported");
-    pqr__topo_unref(t);
+    pqri_topo_unref(t);
 
     t = load("patroni-3.0.2/cluster-synchronous-mode.json");
     i = t ? find(t, "node2") : -1;
     ok(i >= 0 && t->m[i].role == PQR_MEMBER_SYNC_STANDBY, "sync_standby role");
-    pqr__topo_unref(t);
+    pqri_topo_unref(t);
 
     t = load("patroni-4.x/cluster-quorum-4.1.json");
     ok(t && t->n == 3, "4.1 quorum: three members");
@@ -82,12 +83,12 @@ int main(void)
     i = t ? find(t, "pg3") : -1;
     ok(i >= 0 && t->m[i].noloadbalance && t->m[i].lag == -1 && strcmp(t->m[i].host, "pg3.db.internal") == 0,
        "noloadbalance tag, lag unknown, DNS host kept");
-    pqr__topo_unref(t);
+    pqri_topo_unref(t);
 
     t = load("patroni-4.x/cluster-standby-cluster-4.0.json");
     ok(t && t->leader >= 0 && t->m[t->leader].role == PQR_MEMBER_STANDBY_LEADER,
        "standby_leader is the cluster's leader");
-    pqr__topo_unref(t);
+    pqri_topo_unref(t);
 
     /* Every capture of both sequences parses. */
     const char *seqs[] = {"switchover", "failover"};
@@ -104,7 +105,7 @@ int main(void)
             t = load(rel);
             total++;
             parsed += t && t->n > 0;
-            pqr__topo_unref(t);
+            pqri_topo_unref(t);
         }
         if (ls)
             pclose(ls);
@@ -114,9 +115,9 @@ int main(void)
     /* Two claimants: the running one on the newest timeline wins. */
     const char *two = "{\"members\":[{\"name\":\"a\",\"role\":\"leader\",\"state\":\"running\",\"host\":\"10.0.0.1\",\"port\":5432,\"timeline\":3},"
                       "{\"name\":\"b\",\"role\":\"leader\",\"state\":\"running\",\"host\":\"10.0.0.2\",\"port\":5432,\"timeline\":4}]}";
-    t = pqr__topo_parse(two, strlen(two), NULL, 0);
+    t = pqri_topo_parse(two, strlen(two), NULL, 0);
     ok(t && t->leader == 1, "two leaders: the newer timeline is taken");
-    pqr__topo_unref(t);
+    pqri_topo_unref(t);
 
     /* Bad members are skipped, the rest is kept. */
     const char *mixed = "{\"members\":[{\"name\":\"ok\",\"role\":\"replica\",\"host\":\"10.0.0.1\",\"port\":5432},"
@@ -124,10 +125,10 @@ int main(void)
                         "{\"name\":\"badport\",\"host\":\"10.0.0.3\",\"port\":70000},"
                         "{\"role\":\"leader\",\"host\":\"10.0.0.4\",\"port\":5432},"
                         "{\"name\":\"strport\",\"host\":\"10.0.0.5\",\"port\":\"5432\"}, 17, null]}";
-    t = pqr__topo_parse(mixed, strlen(mixed), NULL, 0);
+    t = pqri_topo_parse(mixed, strlen(mixed), NULL, 0);
     ok(t && t->n == 1 && strcmp(t->m[0].name, "ok") == 0, "members without name/host/valid port are skipped");
     ok(t && t->m[0].state && strcmp(t->m[0].state, "unknown") == 0, "missing state -> \"unknown\"");
-    pqr__topo_unref(t);
+    pqri_topo_unref(t);
 
     parse_bad("", "not JSON", "empty body");
     parse_bad("<html>502 Bad Gateway</html>", "not JSON", "HTML");
@@ -140,33 +141,33 @@ int main(void)
         memset(big, ' ', PQR_MAX_BODY + 9);
         big[PQR_MAX_BODY + 9] = 0;
         char err[128];
-        t = pqr__topo_parse(big, PQR_MAX_BODY + 9, err, sizeof err);
+        t = pqri_topo_parse(big, PQR_MAX_BODY + 9, err, sizeof err);
         ok(!t && strstr(err, "too large"), "oversized body rejected");
         free(big);
     }
     {
         /* A member name with NUL inside is not taken as a shorter string. */
         const char nul[] = "{\"members\":[{\"name\":\"a\\u0000b\",\"host\":\"1.2.3.4\",\"port\":1}]}";
-        t = pqr__topo_parse(nul, sizeof nul - 1, NULL, 0);
+        t = pqri_topo_parse(nul, sizeof nul - 1, NULL, 0);
         ok(!t || t->n == 0, "embedded NUL in a string: never taken as a shorter name");
-        pqr__topo_unref(t);
+        pqri_topo_unref(t);
     }
 
     /* The cache-file form round-trips what routing needs. */
     t = load("patroni-4.x/cluster-quorum-4.1.json");
     snprintf(t->m[0].addr, sizeof t->m[0].addr, "10.0.0.1");
-    pqr__topo_finish(t);
+    pqri_topo_finish(t);
     t->fetched_ms = 1234567;
     t->source = strdup("http://x:8008");
-    char *dump = pqr__topo_dump(t);
-    struct pqr_topology *u = dump ? pqr__topo_parse(dump, strlen(dump), NULL, 0) : NULL;
+    char *dump = pqri_topo_dump(t);
+    struct pqr_topology *u = dump ? pqri_topo_parse(dump, strlen(dump), NULL, 0) : NULL;
     ok(u && u->n == t->n && u->fetched_ms == 1234567 && strcmp(u->source, "http://x:8008") == 0,
        "dump/parse keeps members, fetch time and source");
     ok(u && strcmp(u->m[0].addr, "10.0.0.1") == 0 && u->m[2].noloadbalance && u->m[2].lag == -1 &&
        u->m[1].role == PQR_MEMBER_QUORUM_STANDBY && u->gen == t->gen,
        "dump/parse keeps address, tags, unknown lag, role, generation");
     free(dump);
-    pqr__topo_unref(u);
-    pqr__topo_unref(t);
+    pqri_topo_unref(u);
+    pqri_topo_unref(t);
     return done_testing();
 }

@@ -1,11 +1,12 @@
 /*
  * Settings: PQROUTE_* environment variables and the libconfig file, validated into one struct.
- * Every value goes through pqr__settings_set(), whichever source it came from, so the file and the
+ * Every value goes through pqri_settings_set(), whichever source it came from, so the file and the
  * environment accept exactly the same syntax and report errors the same way.
  */
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <stddef.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
@@ -17,18 +18,13 @@
 
 #include <libconfig.h>
 
-#include "pqr_private.h"
+#include "settings.h"
+#include "log.h"
+#include "shim_api.h"
 
 #define ENV_PREFIX "PQROUTE_"
 
-/* Every setting: its name without the prefix and what it takes. */
-static const char *const setting_names[] = {
-    "PATRONI",     "RW",       "RO",        "LOG",       "REFRESH_MS", "STALE_MS",
-    "REST_TIMEOUT_MS", "CONNECT_TIMEOUT", "MAX_LAG", "MEMBER_PORT", "REST_CA", "REST_CERT",
-    "REST_KEY",    "CACHE_DIR", "ALLOW", "FRONT_DOOR", "START_WAIT_MS",
-};
-
-void pqr__settings_init(struct pqr_settings *s)
+void pqri_settings_init(struct pqr_settings *s)
 {
     memset(s, 0, sizeof *s);
     s->refresh_ms = 1000;
@@ -47,7 +43,7 @@ static void free_strv(char **v, size_t n)
     free(v);
 }
 
-static void cluster_clear(struct pqr_cluster_conf *c)
+static void cluster_clear(struct pqri_cluster_conf *c)
 {
     free(c->name);
     free_strv(c->seeds, c->nseeds);
@@ -57,7 +53,7 @@ static void cluster_clear(struct pqr_cluster_conf *c)
     memset(c, 0, sizeof *c);
 }
 
-void pqr__settings_clear(struct pqr_settings *s)
+void pqri_settings_clear(struct pqr_settings *s)
 {
     for (size_t i = 0; i < s->nclusters; i++)
         cluster_clear(&s->clusters[i]);
@@ -78,7 +74,7 @@ static char *xstrdup(const char *s)
     return s ? strdup(s) : NULL;
 }
 
-static int copy_cluster(struct pqr_cluster_conf *d, const struct pqr_cluster_conf *c)
+static int copy_cluster(struct pqri_cluster_conf *d, const struct pqri_cluster_conf *c)
 {
     *d = *c;
     d->name = xstrdup(c->name);
@@ -94,7 +90,7 @@ static int copy_cluster(struct pqr_cluster_conf *d, const struct pqr_cluster_con
     return 0;
 }
 
-int pqr__settings_copy(struct pqr_settings *d, const struct pqr_settings *s)
+int pqri_settings_copy(struct pqr_settings *d, const struct pqr_settings *s)
 {
     *d = *s;
     d->clusters = NULL;
@@ -140,7 +136,7 @@ static int parse_int(const char *v, long long lo, long long hi, long long *out)
 }
 
 /* "host:port", "[v6]:port" or "host" (port 5432). No spaces or commas: it becomes a libpq host. */
-int pqr__parse_hostport(const char *v, char **host, int *port)
+int pqri_parse_hostport(const char *v, char **host, int *port)
 {
     const char *colon, *h = v;
     size_t hl;
@@ -199,30 +195,30 @@ static int parse_urls(const char *v, char ***out, size_t *nout, char *err, size_
             len <= (strncasecmp(p, "https://", 8) == 0 ? 8u : 7u)) {
             char seg[600], shown[600];
             snprintf(seg, sizeof seg, "%.*s", (int)(len > 512 ? 512 : len), p);
-            pqr__url_display(shown, sizeof shown, seg);
-            pqr__errf(err, errlen, "%s%s: expected http(s)://host:port[,...], got \"%.80s\"",
+            pqri_url_display(shown, sizeof shown, seg);
+            pqri_errf(err, errlen, "%s%s: expected http(s)://host:port[,...], got \"%.80s\"",
                       ENV_PREFIX, name, shown);
             goto fail;
         }
         for (size_t i = 0; i < len; i++)
             if (isspace((unsigned char)p[i]) || iscntrl((unsigned char)p[i])) {
-                pqr__errf(err, errlen, "%s%s: URL contains white space", ENV_PREFIX, name);
+                pqri_errf(err, errlen, "%s%s: URL contains white space", ENV_PREFIX, name);
                 goto fail;
             }
         if (n == PQR_MAX_ENDPOINTS) {
-            pqr__errf(err, errlen, "%s%s: more than %d URLs", ENV_PREFIX, name, PQR_MAX_ENDPOINTS);
+            pqri_errf(err, errlen, "%s%s: more than %d URLs", ENV_PREFIX, name, PQR_MAX_ENDPOINTS);
             goto fail;
         }
         if (!(urls[n++] = strndup(p, len)))
             goto fail;
         p += e ? (size_t)(e - p) + 1 : strlen(p);
         if (e && !*p) {
-            pqr__errf(err, errlen, "%s%s: trailing comma", ENV_PREFIX, name);
+            pqri_errf(err, errlen, "%s%s: trailing comma", ENV_PREFIX, name);
             goto fail;
         }
     }
     if (n == 0) {
-        pqr__errf(err, errlen, "%s%s: no URL", ENV_PREFIX, name);
+        pqri_errf(err, errlen, "%s%s: no URL", ENV_PREFIX, name);
         goto fail;
     }
     *out = urls;
@@ -233,7 +229,27 @@ fail:
     return -1;
 }
 
-static int parse_cidr(const char *v, size_t len, struct pqr_cidr *c)
+int pqri_addr_parse(const char *s, unsigned char bytes[16])
+{
+    if (inet_pton(AF_INET, s, bytes) == 1)
+        return AF_INET;
+    if (inet_pton(AF_INET6, s, bytes) == 1)
+        return AF_INET6;
+    return 0;
+}
+
+bool pqri_numeric_addr(const char *s, char out[PQR_ADDRLEN])
+{
+    unsigned char b[16];
+    char tmp[PQR_ADDRLEN];
+    int fam = pqri_addr_parse(s, b);
+
+    if (!fam || !inet_ntop(fam, b, out ? out : tmp, PQR_ADDRLEN))
+        return false;
+    return true;
+}
+
+static int parse_cidr(const char *v, size_t len, struct pqri_cidr *c)
 {
     char buf[64];
     const char *slash;
@@ -247,7 +263,7 @@ static int parse_cidr(const char *v, size_t len, struct pqr_cidr *c)
     if (slash)
         buf[slash - buf] = 0;
     memset(c, 0, sizeof *c);
-    if (!(c->family = pqr__addr_parse(buf, c->addr)))
+    if (!(c->family = pqri_addr_parse(buf, c->addr)))
         return -1;
     c->bits = c->family == AF_INET ? 32 : 128;
     if (slash) {
@@ -258,17 +274,17 @@ static int parse_cidr(const char *v, size_t len, struct pqr_cidr *c)
     return 0;
 }
 
-bool pqr__cidr_allows(const struct pqr_cidr *list, size_t n, const char *addr)
+bool pqri_cidr_allows(const struct pqri_cidr *list, size_t n, const char *addr)
 {
     unsigned char a[16];
     int fam;
 
     if (n == 0)
         return true;
-    if (!(fam = pqr__addr_parse(addr, a)))
+    if (!(fam = pqri_addr_parse(addr, a)))
         return false;
     for (size_t i = 0; i < n; i++) {
-        const struct pqr_cidr *c = &list[i];
+        const struct pqri_cidr *c = &list[i];
         int full = c->bits / 8, rest = c->bits % 8;
         if (c->family != fam || memcmp(a, c->addr, (size_t)full) != 0)
             continue;
@@ -289,155 +305,168 @@ static int set_str(char **dst, const char *v)
     return 0;
 }
 
-int pqr__settings_set(struct pqr_settings *s, const char *name, const char *value, char *err,
+static int parse_cidrs(const char *value, struct pqri_cidr **out, size_t *nout)
+{
+    struct pqri_cidr *list = NULL;
+    size_t n = 0;
+    const char *p = value;
+
+    while (*p) {
+        const char *e = strchr(p, ',');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        struct pqri_cidr *nl;
+        while (len && *p == ' ')
+            p++, len--;
+        while (len && p[len - 1] == ' ')
+            len--;
+        if (!(nl = realloc(list, (n + 1) * sizeof *list))) {
+            free(list);
+            return -1;
+        }
+        list = nl;
+        if (parse_cidr(p, len, &list[n]) < 0) {
+            free(list);
+            return -1;
+        }
+        n++;
+        p += e ? (size_t)(e - p) + 1 : strlen(p);
+    }
+    *out = list;
+    *nout = n;
+    return 0;
+}
+
+/* Every setting, once: its name (PQROUTE_ + name in the environment, lower case in the file), what
+ * it takes, and where it goes. */
+enum kind { K_INT, K_URLS, K_HOSTPORT, K_FRONT_DOOR, K_LOG, K_READABLE, K_ABSPATH, K_CIDRS };
+static const struct setting {
+    const char *name;
+    enum kind kind;
+    size_t off, size;
+    long long lo, hi;
+    const char *what; /* "expected ..." */
+} settings_table[] = {
+#define AT(field) offsetof(struct pqr_settings, field), sizeof(((struct pqr_settings *)0)->field)
+    {"PATRONI", K_URLS, AT(env_patroni), 0, 0, "http(s)://host:port[,...]"},
+    {"RW", K_HOSTPORT, AT(env_rw), 0, 0, "host:port"},
+    {"RO", K_HOSTPORT, AT(env_ro), 0, 0, "host:port"},
+    {"LOG", K_LOG, AT(log_level), 0, 0, "error, warn, info or debug"},
+    {"REFRESH_MS", K_INT, AT(refresh_ms), 50, 3600000, "milliseconds from 50 to 3600000"},
+    {"STALE_MS", K_INT, AT(stale_ms), 100, 86400000, "milliseconds from 100 to 86400000"},
+    {"REST_TIMEOUT_MS", K_INT, AT(rest_timeout_ms), 10, 60000, "milliseconds from 10 to 60000"},
+    {"CONNECT_TIMEOUT", K_INT, AT(connect_timeout_s), 0, 3600, "seconds from 0 to 3600"},
+    {"START_WAIT_MS", K_INT, AT(start_wait_ms), 0, 1000, "milliseconds from 0 to 1000"},
+    {"MAX_LAG", K_INT, AT(max_lag), 0, LLONG_MAX, "a number of bytes"},
+    {"MEMBER_PORT", K_INT, AT(member_port), 1, 65535, "a port number"},
+    {"REST_CA", K_READABLE, AT(rest_ca), 0, 0, "a readable file"},
+    {"REST_CERT", K_READABLE, AT(rest_cert), 0, 0, "a readable file"},
+    {"REST_KEY", K_READABLE, AT(rest_key), 0, 0, "a readable file"},
+    {"CACHE_DIR", K_ABSPATH, AT(cache_dir), 0, 0, "an absolute path"},
+    {"ALLOW", K_CIDRS, AT(allow), 0, 0, "address/bits[,...]"},
+    {"FRONT_DOOR", K_FRONT_DOOR, AT(door_stale_only), 0, 0, "last or stale-only"},
+#undef AT
+};
+#define NSETTINGS (sizeof settings_table / sizeof *settings_table)
+
+int pqri_settings_set(struct pqr_settings *s, const char *name, const char *value, char *err,
                       size_t errlen)
 {
+    const struct setting *st = NULL;
+    char *field, *host = NULL;
     long long x;
-    char *host = NULL;
     int port;
 
     if (strncmp(name, ENV_PREFIX, strlen(ENV_PREFIX)) == 0)
         name += strlen(ENV_PREFIX);
-    if (!value || !*value) {
-        pqr__errf(err, errlen, "%s%s is set but empty", ENV_PREFIX, name);
+    for (size_t i = 0; i < NSETTINGS && !st; i++)
+        if (strcmp(name, settings_table[i].name) == 0)
+            st = &settings_table[i];
+    if (!st) {
+        pqri_errf(err, errlen, "unknown setting %s%s", ENV_PREFIX, name);
         return -1;
     }
-#define INT_SETTING(key, field, lo, hi, what)                                                    \
-    if (strcmp(name, key) == 0) {                                                                \
-        if (parse_int(value, lo, hi, &x) < 0) {                                                  \
-            pqr__errf(err, errlen, "%s%s: expected %s, got \"%.40s\"", ENV_PREFIX, name, what,   \
-                      value);                                                                     \
-            return -1;                                                                           \
-        }                                                                                        \
-        s->field = (typeof(s->field))x;                                                          \
-        return 0;                                                                                \
+    if (!value || !*value) {
+        pqri_errf(err, errlen, "%s%s is set but empty", ENV_PREFIX, name);
+        return -1;
     }
-    INT_SETTING("REFRESH_MS", refresh_ms, 50, 3600000, "milliseconds from 50 to 3600000")
-    INT_SETTING("STALE_MS", stale_ms, 100, 86400000, "milliseconds from 100 to 86400000")
-    INT_SETTING("REST_TIMEOUT_MS", rest_timeout_ms, 10, 60000, "milliseconds from 10 to 60000")
-    INT_SETTING("CONNECT_TIMEOUT", connect_timeout_s, 0, 3600, "seconds from 0 to 3600")
-    INT_SETTING("START_WAIT_MS", start_wait_ms, 0, 1000, "milliseconds from 0 to 1000")
-    INT_SETTING("MAX_LAG", max_lag, 0, LLONG_MAX, "a number of bytes")
-    INT_SETTING("MEMBER_PORT", member_port, 1, 65535, "a port number")
-#undef INT_SETTING
-    if (strcmp(name, "PATRONI") == 0) {
+    field = (char *)s + st->off;
+    switch (st->kind) {
+    case K_INT:
+        if (parse_int(value, st->lo, st->hi, &x) < 0)
+            break;
+        if (st->size == sizeof(int))
+            *(int *)field = (int)x;
+        else
+            *(long long *)field = x;
+        return 0;
+    case K_URLS: {
         char **urls;
         size_t n;
         if (parse_urls(value, &urls, &n, err, errlen, name) < 0)
-            return -1;
+            return -1; /* its own message: which URL, without its credentials */
         free_strv(urls, n);
-        return set_str(&s->env_patroni, value);
+        return set_str((char **)field, value);
     }
-    if (strcmp(name, "RW") == 0 || strcmp(name, "RO") == 0) {
-        if (pqr__parse_hostport(value, &host, &port) < 0) {
-            pqr__errf(err, errlen, "%s%s: expected host:port, got \"%.80s\"", ENV_PREFIX, name,
-                      value);
-            return -1;
-        }
+    case K_HOSTPORT:
+        if (pqri_parse_hostport(value, &host, &port) < 0)
+            break;
         free(host);
-        return set_str(name[1] == 'W' ? &s->env_rw : &s->env_ro, value);
-    }
-    if (strcmp(name, "FRONT_DOOR") == 0) {
-        if (strcmp(value, "last") != 0 && strcmp(value, "stale-only") != 0) {
-            pqr__errf(err, errlen, "%sFRONT_DOOR: expected last or stale-only, got \"%.20s\"",
-                      ENV_PREFIX, value);
-            return -1;
-        }
-        s->door_stale_only = value[0] == 's';
+        return set_str((char **)field, value);
+    case K_FRONT_DOOR:
+        if (strcmp(value, "last") != 0 && strcmp(value, "stale-only") != 0)
+            break;
+        *(bool *)field = value[0] == 's';
         return 0;
-    }
-    if (strcmp(name, "LOG") == 0) {
-        int l = pqr__log_parse(value);
-        if (l < 0) {
-            pqr__errf(err, errlen, "%sLOG: expected error, warn, info or debug, got \"%.20s\"",
-                      ENV_PREFIX, value);
-            return -1;
-        }
-        s->log_level = l;
+    case K_LOG:
+        if ((port = pqri_log_parse(value)) < 0)
+            break;
+        *(int *)field = port;
         return 0;
-    }
-    if (strcmp(name, "REST_CA") == 0 || strcmp(name, "REST_CERT") == 0 ||
-        strcmp(name, "REST_KEY") == 0) {
+    case K_READABLE:
         if (access(value, R_OK) != 0) {
-            pqr__errf(err, errlen, "%s%s: cannot read \"%.200s\": %s", ENV_PREFIX, name, value,
+            pqri_errf(err, errlen, "%s%s: cannot read \"%.200s\": %s", ENV_PREFIX, name, value,
                       strerror(errno));
             return -1;
         }
-        return set_str(name[5] == 'C' && name[6] == 'A'   ? &s->rest_ca
-                       : name[5] == 'C'                   ? &s->rest_cert
-                                                          : &s->rest_key,
-                       value);
-    }
-    if (strcmp(name, "CACHE_DIR") == 0) {
-        if (value[0] != '/') {
-            pqr__errf(err, errlen, "%sCACHE_DIR: expected an absolute path, got \"%.200s\"",
-                      ENV_PREFIX, value);
-            return -1;
-        }
-        return set_str(&s->cache_dir, value);
-    }
-    if (strcmp(name, "ALLOW") == 0) {
-        struct pqr_cidr *list = NULL;
-        size_t n = 0;
-        const char *p = value;
-        while (*p) {
-            const char *e = strchr(p, ',');
-            size_t len = e ? (size_t)(e - p) : strlen(p);
-            struct pqr_cidr *nl;
-            while (len && *p == ' ')
-                p++, len--;
-            while (len && p[len - 1] == ' ')
-                len--;
-            nl = realloc(list, (n + 1) * sizeof *list);
-            if (!nl) {
-                free(list);
-                return -1;
-            }
-            list = nl;
-            if (parse_cidr(p, len, &list[n]) < 0) {
-                pqr__errf(err, errlen, "%sALLOW: expected address/bits[,...], got \"%.*s\"",
-                          ENV_PREFIX, (int)(len > 60 ? 60 : len), p);
-                free(list);
-                return -1;
-            }
-            n++;
-            p += e ? (size_t)(e - p) + 1 : strlen(p);
-        }
+        return set_str((char **)field, value);
+    case K_ABSPATH:
+        if (value[0] != '/')
+            break;
+        return set_str((char **)field, value);
+    case K_CIDRS: {
+        struct pqri_cidr *list;
+        size_t n;
+        if (parse_cidrs(value, &list, &n) < 0)
+            break;
         free(s->allow);
         s->allow = list;
         s->nallow = n;
         return 0;
     }
-    pqr__errf(err, errlen, "unknown setting %s%s", ENV_PREFIX, name);
+    }
+    pqri_errf(err, errlen, "%s%s: expected %s, got \"%.80s\"", ENV_PREFIX, name, st->what, value);
     return -1;
-}
-
-static uint64_t fnv1a(uint64_t h, const char *s)
-{
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-    return (h ^ 0xff) * 1099511628211ULL;
 }
 
 static int add_cluster(struct pqr_settings *s, const char *name, const char *patroni,
                        const char *rw, const char *ro, int member_port, long long max_lag,
                        bool first, char *err, size_t errlen)
 {
-    struct pqr_cluster_conf c = {0}, *nc;
-    uint64_t h = 1469598103934665603ULL;
+    struct pqri_cluster_conf c = {0}, *nc;
+    unsigned long long h = PQRI_FNV_SEED;
     char key[80];
 
     if (parse_urls(patroni, &c.seeds, &c.nseeds, err, errlen, "PATRONI") < 0)
         return -1;
-    if ((rw && pqr__parse_hostport(rw, &c.rw_host, &c.rw_port) < 0) ||
-        (ro && pqr__parse_hostport(ro, &c.ro_host, &c.ro_port) < 0)) {
-        pqr__errf(err, errlen, "cluster %s: expected host:port, got \"%.80s\"", name,
+    if ((rw && pqri_parse_hostport(rw, &c.rw_host, &c.rw_port) < 0) ||
+        (ro && pqri_parse_hostport(ro, &c.ro_host, &c.ro_port) < 0)) {
+        pqri_errf(err, errlen, "cluster %s: expected host:port, got \"%.80s\"", name,
                   rw && !c.rw_host ? rw : ro);
         cluster_clear(&c);
         return -1;
     }
     if (!c.rw_host && !c.ro_host) {
-        pqr__errf(err, errlen, "cluster %s: no front door: set %sRW and/or %sRO", name, ENV_PREFIX,
+        pqri_errf(err, errlen, "cluster %s: no front door: set %sRW and/or %sRO", name, ENV_PREFIX,
                   ENV_PREFIX);
         cluster_clear(&c);
         return -1;
@@ -446,7 +475,7 @@ static int add_cluster(struct pqr_settings *s, const char *name, const char *pat
     c.member_port = member_port;
     c.max_lag = max_lag;
     for (size_t i = 0; i < c.nseeds; i++)
-        h = fnv1a(h, c.seeds[i]);
+        h = pqri_fnv(pqri_fnv(h, c.seeds[i], strlen(c.seeds[i])), "\xff", 1);
     snprintf(key, sizeof key, "%.40s-%016llx", name, (unsigned long long)h);
     for (char *p = key; *p; p++)
         if (!isalnum((unsigned char)*p) && *p != '-' && *p != '_')
@@ -455,7 +484,7 @@ static int add_cluster(struct pqr_settings *s, const char *name, const char *pat
     nc = realloc(s->clusters, (s->nclusters + 1) * sizeof *nc);
     if (!nc || !c.name || !c.key) {
         cluster_clear(&c);
-        pqr__errf(err, errlen, "out of memory");
+        pqri_errf(err, errlen, "out of memory");
         return -1;
     }
     s->clusters = nc;
@@ -469,14 +498,14 @@ static int add_cluster(struct pqr_settings *s, const char *name, const char *pat
     return 0;
 }
 
-int pqr__settings_finish(struct pqr_settings *s, char *err, size_t errlen)
+int pqri_settings_finish(struct pqr_settings *s, char *err, size_t errlen)
 {
     if (s->env_patroni) {
         if (add_cluster(s, "env", s->env_patroni, s->env_rw, s->env_ro, 0, -1, true, err,
                         errlen) < 0)
             return -1;
     } else if (s->env_rw || s->env_ro) {
-        pqr__errf(err, errlen, "%s%s is set but %sPATRONI is not", ENV_PREFIX,
+        pqri_errf(err, errlen, "%s%s is set but %sPATRONI is not", ENV_PREFIX,
                   s->env_rw ? "RW" : "RO", ENV_PREFIX);
         return -1;
     }
@@ -487,14 +516,14 @@ int pqr__settings_finish(struct pqr_settings *s, char *err, size_t errlen)
     return s->nclusters ? 0 : 1;
 }
 
-int pqr__settings_from_env(struct pqr_settings *s, char *err, size_t errlen)
+int pqri_settings_from_env(struct pqr_settings *s, char *err, size_t errlen)
 {
     char var[64];
 
-    for (size_t i = 0; i < sizeof setting_names / sizeof *setting_names; i++) {
+    for (size_t i = 0; i < NSETTINGS; i++) {
         const char *v;
-        snprintf(var, sizeof var, ENV_PREFIX "%s", setting_names[i]);
-        if ((v = getenv(var)) && pqr__settings_set(s, var, v, err, errlen) < 0)
+        snprintf(var, sizeof var, ENV_PREFIX "%s", settings_table[i].name);
+        if ((v = getenv(var)) && pqri_settings_set(s, var, v, err, errlen) < 0)
             return -1;
     }
     return 0;
@@ -547,19 +576,18 @@ static char *read_checked(const char *path, int depth, char *err, size_t errlen)
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
 
     if (fd < 0) {
-        pqr__errf(err, errlen, "%s: %s", path, strerror(errno));
+        pqri_errf(err, errlen, "%s: %s", path, strerror(errno));
         return NULL;
     }
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || (st.st_uid != 0 && st.st_uid != geteuid()) ||
-        (st.st_mode & (S_IWGRP | S_IWOTH))) {
-        pqr__errf(err, errlen,
+    if (fstat(fd, &st) != 0 || !pqri_trusted_file(&st)) {
+        pqri_errf(err, errlen,
                   "%s: ignored: must be a regular file owned by root or you and not writable by "
                   "group or others",
                   path);
         goto out;
     }
     if (st.st_size > MAX_CONFIG_BYTES || !(text = malloc((size_t)st.st_size + 1))) {
-        pqr__errf(err, errlen, "%s: too large", path);
+        pqri_errf(err, errlen, "%s: too large", path);
         goto out;
     }
     while (len < (size_t)st.st_size && (n = read(fd, text + len, (size_t)st.st_size - len)) > 0)
@@ -579,11 +607,11 @@ static char *read_checked(const char *path, int depth, char *err, size_t errlen)
         }
         p += 8 + strspn(p + 8, " \t");
         if (*p != '"' || !(q = strchr(p + 1, '"'))) {
-            pqr__errf(err, errlen, "%s: malformed @include line", path);
+            pqri_errf(err, errlen, "%s: malformed @include line", path);
             goto fail;
         }
         if (depth >= MAX_INCLUDE_DEPTH) {
-            pqr__errf(err, errlen, "%s: @include nested more than %d deep", path, MAX_INCLUDE_DEPTH);
+            pqri_errf(err, errlen, "%s: @include nested more than %d deep", path, MAX_INCLUDE_DEPTH);
             goto fail;
         }
         char inc[PATH_MAX], dir[PATH_MAX], *sub;
@@ -614,7 +642,7 @@ out:
     return out;
 }
 
-int pqr__settings_from_file(struct pqr_settings *s, const char *path, char *err, size_t errlen)
+int pqri_settings_from_file(struct pqr_settings *s, const char *path, char *err, size_t errlen)
 {
     config_t cfg;
     config_setting_t *root, *clusters;
@@ -625,7 +653,7 @@ int pqr__settings_from_file(struct pqr_settings *s, const char *path, char *err,
         return -1;
     config_init(&cfg);
     if (!config_read_string(&cfg, text)) {
-        pqr__errf(err, errlen, "%s:%d: %s", path, config_error_line(&cfg), config_error_text(&cfg));
+        pqri_errf(err, errlen, "%s:%d: %s", path, config_error_line(&cfg), config_error_text(&cfg));
         goto out;
     }
     root = config_root_setting(&cfg);
@@ -638,23 +666,23 @@ int pqr__settings_from_file(struct pqr_settings *s, const char *path, char *err,
         for (char *p = name; *p; p++)
             *p = (char)toupper((unsigned char)*p);
         if (strcmp(name, "PATRONI") == 0 || strcmp(name, "RW") == 0 || strcmp(name, "RO") == 0) {
-            pqr__errf(err, errlen, "%s:%d: \"%s\" belongs inside a clusters entry", path,
+            pqri_errf(err, errlen, "%s:%d: \"%s\" belongs inside a clusters entry", path,
                       config_setting_source_line(st), key);
             goto out;
         }
         if (!(v = setting_text(st, buf, sizeof buf))) {
-            pqr__errf(err, errlen, "%s:%d: %s: unsupported value type", path,
+            pqri_errf(err, errlen, "%s:%d: %s: unsupported value type", path,
                       config_setting_source_line(st), key);
             goto out;
         }
-        if (pqr__settings_set(s, name, v, buf, sizeof buf) < 0) {
-            pqr__errf(err, errlen, "%s:%d: %s", path, config_setting_source_line(st), buf);
+        if (pqri_settings_set(s, name, v, buf, sizeof buf) < 0) {
+            pqri_errf(err, errlen, "%s:%d: %s", path, config_setting_source_line(st), buf);
             goto out;
         }
     }
     clusters = config_lookup(&cfg, "clusters");
     if (!clusters || !config_setting_is_aggregate(clusters) || config_setting_length(clusters) == 0) {
-        pqr__errf(err, errlen, "%s: no clusters = ( { ... } ) list", path);
+        pqri_errf(err, errlen, "%s: no clusters = ( { ... } ) list", path);
         goto out;
     }
     for (int i = 0; i < config_setting_length(clusters); i++) {
@@ -667,7 +695,7 @@ int pqr__settings_from_file(struct pqr_settings *s, const char *path, char *err,
         int line = config_setting_source_line(c);
 
         if (!config_setting_is_group(c)) {
-            pqr__errf(err, errlen, "%s:%d: clusters entries must be groups { ... }", path, line);
+            pqri_errf(err, errlen, "%s:%d: clusters entries must be groups { ... }", path, line);
             goto out;
         }
         snprintf(cbuf, sizeof cbuf, "cluster%d", i + 1);
@@ -676,26 +704,26 @@ int pqr__settings_from_file(struct pqr_settings *s, const char *path, char *err,
         config_setting_lookup_string(c, "ro", &ro);
         st = config_setting_get_member(c, "patroni");
         if (!st || !(patroni = setting_text(st, pbuf, sizeof pbuf))) {
-            pqr__errf(err, errlen, "%s:%d: cluster needs patroni = [\"http://...\"]", path, line);
+            pqri_errf(err, errlen, "%s:%d: cluster needs patroni = [\"http://...\"]", path, line);
             goto out;
         }
-        pqr__settings_init(&tmp);
+        pqri_settings_init(&tmp);
         if (((st = config_setting_get_member(c, "member_port")) &&
-             pqr__settings_set(&tmp, "MEMBER_PORT", setting_text(st, mp, sizeof mp), buf, sizeof buf) < 0) ||
+             pqri_settings_set(&tmp, "MEMBER_PORT", setting_text(st, mp, sizeof mp), buf, sizeof buf) < 0) ||
             ((st = config_setting_get_member(c, "max_lag")) &&
-             pqr__settings_set(&tmp, "MAX_LAG", setting_text(st, ml, sizeof ml), buf, sizeof buf) < 0)) {
-            pqr__errf(err, errlen, "%s:%d: %s", path, config_setting_source_line(st), buf);
-            pqr__settings_clear(&tmp);
+             pqri_settings_set(&tmp, "MAX_LAG", setting_text(st, ml, sizeof ml), buf, sizeof buf) < 0)) {
+            pqri_errf(err, errlen, "%s:%d: %s", path, config_setting_source_line(st), buf);
+            pqri_settings_clear(&tmp);
             goto out;
         }
         if (config_setting_get_member(c, "member_port"))
             member_port = tmp.member_port;
         if (config_setting_get_member(c, "max_lag"))
             max_lag = tmp.max_lag;
-        pqr__settings_clear(&tmp);
+        pqri_settings_clear(&tmp);
         if (add_cluster(s, cname ? cname : cbuf, patroni, rw, ro, member_port, max_lag, false, buf,
                         sizeof buf) < 0) {
-            pqr__errf(err, errlen, "%s:%d: %s", path, line, buf);
+            pqri_errf(err, errlen, "%s:%d: %s", path, line, buf);
             goto out;
         }
     }
@@ -706,17 +734,46 @@ out:
     return rc;
 }
 
-int pqr__member_port(const struct pqr_settings *s, const struct pqr_cluster_conf *c)
+int pqri_member_port(const struct pqr_settings *s, const struct pqri_cluster_conf *c)
 {
     return c->member_port ? c->member_port : s->member_port;
 }
 
-long long pqr__max_lag(const struct pqr_settings *s, const struct pqr_cluster_conf *c)
+long long pqri_max_lag(const struct pqr_settings *s, const struct pqri_cluster_conf *c)
 {
     return c->max_lag >= 0 ? c->max_lag : s->max_lag;
 }
 
-int pqr__rest_budget_ms(const struct pqr_settings *s)
+int pqri_rest_budget_ms(const struct pqr_settings *s)
 {
     return s->rest_timeout_ms + 200;
 }
+
+int pqri_settings_load(struct pqr_settings *s, char *err, size_t errlen)
+{
+    const char *path = getenv(PQR_ENV_CONFIG), *lvl = getenv(PQR_ENV_LOG);
+    int level;
+
+    pqri_settings_init(s);
+    if (lvl && (level = pqri_log_parse(lvl)) >= 0)
+        pqri_log_set(level);
+    if (path && !*path) {
+        pqri_errf(err, errlen, "%s is set but empty", PQR_ENV_CONFIG);
+        return -1;
+    }
+    if (path) {
+        char ferr[512];
+        if (pqri_settings_from_file(s, path, ferr, sizeof ferr) < 0) {
+            pqri_errf(err, errlen, "%s: %s", PQR_ENV_CONFIG, ferr);
+            return -1;
+        }
+    } else if (access(PQR_DEFAULT_CONFIG, F_OK) == 0 &&
+               pqri_settings_from_file(s, PQR_DEFAULT_CONFIG, err, errlen) < 0) {
+        return -1;
+    }
+    if (pqri_settings_from_env(s, err, errlen) < 0)
+        return -1;
+    pqri_log_set(s->log_level);
+    return pqri_settings_finish(s, err, errlen);
+}
+

@@ -16,7 +16,8 @@
 #include <string.h>
 #include <strings.h>
 
-#include "pqr_private.h"
+#include "plan.h"
+#include "log.h"
 
 #define PROBE_VALUE "pqroute-probe-invalid"
 
@@ -28,7 +29,7 @@ const char *pqr_last_decision(void)
     return decision;
 }
 
-void pqr__decision(const char *fmt, ...)
+void pqri_decision(const char *fmt, ...)
 {
     char raw[sizeof decision];
     va_list ap;
@@ -36,40 +37,13 @@ void pqr__decision(const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(raw, sizeof raw, fmt, ap);
     va_end(ap);
-    pqr__escape(decision, sizeof decision, raw);
+    pqri_escape(decision, sizeof decision, raw);
     PQR_INFO("%s", decision);
-}
-
-int pqr__conninfo_arrays(const char *conninfo, PQconninfoOption **opts, const char ***kw,
-                         const char ***val)
-{
-    char *errmsg = NULL;
-    size_t n = 0, k = 0;
-
-    *opts = PQconninfoParse(conninfo ? conninfo : "", &errmsg);
-    PQfreemem(errmsg);
-    if (!*opts)
-        return -1;
-    for (PQconninfoOption *o = *opts; o->keyword; o++)
-        n++;
-    *kw = calloc(n + 1, sizeof **kw);
-    *val = calloc(n + 1, sizeof **val);
-    if (!*kw || !*val) {
-        free(*kw), free(*val);
-        pqr__conninfo_free(*opts);
-        return -1;
-    }
-    for (PQconninfoOption *o = *opts; o->keyword; o++)
-        if (o->val) {
-            (*kw)[k] = o->keyword;
-            (*val)[k++] = o->val;
-        }
-    return 0;
 }
 
 /* libpq's option processing without connecting; NULL when the options themselves are invalid
  * (libpq will then report that to the application exactly as without us). */
-static PGconn *probe(const struct pqr_libpq *pq, const char *const *kw, const char *const *val,
+static PGconn *probe(const struct pqri_libpq *pq, const char *const *kw, const char *const *val,
                      int expand, const char *override)
 {
     size_t n = 0;
@@ -97,33 +71,33 @@ static PGconn *probe(const struct pqr_libpq *pq, const char *const *kw, const ch
     return conn;
 }
 
-void pqr__route_free(struct pqr_plan *p)
+void pqri_plan_free(struct pqri_plan *p)
 {
     if (!p)
         return;
-    pqr__topo_unref(p->t);
+    pqri_topo_unref(p->t);
     if (p->eff)
-        pqr__conninfo_free_with(p->pq, p->eff);
-    pqr__free_secret(p->pgpass);
+        pqri_conninfo_free(p->pq, p->eff);
+    pqri_free_secret(p->pgpass);
     free(p->door_host);
     free(p->door_hostaddr);
     free(p->door_port);
     free(p->tsa);
-    pqr__params_free(&p->params);
+    pqri_params_free(&p->params);
     free(p);
 }
 
 /* The application's own target_session_attrs, from a second probe that leaves it alone. */
-static char *app_tsa(const struct pqr_libpq *pq, const char *const *kw, const char *const *val,
+static char *app_tsa(const struct pqri_libpq *pq, const char *const *kw, const char *const *val,
                      int expand)
 {
     PGconn *p2 = probe(pq, kw, val, expand, "channel_binding");
     PQconninfoOption *o2 = p2 ? pq->conninfo(p2) : NULL;
-    const char *v = pqr__conninfo_value(o2, "target_session_attrs");
+    const char *v = pqri_conninfo_value(o2, "target_session_attrs");
     char *tsa = v && strcmp(v, "any") != 0 ? strdup(v) : NULL;
 
     if (o2)
-        pqr__conninfo_free_with(pq, o2);
+        pqri_conninfo_free(pq, o2);
     if (p2)
         pq->finish(p2);
     return tsa;
@@ -147,42 +121,40 @@ static const char *role_name(pqr_role r)
 }
 
 /* Candidates and parameters for plan p from snapshot p->t. */
-static int build(struct pqr_router *r, struct pqr_plan *p)
+static int build(struct pqri_views *vs, struct pqri_plan *p)
 {
-    struct pqr_failure fails[PQR_MAX_FAILURES];
-    struct pqr_policy_in in = {0};
+    const struct pqr_settings *s = pqri_views_settings(vs);
+    struct pqri_failure fails[PQR_MAX_FAILURES];
+    struct pqri_policy_in in = {0};
 
-    pthread_mutex_lock(&r->lock);
-    in.nfailures = p->c->nfailures;
-    memcpy(fails, p->c->failures, in.nfailures * sizeof *fails);
-    in.spread = r->spread++;
+    in.nfailures = pqri_view_failures(p->v, fails, PQR_MAX_FAILURES);
+    in.spread = pqri_views_spread(vs);
     /* The front door failed together with every member a moment ago: the cluster is changing
      * leaders, and our view follows Patroni faster than the proxy's health checks do, while a
      * proxy whose backend is gone can hold each connect for seconds. Leave it out for a while. */
-    if (p->c->door_failed_mono && pqr__mono_ms() - p->c->door_failed_mono < r->s.stale_ms)
+    if (pqri_view_door_resting(p->v))
         p->leave_door_out = true;
-    pthread_mutex_unlock(&r->lock);
     /* No running leader in Patroni's view (a switchover or an election in progress): nothing can
      * take writes, through the proxy or not; the members are tried until one is promoted. */
-    if ((p->role == PQR_ROLE_RW && !pqr__topo_leader_running(p->t)) || r->s.door_stale_only)
+    if ((p->role == PQR_ROLE_RW && !pqri_topo_leader_running(p->t)) || s->door_stale_only)
         p->leave_door_out = true;
     in.t = p->t;
     in.role = p->role;
-    in.max_lag = pqr__max_lag(&r->s, p->c->conf);
+    in.max_lag = pqri_max_lag(s, pqri_view_conf(p->v));
     in.failures = fails;
-    p->ncands = pqr__policy_order(&in, p->cands, PQR_MAX_MEMBERS);
+    p->ncands = pqri_policy_order(&in, p->cands, PQR_MAX_MEMBERS);
     if (p->ncands == 0)
         return -1;
-    pqr__params_free(&p->params);
-    struct pqr_rewrite_in rw = {
+    pqri_params_free(&p->params);
+    struct pqri_rewrite_in rw = {
         .effective = p->eff, .pgpass_password = p->pgpass, .t = p->t, .cands = p->cands,
         .ncands = p->ncands, .door_host = p->door_host, .door_hostaddr = p->door_hostaddr,
         .door_port = p->door_port, .target_session_attrs = p->tsa,
-        .connect_timeout_s = r->s.connect_timeout_s, .no_door = p->leave_door_out};
-    return pqr__rewrite(&rw, &p->params);
+        .connect_timeout_s = s->connect_timeout_s, .no_door = p->leave_door_out};
+    return pqri_rewrite(&rw, &p->params);
 }
 
-static void describe(const struct pqr_plan *p, const char *what)
+static void describe(const struct pqri_plan *p, const char *what)
 {
     char list[512], door[300] = "";
     size_t used = 0;
@@ -195,29 +167,29 @@ static void describe(const struct pqr_plan *p, const char *what)
     snprintf(door, sizeof door, p->leave_door_out ? " (front door %s:%s left out: no running leader, it just failed, or stale-only)"
                                                    : ",%s:%s (front door)",
              p->door_host, p->door_port);
-    pqr__decision("%s %s: cluster %s, front door %s:%s, candidates %s%s, target_session_attrs=%s, "
+    pqri_decision("%s %s: cluster %s, front door %s:%s, candidates %s%s, target_session_attrs=%s, "
                   "leader %s, view %.1fs old from %s",
-                  what, role_name(p->role), p->c->conf->name, p->door_host, p->door_port, list, door,
+                  what, role_name(p->role), pqri_view_conf(p->v)->name, p->door_host, p->door_port, list, door,
                   p->tsa, p->t->leader >= 0 ? p->t->m[p->t->leader].name : "(none)",
                   pqr_topology_age(p->t),
                   p->t->source ? p->t->source : "?");
 }
 
-struct pqr_plan *pqr__route_plan(struct pqr_router *r, const struct pqr_libpq *pq,
+struct pqri_plan *pqri_plan_new(struct pqri_views *vs, const struct pqri_libpq *pq,
                                  const char *const *kw, const char *const *val, int expand,
-                                 enum pqr_mode mode, pqr_role forced)
+                                 enum pqri_mode mode, pqr_role forced)
 {
-    struct pqr_plan *p;
+    struct pqri_plan *p;
     PGconn *p1;
     const char *host, *port;
     long portnum;
     char *end, *tsa = NULL;
     bool ro_door = false;
 
-    if (!pq)
-        pq = &r->pq;
+    const struct pqr_settings *s = pqri_views_settings(vs);
+
     if (!(p1 = probe(pq, kw, val, expand, "target_session_attrs"))) {
-        pqr__decision("passed through: libpq rejects these connection options itself");
+        pqri_decision("passed through: libpq rejects these connection options itself");
         return NULL;
     }
     if (!(p = calloc(1, sizeof *p))) {
@@ -229,36 +201,29 @@ struct pqr_plan *pqr__route_plan(struct pqr_router *r, const struct pqr_libpq *p
     p->eff = pq->conninfo(p1);
     p->pgpass = strdup(pq->pass(p1) ? pq->pass(p1) : "");
     pq->finish(p1);
-    host = pqr__conninfo_value(p->eff, "host");
-    port = pqr__conninfo_value(p->eff, "port");
+    host = pqri_conninfo_value(p->eff, "host");
+    port = pqri_conninfo_value(p->eff, "port");
     if (!host || strchr(host, ',') || host[0] == '/' || host[0] == '@' ||
         (port && strchr(port, ','))) {
-        pqr__decision("passed through: not a single TCP host (host=%s)", host ? host : "(socket)");
+        pqri_decision("passed through: not a single TCP host (host=%s)", host ? host : "(socket)");
         goto pass;
     }
     portnum = port ? strtol(port, &end, 10) : 5432;
     if (port && *end)
         portnum = -1;
-    for (size_t i = 0; i < r->nclusters && !p->c; i++) {
-        const struct pqr_cluster_conf *cc = r->clusters[i].conf;
-        if (cc->rw_host && strcasecmp(cc->rw_host, host) == 0 && cc->rw_port == portnum)
-            p->c = &r->clusters[i];
-        else if (cc->ro_host && strcasecmp(cc->ro_host, host) == 0 && cc->ro_port == portnum)
-            p->c = &r->clusters[i], ro_door = true;
-    }
-    if (!p->c) {
-        pqr__decision("passed through: %s:%ld is not a configured front door", host, portnum);
-        pqr__stat(&r->other_stats, PQR_STAT_PASSED_THROUGH);
+    if (!(p->v = pqri_views_door(vs, host, portnum, &ro_door))) {
+        pqri_decision("passed through: %s:%ld is not a configured front door", host, portnum);
+        pqri_views_stat_other(vs, PQR_STAT_PASSED_THROUGH);
         goto pass;
     }
     p->door_host = strdup(host);
     p->door_port = port ? strdup(port) : strdup("5432");
-    const char *hostaddr = pqr__conninfo_value(p->eff, "hostaddr");
+    const char *hostaddr = pqri_conninfo_value(p->eff, "hostaddr");
     p->door_hostaddr = hostaddr ? strdup(hostaddr) : NULL;
     tsa = app_tsa(pq, kw, val, expand);
     if (tsa && role_of_tsa(tsa) == PQR_ROLE_AUTO) {
         /* A value libpq will reject: let libpq say so, exactly as without us. */
-        pqr__decision("passed through: target_session_attrs=%.40s is not one libpq accepts", tsa);
+        pqri_decision("passed through: target_session_attrs=%.40s is not one libpq accepts", tsa);
         goto pass;
     }
     /* A forced role wins; else the application's target_session_attrs (known to libpq, checked
@@ -271,32 +236,32 @@ struct pqr_plan *pqr__route_plan(struct pqr_router *r, const struct pqr_libpq *p
         goto pass;
     /* A non-blocking connect (an event loop's) may wait a little for a fresh process's first
      * view — Patroni answers in about a millisecond — rather than go to the front door. */
-    p->t = pqr__router_snapshot(r, p->c, mode == PQR_BLOCKING ? pqr__rest_budget_ms(&r->s) : r->s.start_wait_ms);
+    p->t = pqri_view_snapshot(p->v, mode == PQR_BLOCKING ? pqri_rest_budget_ms(s) : s->start_wait_ms);
     if (!p->t) {
-        pqr__stat(&p->c->stats, PQR_STAT_FALLBACK_NO_VIEW);
-        pqr__decision("passed through %s: cluster %s, no fresh Patroni view (front door %s:%s)",
-                      role_name(p->role), p->c->conf->name, host, p->door_port);
+        pqri_view_stat(p->v, PQR_STAT_FALLBACK_NO_VIEW);
+        pqri_decision("passed through %s: cluster %s, no fresh Patroni view (front door %s:%s)",
+                      role_name(p->role), pqri_view_conf(p->v)->name, host, p->door_port);
         goto pass;
     }
-    if (build(r, p) < 0) {
-        pqr__stat(&p->c->stats, PQR_STAT_FALLBACK_NO_MEMBER);
-        pqr__decision("passed through %s: cluster %s, no eligible member in Patroni's view "
+    if (build(vs, p) < 0) {
+        pqri_view_stat(p->v, PQR_STAT_FALLBACK_NO_MEMBER);
+        pqri_decision("passed through %s: cluster %s, no eligible member in Patroni's view "
                       "(front door %s:%s)",
-                      role_name(p->role), p->c->conf->name, host, p->door_port);
+                      role_name(p->role), pqri_view_conf(p->v)->name, host, p->door_port);
         goto pass;
     }
     free(tsa);
-    pqr__stat(&p->c->stats, p->role == PQR_ROLE_RW ? PQR_STAT_ROUTED_RW : PQR_STAT_ROUTED_RO);
+    pqri_view_stat(p->v, p->role == PQR_ROLE_RW ? PQR_STAT_ROUTED_RW : PQR_STAT_ROUTED_RO);
     describe(p, "routed");
     return p;
 pass:
     free(tsa);
-    pqr__route_free(p);
+    pqri_plan_free(p);
     return NULL;
 }
 
 /* Which candidate the connection ended on: 0..ncands-1 a member, ncands the front door. */
-static size_t landing(const struct pqr_plan *p, PGconn *conn)
+static size_t landing(const struct pqri_plan *p, PGconn *conn)
 {
     const char *ip = p->pq->hostaddr(conn), *port = p->pq->port(conn);
     int portnum = port ? atoi(port) : -1;
@@ -309,27 +274,26 @@ static size_t landing(const struct pqr_plan *p, PGconn *conn)
 
 /* Members before index n that should have served this role and did not: the leader for RW
  * (a replica refusing a read-write session is working as intended), every replica for RO. */
-static void note_failures(struct pqr_router *r, struct pqr_plan *p, size_t n)
+static void note_failures(struct pqri_plan *p, size_t n)
 {
-    struct pqr_candidate bad[PQR_MAX_MEMBERS];
+    struct pqri_candidate bad[PQR_MAX_MEMBERS];
     size_t k = 0;
 
     for (size_t i = 0; i < n && i < p->ncands; i++) {
-        pqr_member_role role = p->t->m[p->cands[i].member].role;
-        if (p->role == PQR_ROLE_RO || role == PQR_MEMBER_LEADER || role == PQR_MEMBER_STANDBY_LEADER)
+        if (p->role == PQR_ROLE_RO || pqri_member_leads(&p->t->m[p->cands[i].member]))
             bad[k++] = p->cands[i];
     }
     if (k)
-        pqr__router_note_failures(r, p->c, p->t->gen, bad, k);
+        pqri_view_note_failures(p->v, p->t->gen, bad, k);
 }
 
-PGconn *pqr__route_exec(struct pqr_router *r, struct pqr_plan *p)
+PGconn *pqri_plan_exec(struct pqri_views *vs, struct pqri_plan *p)
 {
     PGconn *conn, *again;
     size_t at;
     struct pqr_topology *t;
 
-    const struct pqr_libpq *pq = p->pq;
+    const struct pqri_libpq *pq = p->pq;
 
     if (p->mode == PQR_NONBLOCKING)
         return pq->connect_start_params(pq, p->params.kw, p->params.val, 0);
@@ -339,35 +303,29 @@ PGconn *pqr__route_exec(struct pqr_router *r, struct pqr_plan *p)
     at = landing(p, conn);
     if (pq->status(conn) == CONNECTION_OK) {
         /* Everything before the landing place refused, timed out or had the wrong role. */
-        note_failures(r, p, at);
-        if (at == p->ncands) {
-            pthread_mutex_lock(&r->lock);
-            p->c->door_failed_mono = 0;
-            pthread_mutex_unlock(&r->lock);
-        }
+        note_failures(p, at);
+        if (at == p->ncands)
+            pqri_view_door_answered(p->v);
         PQR_DEBUG("landed on %s:%s", pq->hostaddr(conn), pq->port(conn));
         return conn;
     }
     /* Stopped early (authentication and the like): libpq did not try the rest; neither do we. */
     if (at < p->ncands)
         return conn;
-    note_failures(r, p, p->ncands);
-    if (!p->leave_door_out) {
-        pthread_mutex_lock(&r->lock);
-        p->c->door_failed_mono = pqr__mono_ms();
-        pthread_mutex_unlock(&r->lock);
-    }
-    t = pqr__router_refresh(r, p->c, pqr__mono_ms(), pqr__rest_budget_ms(&r->s));
+    note_failures(p, p->ncands);
+    if (!p->leave_door_out)
+        pqri_view_door_failed(p->v);
+    t = pqri_view_refresh(p->v, pqri_mono_ms(), pqri_rest_budget_ms(pqri_views_settings(vs)));
     if (!t)
         return conn; /* no view: the front door was already tried */
-    pqr__topo_unref(p->t);
+    pqri_topo_unref(p->t);
     p->t = t;
     /* The members again, in the refreshed view's order; not the front door: it failed a moment
      * ago in this same call, and a proxy whose backend is gone can hold a connect for seconds. */
     p->leave_door_out = true;
-    if (build(r, p) < 0)
+    if (build(vs, p) < 0)
         return conn;
-    pqr__stat(&p->c->stats, PQR_STAT_RETRIES);
+    pqri_view_stat(p->v, PQR_STAT_RETRIES);
     describe(p, "retrying");
     again = pq->connectdb_params(pq, p->params.kw, p->params.val, 0);
     if (!again)
@@ -376,25 +334,25 @@ PGconn *pqr__route_exec(struct pqr_router *r, struct pqr_plan *p)
     return again;
 }
 
-PGconn *pqr__route_connect(struct pqr_router *r, const struct pqr_libpq *pq, const char *const *kw,
-                           const char *const *val, int expand, enum pqr_mode mode, pqr_role forced,
+PGconn *pqri_plan_connect(struct pqri_views *vs, const struct pqri_libpq *pq, const char *const *kw,
+                           const char *const *val, int expand, enum pqri_mode mode, pqr_role forced,
                            bool *passed)
 {
-    struct pqr_plan *p = pqr__route_plan(r, pq, kw, val, expand, mode, forced);
+    struct pqri_plan *p = pqri_plan_new(vs, pq, kw, val, expand, mode, forced);
     PGconn *conn;
 
     *passed = !p;
     if (!p)
         return NULL;
-    conn = pqr__route_exec(r, p);
-    pqr__route_free(p);
+    conn = pqri_plan_exec(vs, p);
+    pqri_plan_free(p);
     return conn;
 }
 
-PGPing pqr__route_ping(struct pqr_router *r, const struct pqr_libpq *pq, const char *const *kw,
+PGPing pqri_plan_ping(struct pqri_views *vs, const struct pqri_libpq *pq, const char *const *kw,
                        const char *const *val, int expand, bool *passed)
 {
-    struct pqr_plan *p = pqr__route_plan(r, pq, kw, val, expand, PQR_BLOCKING, PQR_ROLE_AUTO);
+    struct pqri_plan *p = pqri_plan_new(vs, pq, kw, val, expand, PQR_BLOCKING, PQR_ROLE_AUTO);
     PGPing ping;
 
     *passed = !p;
@@ -403,6 +361,6 @@ PGPing pqr__route_ping(struct pqr_router *r, const struct pqr_libpq *pq, const c
     /* The routed list, as a connection would try it: pg_isready aimed at the front door answers
      * for the leader (or a replica for the read-only door). */
     ping = p->pq->ping_params(p->pq, p->params.kw, p->params.val, 0);
-    pqr__route_free(p);
+    pqri_plan_free(p);
     return ping;
 }

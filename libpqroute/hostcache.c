@@ -1,0 +1,377 @@
+/*
+ * The host cache: the shared cache directory and every file in it — one topology file per user and
+ * cluster, so that many short-lived processes on a host cost Patroni about as much REST load as
+ * one, the refresh lock, the "REST failed recently" marker and the counters.
+ *
+ * The files decide where connections (and their passwords) go, so the directory is *held*, not
+ * named: it is opened once (O_DIRECTORY|O_NOFOLLOW), its owner and mode are checked on that fd, and
+ * every later open, rename and unlink is relative to it. Renaming the directory and putting a
+ * symlink in its place changes nothing for us.
+ *
+ * We live in other people's processes, and daemons close every fd they did not open. So the held
+ * directory fd is checked (st_dev/st_ino) before every use — an fd number the application now uses
+ * for something else is dropped without being touched — and every other fd is opened and closed
+ * around its use. The refresh lock is a POSIX record lock (fcntl), not flock(): record locks are not
+ * inherited by fork(), so a pre-fork server's children can never keep holding the parent's lock.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "hostcache.h"
+#include "log.h"
+
+/* A shared view stamped further in the future than this came from a clock that has since been
+ * corrected (or a forged file): it is stale, whatever its stamp says. */
+#define FUTURE_SKEW_MS 1000
+
+int pqri_cachedir_open(struct pqri_cache_dir *d, const struct pqr_settings *s)
+{
+    char dir[512];
+    struct stat st;
+    int fd;
+
+    memset(d, 0, sizeof *d);
+    d->fd = -1;
+    if (s->cache_dir) {
+        snprintf(dir, sizeof dir, "%s", s->cache_dir);
+    } else {
+        /* secure_getenv: a privileged process does not take its caller's directory */
+        const char *xdg = secure_getenv("XDG_RUNTIME_DIR");
+        if (xdg && xdg[0] == '/')
+            snprintf(dir, sizeof dir, "%s/libpqroute", xdg);
+        else
+            snprintf(dir, sizeof dir, "/tmp/libpqroute-%u", (unsigned)geteuid());
+    }
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+        PQR_WARN("cache directory %s: %s; not sharing the topology cache", dir, strerror(errno));
+        return -1;
+    }
+    fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0 || fstat(fd, &st) != 0 || !pqri_private_dir(&st)) {
+        PQR_WARN("cache directory %s is not a directory of yours closed to others; not sharing "
+                 "the topology cache",
+                 dir);
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    if (!(d->path = strdup(dir))) {
+        close(fd);
+        return -1;
+    }
+    d->dev = st.st_dev;
+    d->ino = st.st_ino;
+    d->fd = fd;
+    return 0;
+}
+
+int pqri_cachedir_fd(struct pqri_cache_dir *d)
+{
+    int fd = __atomic_load_n(&d->fd, __ATOMIC_ACQUIRE);
+    struct stat st;
+
+    if (fd < 0)
+        return -1;
+    if (fstat(fd, &st) == 0 && st.st_dev == d->dev && st.st_ino == d->ino && pqri_private_dir(&st))
+        return fd;
+    /* Closed by the application (the number may be its own file now), or the directory was made
+     * accessible to others: stop sharing, and leave the fd alone. */
+    if (__atomic_exchange_n(&d->fd, -1, __ATOMIC_ACQ_REL) >= 0)
+        PQR_WARN("cache directory %s changed under this process (its descriptor was closed, or its "
+                 "owner or mode changed); not sharing the topology cache any more",
+                 d->path);
+    return -1;
+}
+
+void pqri_cachedir_close(struct pqri_cache_dir *d)
+{
+    /* Closed only if it is still ours. */
+    if (pqri_cachedir_fd(d) >= 0)
+        close(d->fd);
+    free(d->path);
+    memset(d, 0, sizeof *d);
+    d->fd = -1;
+}
+
+int pqri_cache_openat(struct pqri_cache_dir *d, const char *name, int flags)
+{
+    int dfd = pqri_cachedir_fd(d);
+    return dfd < 0 ? -1 : openat(dfd, name, flags | O_NOFOLLOW | O_CLOEXEC, 0600);
+}
+
+void pqri_cache_init(struct pqri_cache_file *f, struct pqri_cache_dir *d, const char *key)
+{
+    memset(f, 0, sizeof *f);
+    f->dir = d;
+    f->lock_fd = -1;
+    snprintf(f->key, sizeof f->key, "%s", key);
+}
+
+static void file_name(char *out, size_t len, const struct pqri_cache_file *f, const char *ext)
+{
+    snprintf(out, len, "%s.%s", f->key, ext);
+}
+
+struct pqr_topology *pqri_cache_read(const struct pqri_cache_file *f, const struct pqr_settings *s,
+                                     const struct pqri_cluster_conf *c)
+{
+    char *buf = NULL, err[160], name[128];
+    size_t len = 0;
+    ssize_t n;
+    struct stat st;
+    struct pqr_topology *t = NULL;
+    long long age;
+    int fd;
+
+    file_name(name, sizeof name, f, "json");
+    if ((fd = pqri_cache_openat(f->dir, name, O_RDONLY)) < 0)
+        return NULL;
+    if (fstat(fd, &st) != 0 || !pqri_private_file(&st) || st.st_size > PQR_MAX_BODY) {
+        PQR_WARN("ignoring cache file %s/%s: not owned by you or writable by others", f->dir->path,
+                 name);
+        goto out;
+    }
+    if (!(buf = malloc(PQR_MAX_BODY + 1)))
+        goto out;
+    while (len < PQR_MAX_BODY && (n = read(fd, buf + len, PQR_MAX_BODY - len)) > 0)
+        len += (size_t)n;
+    t = pqri_topo_parse(buf, len, err, sizeof err);
+    if (!t) {
+        PQR_DEBUG("ignoring cache file %s/%s: %s", f->dir->path, name, err);
+        goto out;
+    }
+    age = pqri_now_ms() - t->fetched_ms;
+    if (t->fetched_ms <= 0 || age < -FUTURE_SKEW_MS) {
+        PQR_DEBUG("ignoring cache file %s/%s: stamped %lld ms in the future", f->dir->path, name,
+                  -age);
+        pqri_topo_unref(t);
+        t = NULL;
+        goto out;
+    }
+    /* Its age, carried over to this process's monotonic clock. */
+    t->mono_ms = pqri_mono_ms() - (age > 0 ? age : 0);
+    /* Addresses were resolved by the writer; the port override and the allow-list are ours. */
+    pqri_topo_filter(t, s, c);
+out:
+    free(buf);
+    close(fd);
+    return t;
+}
+
+int pqri_cache_write(const struct pqri_cache_file *f, const struct pqr_topology *t)
+{
+    char *text = pqri_topo_dump(t), tmp[160], name[128];
+    size_t len, off = 0;
+    int dfd = pqri_cachedir_fd(f->dir), fd = -1, rc = -1;
+
+    file_name(name, sizeof name, f, "json");
+    snprintf(tmp, sizeof tmp, "%s.%ld.tmp", name, (long)getpid());
+    if (!text || dfd < 0)
+        goto out;
+    unlinkat(dfd, tmp, 0);
+    fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0)
+        goto out;
+    len = strlen(text);
+    while (off < len) {
+        ssize_t n = write(fd, text + off, len - off);
+        if (n <= 0)
+            goto out;
+        off += (size_t)n;
+    }
+    if (close(fd) != 0) {
+        fd = -1;
+        goto out;
+    }
+    fd = -1;
+    rc = renameat(dfd, tmp, dfd, name); /* readers see the old file or the new one, never a torn one */
+out:
+    if (fd >= 0)
+        close(fd);
+    if (rc != 0 && dfd >= 0)
+        unlinkat(dfd, tmp, 0);
+    free(text);
+    return rc;
+}
+
+int pqri_cache_trylock(struct pqri_cache_file *f)
+{
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+    char name[128];
+    struct stat st;
+
+    file_name(name, sizeof name, f, "lock");
+    f->lock_fd = pqri_cache_openat(f->dir, name, O_RDWR | O_CREAT);
+    if (f->lock_fd < 0)
+        return -1;
+    if (fstat(f->lock_fd, &st) != 0 || !pqri_private_file(&st)) {
+        pqri_cache_unlock(f);
+        return -1;
+    }
+    if (fcntl(f->lock_fd, F_SETLK, &fl) == 0)
+        return 1;
+    int rc = errno == EAGAIN || errno == EACCES ? 0 : -1;
+    pqri_cache_unlock(f);
+    return rc;
+}
+
+/* Closing the file releases the lock: the fd is never kept past the refresh it serves. */
+void pqri_cache_unlock(struct pqri_cache_file *f)
+{
+    if (f->lock_fd >= 0)
+        close(f->lock_fd);
+    f->lock_fd = -1;
+}
+
+/* The marker's mtime is the last failed fetch: a fresh process that sees it does not wait for the
+ * REST API again, it goes to the front door at once. */
+bool pqri_cache_failed_recently(const struct pqri_cache_file *f, int within_ms)
+{
+    struct stat st;
+    char name[128];
+    long long age;
+    int dfd = pqri_cachedir_fd(f->dir);
+
+    file_name(name, sizeof name, f, "failed");
+    if (dfd < 0 || fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !pqri_private_file(&st))
+        return false;
+    age = pqri_now_ms() - ((long long)st.st_mtim.tv_sec * 1000 + st.st_mtim.tv_nsec / 1000000);
+    return age >= -FUTURE_SKEW_MS && age < within_ms;
+}
+
+void pqri_cache_mark_failed(const struct pqri_cache_file *f)
+{
+    char name[128];
+    int fd;
+
+    file_name(name, sizeof name, f, "failed");
+    if ((fd = pqri_cache_openat(f->dir, name, O_WRONLY | O_CREAT)) >= 0) {
+        futimens(fd, NULL);
+        close(fd);
+    }
+}
+/*
+ * ---- Counters ----
+ *
+ * Counters, shared by every process of a user on a host: one small file per cluster in the cache
+ * directory. `pqroute stats` reads them (also in Prometheus text format).
+ *
+ * Not mmap()ed: a mapped file that someone truncates raises SIGBUS in whoever touches it next, and
+ * that would be the application. Each event is one read-modify-write of 8 bytes under an
+ * open-file-description lock on that counter's range (pread/pwrite fail with an error, never with a
+ * signal). The lock is taken without waiting: under contention the event is retried a few times
+ * and then not counted — counting is best effort, a connect never waits for it. The space is
+ * reserved with posix_fallocate() when the file is made, so a full disk is found then, once.
+ */
+
+
+#define STATS_MAGIC 0x7071727374617431ULL /* "pqrstat1" */
+#define STATS_SIZE ((off_t)sizeof(uint64_t) * (1 + PQR_STAT_COUNT))
+#define LOCK_TRIES 64
+
+const char *const pqri_stat_names[PQR_STAT_COUNT] = {
+    "routed_rw", "routed_ro", "fallback_no_view", "fallback_no_member", "retries",
+    "refresh_ok", "refresh_failed", "shared_cache_used", "passed_through",
+};
+
+void pqri_stats_init(struct pqri_stats *st, struct pqri_cache_dir *d, const char *key)
+{
+    memset(st, 0, sizeof *st);
+    st->dir = d;
+    snprintf(st->name, sizeof st->name, "%s.stats", key);
+}
+
+/* The file, made (zeroed, space reserved, magic written) if it does not exist; -1 if it is not a
+ * counters file of ours. Warnings once per process and file. */
+static int stats_open(struct pqri_stats *st, bool create)
+{
+    struct stat sb;
+    uint64_t magic = 0;
+    int fd, err;
+
+    if (!st->dir || (fd = pqri_cache_openat(st->dir, st->name, create ? O_RDWR | O_CREAT : O_RDONLY)) < 0)
+        return -1;
+    if (fstat(fd, &sb) != 0 || !pqri_private_file(&sb) || sb.st_size > STATS_SIZE)
+        goto bad;
+    if (create && sb.st_size < STATS_SIZE) {
+        /* New, or truncated by someone: (re)made with its space reserved. */
+        if ((err = posix_fallocate(fd, 0, STATS_SIZE)) != 0) {
+            if (!__atomic_exchange_n(&st->warned, true, __ATOMIC_RELAXED))
+                PQR_WARN("counters file %s/%s: cannot reserve space (%s); not counting in this "
+                         "process",
+                         st->dir->path, st->name, strerror(err));
+            __atomic_store_n(&st->off, true, __ATOMIC_RELAXED);
+            close(fd);
+            return -1;
+        }
+        sb.st_size = STATS_SIZE;
+    }
+    if (create) {
+        /* Several processes may make it at once: the magic is written once, under the lock. */
+        struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_len = sizeof magic};
+        for (int i = 0; i < LOCK_TRIES && fcntl(fd, F_OFD_SETLK, &fl) != 0; i++)
+            sched_yield();
+        if (pread(fd, &magic, sizeof magic, 0) == sizeof magic && magic == 0) {
+            magic = STATS_MAGIC;
+            (void)!pwrite(fd, &magic, sizeof magic, 0);
+        }
+        fl.l_type = F_UNLCK;
+        fcntl(fd, F_OFD_SETLK, &fl);
+    }
+    if (sb.st_size != STATS_SIZE || pread(fd, &magic, sizeof magic, 0) != sizeof magic ||
+        magic != STATS_MAGIC)
+        goto bad;
+    return fd;
+bad:
+    if (create && !__atomic_exchange_n(&st->warned, true, __ATOMIC_RELAXED))
+        PQR_WARN("counters file %s/%s is not a counters file of yours (truncated?); not counting "
+                 "in this process",
+                 st->dir->path, st->name);
+    if (create)
+        __atomic_store_n(&st->off, true, __ATOMIC_RELAXED);
+    close(fd);
+    return -1;
+}
+
+void pqri_stat(struct pqri_stats *st, enum pqri_stat which)
+{
+    off_t at = (off_t)sizeof(uint64_t) * (1 + which);
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = at,
+                       .l_len = sizeof(uint64_t)};
+    uint64_t v;
+    int fd;
+
+    if (!st || __atomic_load_n(&st->off, __ATOMIC_RELAXED) || (fd = stats_open(st, true)) < 0)
+        return;
+    for (int i = 0; i < LOCK_TRIES; i++) {
+        if (fcntl(fd, F_OFD_SETLK, &fl) == 0) {
+            if (pread(fd, &v, sizeof v, at) == sizeof v) {
+                v++;
+                (void)!pwrite(fd, &v, sizeof v, at);
+            }
+            fl.l_type = F_UNLCK;
+            fcntl(fd, F_OFD_SETLK, &fl);
+            break;
+        }
+        sched_yield();
+    }
+    close(fd);
+}
+
+int pqri_stats_read(struct pqri_stats *st, uint64_t out[PQR_STAT_COUNT])
+{
+    int fd = stats_open(st, false);
+    ssize_t n;
+
+    if (fd < 0)
+        return -1;
+    n = pread(fd, out, sizeof(uint64_t) * PQR_STAT_COUNT, sizeof(uint64_t));
+    close(fd);
+    return n == (ssize_t)(sizeof(uint64_t) * PQR_STAT_COUNT) ? 0 : -1;
+}

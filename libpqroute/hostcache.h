@@ -1,0 +1,62 @@
+/*
+ * The host cache: every file in the shared cache directory — the topology file per cluster, the
+ * refresh lock, the "REST failed recently" marker and the counters — shared by every process of a
+ * user on a host.
+ */
+#ifndef PQRI_HOSTCACHE_H
+#define PQRI_HOSTCACHE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "topology.h"
+
+struct pqri_cache_dir {
+    int fd; /* held; -1: not sharing (atomic) */
+    dev_t dev;
+    ino_t ino;
+    char *path; /* for messages only: never opened by name again */
+};
+int pqri_cachedir_open(struct pqri_cache_dir *d, const struct pqr_settings *s);
+void pqri_cachedir_close(struct pqri_cache_dir *d);
+/* The held fd if it is still the directory we opened (owned by us, closed to others), else -1: the
+ * directory is then dropped with one warning, without touching the fd. */
+int pqri_cachedir_fd(struct pqri_cache_dir *d);
+/* openat() in the held directory, never following a symlink; files are made 0600. */
+int pqri_cache_openat(struct pqri_cache_dir *d, const char *name, int flags);
+
+struct pqri_cache_file {
+    struct pqri_cache_dir *dir;
+    char key[96];
+    int lock_fd; /* open only between trylock and unlock */
+};
+void pqri_cache_init(struct pqri_cache_file *f, struct pqri_cache_dir *d, const char *key);
+struct pqr_topology *pqri_cache_read(const struct pqri_cache_file *f, const struct pqr_settings *s,
+                                     const struct pqri_cluster_conf *c);
+int pqri_cache_write(const struct pqri_cache_file *f, const struct pqr_topology *t);
+/* Any process on this host failed to reach Patroni within the last within_ms / record one. */
+bool pqri_cache_failed_recently(const struct pqri_cache_file *f, int within_ms);
+void pqri_cache_mark_failed(const struct pqri_cache_file *f);
+/* Non-blocking: 1 = this process now refreshes (until unlock), 0 = another one does, -1 = error. */
+int pqri_cache_trylock(struct pqri_cache_file *f);
+void pqri_cache_unlock(struct pqri_cache_file *f);
+
+enum pqri_stat {
+    PQR_STAT_ROUTED_RW, PQR_STAT_ROUTED_RO, PQR_STAT_FALLBACK_NO_VIEW, PQR_STAT_FALLBACK_NO_MEMBER,
+    PQR_STAT_RETRIES, PQR_STAT_REFRESH_OK, PQR_STAT_REFRESH_FAILED, PQR_STAT_SHARED_CACHE_USED,
+    PQR_STAT_PASSED_THROUGH, PQR_STAT_COUNT
+};
+extern const char *const pqri_stat_names[PQR_STAT_COUNT];
+struct pqri_stats {
+    struct pqri_cache_dir *dir; /* NULL: not counting */
+    char name[112];
+    bool off;    /* atomic: a failure stopped counting in this process */
+    bool warned; /* atomic */
+};
+void pqri_stats_init(struct pqri_stats *st, struct pqri_cache_dir *d, const char *key);
+/* Best effort: never blocks, never signals. */
+void pqri_stat(struct pqri_stats *st, enum pqri_stat which);
+int pqri_stats_read(struct pqri_stats *st, uint64_t out[PQR_STAT_COUNT]);
+
+#endif

@@ -1,0 +1,43 @@
+/* The small things every part uses: logging, printable text, clocks, file ownership. */
+#ifndef PQRI_LOG_H
+#define PQRI_LOG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+enum pqri_log_level { PQR_LOG_ERROR = 0, PQR_LOG_WARN, PQR_LOG_INFO, PQR_LOG_DEBUG };
+int pqri_log_parse(const char *s);
+void pqri_log_set(int level);
+bool pqri_log_on(int level);
+/* One line on stderr, "libpqroute: <level>: ...", control characters escaped. */
+void pqri_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+#define PQR_ERROR(...) pqri_log(PQR_LOG_ERROR, __VA_ARGS__)
+#define PQR_WARN(...) pqri_log(PQR_LOG_WARN, __VA_ARGS__)
+#define PQR_INFO(...) pqri_log(PQR_LOG_INFO, __VA_ARGS__)
+#define PQR_DEBUG(...) pqri_log(PQR_LOG_DEBUG, __VA_ARGS__)
+void pqri_errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* Control characters as \xNN, truncated to fit; returns the length. */
+size_t pqri_escape(char *dst, size_t len, const char *src);
+char *pqri_escape_dup(const char *s);
+/* A URL without its userinfo, for display. */
+void pqri_url_display(char *out, size_t len, const char *url);
+/* explicit_bzero and free. */
+void pqri_free_secret(char *s);
+/* The kernel's secure-execution flag (setuid, setgid, file capabilities): trust no environment. */
+bool pqri_privileged(void);
+/* FNV-1a over a string, continuing from h (PQRI_FNV_SEED to start). */
+#define PQRI_FNV_SEED 1469598103934665603ULL
+unsigned long long pqri_fnv(unsigned long long h, const void *p, size_t n);
+
+/* Decides where connections and passwords go, so only its owner may change it: ours (or, for a
+ * configuration file, root's) and not writable by group or others. */
+struct stat;
+bool pqri_private_dir(const struct stat *st);
+bool pqri_private_file(const struct stat *st);
+bool pqri_trusted_file(const struct stat *st);
+
+long long pqri_now_ms(void);  /* CLOCK_REALTIME: comparable across processes (cache file) */
+long long pqri_mono_ms(void); /* CLOCK_MONOTONIC: ages and deadlines */
+
+#endif

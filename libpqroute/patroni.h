@@ -1,0 +1,24 @@
+/* The Patroni client: HTTP only — GET /cluster from REST endpoints in, a topology out. */
+#ifndef PQRI_PATRONI_H
+#define PQRI_PATRONI_H
+
+#include "topology.h"
+
+struct pqri_fetch_opts {
+    const struct pqr_settings *s;
+    const struct pqri_cluster_conf *c;
+    const char *const *urls;
+    size_t nurls;
+    const int *stop; /* abandons the fetch when it becomes non-zero (read atomically) */
+};
+/* Fetch /cluster from every URL at once: the best view, numeric addresses only. Its names are
+ * resolved by pqri_topo_complete(), which the caller runs outside any lock. */
+struct pqr_topology *pqri_patroni_fetch(const struct pqri_fetch_opts *o, char *err, size_t errlen);
+/* Member names resolved within what is left of the REST timeout, filtered, then stamped as
+ * fetched now. */
+void pqri_topo_complete(struct pqr_topology *t, const struct pqr_settings *s,
+                        const struct pqri_cluster_conf *c);
+/* REST base URL from a member's api_url ("http://h:8008/patroni" -> "http://h:8008"). */
+char *pqri_api_base(const char *api_url);
+
+#endif

@@ -1,0 +1,44 @@
+/*
+ * The routing decision for one connection: probe (libpq's own option processing) -> front door ->
+ * role -> view -> policy -> rewrite; then the connect, with one refresh and one retry when a
+ * blocking connect fails everywhere. Takes no lock of anyone else's: the views have verbs.
+ */
+#ifndef PQRI_PLAN_H
+#define PQRI_PLAN_H
+
+#include "rewrite.h"
+#include "view.h"
+
+struct pqri_plan {
+    const struct pqri_libpq *pq; /* the libpq the application meant, for every call */
+    struct pqri_view *v;
+    struct pqr_topology *t;
+    PQconninfoOption *eff;
+    char *pgpass;
+    char *door_host, *door_hostaddr, *door_port;
+    char *tsa;
+    pqr_role role;
+    enum pqri_mode mode;
+    struct pqri_candidate cands[PQR_MAX_MEMBERS];
+    size_t ncands;
+    struct pqri_params params; /* what libpq is handed */
+    bool leave_door_out;       /* members only: no front door at the end of the list */
+};
+
+/* NULL: pass the call through to libpq unchanged (the reason is in pqr_last_decision()). */
+struct pqri_plan *pqri_plan_new(struct pqri_views *vs, const struct pqri_libpq *pq,
+                                const char *const *kw, const char *const *val, int expand,
+                                enum pqri_mode mode, pqr_role forced);
+PGconn *pqri_plan_exec(struct pqri_views *vs, struct pqri_plan *p);
+void pqri_plan_free(struct pqri_plan *p);
+/* Plan and connect: *passed says the connection is not ours to route (the caller then makes the
+ * application's own call to libpq); otherwise the connection, or NULL if out of memory. */
+PGconn *pqri_plan_connect(struct pqri_views *vs, const struct pqri_libpq *pq, const char *const *kw,
+                          const char *const *val, int expand, enum pqri_mode mode, pqr_role forced,
+                          bool *passed);
+/* PQpingParams() of what a connection would reach; *passed as above. */
+PGPing pqri_plan_ping(struct pqri_views *vs, const struct pqri_libpq *pq, const char *const *kw,
+                      const char *const *val, int expand, bool *passed);
+void pqri_decision(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+#endif

@@ -1,0 +1,33 @@
+/* The routing policy: snapshot + role + settings + recent member failures -> the members to try,
+ * in order. A pure function. */
+#ifndef PQRI_POLICY_H
+#define PQRI_POLICY_H
+
+#include "topology.h"
+
+#define PQR_MAX_FAILURES 16
+
+struct pqri_candidate {
+    int member; /* index into the topology, -1 for the front door */
+    char addr[PQR_ADDRLEN];
+    int port;
+};
+struct pqri_failure {
+    char addr[PQR_ADDRLEN];
+    int port;
+    uint64_t gen;
+    long long at_ms; /* monotonic */
+};
+struct pqri_policy_in {
+    const struct pqr_topology *t;
+    pqr_role role;
+    long long max_lag;
+    const struct pqri_failure *failures;
+    size_t nfailures;
+    unsigned spread; /* rotates the replica order (RO) */
+};
+/* Members in the order to try them (front door not included). Returns the count. */
+size_t pqri_policy_order(const struct pqri_policy_in *in, struct pqri_candidate *out, size_t max);
+bool pqri_member_ro_ok(const struct pqr_topology *t, size_t i, long long max_lag);
+
+#endif

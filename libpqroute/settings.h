@@ -1,0 +1,82 @@
+/*
+ * Settings: PQROUTE_* environment variables and the libconfig file, validated into one struct.
+ * Every value goes through one table (settings.c), whichever source it came from.
+ */
+#ifndef PQRI_SETTINGS_H
+#define PQRI_SETTINGS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "libpqroute.h"
+
+#define PQR_MAX_ENDPOINTS 16
+#define PQR_ADDRLEN 46 /* INET6_ADDRSTRLEN */
+#define PQR_ENV_LOG "PQROUTE_LOG"
+
+struct pqri_cidr {
+    int family;
+    unsigned char addr[16];
+    int bits;
+};
+
+struct pqri_cluster_conf {
+    char *name;
+    char **seeds; /* REST base URLs, without trailing slash */
+    size_t nseeds;
+    char *rw_host; /* NULL: no read-write front door */
+    int rw_port;
+    char *ro_host; /* NULL: no read-only front door */
+    int ro_port;
+    int member_port;   /* 0: the global setting */
+    long long max_lag; /* bytes; -1: the global setting */
+    char *key;         /* stable identity for the shared cache file */
+};
+
+struct pqr_settings {
+    struct pqri_cluster_conf *clusters;
+    size_t nclusters;
+    int refresh_ms;
+    int stale_ms;
+    int rest_timeout_ms;
+    int connect_timeout_s; /* added to routed connections that set none; 0: never */
+    int start_wait_ms;     /* how long a non-blocking connect waits for a process's first view */
+    long long max_lag;
+    int member_port;
+    char *rest_ca, *rest_cert, *rest_key;
+    char *cache_dir; /* NULL: $XDG_RUNTIME_DIR/libpqroute, else /tmp/libpqroute-<uid> */
+    struct pqri_cidr *allow;
+    size_t nallow;
+    int log_level;
+    bool door_stale_only; /* PQROUTE_FRONT_DOOR=stale-only: the door only when the view is unusable */
+    /* the settings given for the environment's own cluster, before it is appended */
+    char *env_patroni, *env_rw, *env_ro;
+};
+
+void pqri_settings_init(struct pqr_settings *s);
+void pqri_settings_clear(struct pqr_settings *s);
+int pqri_settings_copy(struct pqr_settings *dst, const struct pqr_settings *src);
+/* name: a variable name, with or without PQROUTE_. Returns 0, or -1 with a message naming it. */
+int pqri_settings_set(struct pqr_settings *s, const char *name, const char *value, char *err,
+                      size_t errlen);
+/* Turns the PATRONI/RW/RO values into a cluster and checks the whole; 1 = nothing configured. */
+int pqri_settings_finish(struct pqr_settings *s, char *err, size_t errlen);
+int pqri_settings_from_env(struct pqr_settings *s, char *err, size_t errlen);
+int pqri_settings_from_file(struct pqr_settings *s, const char *path, char *err, size_t errlen);
+/* The configuration file (PQROUTE_CONFIG, or /etc/libpqroute.conf when it exists) and the
+ * environment over it, as the shim reads them: 0 ok, 1 nothing configured, -1 error. */
+int pqri_settings_load(struct pqr_settings *s, char *err, size_t errlen);
+int pqri_parse_hostport(const char *v, char **host, int *port);
+/* How long a fetch may take, all told (REST timeout plus scheduling slack): the wait of a blocking
+ * connect and of a process that lets another one fetch. */
+int pqri_rest_budget_ms(const struct pqr_settings *s);
+int pqri_member_port(const struct pqr_settings *s, const struct pqri_cluster_conf *c);
+long long pqri_max_lag(const struct pqr_settings *s, const struct pqri_cluster_conf *c);
+bool pqri_cidr_allows(const struct pqri_cidr *list, size_t n, const char *addr);
+/* A numeric IPv4 or IPv6 address: its family (AF_INET, AF_INET6) and bytes, else 0. */
+int pqri_addr_parse(const char *s, unsigned char bytes[16]);
+/* s is a numeric address: its normal form in out (may be NULL). */
+bool pqri_numeric_addr(const char *s, char out[PQR_ADDRLEN]);
+
+
+#endif

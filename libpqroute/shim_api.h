@@ -1,0 +1,66 @@
+/*
+ * What libpqroute-preload.so and libpqroute.so share: the one private entry point the library
+ * exports for the shim, and the table of libpq functions the shim hands the engine. The only engine
+ * header the shim includes.
+ */
+#ifndef PQRI_SHIM_API_H
+#define PQRI_SHIM_API_H
+
+#include <stdbool.h>
+#include <libpq-fe.h>
+
+#include "libpqroute.h"
+
+#define PQR_DEFAULT_CONFIG "/etc/libpqroute.conf"
+/* The variables the shim looks at before loading the engine (the rest: settings.c). */
+#define PQR_ENV_PATRONI "PQROUTE_PATRONI"
+#define PQR_ENV_CONFIG "PQROUTE_CONFIG"
+
+enum pqri_mode { PQR_BLOCKING, PQR_NONBLOCKING };
+
+/* One libpq, as the routing code calls it. A process may hold several (a wheel's bundled copy
+ * beside the system's, another version under another soname): the shim hands the engine the one
+ * the application's call was meant for, and every call on the connections it makes goes to that
+ * same one. The first three take their own table, so that the shim knows which instance. */
+struct pqri_libpq {
+    PGconn *(*connectdb_params)(const struct pqri_libpq *, const char *const *, const char *const *, int);
+    PGconn *(*connect_start_params)(const struct pqri_libpq *, const char *const *, const char *const *,
+                                    int);
+    PGPing (*ping_params)(const struct pqri_libpq *, const char *const *, const char *const *, int);
+    ConnStatusType (*status)(const PGconn *);
+    char *(*error_message)(const PGconn *);
+    void (*finish)(PGconn *);
+    PQconninfoOption *(*conninfo)(PGconn *);
+    void (*conninfo_free)(PQconninfoOption *);
+    char *(*pass)(const PGconn *);
+    char *(*hostaddr)(const PGconn *);
+    char *(*port)(const PGconn *);
+};
+
+/* A conninfo string parsed by libpq into NULL-terminated keyword/value arrays. */
+struct pqri_conninfo {
+    PQconninfoOption *opts;
+    const char **kw, **val;
+};
+
+#define PQRI_SHIM_API_VERSION 4
+struct pqri_shim_api {
+    int version;
+    /* NULL with an empty message: nothing configured. */
+    pqr_router *(*router_from_env)(char *err, size_t errlen);
+    /* *passed: not ours to route (the caller then makes the application's own call). */
+    PGconn *(*connect)(pqr_router *r, const struct pqri_libpq *pq, const char *const *kw,
+                       const char *const *val, int expand, enum pqri_mode mode, bool *passed);
+    PGPing (*ping)(pqr_router *r, const struct pqri_libpq *pq, const char *const *kw,
+                   const char *const *val, int expand, bool *passed);
+    /* PQconninfoParse() into arrays / freed (password cleared), with the library's own libpq. */
+    int (*conninfo_parse)(struct pqri_conninfo *ci, const char *conninfo);
+    void (*conninfo_release)(struct pqri_conninfo *ci);
+};
+
+#if defined(__GNUC__)
+__attribute__((visibility("default")))
+#endif
+const struct pqri_shim_api *pqri_shim_api(int version);
+
+#endif

@@ -1,0 +1,52 @@
+/*
+ * The views: per-cluster topology snapshots, the one refresher thread that keeps them fresh (from
+ * Patroni, or the host cache when another process just asked), and the memory of members that
+ * failed under the current view. Opaque; plan.c and api.c use the verbs below.
+ */
+#ifndef PQRI_VIEW_H
+#define PQRI_VIEW_H
+
+#include "hostcache.h"
+#include "policy.h"
+
+struct pqri_views; /* every cluster of one router, and its refresher */
+struct pqri_view;  /* one cluster */
+
+struct pqri_views *pqri_views_new(const struct pqr_settings *s, char *err, size_t errlen);
+void pqri_views_free(struct pqri_views *vs);
+const struct pqr_settings *pqri_views_settings(const struct pqri_views *vs);
+size_t pqri_views_count(const struct pqri_views *vs);
+struct pqri_view *pqri_views_at(struct pqri_views *vs, size_t i);
+/* NULL name: the first cluster. */
+struct pqri_view *pqri_views_named(struct pqri_views *vs, const char *name);
+/* The cluster whose front door is host:port (host case-insensitive), and whether it is the RO one. */
+struct pqri_view *pqri_views_door(struct pqri_views *vs, const char *host, long port, bool *ro_door);
+/* Rotates replica orders between connections (and processes). */
+unsigned pqri_views_spread(struct pqri_views *vs);
+/* Counters of connections that name no front door. */
+void pqri_views_stat_other(struct pqri_views *vs, enum pqri_stat which);
+int pqri_views_stats_other(struct pqri_views *vs, uint64_t out[PQR_STAT_COUNT]);
+
+const struct pqri_cluster_conf *pqri_view_conf(const struct pqri_view *v);
+/* A reference to the snapshot if it is no older than PQROUTE_STALE_MS; may read the host cache, and
+ * when wait_ms > 0 waits that long for the refresher's first fetch. */
+struct pqr_topology *pqri_view_snapshot(struct pqri_view *v, int wait_ms);
+/* Ask for a fetch newer than after_mono (CLOCK_MONOTONIC) and wait up to wait_ms for it. */
+struct pqr_topology *pqri_view_refresh(struct pqri_view *v, long long after_mono, int wait_ms);
+/* Make t the snapshot if it is newer (takes its own reference). */
+void pqri_view_publish(struct pqri_view *v, struct pqr_topology *t);
+/* Make t the snapshot whatever its age, forgetting failures (tests inject views this way). */
+void pqri_view_set(struct pqri_view *v, struct pqr_topology *t);
+/* Members that failed under the current view, and recording more (only while gen is current). */
+size_t pqri_view_failures(struct pqri_view *v, struct pqri_failure *out, size_t max);
+void pqri_view_note_failures(struct pqri_view *v, uint64_t gen, const struct pqri_candidate *cands,
+                             size_t n);
+/* The front door failed together with every member just now / it answered again / whether it is
+ * still resting (left out of routed lists for PQROUTE_STALE_MS). */
+void pqri_view_door_failed(struct pqri_view *v);
+void pqri_view_door_answered(struct pqri_view *v);
+bool pqri_view_door_resting(struct pqri_view *v);
+void pqri_view_stat(struct pqri_view *v, enum pqri_stat which);
+int pqri_view_stats(struct pqri_view *v, uint64_t out[PQR_STAT_COUNT]);
+
+#endif
