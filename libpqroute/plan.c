@@ -320,9 +320,9 @@ PGconn *pqri_plan_exec(struct pqri_views *vs, struct pqri_plan *p)
         return conn; /* no view: the front door was already tried */
     pqri_topo_unref(p->t);
     p->t = t;
-    /* The members again, in the refreshed view's order; not the front door: it failed a moment
-     * ago in this same call, and a proxy whose backend is gone can hold a connect for seconds. */
-    p->leave_door_out = true;
+    /* The members again, in the refreshed view's order; not the front door (build() leaves it out
+     * while it rests): it failed a moment ago in this same call, and a proxy whose backend is gone
+     * can hold a connect for seconds. */
     if (build(vs, p) < 0)
         return conn;
     pqri_view_stat(p->v, PQR_STAT_RETRIES);

@@ -24,6 +24,23 @@ static struct pqr_topology *view(const char *name)
     return t;
 }
 
+/* A view from inline JSON; members on 10.0.0.<n>. */
+static struct pqr_topology *inline_view(const char *json)
+{
+    struct pqr_settings s;
+    struct pqri_cluster_conf c = {.max_lag = -1};
+    struct pqr_topology *t = pqri_topo_parse(json, strlen(json), NULL, 0);
+
+    pqri_settings_init(&s);
+    if (t)
+        pqri_topo_filter(t, &s, &c);
+    return t;
+}
+
+#define M(name, role, state, host, extra)                                                          \
+    "{\"name\":\"" name "\",\"role\":\"" role "\",\"state\":\"" state "\",\"host\":\"" host        \
+    "\",\"port\":5432,\"timeline\":3" extra "}"
+
 static size_t order(const struct pqr_topology *t, pqr_role role, const struct pqri_failure *f,
                     size_t nf, unsigned spread, char *names, size_t len)
 {
@@ -125,6 +142,22 @@ int main(void)
             t->m[i].addr[0] = 0;
     is_int(order(t, PQR_ROLE_RW, NULL, 0, 0, got, sizeof got), 1, "unaddressed members skipped (%s)", got);
     is_int(order(t, PQR_ROLE_RO, NULL, 0, 0, got, sizeof got), 0, "RO: nothing left");
+    pqri_topo_unref(t);
+
+    /* Each filter alone, on a view where nothing else excludes the member. */
+    t = inline_view("{\"members\":[" M("L", "leader", "running", "10.0.0.1", "") ","
+                    M("a", "replica", "streaming", "10.0.0.2", ",\"lag\":0") ","
+                    M("nlb", "replica", "streaming", "10.0.0.3", ",\"lag\":0,\"tags\":{\"noloadbalance\":true}") ","
+                    M("unk", "replica", "streaming", "10.0.0.4", ",\"lag\":\"unknown\"") "]}");
+    order(t, PQR_ROLE_RO, NULL, 0, 0, got, sizeof got);
+    is_str(got, "a", "RO: a noloadbalance replica and one with unknown lag are left out, nothing else");
+    pqri_topo_unref(t);
+
+    t = inline_view("{\"members\":[" M("nf", "replica", "streaming", "10.0.0.1", ",\"lag\":0,\"tags\":{\"nofailover\":true}") ","
+                    M("L", "leader", "running", "10.0.0.2", "") ","
+                    M("r", "replica", "streaming", "10.0.0.3", ",\"lag\":0") "]}");
+    order(t, PQR_ROLE_RW, NULL, 0, 0, got, sizeof got);
+    is_str(got, "L,r,nf", "RW: a nofailover member (never promoted) comes last, after plain replicas");
     pqri_topo_unref(t);
     return done_testing();
 }

@@ -169,5 +169,40 @@ int main(void)
     free(dump);
     pqri_topo_unref(u);
     pqri_topo_unref(t);
+
+    /* Ports: 1..65535 only. */
+    {
+        const char *j = "{\"members\":[{\"name\":\"a\",\"host\":\"10.0.0.1\",\"port\":65536},"
+                        "{\"name\":\"b\",\"host\":\"10.0.0.2\",\"port\":65535},"
+                        "{\"name\":\"c\",\"host\":\"10.0.0.3\",\"port\":0}]}";
+        t = pqri_topo_parse(j, strlen(j), NULL, 0);
+        ok(t && t->n == 1 && strcmp(t->m[0].name, "b") == 0, "member ports 0 and 65536 are not taken, 65535 is");
+        pqri_topo_unref(t);
+    }
+    /* Two claimants: the running one wins, even on an older timeline. */
+    {
+        const char *j = "{\"members\":[{\"name\":\"new\",\"role\":\"leader\",\"state\":\"stopped\",\"host\":\"10.0.0.1\",\"port\":5432,\"timeline\":5},"
+                        "{\"name\":\"old\",\"role\":\"leader\",\"state\":\"running\",\"host\":\"10.0.0.2\",\"port\":5432,\"timeline\":4}]}";
+        t = pqri_topo_parse(j, strlen(j), NULL, 0);
+        ok(t && t->leader == 1, "two leaders: the running one is the leader (%d)", t ? t->leader : -2);
+        ok(t && pqri_topo_leader_running(t), "and it is running");
+        pqri_topo_unref(t);
+    }
+    /* A standby cluster's leader streams from its remote primary: that is running. */
+    {
+        const char *j = "{\"members\":[{\"name\":\"dr\",\"role\":\"standby_leader\",\"state\":\"streaming\",\"host\":\"10.0.0.1\",\"port\":5432}]}";
+        t = pqri_topo_parse(j, strlen(j), NULL, 0);
+        ok(t && pqri_topo_leader_running(t), "a streaming standby leader counts as running");
+        pqri_topo_unref(t);
+    }
+    /* Tags are YAML in Patroni's configuration: a "true" string means true. */
+    {
+        const char *j = "{\"members\":[{\"name\":\"a\",\"host\":\"10.0.0.1\",\"port\":5432,\"tags\":{\"noloadbalance\":\"true\",\"nofailover\":\"true\"}},"
+                        "{\"name\":\"b\",\"host\":\"10.0.0.2\",\"port\":5432,\"tags\":{\"noloadbalance\":\"false\"}}]}";
+        t = pqri_topo_parse(j, strlen(j), NULL, 0);
+        ok(t && t->m[0].noloadbalance && t->m[0].nofailover && !t->m[1].noloadbalance,
+           "tags given as the string \"true\" count, \"false\" does not");
+        pqri_topo_unref(t);
+    }
     return done_testing();
 }

@@ -31,6 +31,77 @@ static void inject(long long age_ms)
     pqri_topo_unref(t);
 }
 
+/* A libpq stand-in for the connect itself (the probes go to the real one): records each call's
+ * hostaddr list and makes the connection end as the test says. */
+static struct {
+    int calls;
+    char hostaddr[2][256];
+    ConnStatusType status; /* of the connections it makes */
+    const char *landed;    /* PQhostaddr() of them: where libpq stopped */
+    const char *port;
+    PGconn *last;
+} fake;
+
+static PGconn *fake_connectdb_params(const struct pqri_libpq *pq, const char *const *k,
+                                     const char *const *v, int e)
+{
+    static const char *const bk[] = {"dbname", "target_session_attrs", NULL}, *const bv[] = {"x", "bogus", NULL};
+    (void)pq, (void)e;
+    for (size_t i = 0; k[i]; i++)
+        if (strcmp(k[i], "hostaddr") == 0 && fake.calls < 2)
+            snprintf(fake.hostaddr[fake.calls], sizeof fake.hostaddr[0], "%s", v[i]);
+    fake.calls++;
+    return fake.last = PQconnectStartParams(bk, bv, 0); /* a PGconn that never connects */
+}
+
+static ConnStatusType fake_status(const PGconn *c)
+{
+    return c == fake.last ? fake.status : PQstatus(c);
+}
+
+static char *fake_hostaddr(const PGconn *c)
+{
+    return c == fake.last ? (char *)fake.landed : PQhostaddr(c);
+}
+
+static char *fake_port(const PGconn *c)
+{
+    return c == fake.last ? (char *)fake.port : PQport(c);
+}
+
+static struct pqri_libpq fake_libpq(void)
+{
+    struct pqri_libpq pq = pqri_direct_libpq;
+    pq.connectdb_params = fake_connectdb_params;
+    pq.status = fake_status;
+    pq.hostaddr = fake_hostaddr;
+    pq.port = fake_port;
+    memset(&fake, 0, sizeof fake);
+    return pq;
+}
+
+static PGconn *exec_fake(const struct pqri_libpq *pq, const char *conninfo)
+{
+    struct pqri_conninfo ci;
+    bool passed;
+    PGconn *c;
+    if (pqri_conninfo_parse(&ci, conninfo) < 0)
+        return NULL;
+    c = pqri_plan_connect(r, pq, ci.kw, ci.val, 0, PQR_BLOCKING, PQR_ROLE_AUTO, &passed);
+    pqri_conninfo_release(&ci);
+    return c;
+}
+
+static void inject_json(const char *json, long long age_ms)
+{
+    struct pqr_topology *t = pqri_topo_parse(json, strlen(json), NULL, 0);
+    pqri_topo_filter(t, pqri_views_settings(r), pqri_view_conf(pqri_views_at(r, 0)));
+    t->fetched_ms = pqri_now_ms() - age_ms;
+    t->mono_ms = pqri_mono_ms() - age_ms;
+    pqri_view_set(pqri_views_at(r, 0), t);
+    pqri_topo_unref(t);
+}
+
 static const char *param(const struct pqri_plan *p, const char *k)
 {
     const char *v = NULL;
@@ -187,6 +258,63 @@ int main(void)
         p = plan_arr(kw, val, 0);
         ok(!p, "unknown keyword: passed through, libpq reports it");
         pqri_plan_free(p);
+    }
+
+    /* The front door, however the application spells its name. */
+    inject(0);
+    p = plan_str("host=FD.Example port=5432 user=u");
+    ok(p && p->role == PQR_ROLE_RW, "the RW door named in other letter case: routed");
+    pqri_plan_free(p);
+    /* The API's forced role wins over the door the connection names. */
+    {
+        struct pqri_conninfo ci;
+        pqri_conninfo_parse(&ci, "host=fd.example port=5432 user=u");
+        p = pqri_plan_new(r, &pqri_direct_libpq, ci.kw, ci.val, 0, PQR_BLOCKING, PQR_ROLE_RO);
+        ok(p && p->role == PQR_ROLE_RO && strcmp(param(p, "target_session_attrs"), "prefer-standby") == 0,
+           "a forced RO role on the RW door: routed RO (%s)", p ? param(p, "target_session_attrs") : "-");
+        pqri_plan_free(p);
+        pqri_conninfo_release(&ci);
+    }
+    /* No running leader: nothing takes writes, through the proxy or not: no front door for RW. */
+    inject_json("{\"members\":[{\"name\":\"n1\",\"role\":\"leader\",\"state\":\"stopped\",\"host\":\"10.0.0.1\",\"port\":5432,\"timeline\":4},"
+                "{\"name\":\"n2\",\"role\":\"replica\",\"state\":\"streaming\",\"host\":\"10.0.0.2\",\"port\":5432,\"timeline\":4,\"lag\":0}]}", 0);
+    p = plan_str("host=fd.example port=5432 user=u");
+    is_str(p ? param(p, "hostaddr") : NULL, "10.0.0.1,10.0.0.2", "RW without a running leader: members only, no front door");
+    pqri_plan_free(p);
+    p = plan_str("host=fd.example port=5433 user=u");
+    ok(p && param(p, "hostaddr")[strlen(param(p, "hostaddr")) - 1] == ',', "RO then still ends with the front door");
+    pqri_plan_free(p);
+
+    /* The connect itself, with a stand-in libpq that decides where each attempt stops. */
+    {
+        struct pqri_libpq pq = fake_libpq();
+        struct pqri_failure f[PQR_MAX_FAILURES];
+        PGconn *c;
+
+        inject(0);
+        fake.status = CONNECTION_BAD, fake.landed = "10.0.0.2", fake.port = "5432";
+        c = exec_fake(&pq, "host=fd.example port=5432 user=u");
+        is_int(fake.calls, 1, "stopped at the first member (authentication): no retry");
+        PQfinish(c);
+
+        pq = fake_libpq();
+        inject(0);
+        fake.status = CONNECTION_BAD, fake.landed = "", fake.port = "5432";
+        c = exec_fake(&pq, "host=fd.example port=5432 user=u");
+        is_int(fake.calls, 2, "failed at every member and the front door: one refresh, one retry");
+        is_str(fake.hostaddr[0], "10.0.0.2,10.0.0.1,10.0.0.3,", "first attempt: members, then the front door");
+        ok(fake.hostaddr[1][0] && fake.hostaddr[1][strlen(fake.hostaddr[1]) - 1] != ',',
+           "the retry leaves the front door that just failed out (%s)", fake.hostaddr[1]);
+        PQfinish(c);
+
+        pq = fake_libpq();
+        inject(0);
+        fake.status = CONNECTION_OK, fake.landed = "10.0.0.3", fake.port = "5433";
+        c = exec_fake(&pq, "host=fd.example port=5432 user=u");
+        size_t nf = pqri_view_failures(pqri_views_at(r, 0), f, PQR_MAX_FAILURES);
+        ok(nf == 1 && strcmp(f[0].addr, "10.0.0.2") == 0,
+           "RW landed on the third member: only the leader before it is remembered as failed, not the replica that refused writes (%zu)", nf);
+        PQfinish(c);
     }
 
     inject(60000);

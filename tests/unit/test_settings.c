@@ -88,6 +88,10 @@ int main(void)
     bad("PQROUTE_RW", "");
     bad("PQROUTE_RW", "db:notaport");
     bad("PQROUTE_RW", "db:70000");
+    bad("PQROUTE_RW", "db:0");
+    bad("PQROUTE_RW", "db:65536");
+    bad("PQROUTE_RO", "db x:5432");
+    bad("PQROUTE_RO", "db\t:5432");
     bad("PQROUTE_RW", "host=evil dbname=x:5432");
     bad("PQROUTE_RW", "a,b:5432");
     bad("PQROUTE_RW", "::1:5432");
