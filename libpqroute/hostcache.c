@@ -256,6 +256,74 @@ void pqri_cache_mark_failed(const struct pqri_cache_file *f)
         close(fd);
     }
 }
+/* "addr port gen realtime_ms silent" per line: small, rewritten whole (temp file + rename). Two processes
+ * writing at once may lose one entry: the next connect that meets the member writes it again. */
+size_t pqri_cache_read_down(const struct pqri_cache_file *f, struct pqri_failure *out, size_t max,
+                            long long max_age_ms)
+{
+    char name[128], line[160];
+    struct stat st;
+    FILE *in;
+    size_t n = 0;
+    int fd;
+
+    file_name(name, sizeof name, f, "down");
+    if ((fd = pqri_cache_openat(f->dir, name, O_RDONLY)) < 0)
+        return 0;
+    if (fstat(fd, &st) != 0 || !pqri_private_file(&st) || !(in = fdopen(fd, "r"))) {
+        close(fd);
+        return 0;
+    }
+    long long now = pqri_now_ms();
+    while (n < max && fgets(line, sizeof line, in)) {
+        struct pqri_failure d = {.down = true};
+        unsigned long long gen;
+        long long at;
+        int silent = 0;
+        if (sscanf(line, "%45s %d %llu %lld %d", d.addr, &d.port, &gen, &at, &silent) < 4 ||
+            !pqri_numeric_addr(d.addr, NULL) || d.port < 1 || d.port > 65535)
+            continue;
+        if (now - at > max_age_ms || at - now > FUTURE_SKEW_MS)
+            continue;
+        d.gen = gen;
+        d.at_ms = at;
+        d.silent = silent == 1;
+        out[n++] = d;
+    }
+    fclose(in);
+    return n;
+}
+
+void pqri_cache_note_down(const struct pqri_cache_file *f, const struct pqri_failure *down,
+                          long long max_age_ms)
+{
+    struct pqri_failure cur[PQR_MAX_FAILURES];
+    size_t n = pqri_cache_read_down(f, cur, PQR_MAX_FAILURES, max_age_ms);
+    char name[128], tmp[160];
+    int dfd = pqri_cachedir_fd(f->dir), fd;
+    FILE *out;
+
+    file_name(name, sizeof name, f, "down");
+    snprintf(tmp, sizeof tmp, "%s.%ld.tmp", name, (long)getpid());
+    if (dfd < 0 || (fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600)) < 0)
+        return;
+    if (!(out = fdopen(fd, "w"))) {
+        close(fd);
+        unlinkat(dfd, tmp, 0);
+        return;
+    }
+    fprintf(out, "%s %d %llu %lld %d\n", down->addr, down->port, (unsigned long long)down->gen,
+            pqri_now_ms(), down->silent);
+    for (size_t i = 0, k = 1; i < n && k < PQR_MAX_FAILURES; i++)
+        if (strcmp(cur[i].addr, down->addr) != 0 || cur[i].port != down->port) {
+            fprintf(out, "%s %d %llu %lld %d\n", cur[i].addr, cur[i].port,
+                    (unsigned long long)cur[i].gen, cur[i].at_ms, cur[i].silent);
+            k++;
+        }
+    if (fclose(out) != 0 || renameat(dfd, tmp, dfd, name) != 0)
+        unlinkat(dfd, tmp, 0);
+}
+
 /*
  * ---- Counters ----
  *
@@ -277,7 +345,8 @@ void pqri_cache_mark_failed(const struct pqri_cache_file *f)
 
 const char *const pqri_stat_names[PQR_STAT_COUNT] = {
     "routed_rw", "routed_ro", "fallback_no_view", "fallback_no_member", "retries",
-    "refresh_ok", "refresh_failed", "shared_cache_used", "passed_through",
+    "refresh_ok", "refresh_failed", "shared_cache_used", "passed_through", "panic_refreshes",
+    "door_skipped", "member_down",
 };
 
 void pqri_stats_init(struct pqri_stats *st, struct pqri_cache_dir *d, const char *key)

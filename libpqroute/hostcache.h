@@ -10,7 +10,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "topology.h"
+#include "policy.h"
 
 struct pqri_cache_dir {
     int fd; /* held; -1: not sharing (atomic) */
@@ -38,6 +38,13 @@ int pqri_cache_write(const struct pqri_cache_file *f, const struct pqr_topology 
 /* Any process on this host failed to reach Patroni within the last within_ms / record one. */
 bool pqri_cache_failed_recently(const struct pqri_cache_file *f, int within_ms);
 void pqri_cache_mark_failed(const struct pqri_cache_file *f);
+/* Members some process of this host found unreachable: the entries younger than max_age_ms (their
+ * at_ms is realtime here), and recording one (replacing an older entry for the same member). */
+struct pqri_failure;
+size_t pqri_cache_read_down(const struct pqri_cache_file *f, struct pqri_failure *out, size_t max,
+                            long long max_age_ms);
+void pqri_cache_note_down(const struct pqri_cache_file *f, const struct pqri_failure *down,
+                          long long max_age_ms);
 /* Non-blocking: 1 = this process now refreshes (until unlock), 0 = another one does, -1 = error. */
 int pqri_cache_trylock(struct pqri_cache_file *f);
 void pqri_cache_unlock(struct pqri_cache_file *f);
@@ -45,7 +52,8 @@ void pqri_cache_unlock(struct pqri_cache_file *f);
 enum pqri_stat {
     PQR_STAT_ROUTED_RW, PQR_STAT_ROUTED_RO, PQR_STAT_FALLBACK_NO_VIEW, PQR_STAT_FALLBACK_NO_MEMBER,
     PQR_STAT_RETRIES, PQR_STAT_REFRESH_OK, PQR_STAT_REFRESH_FAILED, PQR_STAT_SHARED_CACHE_USED,
-    PQR_STAT_PASSED_THROUGH, PQR_STAT_COUNT
+    PQR_STAT_PASSED_THROUGH, PQR_STAT_PANIC_REFRESHES, PQR_STAT_DOOR_SKIPPED, PQR_STAT_MEMBER_DOWN,
+    PQR_STAT_COUNT
 };
 extern const char *const pqri_stat_names[PQR_STAT_COUNT];
 struct pqri_stats {

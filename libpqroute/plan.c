@@ -10,6 +10,8 @@
  * give the result. The invalid value is quoted in libpq's error in every language, which is how we
  * know the probe stopped where we meant it to.
  */
+#include <errno.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -129,6 +131,9 @@ static int build(struct pqri_views *vs, struct pqri_plan *p)
 
     in.nfailures = pqri_view_failures(p->v, fails, PQR_MAX_FAILURES);
     in.spread = pqri_views_spread(vs);
+    p->silent_left_out = false;
+    for (size_t i = 0; i < in.nfailures; i++)
+        p->silent_left_out = p->silent_left_out || (fails[i].silent && fails[i].gen == p->t->gen);
     /* The front door failed together with every member a moment ago: the cluster is changing
      * leaders, and our view follows Patroni faster than the proxy's health checks do, while a
      * proxy whose backend is gone can hold each connect for seconds. Leave it out for a while. */
@@ -136,7 +141,7 @@ static int build(struct pqri_views *vs, struct pqri_plan *p)
         p->leave_door_out = true;
     /* No running leader in Patroni's view (a switchover or an election in progress): nothing can
      * take writes, through the proxy or not; the members are tried until one is promoted. */
-    if ((p->role == PQR_ROLE_RW && !pqri_topo_leader_running(p->t)) || s->door_stale_only)
+    if ((p->role == PQR_ROLE_RW && !pqri_topo_leader_running(p->t)) || s->door_mode == PQRI_DOOR_STALE_ONLY)
         p->leave_door_out = true;
     in.t = p->t;
     in.role = p->role;
@@ -164,9 +169,16 @@ static void describe(const struct pqri_plan *p, const char *what)
         used += (size_t)snprintf(list + used, sizeof list - used, "%s%s:%d(%s)", i ? "," : "",
                                  p->cands[i].addr, p->cands[i].port,
                                  p->t->m[p->cands[i].member].name);
-    snprintf(door, sizeof door, p->leave_door_out ? " (front door %s:%s left out: no running leader, it just failed, or stale-only)"
-                                                   : ",%s:%s (front door)",
-             p->door_host, p->door_port);
+    static const char *const modes[] = {"adaptive: not tried when every member answered and refused",
+                                        "last", "stale-only"};
+    int mode = pqri_views_settings(pqri_view_views(p->v))->door_mode;
+    if (p->leave_door_out)
+        snprintf(door, sizeof door, " (front door %s:%s left out: no running leader, it just failed, "
+                                    "every member refused, or stale-only)",
+                 p->door_host, p->door_port);
+    else
+        snprintf(door, sizeof door, ",%s:%s (front door, %s)", p->door_host, p->door_port,
+                 modes[mode >= 0 && mode <= 2 ? mode : 0]);
     pqri_decision("%s %s: cluster %s, front door %s:%s, candidates %s%s, target_session_attrs=%s, "
                   "leader %s, view %.1fs old from %s",
                   what, role_name(p->role), pqri_view_conf(p->v)->name, p->door_host, p->door_port, list, door,
@@ -260,18 +272,6 @@ pass:
     return NULL;
 }
 
-/* Which candidate the connection ended on: 0..ncands-1 a member, ncands the front door. */
-static size_t landing(const struct pqri_plan *p, PGconn *conn)
-{
-    const char *ip = p->pq->hostaddr(conn), *port = p->pq->port(conn);
-    int portnum = port ? atoi(port) : -1;
-
-    for (size_t i = 0; ip && i < p->ncands; i++)
-        if (p->cands[i].port == portnum && strcmp(p->cands[i].addr, ip) == 0)
-            return i;
-    return p->ncands;
-}
-
 /* Members before index n that should have served this role and did not: the leader for RW
  * (a replica refusing a read-write session is working as intended), every replica for RO. */
 static void note_failures(struct pqri_plan *p, size_t n)
@@ -287,51 +287,220 @@ static void note_failures(struct pqri_plan *p, size_t n)
         pqri_view_note_failures(p->v, p->t->gen, bad, k);
 }
 
+/*
+ * One pass over the host list, driven here (PQconnectStartParams + PQconnectPoll) rather than by
+ * PQconnectdbParams, to see what libpq only reports as translated text: which members answered.
+ * libpq says which host it is on (PQhostaddr/PQport) and how far it got (PQstatus): a member
+ * seen past CONNECTION_STARTED spoke PostgreSQL — it refused the role, or the database is
+ * starting up or shutting down; one libpq left quickly in CONNECTION_STARTED refused the TCP
+ * connection (or reset it); one that stays there past connect_timeout is silent.
+ *
+ * The front door can help only when the members are out of our reach but maybe not of the
+ * proxy's: silent members (a firewall that drops), or none that spoke at all (one that rejects).
+ * When a member spoke and refused the role, and none was silent, the database network is ours to
+ * reach and the proxy would meet the same servers: in the adaptive mode the door is not tried.
+ */
+struct attempt {
+    bool tried[PQR_MAX_MEMBERS];
+    bool answered[PQR_MAX_MEMBERS];
+    int at;            /* the entry libpq was on when it stopped: a member, DOOR, or NONE */
+    bool timed_out;    /* `at` did not get through within connect_timeout */
+    bool door_skipped; /* given up at the door: every member answered, none took the role */
+};
+#define DOOR (-1)
+#define NONE (-2)
+
+static int entry_of(const struct pqri_plan *p, PGconn *conn)
+{
+    const char *ip = p->pq->hostaddr(conn), *port = p->pq->port(conn);
+    int portnum = port ? atoi(port) : -1;
+
+    if (!ip || !ip[0])
+        return NONE;
+    for (size_t i = 0; i < p->ncands; i++)
+        if (p->cands[i].port == portnum && strcmp(p->cands[i].addr, ip) == 0)
+            return (int)i;
+    return DOOR;
+}
+
+static bool answered(ConnStatusType st)
+{
+    return st != CONNECTION_STARTED && st != CONNECTION_NEEDED && st != CONNECTION_BAD;
+}
+
+static bool any_answered(const struct pqri_plan *p, const struct attempt *a)
+{
+    for (size_t i = 0; i < p->ncands; i++)
+        if (a->answered[i])
+            return true;
+    return false;
+}
+
+static PGconn *attempt(const struct pqri_plan *p, int host_ms, bool adaptive, struct attempt *a)
+{
+    const struct pqri_libpq *pq = p->pq;
+    PostgresPollingStatusType ps = PGRES_POLLING_WRITING;
+    long long since = pqri_mono_ms();
+    int cur = NONE;
+    PGconn *conn = pq->connect_start_params(pq, p->params.kw, p->params.val, 0);
+
+    memset(a, 0, sizeof *a);
+    a->at = NONE;
+    if (!conn || pq->status(conn) == CONNECTION_BAD)
+        return conn;
+    for (;;) {
+        int e = entry_of(p, conn);
+        if (e != cur)
+            cur = e, since = pqri_mono_ms();
+        if (e >= 0) {
+            a->tried[e] = true;
+            a->answered[e] = a->answered[e] || answered(pq->status(conn));
+        }
+        if (e != NONE)
+            a->at = e;
+        if (ps == PGRES_POLLING_OK || ps == PGRES_POLLING_FAILED)
+            return conn;
+        /* The door leads to the servers that just refused: do not wait on it (a proxy whose
+         * backend refuses holds a connect for seconds). */
+        if (e == DOOR && adaptive && any_answered(p, a) && !p->silent_left_out) {
+            a->door_skipped = true;
+            return conn;
+        }
+        struct pollfd pfd = {pq->socket(conn), ps == PGRES_POLLING_READING ? POLLIN : POLLOUT, 0};
+        long long left = host_ms > 0 ? since + host_ms - pqri_mono_ms() : -1;
+        int rc = host_ms > 0 && left <= 0 ? 0 : poll(&pfd, 1, host_ms > 0 ? (int)left : -1);
+        if (rc == 0 || (rc < 0 && errno != EINTR)) {
+            a->timed_out = rc == 0;
+            return conn;
+        }
+        if (rc > 0)
+            ps = pq->connect_poll(conn);
+    }
+}
+
+/* The connect_timeout the routed parameters carry, in ms (0: none). */
+static int host_timeout_ms(const struct pqri_plan *p)
+{
+    for (size_t i = 0; i < p->params.n; i++)
+        if (strcmp(p->params.kw[i], "connect_timeout") == 0) {
+            int s = atoi(p->params.val[i]);
+            return s <= 0 ? 0 : (s < 2 ? 2 : s) * 1000; /* libpq's own minimum is 2 s */
+        }
+    return 0;
+}
+
+#define MAX_ROUNDS 64
+#define PANIC_RETRY_MS 100
+
 PGconn *pqri_plan_exec(struct pqri_views *vs, struct pqri_plan *p)
 {
-    PGconn *conn, *again;
-    size_t at;
-    struct pqr_topology *t;
-
     const struct pqri_libpq *pq = p->pq;
+    const struct pqr_settings *s = pqri_views_settings(vs);
+    bool adaptive = s->door_mode == PQRI_DOOR_ADAPTIVE, retried = false, panicked = false;
+    int host_ms = host_timeout_ms(p);
+    /* How long a connect may wait for a willing leader: its connect_timeout, or 2 s. */
+    long long wait_end = pqri_mono_ms() + (host_ms > 2000 ? host_ms : 2000);
+    uint64_t panic_gen = 0;
+    struct pqr_topology *t;
+    struct attempt a;
+    PGconn *conn;
 
     if (p->mode == PQR_NONBLOCKING)
         return pq->connect_start_params(pq, p->params.kw, p->params.val, 0);
-    conn = pq->connectdb_params(pq, p->params.kw, p->params.val, 0);
-    if (!conn)
-        return NULL;
-    at = landing(p, conn);
-    if (pq->status(conn) == CONNECTION_OK) {
-        /* Everything before the landing place refused, timed out or had the wrong role. */
-        note_failures(p, at);
-        if (at == p->ncands)
-            pqri_view_door_answered(p->v);
-        PQR_DEBUG("landed on %s:%s", pq->hostaddr(conn), pq->port(conn));
-        return conn;
+    for (int round = 0; round < MAX_ROUNDS; round++) {
+        if (!(conn = attempt(p, host_ms, adaptive, &a)))
+            return NULL;
+        ConnStatusType st = pq->status(conn);
+        if (st == CONNECTION_OK) {
+            /* Everything before the landing place refused, timed out or had the wrong role. */
+            note_failures(p, a.at >= 0 ? (size_t)a.at : p->ncands);
+            if (a.at == DOOR)
+                pqri_view_door_answered(p->v);
+            PQR_DEBUG("landed on %s:%s", pq->hostaddr(conn), pq->port(conn));
+            return conn;
+        }
+        /* Members libpq could not reach (refused, reset, silent) are paid for once: left out for
+         * every role while others remain, here and in the other processes of this host. */
+        for (size_t i = 0; i < p->ncands; i++)
+            if (a.tried[i] && !a.answered[i] && ((int)i != a.at || a.timed_out || st == CONNECTION_BAD)) {
+                pqri_view_note_down(p->v, p->t->gen, &p->cands[i], (int)i == a.at && a.timed_out);
+                pqri_view_stat(p->v, PQR_STAT_MEMBER_DOWN);
+            }
+        if (a.timed_out) {
+            pq->finish(conn);
+            if (a.at == DOOR) { /* the front door itself is silent */
+                pqri_view_door_failed(p->v);
+                break;
+            }
+            if (build(vs, p) < 0)
+                break;
+            describe(p, "retrying without the member that did not answer:");
+            continue;
+        }
+        /* Stopped at a member that answered, before the end of the list (authentication and the
+         * like): libpq did not try the rest; neither do we. */
+        if (st == CONNECTION_BAD && a.at >= 0 && a.answered[a.at] &&
+            (size_t)a.at + 1 < p->ncands + !p->leave_door_out)
+            return conn;
+        if ((a.at == DOOR && !a.door_skipped) || (!a.door_skipped && !any_answered(p, &a))) {
+            /* Failed everywhere, the front door included (or no member could be reached and the
+             * door was left out): one refresh, one retry of the members; not the front door
+             * (build() leaves it out while it rests): it failed a moment ago in this same call. */
+            if (retried)
+                return conn;
+            retried = true;
+            note_failures(p, p->ncands);
+            if (a.at == DOOR)
+                pqri_view_door_failed(p->v);
+            t = pqri_view_refresh(p->v, pqri_mono_ms(), pqri_rest_budget_ms(s));
+            if (!t)
+                return conn; /* no view: the front door was already tried */
+            pqri_topo_unref(p->t);
+            p->t = t;
+            if (build(vs, p) < 0)
+                return conn;
+            pqri_view_stat(p->v, PQR_STAT_RETRIES);
+            describe(p, "retrying");
+            pq->finish(conn);
+            continue;
+        }
+        /* Members answered and refused the role, and the front door was not tried: left out, or
+         * skipped because every member answered — it leads to those same servers. A leader
+         * change is in progress: ask Patroni every 100 ms, and try the members again as
+         * often, within this connect's budget; the door stays out for this connect. */
+        if (a.door_skipped)
+            pqri_view_stat(p->v, PQR_STAT_DOOR_SKIPPED);
+        if (!panicked) {
+            panicked = true;
+            panic_gen = p->t->gen;
+            pqri_view_panic(p->v, panic_gen);
+        }
+        note_failures(p, p->ncands);
+        p->leave_door_out = true;
+        long long left = wait_end - pqri_mono_ms();
+        if (left <= 0) {
+            if (st == CONNECTION_BAD)
+                return conn;
+            pq->finish(conn);
+            build(vs, p);
+            break;
+        }
+        pq->finish(conn);
+        t = pqri_view_await_leader(p->v, panic_gen, (int)(left < PANIC_RETRY_MS ? left : PANIC_RETRY_MS));
+        if (!t)
+            t = pqri_view_snapshot(p->v, 0);
+        if (t) {
+            pqri_topo_unref(p->t);
+            p->t = t;
+        }
+        if (build(vs, p) < 0)
+            break;
+        if (round == 0 || t)
+            describe(p, "retrying while the leader changes:");
     }
-    /* Stopped early (authentication and the like): libpq did not try the rest; neither do we. */
-    if (at < p->ncands)
-        return conn;
-    note_failures(p, p->ncands);
-    if (!p->leave_door_out)
-        pqri_view_door_failed(p->v);
-    t = pqri_view_refresh(p->v, pqri_mono_ms(), pqri_rest_budget_ms(pqri_views_settings(vs)));
-    if (!t)
-        return conn; /* no view: the front door was already tried */
-    pqri_topo_unref(p->t);
-    p->t = t;
-    /* The members again, in the refreshed view's order; not the front door (build() leaves it out
-     * while it rests): it failed a moment ago in this same call, and a proxy whose backend is gone
-     * can hold a connect for seconds. */
-    if (build(vs, p) < 0)
-        return conn;
-    pqri_view_stat(p->v, PQR_STAT_RETRIES);
-    describe(p, "retrying");
-    again = pq->connectdb_params(pq, p->params.kw, p->params.val, 0);
-    if (!again)
-        return conn;
-    pq->finish(conn);
-    return again;
+    /* Out of rounds or of time: the last list once more, as libpq alone would walk it, so that
+     * the application gets libpq's own result and message. */
+    return pq->connectdb_params(pq, p->params.kw, p->params.val, 0);
 }
 
 PGconn *pqri_plan_connect(struct pqri_views *vs, const struct pqri_libpq *pq, const char *const *kw,

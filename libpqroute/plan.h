@@ -23,6 +23,7 @@ struct pqri_plan {
     size_t ncands;
     struct pqri_params params; /* what libpq is handed */
     bool leave_door_out;       /* members only: no front door at the end of the list */
+    bool silent_left_out;      /* a member known to be silent is left out: the door may help */
 };
 
 /* NULL: pass the call through to libpq unchanged (the reason is in pqr_last_decision()). */

@@ -11,13 +11,15 @@
 
 #include "policy.h"
 
-static bool failed(const struct pqri_policy_in *in, const struct pqri_member *m)
+/* 0: no failure of this member under this view; 1: it failed; 2: it was unreachable. */
+static int failed(const struct pqri_policy_in *in, const struct pqri_member *m)
 {
+    int worst = 0;
     for (size_t i = 0; i < in->nfailures; i++)
         if (in->failures[i].gen == in->t->gen && in->failures[i].port == m->port &&
             strcmp(in->failures[i].addr, m->addr) == 0)
-            return true;
-    return false;
+            worst = in->failures[i].down ? 2 : worst ? worst : 1;
+    return worst;
 }
 
 static bool is_replica_role(pqr_member_role r)
@@ -80,9 +82,12 @@ size_t pqri_policy_order(const struct pqri_policy_in *in, struct pqri_candidate 
     }
     /* Failed members last, then by rank; stable, so equal ones keep Patroni's (or the rotated)
      * order. At most 64 entries: insertion sort. */
-    for (size_t i = 0; i < n; i++)
-        if (failed(in, &t->m[idx[i]]))
-            rank[i] += 100;
+    size_t up = 0;
+    for (size_t i = 0; i < n; i++) {
+        int f = failed(in, &t->m[idx[i]]);
+        rank[i] += f == 2 ? 1000 : f ? 100 : 0;
+        up += f != 2;
+    }
     for (size_t i = 1; i < n; i++) {
         size_t xi = idx[i];
         int xr = rank[i];
@@ -95,6 +100,9 @@ size_t pqri_policy_order(const struct pqri_policy_in *in, struct pqri_candidate 
         idx[j] = xi;
         rank[j] = xr;
     }
+    /* Unreachable members cost a connect timeout each: only when nothing else is left. */
+    if (up)
+        n = up;
     for (size_t i = 0; i < n && k < max; i++) {
         const struct pqri_member *m = &t->m[idx[i]];
         out[k].member = (int)idx[i];

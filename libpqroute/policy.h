@@ -17,6 +17,8 @@ struct pqri_failure {
     int port;
     uint64_t gen;
     long long at_ms; /* monotonic */
+    bool down;       /* unreachable (refused, reset, timed out), not merely unwilling */
+    bool silent;     /* ... and it did not answer at all (timed out): maybe the network's doing */
 };
 struct pqri_policy_in {
     const struct pqr_topology *t;
@@ -26,7 +28,9 @@ struct pqri_policy_in {
     size_t nfailures;
     unsigned spread; /* rotates the replica order (RO) */
 };
-/* Members in the order to try them (front door not included). Returns the count. */
+/* Members in the order to try them (front door not included). Returns the count. Members that
+ * failed under this view go last; members that were unreachable are left out entirely while any
+ * other candidate remains. */
 size_t pqri_policy_order(const struct pqri_policy_in *in, struct pqri_candidate *out, size_t max);
 bool pqri_member_ro_ok(const struct pqr_topology *t, size_t i, long long max_lag);
 

@@ -204,4 +204,5 @@ static PGPing direct_ping_params(const struct pqri_libpq *pq, const char *const 
 const struct pqri_libpq pqri_direct_libpq = {
     direct_connectdb_params, direct_connect_start_params, direct_ping_params, PQstatus,
     PQerrorMessage, PQfinish, PQconninfo, PQconninfoFree, PQpass, PQhostaddr, PQport,
+    PQconnectPoll, PQsocket,
 };

@@ -363,7 +363,7 @@ static const struct setting {
     {"REST_KEY", K_READABLE, AT(rest_key), 0, 0, "a readable file"},
     {"CACHE_DIR", K_ABSPATH, AT(cache_dir), 0, 0, "an absolute path"},
     {"ALLOW", K_CIDRS, AT(allow), 0, 0, "address/bits[,...]"},
-    {"FRONT_DOOR", K_FRONT_DOOR, AT(door_stale_only), 0, 0, "last or stale-only"},
+    {"FRONT_DOOR", K_FRONT_DOOR, AT(door_mode), 0, 0, "adaptive, last or stale-only"},
 #undef AT
 };
 #define NSETTINGS (sizeof settings_table / sizeof *settings_table)
@@ -413,9 +413,14 @@ int pqri_settings_set(struct pqr_settings *s, const char *name, const char *valu
         free(host);
         return set_str((char **)field, value);
     case K_FRONT_DOOR:
-        if (strcmp(value, "last") != 0 && strcmp(value, "stale-only") != 0)
+        if (strcmp(value, "adaptive") == 0)
+            *(int *)field = PQRI_DOOR_ADAPTIVE;
+        else if (strcmp(value, "last") == 0)
+            *(int *)field = PQRI_DOOR_LAST;
+        else if (strcmp(value, "stale-only") == 0)
+            *(int *)field = PQRI_DOOR_STALE_ONLY;
+        else
             break;
-        *(bool *)field = value[0] == 's';
         return 0;
     case K_LOG:
         if ((port = pqri_log_parse(value)) < 0)

@@ -33,6 +33,14 @@ struct pqri_cluster_conf {
     char *key;         /* stable identity for the shared cache file */
 };
 
+/* When a routed connection may fall to the front door (PQROUTE_FRONT_DOOR). */
+enum pqri_door {
+    PQRI_DOOR_ADAPTIVE,  /* last in the list, but not tried when every member answered and refused
+                            the role (it leads to those same servers): refresh and retry instead */
+    PQRI_DOOR_LAST,      /* last in every list */
+    PQRI_DOOR_STALE_ONLY /* only when Patroni's view is unknown or stale */
+};
+
 struct pqr_settings {
     struct pqri_cluster_conf *clusters;
     size_t nclusters;
@@ -48,7 +56,7 @@ struct pqr_settings {
     struct pqri_cidr *allow;
     size_t nallow;
     int log_level;
-    bool door_stale_only; /* PQROUTE_FRONT_DOOR=stale-only: the door only when the view is unusable */
+    int door_mode; /* PQROUTE_FRONT_DOOR: enum pqri_door */
     /* the settings given for the environment's own cluster, before it is appended */
     char *env_patroni, *env_rw, *env_ro;
 };

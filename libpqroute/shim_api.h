@@ -35,6 +35,8 @@ struct pqri_libpq {
     char *(*pass)(const PGconn *);
     char *(*hostaddr)(const PGconn *);
     char *(*port)(const PGconn *);
+    PostgresPollingStatusType (*connect_poll)(PGconn *);
+    int (*socket)(const PGconn *);
 };
 
 /* A conninfo string parsed by libpq into NULL-terminated keyword/value arrays. */
@@ -43,7 +45,7 @@ struct pqri_conninfo {
     const char **kw, **val;
 };
 
-#define PQRI_SHIM_API_VERSION 4
+#define PQRI_SHIM_API_VERSION 5
 struct pqri_shim_api {
     int version;
     /* NULL with an empty message: nothing configured. */

@@ -29,6 +29,7 @@
 #include "resolve.h"
 
 #define MIN_WAIT_MS 10
+#define PANIC_INTERVAL_MS 100
 #define EXIT_JOIN_MS 500
 
 struct pqri_view {
@@ -41,6 +42,8 @@ struct pqri_view {
     long long failed_at_mono; /* when the last attempt ended without a view */
     unsigned long done;       /* finished refresh attempts; a waiter waits for the next one */
     long long door_failed_mono; /* a routed connect failed at every member and the front door */
+    long long panic_until;      /* a connect found no willing leader: refresh fast until then */
+    uint64_t panic_gen;         /* ... or until a view other than this one has a running leader */
     struct pqri_stats stats;    /* shared counters (hostcache.c) */
     struct pqri_failure failures[PQR_MAX_FAILURES];
     size_t nfailures;
@@ -361,6 +364,18 @@ static bool recent(const struct pqri_views *vs, const struct pqr_topology *t)
     return t && age_ms(t) < 2LL * vs->s.refresh_ms;
 }
 
+/* Called with vs->lock held: while a connect waits for a willing leader, ask every 100 ms. */
+static bool panicking(const struct pqri_view *v)
+{
+    return v->panic_until > pqri_mono_ms() &&
+           !(v->current && v->current->gen != v->panic_gen && pqri_topo_leader_running(v->current));
+}
+
+static long long interval(const struct pqri_views *vs, const struct pqri_view *v)
+{
+    return panicking(v) && vs->s.refresh_ms > PANIC_INTERVAL_MS ? PANIC_INTERVAL_MS : vs->s.refresh_ms;
+}
+
 struct cluster_timer {
     long long last_start; /* when the last attempt started (monotonic) */
     long long next_mono;     /* when the next regular attempt is due */
@@ -396,7 +411,7 @@ static void *refresher_main(void *arg)
                 if (v->last_fetch_failed)
                     v->failed_at_mono = now;
                 pthread_cond_broadcast(&vs->cond);
-                tm[i].next_mono = now + vs->s.refresh_ms;
+                tm[i].next_mono = now + interval(vs, v);
             }
             if (tm[i].next_mono - now < wait)
                 wait = tm[i].next_mono - now;
@@ -539,6 +554,7 @@ void pqri_view_note_failures(struct pqri_view *v, uint64_t gen, const struct pqr
             f->port = cands[i].port;
             f->gen = gen;
             f->at_ms = now;
+            f->down = false;
         }
     }
     pthread_mutex_unlock(&vs->lock);
@@ -665,6 +681,11 @@ const struct pqri_cluster_conf *pqri_view_conf(const struct pqri_view *v)
     return v->conf;
 }
 
+struct pqri_views *pqri_view_views(const struct pqri_view *v)
+{
+    return v->vs;
+}
+
 void pqri_view_set(struct pqri_view *v, struct pqr_topology *t)
 {
     struct pqr_topology *old;
@@ -679,13 +700,69 @@ void pqri_view_set(struct pqri_view *v, struct pqr_topology *t)
 
 size_t pqri_view_failures(struct pqri_view *v, struct pqri_failure *out, size_t max)
 {
-    size_t n;
+    long long now = pqri_mono_ms(), stale = v->vs->s.stale_ms;
+    size_t n = 0, nd;
 
     pthread_mutex_lock(&v->vs->lock);
-    n = v->nfailures < max ? v->nfailures : max;
-    memcpy(out, v->failures, n * sizeof *out);
+    for (size_t i = 0; i < v->nfailures && n < max; i++)
+        if (now - v->failures[i].at_ms <= stale)
+            out[n++] = v->failures[i];
     pthread_mutex_unlock(&v->vs->lock);
-    return n;
+    /* What other processes on this host found unreachable (the host cache). */
+    nd = pqri_cache_read_down(&v->cache, out + n, max - n, stale);
+    for (size_t i = n; i < n + nd; i++)
+        out[i].at_ms = now;
+    return n + nd;
+}
+
+void pqri_view_note_down(struct pqri_view *v, uint64_t gen, const struct pqri_candidate *c,
+                         bool silent)
+{
+    struct pqri_failure f = {.port = c->port, .gen = gen, .at_ms = pqri_mono_ms(), .down = true,
+                             .silent = silent};
+    size_t j;
+
+    snprintf(f.addr, sizeof f.addr, "%s", c->addr);
+    pthread_mutex_lock(&v->vs->lock);
+    if (v->current && v->current->gen == gen) {
+        for (j = 0; j < v->nfailures; j++)
+            if (strcmp(v->failures[j].addr, f.addr) == 0 && v->failures[j].port == f.port)
+                break;
+        if (j == v->nfailures && v->nfailures < PQR_MAX_FAILURES)
+            v->nfailures++;
+        if (j < PQR_MAX_FAILURES)
+            v->failures[j] = f;
+    }
+    pthread_mutex_unlock(&v->vs->lock);
+    pqri_cache_note_down(&v->cache, &f, v->vs->s.stale_ms);
+}
+
+void pqri_view_panic(struct pqri_view *v, uint64_t gen)
+{
+    pthread_mutex_lock(&v->vs->lock);
+    v->panic_until = pqri_mono_ms() + v->vs->s.stale_ms;
+    v->panic_gen = gen;
+    v->want_after = pqri_mono_ms(); /* and a fetch right now */
+    pthread_cond_broadcast(&v->vs->cond);
+    pthread_mutex_unlock(&v->vs->lock);
+    pqri_stat(&v->stats, PQR_STAT_PANIC_REFRESHES);
+}
+
+struct pqr_topology *pqri_view_await_leader(struct pqri_view *v, uint64_t gen, int wait_ms)
+{
+    struct pqri_views *vs = v->vs;
+    struct pqr_topology *t = NULL;
+    struct timespec ts;
+
+    pthread_mutex_lock(&vs->lock);
+    deadline_ts(CLOCK_MONOTONIC, &ts, wait_ms);
+    while (!(v->current && v->current->gen != gen && pqri_topo_leader_running(v->current)) && !stopping(vs))
+        if (pthread_cond_timedwait(&vs->cond, &vs->lock, &ts) == ETIMEDOUT)
+            break;
+    if (v->current && v->current->gen != gen && pqri_topo_leader_running(v->current) && fresh(vs, v->current))
+        t = pqri_topo_ref(v->current);
+    pthread_mutex_unlock(&vs->lock);
+    return t;
 }
 
 void pqri_view_door_failed(struct pqri_view *v)

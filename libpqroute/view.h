@@ -28,6 +28,7 @@ void pqri_views_stat_other(struct pqri_views *vs, enum pqri_stat which);
 int pqri_views_stats_other(struct pqri_views *vs, uint64_t out[PQR_STAT_COUNT]);
 
 const struct pqri_cluster_conf *pqri_view_conf(const struct pqri_view *v);
+struct pqri_views *pqri_view_views(const struct pqri_view *v);
 /* A reference to the snapshot if it is no older than PQROUTE_STALE_MS; may read the host cache, and
  * when wait_ms > 0 waits that long for the refresher's first fetch. */
 struct pqr_topology *pqri_view_snapshot(struct pqri_view *v, int wait_ms);
@@ -41,6 +42,16 @@ void pqri_view_set(struct pqri_view *v, struct pqr_topology *t);
 size_t pqri_view_failures(struct pqri_view *v, struct pqri_failure *out, size_t max);
 void pqri_view_note_failures(struct pqri_view *v, uint64_t gen, const struct pqri_candidate *cands,
                              size_t n);
+/* A member was unreachable (refused, reset, timed out) under view gen: left out of every role's
+ * list while others remain, for PQROUTE_STALE_MS or until the view changes; shared with the other
+ * processes of this host. */
+void pqri_view_note_down(struct pqri_view *v, uint64_t gen, const struct pqri_candidate *c,
+                         bool silent);
+/* Every member answered and none would take the role (a leader change in progress): refresh every
+ * 100 ms until a view other than gen shows a running leader (or PQROUTE_STALE_MS passes), and wait
+ * up to wait_ms for such a view. */
+void pqri_view_panic(struct pqri_view *v, uint64_t gen);
+struct pqr_topology *pqri_view_await_leader(struct pqri_view *v, uint64_t gen, int wait_ms);
 /* The front door failed together with every member just now / it answered again / whether it is
  * still resting (left out of routed lists for PQROUTE_STALE_MS). */
 void pqri_view_door_failed(struct pqri_view *v);

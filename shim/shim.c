@@ -220,6 +220,8 @@ static struct instance *instance_locked(void *real_fn)
     GET(pass, "PQpass");
     GET(hostaddr, "PQhostaddr");
     GET(port, "PQport");
+    GET(connect_poll, "PQconnectPoll");
+    GET(socket, "PQsocket");
 #undef GET
     in->pq.connectdb_params = guarded_connectdb_params;
     in->pq.connect_start_params = guarded_connect_start_params;
@@ -227,7 +229,7 @@ static struct instance *instance_locked(void *real_fn)
     in->routable = in->fn[W_CONNECTDB_PARAMS] && in->fn[W_CONNECT_START_PARAMS] &&
                    in->fn[W_PING_PARAMS] && in->pq.status && in->pq.error_message &&
                    in->pq.finish && in->pq.conninfo && in->pq.conninfo_free && in->pq.pass &&
-                   in->pq.hostaddr && in->pq.port;
+                   in->pq.hostaddr && in->pq.port && in->pq.connect_poll && in->pq.socket;
     __atomic_store_n(&ninstances, ninstances + 1, __ATOMIC_RELEASE);
     return in;
 }

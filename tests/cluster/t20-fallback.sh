@@ -6,7 +6,7 @@ L=$(leader_ip)
 dead=http://127.0.0.11:18999,http://127.0.0.12:18999,http://127.0.0.13:18999
 cache=$(mktemp -d)
 out=$(PQROUTE_CACHE_DIR=$cache PQROUTE_PATRONI=$dead PQROUTE_LOG=info shim connectdb "$RW")
-ok $([ "$(path_of "$out")" = proxy ] && [ "$(recovery_of "$out")" = f ]; echo $?) "REST down: RW still connects, through the proxy, to the leader"
+ok $([ "$(path_of "$out")" = proxy ] && [ "$(recovery_of "$out")" = f ]; echo $?) "REST down: RW still connects, through the proxy, to the leader" || diag "$out"
 like "$out" 'no usable answer from Patroni' "REST down: one warning says why"
 out=$(PQROUTE_CACHE_DIR=$cache PQROUTE_PATRONI=$dead shim connectdb "$RO")
 ok $([ "$(path_of "$out")" = proxy ] && grep -q '^OK' <<<"$out"; echo $?) "REST down: RO still connects through the proxy" || diag "$out"

@@ -1,7 +1,7 @@
 # The security audit's rows that need whole processes (issue 9): a setuid program, a full disk, a
 # daemon that closes every fd, a slow resolver, a wall clock that jumped, a relative LD_PRELOAD and
 # chdir, credentials in the REST URL, control characters in a REST answer. The rest are in
-# tests/unit/test_security.c and test_config.c.
+# tests/unit/test_security.c and test_settings.c.
 . "$(dirname "$0")/../lib.sh"
 tmp=$(mktemp -d)
 chmod 755 "$tmp"

@@ -3,7 +3,7 @@
 . "$(dirname "$0")/../lib.sh"
 if ! command -v valgrind >/dev/null; then echo "1..0 # SKIP valgrind not installed"; exit 0; fi
 VG=(valgrind -q --error-exitcode=97 --leak-check=full --errors-for-leak-kinds=definite --show-leak-kinds=definite)
-for t in "$B"/tests/test_topology "$B"/tests/test_policy "$B"/tests/test_config "$B"/tests/test_route; do
+for t in "$B"/tests/test_topology "$B"/tests/test_policy "$B"/tests/test_settings "$B"/tests/test_plan "$B"/tests/test_hostcache; do
     out=$(cd "$ROOT" && "${VG[@]}" "$t" 2>&1)
     ok $([ $? = 0 ] && ! grep -q '^not ok' <<<"$out"; echo $?) "valgrind: $(basename "$t")" || diag "$(grep -m8 '==' <<<"$out")"
 done

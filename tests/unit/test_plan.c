@@ -3,6 +3,7 @@
  * keyword arrays with dbname expansion, PG* environment, service files, .pgpass, quoting and
  * passwords, target_session_attrs, injection attempts. No network: the snapshot is injected.
  */
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -31,53 +32,121 @@ static void inject(long long age_ms)
     pqri_topo_unref(t);
 }
 
-/* A libpq stand-in for the connect itself (the probes go to the real one): records each call's
- * hostaddr list and makes the connection end as the test says. */
+/* A libpq stand-in for the connect itself (the probes go to the real one): each attempt follows a
+ * script of (host, status, what PQconnectPoll says) steps, and its hostaddr list is recorded. */
+struct step {
+    const char *addr, *port;
+    ConnStatusType st;
+    PostgresPollingStatusType ret; /* what the PQconnectPoll that leads to this step returns */
+};
+#define MAXSTEPS 8
 static struct {
-    int calls;
-    char hostaddr[2][256];
-    ConnStatusType status; /* of the connections it makes */
-    const char *landed;    /* PQhostaddr() of them: where libpq stopped */
-    const char *port;
+    int calls, cur, step, blocking_calls;
+    char hostaddr[4][256];
+    struct step script[4][MAXSTEPS];
     PGconn *last;
+    int ready_fd, silent_fd; /* always ready / never writable */
+    bool silent;             /* the current attempt's socket never becomes writable */
 } fake;
 
-static PGconn *fake_connectdb_params(const struct pqri_libpq *pq, const char *const *k,
-                                     const char *const *v, int e)
+static bool is_probe(const char *const *v)
+{
+    for (size_t i = 0; v[i]; i++)
+        if (strcmp(v[i], "pqroute-probe-invalid") == 0)
+            return true;
+    return false;
+}
+
+static PGconn *bogus_conn(void)
 {
     static const char *const bk[] = {"dbname", "target_session_attrs", NULL}, *const bv[] = {"x", "bogus", NULL};
-    (void)pq, (void)e;
+    return PQconnectStartParams(bk, bv, 0); /* a PGconn that never connects */
+}
+
+static PGconn *fake_start(const struct pqri_libpq *pq, const char *const *k, const char *const *v, int e)
+{
+    (void)pq;
+    if (is_probe(v))
+        return PQconnectStartParams(k, v, e);
     for (size_t i = 0; k[i]; i++)
-        if (strcmp(k[i], "hostaddr") == 0 && fake.calls < 2)
+        if (strcmp(k[i], "hostaddr") == 0 && fake.calls < 4)
             snprintf(fake.hostaddr[fake.calls], sizeof fake.hostaddr[0], "%s", v[i]);
-    fake.calls++;
-    return fake.last = PQconnectStartParams(bk, bv, 0); /* a PGconn that never connects */
+    fake.cur = fake.calls++ < 4 ? fake.calls - 1 : 3;
+    fake.step = 0;
+    return fake.last = bogus_conn();
+}
+
+static PGconn *fake_connectdb(const struct pqri_libpq *pq, const char *const *k, const char *const *v, int e)
+{
+    (void)pq, (void)k, (void)v, (void)e;
+    fake.blocking_calls++;
+    return bogus_conn();
+}
+
+static const struct step *now_step(void)
+{
+    return &fake.script[fake.cur][fake.step];
 }
 
 static ConnStatusType fake_status(const PGconn *c)
 {
-    return c == fake.last ? fake.status : PQstatus(c);
+    /* an attempt with no script fails at once */
+    return c == fake.last ? (now_step()->addr ? now_step()->st : CONNECTION_BAD) : PQstatus(c);
 }
 
 static char *fake_hostaddr(const PGconn *c)
 {
-    return c == fake.last ? (char *)fake.landed : PQhostaddr(c);
+    return c == fake.last ? (char *)(now_step()->addr ? now_step()->addr : "") : PQhostaddr(c);
 }
 
 static char *fake_port(const PGconn *c)
 {
-    return c == fake.last ? (char *)fake.port : PQport(c);
+    return c == fake.last ? (char *)(now_step()->port ? now_step()->port : "5432") : PQport(c);
+}
+
+static PostgresPollingStatusType fake_poll(PGconn *c)
+{
+    if (c != fake.last)
+        return PQconnectPoll(c);
+    if (fake.step + 1 < MAXSTEPS && fake.script[fake.cur][fake.step + 1].addr)
+        fake.step++;
+    return now_step()->ret;
+}
+
+static int fake_socket(const PGconn *c)
+{
+    return c == fake.last ? (fake.silent && fake.cur == 0 ? fake.silent_fd : fake.ready_fd) : PQsocket(c);
 }
 
 static struct pqri_libpq fake_libpq(void)
 {
     struct pqri_libpq pq = pqri_direct_libpq;
-    pq.connectdb_params = fake_connectdb_params;
+    int fds[2];
+    pq.connect_start_params = fake_start;
+    pq.connectdb_params = fake_connectdb;
     pq.status = fake_status;
     pq.hostaddr = fake_hostaddr;
     pq.port = fake_port;
+    pq.connect_poll = fake_poll;
+    pq.socket = fake_socket;
     memset(&fake, 0, sizeof fake);
+    fake.ready_fd = open("/dev/null", O_RDWR);
+    if (pipe(fds) == 0)
+        fake.silent_fd = fds[0]; /* a pipe's read end is never writable */
     return pq;
+}
+
+#define S(addr, port, st, ret) {addr, port, st, ret}
+#define W PGRES_POLLING_WRITING
+#define R PGRES_POLLING_READING
+
+/* Forget what the host cache knows of members that were down. */
+static void clear_down(void)
+{
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -f %s/*.down", dir);
+    if (system(cmd) != 0)
+        return;
 }
 
 static PGconn *exec_fake(const struct pqri_libpq *pq, const char *conninfo)
@@ -285,36 +354,118 @@ int main(void)
     ok(p && param(p, "hostaddr")[strlen(param(p, "hostaddr")) - 1] == ',', "RO then still ends with the front door");
     pqri_plan_free(p);
 
-    /* The connect itself, with a stand-in libpq that decides where each attempt stops. */
+    /* The connect itself, with a stand-in libpq that decides, host by host, how far each gets. */
     {
         struct pqri_libpq pq = fake_libpq();
         struct pqri_failure f[PQR_MAX_FAILURES];
         PGconn *c;
 
+        /* Authentication fails at the first member: libpq stops there, so do we. */
         inject(0);
-        fake.status = CONNECTION_BAD, fake.landed = "10.0.0.2", fake.port = "5432";
+        struct step auth[] = {S("10.0.0.2", "5432", CONNECTION_STARTED, W), S("10.0.0.2", "5432", CONNECTION_AWAITING_RESPONSE, R),
+                              S("10.0.0.2", "5432", CONNECTION_BAD, PGRES_POLLING_FAILED)};
+        memcpy(fake.script[0], auth, sizeof auth);
         c = exec_fake(&pq, "host=fd.example port=5432 user=u");
-        is_int(fake.calls, 1, "stopped at the first member (authentication): no retry");
+        ok(fake.calls == 1 && fake.blocking_calls == 0, "stopped at the first member (authentication): no retry (%d)", fake.calls);
         PQfinish(c);
 
+        /* Every member refused (TCP) and so did the door: one refresh, one retry without the
+         * door; the refusing members are remembered as down. */
         pq = fake_libpq();
         inject(0);
-        fake.status = CONNECTION_BAD, fake.landed = "", fake.port = "5432";
+        clear_down();
+        struct step refused[] = {S("10.0.0.2", "5432", CONNECTION_STARTED, W), S("10.0.0.1", "5432", CONNECTION_STARTED, W),
+                                 S("10.0.0.3", "5433", CONNECTION_STARTED, W), S("192.0.2.1", "5432", CONNECTION_STARTED, W),
+                                 S("192.0.2.1", "5432", CONNECTION_BAD, PGRES_POLLING_FAILED)};
+        memcpy(fake.script[0], refused, sizeof refused);
+        struct step again[] = {S("10.0.0.2", "5432", CONNECTION_STARTED, W), S("10.0.0.2", "5432", CONNECTION_BAD, PGRES_POLLING_FAILED)};
+        memcpy(fake.script[1], again, sizeof again);
         c = exec_fake(&pq, "host=fd.example port=5432 user=u");
         is_int(fake.calls, 2, "failed at every member and the front door: one refresh, one retry");
         is_str(fake.hostaddr[0], "10.0.0.2,10.0.0.1,10.0.0.3,", "first attempt: members, then the front door");
         ok(fake.hostaddr[1][0] && fake.hostaddr[1][strlen(fake.hostaddr[1]) - 1] != ',',
            "the retry leaves the front door that just failed out (%s)", fake.hostaddr[1]);
+        size_t nf = pqri_view_failures(pqri_views_at(r, 0), f, PQR_MAX_FAILURES), down = 0;
+        for (size_t i = 0; i < nf; i++)
+            down += f[i].down;
+        ok(down >= 3, "members that refused the connection are remembered as down (%zu)", down);
         PQfinish(c);
 
+        /* RW lands on the third member: the leader before it failed, the replica refused writes
+         * as it should (not a failure), nobody is down. */
         pq = fake_libpq();
         inject(0);
-        fake.status = CONNECTION_OK, fake.landed = "10.0.0.3", fake.port = "5433";
+        clear_down();
+        struct step third[] = {S("10.0.0.2", "5432", CONNECTION_AWAITING_RESPONSE, W), S("10.0.0.2", "5432", CONNECTION_CHECK_TARGET, R),
+                               S("10.0.0.1", "5432", CONNECTION_AWAITING_RESPONSE, R), S("10.0.0.1", "5432", CONNECTION_CHECK_TARGET, R),
+                               S("10.0.0.3", "5433", CONNECTION_OK, PGRES_POLLING_OK)};
+        memcpy(fake.script[0], third, sizeof third);
         c = exec_fake(&pq, "host=fd.example port=5432 user=u");
-        size_t nf = pqri_view_failures(pqri_views_at(r, 0), f, PQR_MAX_FAILURES);
-        ok(nf == 1 && strcmp(f[0].addr, "10.0.0.2") == 0,
-           "RW landed on the third member: only the leader before it is remembered as failed, not the replica that refused writes (%zu)", nf);
+        nf = pqri_view_failures(pqri_views_at(r, 0), f, PQR_MAX_FAILURES);
+        ok(nf == 1 && strcmp(f[0].addr, "10.0.0.2") == 0 && !f[0].down,
+           "RW landed on the third member: only the leader before it is remembered, not the replica that refused writes (%zu)", nf);
         PQfinish(c);
+
+        /* Every member answered and refused the role (a switchover): the front door leads to the
+         * same servers, so it is not tried; Patroni is asked fast and the connect waits, within
+         * its budget, for a running leader. */
+        pq = fake_libpq();
+        inject(0);
+        clear_down();
+        struct step refusing[] = {S("10.0.0.2", "5432", CONNECTION_AWAITING_RESPONSE, W), S("10.0.0.2", "5432", CONNECTION_CHECK_TARGET, R),
+                                  S("10.0.0.1", "5432", CONNECTION_CHECK_TARGET, R), S("10.0.0.3", "5433", CONNECTION_CHECK_TARGET, R),
+                                  S("192.0.2.1", "5432", CONNECTION_STARTED, W)};
+        for (int k = 0; k < 4; k++)
+            memcpy(fake.script[k], refusing, sizeof refusing);
+        long long t0 = pqri_mono_ms();
+        c = exec_fake(&pq, "host=fd.example port=5432 user=u");
+        long long dt = pqri_mono_ms() - t0;
+        ok(fake.calls > 5 && fake.blocking_calls == 1,
+           "all members refused the role: the members are tried again every 100 ms, then walked once more (%d attempts)", fake.calls);
+        ok(fake.hostaddr[1][0] && fake.hostaddr[1][strlen(fake.hostaddr[1]) - 1] != ',',
+           "and the front door is never part of the retries (%s)", fake.hostaddr[1]);
+        ok(dt >= 1800 && dt < 3000, "the connect gives up after its budget (2 s) (%lld ms)", dt);
+        PQfinish(c);
+
+        /* A member that does not answer at all costs its connect_timeout once: the connect goes on
+         * without it, and the next plans (here and in other processes) leave it out. */
+        pq = fake_libpq();
+        inject(0);
+        clear_down();
+        fake.silent = true;
+        struct step silent[] = {S("10.0.0.2", "5432", CONNECTION_STARTED, W)};
+        memcpy(fake.script[0], silent, sizeof silent);
+        struct step next[] = {S("10.0.0.1", "5432", CONNECTION_OK, PGRES_POLLING_OK)};
+        memcpy(fake.script[1], next, sizeof next);
+        c = NULL;
+        {
+            struct pqri_conninfo ci;
+            bool passed;
+            pqri_conninfo_parse(&ci, "host=fd.example port=5432 user=u");
+            struct pqri_plan *pl = pqri_plan_new(r, &pq, ci.kw, ci.val, 0, PQR_BLOCKING, PQR_ROLE_AUTO);
+            (void)passed;
+            t0 = pqri_mono_ms();
+            if (pl)
+                c = pqri_plan_exec(r, pl);
+            pqri_plan_free(pl);
+            pqri_conninfo_release(&ci);
+        }
+        dt = pqri_mono_ms() - t0;
+        ok(c && fake.calls == 2 && !strstr(fake.hostaddr[1], "10.0.0.2"),
+           "a silent member: connect_timeout once, then the others (%s, %lld ms)", fake.hostaddr[1], dt);
+        PQfinish(c);
+        struct pqri_plan *again_plan = plan_str("host=fd.example port=5433 user=u");
+        ok(again_plan && !strstr(param(again_plan, "hostaddr"), "10.0.0.2"),
+           "the next plan, RO too, leaves the silent member out (%s)", again_plan ? param(again_plan, "hostaddr") : "-");
+        pqri_plan_free(again_plan);
+        struct pqri_views *other = pqri_views_new(pqri_views_settings(r), err, sizeof err);
+        struct pqri_failure g[PQR_MAX_FAILURES];
+        size_t ng = other ? pqri_view_failures(pqri_views_at(other, 0), g, PQR_MAX_FAILURES) : 0;
+        bool shared = false;
+        for (size_t i = 0; i < ng; i++)
+            shared = shared || (g[i].down && strcmp(g[i].addr, "10.0.0.2") == 0);
+        ok(shared, "another process on this host knows it is down (the host cache)");
+        pqri_views_free(other);
     }
 
     inject(60000);

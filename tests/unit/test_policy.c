@@ -158,6 +158,16 @@ int main(void)
                     M("r", "replica", "streaming", "10.0.0.3", ",\"lag\":0") "]}");
     order(t, PQR_ROLE_RW, NULL, 0, 0, got, sizeof got);
     is_str(got, "L,r,nf", "RW: a nofailover member (never promoted) comes last, after plain replicas");
+    /* Unreachable members: left out while any other candidate remains, for every role. */
+    struct pqri_failure d[3] = {fail_of(t, "L"), fail_of(t, "r"), fail_of(t, "nf")};
+    d[0].down = true;
+    order(t, PQR_ROLE_RW, d, 1, 0, got, sizeof got);
+    is_str(got, "r,nf", "RW: an unreachable leader is left out while others remain");
+    d[1].down = d[2].down = true;
+    order(t, PQR_ROLE_RW, d, 3, 0, got, sizeof got);
+    is_str(got, "L,r,nf", "RW: all unreachable: all kept, in order (nothing better to try)");
+    order(t, PQR_ROLE_RO, d + 1, 1, 0, got, sizeof got);
+    is_str(got, "nf", "RO: an unreachable replica is left out too");
     pqri_topo_unref(t);
     return done_testing();
 }

@@ -78,6 +78,7 @@ int main(void)
        !pqri_cidr_allows(s.allow, s.nallow, "10.0.0.1") && !pqri_cidr_allows(s.allow, s.nallow, "::1"),
        "allow-list matches v4 and v6 prefixes");
     is_int(s.refresh_ms, 1000, "default refresh 1000 ms");
+    is_int(s.door_mode, PQRI_DOOR_ADAPTIVE, "default front-door rule: adaptive");
     pqri_settings_clear(&s);
 
     bad("PQROUTE_PATRONI", "");

@@ -1,0 +1,2 @@
+build-dev/obj/log.o: libpqroute/log.c libpqroute/log.h
+libpqroute/log.h:

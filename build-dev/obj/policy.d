@@ -1,0 +1,12 @@
+build-dev/obj/policy.o: libpqroute/policy.c libpqroute/policy.h \
+ libpqroute/topology.h libpqroute/settings.h libpqroute/libpqroute.h \
+ /usr/include/postgresql/libpq-fe.h \
+ /usr/include/postgresql/postgres_ext.h \
+ /usr/include/postgresql/pg_config_ext.h
+libpqroute/policy.h:
+libpqroute/topology.h:
+libpqroute/settings.h:
+libpqroute/libpqroute.h:
+/usr/include/postgresql/libpq-fe.h:
+/usr/include/postgresql/postgres_ext.h:
+/usr/include/postgresql/pg_config_ext.h:

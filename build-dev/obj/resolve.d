@@ -1,0 +1,13 @@
+build-dev/obj/resolve.o: libpqroute/resolve.c libpqroute/resolve.h \
+ libpqroute/topology.h libpqroute/settings.h libpqroute/libpqroute.h \
+ /usr/include/postgresql/libpq-fe.h \
+ /usr/include/postgresql/postgres_ext.h \
+ /usr/include/postgresql/pg_config_ext.h libpqroute/log.h
+libpqroute/resolve.h:
+libpqroute/topology.h:
+libpqroute/settings.h:
+libpqroute/libpqroute.h:
+/usr/include/postgresql/libpq-fe.h:
+/usr/include/postgresql/postgres_ext.h:
+/usr/include/postgresql/pg_config_ext.h:
+libpqroute/log.h:

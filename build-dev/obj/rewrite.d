@@ -1,0 +1,16 @@
+build-dev/obj/rewrite.o: libpqroute/rewrite.c libpqroute/rewrite.h \
+ libpqroute/policy.h libpqroute/topology.h libpqroute/settings.h \
+ libpqroute/libpqroute.h /usr/include/postgresql/libpq-fe.h \
+ /usr/include/postgresql/postgres_ext.h \
+ /usr/include/postgresql/pg_config_ext.h libpqroute/shim_api.h \
+ libpqroute/log.h
+libpqroute/rewrite.h:
+libpqroute/policy.h:
+libpqroute/topology.h:
+libpqroute/settings.h:
+libpqroute/libpqroute.h:
+/usr/include/postgresql/libpq-fe.h:
+/usr/include/postgresql/postgres_ext.h:
+/usr/include/postgresql/pg_config_ext.h:
+libpqroute/shim_api.h:
+libpqroute/log.h:

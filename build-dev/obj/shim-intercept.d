@@ -1,0 +1,2 @@
+build-dev/obj/shim-intercept.o: shim/intercept.c shim/shim.h
+shim/shim.h:
