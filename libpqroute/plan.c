@@ -148,7 +148,22 @@ static int build(struct pqri_views *vs, struct pqri_plan *p)
     in.max_lag = pqri_max_lag(s, pqri_view_conf(p->v));
     in.failures = fails;
     p->ncands = pqri_policy_order(&in, p->cands, PQR_MAX_MEMBERS);
-    if (p->ncands == 0)
+    /* Every member left is known to be silent (a firewall between us and them, say): the front
+     * door is the way, whatever else said to leave it out — never worse than without us. */
+    bool all_silent = p->ncands > 0 && p->door_host;
+    for (size_t i = 0; all_silent && i < p->ncands; i++) {
+        bool silent = false;
+        for (size_t j = 0; j < in.nfailures; j++)
+            silent = silent || (fails[j].silent && fails[j].gen == p->t->gen &&
+                                fails[j].port == p->cands[i].port &&
+                                strcmp(fails[j].addr, p->cands[i].addr) == 0);
+        all_silent = silent;
+    }
+    if (all_silent) {
+        p->ncands = 0;
+        p->leave_door_out = false;
+    }
+    if (p->ncands == 0 && p->leave_door_out)
         return -1;
     pqri_params_free(&p->params);
     struct pqri_rewrite_in rw = {

@@ -20,6 +20,7 @@
  *                                              lines "<epoch ms> OK|FAIL ...", for outage timing
  *   pqr-client reader SECONDS INTERVAL_MS CONNINFO   like writer, with a read instead of an INSERT
  *   pqr-client hold SECONDS CONNINFO           connect, report, sleep (for footprint checks)
+ *   pqr-client series N CONNINFO               N connects in this one process, one line each
  */
 #include <poll.h>
 #include <pthread.h>
@@ -258,6 +259,16 @@ int main(int argc, char **argv)
                 usleep((useconds_t)(left * 1000));
         }
         return 0;
+    }
+    if (strcmp(mode, "series") == 0 && argc == 4) {
+        int rc = 0;
+        for (int i = 0; i < atoi(argv[2]); i++) {
+            double t = now_ms();
+            PGconn *c = PQconnectdb(argv[3]);
+            rc |= print_conn(c, t);
+            PQfinish(c);
+        }
+        return rc;
     }
     if (strcmp(mode, "hold") == 0 && argc == 4) {
         PGconn *c = PQconnectdb(argv[3]);
