@@ -20,11 +20,20 @@ def parse(path):
 
 def analyse(rows, event, new_ip):
     tag = "server=%s:" % new_ip
+    # "<epoch ms> OK|FAIL <ms> ...": how long that connect (+ write) call took, for the calls
+    # that ended from the event until 2 s after the first write on the new leader
+    def took(line):
+        try:
+            return float(line.split()[2])
+        except (IndexError, ValueError):
+            return 0.0
     good = [(t, l) for t, s, l in rows if s == "OK" and "write=FAIL" not in l]
     first_new = next((t for t, l in good if t > event and tag in l), None)
     before = [t for t, _ in good if first_new is not None and t < first_new]
     last_before = max(before) if before else None
+    window_end = (first_new or event) + 2000
     return {
+        "longest_call_ms": max([took(l) for t, _, l in rows if event <= t <= window_end] or [0.0]),
         "first_new": first_new,
         "outage_ms": first_new - last_before if first_new and last_before else None,
         "failed": sum(1 for t, s, _ in rows if s == "FAIL" and t > event - 1000),
