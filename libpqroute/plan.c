@@ -122,8 +122,9 @@ static const char *role_name(pqr_role r)
     return r == PQR_ROLE_RW ? "rw" : "ro";
 }
 
-/* Candidates and parameters for plan p from snapshot p->t. */
-static int build(struct pqri_views *vs, struct pqri_plan *p)
+/* Candidates and parameters for plan p from snapshot p->t; -1 when no member is eligible (the
+ * caller passes the call through), unless door_only_ok: then the front door alone. */
+static int build(struct pqri_views *vs, struct pqri_plan *p, bool door_only_ok)
 {
     const struct pqr_settings *s = pqri_views_settings(vs);
     struct pqri_failure fails[PQR_MAX_FAILURES];
@@ -163,7 +164,7 @@ static int build(struct pqri_views *vs, struct pqri_plan *p)
         p->ncands = 0;
         p->leave_door_out = false;
     }
-    if (p->ncands == 0 && p->leave_door_out)
+    if (p->ncands == 0 && (p->leave_door_out || !door_only_ok))
         return -1;
     pqri_params_free(&p->params);
     struct pqri_rewrite_in rw = {
@@ -270,7 +271,7 @@ struct pqri_plan *pqri_plan_new(struct pqri_views *vs, const struct pqri_libpq *
                       role_name(p->role), pqri_view_conf(p->v)->name, host, p->door_port);
         goto pass;
     }
-    if (build(vs, p) < 0) {
+    if (build(vs, p, false) < 0) {
         pqri_view_stat(p->v, PQR_STAT_FALLBACK_NO_MEMBER);
         pqri_decision("passed through %s: cluster %s, no eligible member in Patroni's view "
                       "(front door %s:%s)",
@@ -447,7 +448,7 @@ PGconn *pqri_plan_exec(struct pqri_views *vs, struct pqri_plan *p)
                 pqri_view_door_failed(p->v);
                 break;
             }
-            if (build(vs, p) < 0)
+            if (build(vs, p, true) < 0)
                 break;
             describe(p, "retrying without the member that did not answer:");
             continue;
@@ -472,7 +473,7 @@ PGconn *pqri_plan_exec(struct pqri_views *vs, struct pqri_plan *p)
                 return conn; /* no view: the front door was already tried */
             pqri_topo_unref(p->t);
             p->t = t;
-            if (build(vs, p) < 0)
+            if (build(vs, p, true) < 0)
                 return conn;
             pqri_view_stat(p->v, PQR_STAT_RETRIES);
             describe(p, "retrying");
@@ -497,7 +498,7 @@ PGconn *pqri_plan_exec(struct pqri_views *vs, struct pqri_plan *p)
             if (st == CONNECTION_BAD)
                 return conn;
             pq->finish(conn);
-            build(vs, p);
+            build(vs, p, true);
             break;
         }
         pq->finish(conn);
@@ -508,7 +509,7 @@ PGconn *pqri_plan_exec(struct pqri_views *vs, struct pqri_plan *p)
             pqri_topo_unref(p->t);
             p->t = t;
         }
-        if (build(vs, p) < 0)
+        if (build(vs, p, true) < 0)
             break;
         if (round == 0 || t)
             describe(p, "retrying while the leader changes:");

@@ -680,8 +680,9 @@ int pqri_settings_from_file(struct pqr_settings *s, const char *path, char *err,
                       config_setting_source_line(st), key);
             goto out;
         }
-        if (pqri_settings_set(s, name, v, buf, sizeof buf) < 0) {
-            pqri_errf(err, errlen, "%s:%d: %s", path, config_setting_source_line(st), buf);
+        char why[512]; /* not buf: v may point into it */
+        if (pqri_settings_set(s, name, v, why, sizeof why) < 0) {
+            pqri_errf(err, errlen, "%s:%d: %s", path, config_setting_source_line(st), why);
             goto out;
         }
     }
