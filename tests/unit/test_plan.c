@@ -466,6 +466,23 @@ int main(void)
             shared = shared || (g[i].down && strcmp(g[i].addr, "10.0.0.2") == 0);
         ok(shared, "another process on this host knows it is down (the host cache)");
         pqri_views_free(other);
+
+        /* Every member known to be silent (a firewall between us and them): the front door. */
+        inject(0);
+        clear_down();
+        struct pqr_topology *tv = pqri_view_snapshot(pqri_views_at(r, 0), 0);
+        const char *addrs[][2] = {{"10.0.0.1", "5432"}, {"10.0.0.2", "5432"}, {"10.0.0.3", "5433"}};
+        for (size_t i = 0; tv && i < 3; i++) {
+            struct pqri_candidate cd = {.port = atoi(addrs[i][1])};
+            snprintf(cd.addr, sizeof cd.addr, "%s", addrs[i][0]);
+            pqri_view_note_down(pqri_views_at(r, 0), tv->gen, &cd, true);
+        }
+        pqri_topo_unref(tv);
+        struct pqri_plan *door = plan_str("host=fd.example port=5432 user=u");
+        ok(!door && strstr(pqr_last_decision(), "no eligible member"),
+           "every member silent: straight to the front door (%s)", pqr_last_decision());
+        pqri_plan_free(door);
+        clear_down();
     }
 
     inject(60000);
