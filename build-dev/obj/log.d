@@ -1,2 +1,0 @@
-build-dev/obj/log.o: libpqroute/log.c libpqroute/log.h
-libpqroute/log.h:
