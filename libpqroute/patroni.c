@@ -177,6 +177,20 @@ void pqri_topo_complete(struct pqr_topology *t, const struct pqr_settings *s,
     t->mono_ms = pqri_mono_ms();
 }
 
+void pqri_patroni_thread_done(void)
+{
+    /* OpenSSL keeps per-thread state (its error queue) that its exit handler would have freed;
+     * we asked it not to register that handler, so a thread that asked Patroni frees its own. */
+    void *ssl = dlopen("libcrypto.so.3", RTLD_LAZY | RTLD_NOLOAD);
+    if (ssl) {
+        void (*stop)(void);
+        *(void **)&stop = dlsym(ssl, "OPENSSL_thread_stop");
+        if (stop)
+            stop();
+        dlclose(ssl);
+    }
+}
+
 struct pqr_topology *pqri_patroni_fetch(const struct pqri_fetch_opts *o, char *err, size_t errlen)
 {
     const struct pqr_settings *s = o->s;

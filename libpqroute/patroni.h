@@ -18,6 +18,8 @@ struct pqr_topology *pqri_patroni_fetch(const struct pqri_fetch_opts *o, char *e
  * fetched now. */
 void pqri_topo_complete(struct pqr_topology *t, const struct pqr_settings *s,
                         const struct pqri_cluster_conf *c);
+/* Called by a thread that fetched, before it ends: frees what the TLS library keeps per thread. */
+void pqri_patroni_thread_done(void);
 /* REST base URL from a member's api_url ("http://h:8008/patroni" -> "http://h:8008"). */
 char *pqri_api_base(const char *api_url);
 

@@ -30,7 +30,6 @@
 
 #define MIN_WAIT_MS 10
 #define PANIC_INTERVAL_MS 100
-#define EXIT_JOIN_MS 500
 
 struct pqri_view {
     struct pqri_views *vs;
@@ -144,8 +143,10 @@ static void at_exit(void)
 {
     if (pthread_mutex_trylock(&views_lock) != 0)
         return;
+    /* A fetch in flight stops at its next poll slice; starting libcurl and its TLS library cannot
+     * be interrupted, so an exit waits for it, at most the REST budget. */
     for (struct pqri_views *vs = all_views; vs; vs = vs->next)
-        stop_thread(vs, EXIT_JOIN_MS);
+        stop_thread(vs, pqri_rest_budget_ms(&vs->s));
     pthread_mutex_unlock(&views_lock);
 }
 
@@ -430,6 +431,7 @@ static void *refresher_main(void *arg)
     }
     pthread_mutex_unlock(&vs->lock);
     free(tm);
+    pqri_patroni_thread_done();
     return NULL;
 }
 

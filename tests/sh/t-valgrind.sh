@@ -2,7 +2,7 @@
 # with a REST API that answers, in tests/cluster/t70-valgrind.sh). Zero errors, zero definite leaks.
 . "$(dirname "$0")/../lib.sh"
 if ! command -v valgrind >/dev/null; then echo "1..0 # SKIP valgrind not installed"; exit 0; fi
-VG=(valgrind -q --error-exitcode=97 --leak-check=full --errors-for-leak-kinds=definite --show-leak-kinds=definite)
+VG=(valgrind -q --error-exitcode=97 --leak-check=full --errors-for-leak-kinds=definite --show-leak-kinds=definite --suppressions="$ROOT/tests/valgrind.supp")
 for t in "$B"/tests/test_topology "$B"/tests/test_policy "$B"/tests/test_settings "$B"/tests/test_plan "$B"/tests/test_hostcache; do
     out=$(cd "$ROOT" && "${VG[@]}" "$t" 2>&1)
     ok $([ $? = 0 ] && ! grep -q '^not ok' <<<"$out"; echo $?) "valgrind: $(basename "$t")" || diag "$(grep -m8 '==' <<<"$out")"
