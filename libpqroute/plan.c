@@ -185,7 +185,7 @@ static void describe(const struct pqri_plan *p, const char *what)
         used += (size_t)snprintf(list + used, sizeof list - used, "%s%s:%d(%s)", i ? "," : "",
                                  p->cands[i].addr, p->cands[i].port,
                                  p->t->m[p->cands[i].member].name);
-    static const char *const modes[] = {"adaptive: not tried when every member answered and refused",
+    static const char *const modes[] = {"adaptive: not tried when members answer and refuse the role",
                                         "last", "stale-only"};
     int mode = pqri_views_settings(pqri_view_views(p->v))->door_mode;
     if (p->leave_door_out)
