@@ -151,16 +151,7 @@ static int build(struct pqri_views *vs, struct pqri_plan *p, bool door_only_ok)
     p->ncands = pqri_policy_order(&in, p->cands, PQR_MAX_MEMBERS);
     /* Every member left is known to be silent (a firewall between us and them, say): the front
      * door is the way, whatever else said to leave it out — never worse than without us. */
-    bool all_silent = p->ncands > 0 && p->door_host;
-    for (size_t i = 0; all_silent && i < p->ncands; i++) {
-        bool silent = false;
-        for (size_t j = 0; j < in.nfailures; j++)
-            silent = silent || (fails[j].silent && fails[j].gen == p->t->gen &&
-                                fails[j].port == p->cands[i].port &&
-                                strcmp(fails[j].addr, p->cands[i].addr) == 0);
-        all_silent = silent;
-    }
-    if (all_silent) {
+    if (p->door_host && pqri_policy_all_silent(&in, p->cands, p->ncands)) {
         p->ncands = 0;
         p->leave_door_out = false;
     }
@@ -321,7 +312,7 @@ struct attempt {
     bool answered[PQR_MAX_MEMBERS];
     int at;            /* the entry libpq was on when it stopped: a member, DOOR, or NONE */
     bool timed_out;    /* `at` did not get through within connect_timeout */
-    bool door_skipped; /* given up at the door: every member answered, none took the role */
+    bool door_skipped; /* given up at the door: members answered, none took the role */
 };
 #define DOOR (-1)
 #define NONE (-2)
@@ -458,7 +449,7 @@ PGconn *pqri_plan_exec(struct pqri_views *vs, struct pqri_plan *p)
         if (st == CONNECTION_BAD && a.at >= 0 && a.answered[a.at] &&
             (size_t)a.at + 1 < p->ncands + !p->leave_door_out)
             return conn;
-        if ((a.at == DOOR && !a.door_skipped) || (!a.door_skipped && !any_answered(p, &a))) {
+        if (!a.door_skipped && (a.at == DOOR || !any_answered(p, &a))) {
             /* Failed everywhere, the front door included (or no member could be reached and the
              * door was left out): one refresh, one retry of the members; not the front door
              * (build() leaves it out while it rests): it failed a moment ago in this same call. */
@@ -503,6 +494,7 @@ PGconn *pqri_plan_exec(struct pqri_views *vs, struct pqri_plan *p)
         }
         pq->finish(conn);
         t = pqri_view_await_leader(p->v, panic_gen, (int)(left < PANIC_RETRY_MS ? left : PANIC_RETRY_MS));
+        bool new_leader = t && t->gen != p->t->gen;
         if (!t)
             t = pqri_view_snapshot(p->v, 0);
         if (t) {
@@ -511,7 +503,7 @@ PGconn *pqri_plan_exec(struct pqri_views *vs, struct pqri_plan *p)
         }
         if (build(vs, p, true) < 0)
             break;
-        if (round == 0 || t)
+        if (round == 0 || new_leader) /* a line when it starts and per view change, not per try */
             describe(p, "retrying while the leader changes:");
     }
     /* Out of rounds or of time: the last list once more, as libpq alone would walk it, so that

@@ -11,15 +11,28 @@
 
 #include "policy.h"
 
-/* 0: no failure of this member under this view; 1: it failed; 2: it was unreachable. */
-static int failed(const struct pqri_policy_in *in, const struct pqri_member *m)
+/* What is known of the member at addr:port under this view, worst first. */
+enum known { FINE, FAILED, DOWN, SILENT };
+
+static enum known known(const struct pqri_policy_in *in, const char *addr, int port)
 {
-    int worst = 0;
-    for (size_t i = 0; i < in->nfailures; i++)
-        if (in->failures[i].gen == in->t->gen && in->failures[i].port == m->port &&
-            strcmp(in->failures[i].addr, m->addr) == 0)
-            worst = in->failures[i].down ? 2 : worst ? worst : 1;
+    enum known worst = FINE;
+    for (size_t i = 0; i < in->nfailures; i++) {
+        const struct pqri_failure *f = &in->failures[i];
+        enum known k = f->silent ? SILENT : f->down ? DOWN : FAILED;
+        if (f->gen == in->t->gen && f->port == port && strcmp(f->addr, addr) == 0 && k > worst)
+            worst = k;
+    }
     return worst;
+}
+
+bool pqri_policy_all_silent(const struct pqri_policy_in *in, const struct pqri_candidate *c,
+                            size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (known(in, c[i].addr, c[i].port) != SILENT)
+            return false;
+    return n > 0;
 }
 
 static bool is_replica_role(pqr_member_role r)
@@ -84,9 +97,9 @@ size_t pqri_policy_order(const struct pqri_policy_in *in, struct pqri_candidate 
      * order. At most 64 entries: insertion sort. */
     size_t up = 0;
     for (size_t i = 0; i < n; i++) {
-        int f = failed(in, &t->m[idx[i]]);
-        rank[i] += f == 2 ? 1000 : f ? 100 : 0;
-        up += f != 2;
+        enum known kn = known(in, t->m[idx[i]].addr, t->m[idx[i]].port);
+        rank[i] += kn >= DOWN ? 1000 : kn == FAILED ? 100 : 0;
+        up += kn < DOWN;
     }
     for (size_t i = 1; i < n; i++) {
         size_t xi = idx[i];

@@ -528,38 +528,41 @@ struct pqr_topology *pqri_view_snapshot(struct pqri_view *v, int wait_ms)
     return pqri_view_refresh(v, pqri_mono_ms() - 2LL * vs->s.refresh_ms, failed ? 0 : wait_ms);
 }
 
+/* Called with vs->lock held: f replaces what was known of its member, else takes a free slot, else
+ * the oldest one. Only while f's view is the current one: a changed view forgives. */
+static void remember(struct pqri_view *v, const struct pqri_failure *f)
+{
+    size_t j, oldest = 0;
+
+    if (!v->current || v->current->gen != f->gen)
+        return;
+    for (j = 0; j < v->nfailures; j++) {
+        if (strcmp(v->failures[j].addr, f->addr) == 0 && v->failures[j].port == f->port)
+            break;
+        if (v->failures[j].at_ms < v->failures[oldest].at_ms)
+            oldest = j;
+    }
+    if (j == v->nfailures) {
+        if (v->nfailures < PQR_MAX_FAILURES)
+            v->nfailures++;
+        else
+            j = oldest;
+    }
+    v->failures[j] = *f;
+}
+
 void pqri_view_note_failures(struct pqri_view *v, uint64_t gen, const struct pqri_candidate *cands,
                              size_t n)
 {
-    struct pqri_views *vs = v->vs;
-    long long now = pqri_mono_ms();
+    struct pqri_failure f = {.gen = gen, .at_ms = pqri_mono_ms()};
 
-    pthread_mutex_lock(&vs->lock);
-    if (v->current && v->current->gen == gen) {
-        for (size_t i = 0; i < n; i++) {
-            size_t j, oldest = 0;
-            for (j = 0; j < v->nfailures; j++) {
-                if (strcmp(v->failures[j].addr, cands[i].addr) == 0 &&
-                    v->failures[j].port == cands[i].port)
-                    break;
-                if (v->failures[j].at_ms < v->failures[oldest].at_ms)
-                    oldest = j;
-            }
-            if (j == v->nfailures) {
-                if (v->nfailures < PQR_MAX_FAILURES)
-                    v->nfailures++;
-                else
-                    j = oldest;
-            }
-            struct pqri_failure *f = &v->failures[j];
-            snprintf(f->addr, sizeof f->addr, "%s", cands[i].addr);
-            f->port = cands[i].port;
-            f->gen = gen;
-            f->at_ms = now;
-            f->down = false;
-        }
+    pthread_mutex_lock(&v->vs->lock);
+    for (size_t i = 0; i < n; i++) {
+        snprintf(f.addr, sizeof f.addr, "%s", cands[i].addr);
+        f.port = cands[i].port;
+        remember(v, &f);
     }
-    pthread_mutex_unlock(&vs->lock);
+    pthread_mutex_unlock(&v->vs->lock);
 }
 
 struct pqri_views *pqri_views_new(const struct pqr_settings *s, char *err, size_t errlen)
@@ -722,19 +725,10 @@ void pqri_view_note_down(struct pqri_view *v, uint64_t gen, const struct pqri_ca
 {
     struct pqri_failure f = {.port = c->port, .gen = gen, .at_ms = pqri_mono_ms(), .down = true,
                              .silent = silent};
-    size_t j;
 
     snprintf(f.addr, sizeof f.addr, "%s", c->addr);
     pthread_mutex_lock(&v->vs->lock);
-    if (v->current && v->current->gen == gen) {
-        for (j = 0; j < v->nfailures; j++)
-            if (strcmp(v->failures[j].addr, f.addr) == 0 && v->failures[j].port == f.port)
-                break;
-        if (j == v->nfailures && v->nfailures < PQR_MAX_FAILURES)
-            v->nfailures++;
-        if (j < PQR_MAX_FAILURES)
-            v->failures[j] = f;
-    }
+    remember(v, &f);
     pthread_mutex_unlock(&v->vs->lock);
     pqri_cache_note_down(&v->cache, &f, v->vs->s.stale_ms);
 }
