@@ -34,7 +34,7 @@
 static int usage(void)
 {
     fprintf(stderr, "usage: pqroute status [--json] | resolve [--connect] CONNINFO | exec -- COMMAND [ARG...]\n"
-                    "               | check | watch [--count N] | stats [--prometheus]   (see pqroute(1))\n");
+                    "               | check | watch [--count N] | stats [--prometheus] | agent   (see pqroute(1))\n");
     return 64;
 }
 
@@ -414,6 +414,37 @@ static int cmd_watch(int argc, char **argv)
     return 0;
 }
 
+static volatile int agent_stop;
+
+static void on_stop_signal(int sig)
+{
+    (void)sig;
+    agent_stop = 1;
+}
+
+/* The host agent, in the foreground (systemd, runit, a container's init run it). */
+static int cmd_agent(void)
+{
+    struct sigaction sa = {0};
+    char err[1024] = "";
+    int rc;
+    pqr_router *r = open_router(&rc);
+
+    if (!r)
+        return rc;
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    fprintf(stderr, "pqroute agent %s: serving %zu cluster(s); stop with SIGTERM\n", pqr_version(),
+            pqr_router_clusters(r));
+    rc = pqr_agent_run(r, &agent_stop, err, sizeof err);
+    if (rc < 0)
+        fprintf(stderr, "pqroute agent: %s\n", err);
+    pqr_router_close(r);
+    return rc < 0 ? 3 : 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2)
@@ -430,6 +461,8 @@ int main(int argc, char **argv)
         return cmd_watch(argc - 1, argv + 1);
     if (strcmp(argv[1], "stats") == 0)
         return cmd_stats(argc - 1, argv + 1);
+    if (strcmp(argv[1], "agent") == 0)
+        return cmd_agent();
     if (strcmp(argv[1], "--version") == 0)
         return printf("pqroute %s\n", pqr_version()), 0;
     return usage();

@@ -20,6 +20,11 @@ struct pqr_router {
     char **shown;                /* every cluster's REST endpoints, for display (no credentials) */
 };
 
+struct pqri_views *pqri_router_views(pqr_router *r)
+{
+    return r->views;
+}
+
 const char *pqr_version(void)
 {
     return STR(PQR_VERSION_MAJOR) "." STR(PQR_VERSION_MINOR) "." STR(PQR_VERSION_PATCH);

@@ -164,6 +164,19 @@ out:
     return t;
 }
 
+long long pqri_cache_stamp(const struct pqri_cache_file *f)
+{
+    char name[128];
+    struct stat st;
+    int dfd = pqri_cachedir_fd(f->dir);
+
+    file_name(name, sizeof name, f, "json");
+    if (dfd < 0 || fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+        return 0;
+    /* Every write is a rename of a new file: a new inode, whatever the clock does. */
+    return (long long)st.st_ino ^ ((long long)st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec);
+}
+
 int pqri_cache_write(const struct pqri_cache_file *f, const struct pqr_topology *t)
 {
     char *text = pqri_topo_dump(t), tmp[160], name[128];
@@ -346,7 +359,8 @@ void pqri_cache_note_down(const struct pqri_cache_file *f, const struct pqri_fai
 const char *const pqri_stat_names[PQR_STAT_COUNT] = {
     "routed_rw", "routed_ro", "fallback_no_view", "fallback_no_member", "retries",
     "refresh_ok", "refresh_failed", "shared_cache_used", "passed_through", "panic_refreshes",
-    "door_skipped", "member_down",
+    "door_skipped", "member_down", "dcs_reads", "rest_fallbacks", "watch_events",
+    "watch_reconnects", "watch_compactions",
 };
 
 void pqri_stats_init(struct pqri_stats *st, struct pqri_cache_dir *d, const char *key)

@@ -35,6 +35,9 @@ void pqri_cache_init(struct pqri_cache_file *f, struct pqri_cache_dir *d, const 
 struct pqr_topology *pqri_cache_read(const struct pqri_cache_file *f, const struct pqr_settings *s,
                                      const struct pqri_cluster_conf *c);
 int pqri_cache_write(const struct pqri_cache_file *f, const struct pqr_topology *t);
+/* Changes whenever the topology file is written (0: none): one fstatat(), cheap enough for every
+ * connect. */
+long long pqri_cache_stamp(const struct pqri_cache_file *f);
 /* Any process on this host failed to reach Patroni within the last within_ms / record one. */
 bool pqri_cache_failed_recently(const struct pqri_cache_file *f, int within_ms);
 void pqri_cache_mark_failed(const struct pqri_cache_file *f);
@@ -53,6 +56,8 @@ enum pqri_stat {
     PQR_STAT_ROUTED_RW, PQR_STAT_ROUTED_RO, PQR_STAT_FALLBACK_NO_VIEW, PQR_STAT_FALLBACK_NO_MEMBER,
     PQR_STAT_RETRIES, PQR_STAT_REFRESH_OK, PQR_STAT_REFRESH_FAILED, PQR_STAT_SHARED_CACHE_USED,
     PQR_STAT_PASSED_THROUGH, PQR_STAT_PANIC_REFRESHES, PQR_STAT_DOOR_SKIPPED, PQR_STAT_MEMBER_DOWN,
+    PQR_STAT_DCS_READS, PQR_STAT_REST_FALLBACKS, PQR_STAT_WATCH_EVENTS, PQR_STAT_WATCH_RECONNECTS,
+    PQR_STAT_WATCH_COMPACTIONS,
     PQR_STAT_COUNT
 };
 extern const char *const pqri_stat_names[PQR_STAT_COUNT];

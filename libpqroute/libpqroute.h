@@ -82,6 +82,16 @@ PQR_EXPORT pqr_router *pqr_router_open_env(char *err, size_t errlen);
 PQR_EXPORT void pqr_router_close(pqr_router *r);
 
 /*
+ * The host agent (what `pqroute agent` runs): keeps the shared cache of every cluster of r fresh —
+ * from a watch of Patroni's DCS when one is configured, else from its REST API — until *stop
+ * becomes non-zero (set it from a signal handler; it is read every 100 ms). While it runs, the
+ * processes of this host that share its cache directory take their views from the cache and ask
+ * neither Patroni nor the DCS. Returns 0 once stopped, or -1 with a message when it cannot serve
+ * (no shared cache directory).
+ */
+PQR_EXPORT int pqr_agent_run(pqr_router *r, const volatile int *stop, char *err, size_t errlen);
+
+/*
  * Connect with a role. conninfo (a keyword/value string or a postgresql:// URI, may be "") supplies
  * dbname, user, sslmode and the rest. If it names no host, the router's first cluster is used (its
  * read-write front door for PQR_ROLE_RW, its read-only one — or the read-write one if there is none —

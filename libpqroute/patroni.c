@@ -5,144 +5,42 @@
  */
 #include <ctype.h>
 #include <dlfcn.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
-#include <curl/curl.h>
-
 #include "patroni.h"
+#include "http.h"
 #include "log.h"
 #include "resolve.h"
-
-/*
- * libcurl is loaded on the first fetch, not linked: with its dependency chain it costs a process
- * about 5 ms and 1 MiB to load, and a process that finds a fresh shared cache never needs it.
- */
-static struct {
-    CURLcode (*global_init)(long);
-    CURLM *(*multi_init)(void);
-    CURL *(*easy_init)(void);
-    CURLcode (*easy_setopt)(CURL *, CURLoption, ...);
-    CURLcode (*easy_getinfo)(CURL *, CURLINFO, ...);
-    const char *(*easy_strerror)(CURLcode);
-    void (*easy_cleanup)(CURL *);
-    CURLMcode (*multi_add_handle)(CURLM *, CURL *);
-    CURLMcode (*multi_remove_handle)(CURLM *, CURL *);
-    CURLMcode (*multi_perform)(CURLM *, int *);
-    CURLMsg *(*multi_info_read)(CURLM *, int *);
-    CURLMcode (*multi_poll)(CURLM *, struct curl_waitfd *, unsigned, int, int *);
-    CURLMcode (*multi_cleanup)(CURLM *);
-} cu;
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static char curl_error[256];
-
-static void curl_load(void)
-{
-    static const char *const names[] = {"libcurl.so.4", "libcurl-gnutls.so.4", NULL};
-    void *h = NULL;
-
-    for (size_t i = 0; names[i] && !h; i++)
-        h = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
-    if (!h) {
-        snprintf(curl_error, sizeof curl_error, "cannot load libcurl: %s", dlerror());
-        return;
-    }
-#define SYM(field, name)                                                                         \
-    if (!(*(void **)&cu.field = dlsym(h, name))) {                                               \
-        snprintf(curl_error, sizeof curl_error, "libcurl lacks %s", name);                       \
-        return;                                                                                  \
-    }
-    SYM(global_init, "curl_global_init")
-    SYM(multi_init, "curl_multi_init")
-    SYM(easy_init, "curl_easy_init")
-    SYM(easy_setopt, "curl_easy_setopt")
-    SYM(easy_getinfo, "curl_easy_getinfo")
-    SYM(easy_strerror, "curl_easy_strerror")
-    SYM(easy_cleanup, "curl_easy_cleanup")
-    SYM(multi_add_handle, "curl_multi_add_handle")
-    SYM(multi_remove_handle, "curl_multi_remove_handle")
-    SYM(multi_perform, "curl_multi_perform")
-    SYM(multi_info_read, "curl_multi_info_read")
-    SYM(multi_poll, "curl_multi_poll")
-    SYM(multi_cleanup, "curl_multi_cleanup")
-#undef SYM
-    /* OpenSSL cleans itself up from an atexit handler; if the application exits while this thread
-     * is still initialising or using it, that handler pulls the library from under us (a crash at
-     * exit, in the application's process). A library must not leave that behind: ask OpenSSL, before
-     * libcurl initialises it, not to register the handler. Harmless when the application already
-     * initialised OpenSSL itself (then its handler exists, and ours, registered after, runs first
-     * and stops this thread). */
-    void *ssl = dlopen("libcrypto.so.3", RTLD_LAZY | RTLD_NOLOAD);
-    if (ssl) {
-        int (*init)(uint64_t, const void *);
-        *(void **)&init = dlsym(ssl, "OPENSSL_init_crypto");
-        if (init)
-            init(0x00080000L /* OPENSSL_INIT_NO_ATEXIT */, NULL);
-        dlclose(ssl);
-    }
-    if (cu.global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-        snprintf(curl_error, sizeof curl_error, "libcurl failed to initialise");
-        cu.multi_init = NULL;
-        return;
-    }
-}
 
 /* Once one good view is in, wait at most this long for the others before deciding. */
 #define GRACE_MS 20
 #define SLICE_MS 50
+#define STAGGER_MS 10
 
 struct xfer {
     CURL *h;
     char url[600];
     char shown[600]; /* url without credentials: what messages and the cache may show */
-    char *buf;
-    size_t len;
-    bool too_big;
-    bool done;
+    struct pqri_buf body;
+    bool started, done, good;
 };
 
-static size_t on_data(char *p, size_t sz, size_t nm, void *ud)
+static void setup(const struct pqri_curl *cu, struct xfer *x, const struct pqr_settings *s,
+                  const char *base)
 {
-    struct xfer *x = ud;
-    size_t n = sz * nm;
-    char *nb;
+    struct pqri_tls tls = {s->rest_ca, s->rest_cert, s->rest_key};
 
-    if (x->len + n > PQR_MAX_BODY) {
-        x->too_big = true;
-        return 0; /* aborts the transfer */
-    }
-    nb = realloc(x->buf, x->len + n + 1);
-    if (!nb)
-        return 0;
-    x->buf = nb;
-    memcpy(x->buf + x->len, p, n);
-    x->len += n;
-    x->buf[x->len] = 0;
-    return n;
-}
-
-static void setup(struct xfer *x, const struct pqr_settings *s, const char *base)
-{
     snprintf(x->url, sizeof x->url, "%s/cluster", base);
     pqri_url_display(x->shown, sizeof x->shown, x->url);
-    cu.easy_setopt(x->h, CURLOPT_URL, x->url);
-    cu.easy_setopt(x->h, CURLOPT_WRITEFUNCTION, on_data);
-    cu.easy_setopt(x->h, CURLOPT_WRITEDATA, x);
-    cu.easy_setopt(x->h, CURLOPT_NOSIGNAL, 1L);
-    cu.easy_setopt(x->h, CURLOPT_TIMEOUT_MS, (long)s->rest_timeout_ms);
-    cu.easy_setopt(x->h, CURLOPT_CONNECTTIMEOUT_MS, (long)s->rest_timeout_ms);
-    cu.easy_setopt(x->h, CURLOPT_PROTOCOLS_STR, "http,https");
-    cu.easy_setopt(x->h, CURLOPT_FOLLOWLOCATION, 0L);
-    cu.easy_setopt(x->h, CURLOPT_USERAGENT, "libpqroute/" "0.1");
-    cu.easy_setopt(x->h, CURLOPT_NOPROXY, "*"); /* REST is internal; never via an http_proxy */
-    if (s->rest_ca)
-        cu.easy_setopt(x->h, CURLOPT_CAINFO, s->rest_ca);
-    if (s->rest_cert)
-        cu.easy_setopt(x->h, CURLOPT_SSLCERT, s->rest_cert);
-    if (s->rest_key)
-        cu.easy_setopt(x->h, CURLOPT_SSLKEY, s->rest_key);
+    pqri_http_common(x->h, x->url, (long)s->rest_timeout_ms, &tls);
+    x->body.max = PQR_MAX_BODY;
+    cu->easy_setopt(x->h, CURLOPT_WRITEFUNCTION, pqri_buf_write);
+    cu->easy_setopt(x->h, CURLOPT_WRITEDATA, &x->body);
+    cu->easy_setopt(x->h, CURLOPT_TIMEOUT_MS, (long)s->rest_timeout_ms);
 }
 
 static void append_err(char *err, size_t errlen, const char *url, const char *what)
@@ -191,43 +89,66 @@ void pqri_patroni_thread_done(void)
     }
 }
 
+/* Whether endpoint i may start now: one after another (the DCS fallback: the next only once every
+ * earlier one failed), or all of them, STAGGER_MS apart, so that no poll reaches every node in the
+ * same instant. */
+static bool may_start(const struct pqri_fetch_opts *o, const struct xfer *x, size_t i, long long t0,
+                      long long now)
+{
+    if (!o->one_at_a_time)
+        return now >= t0 + (long long)i * STAGGER_MS;
+    for (size_t j = 0; j < i; j++)
+        if (!x[j].done || x[j].good)
+            return false;
+    return true;
+}
+
 struct pqr_topology *pqri_patroni_fetch(const struct pqri_fetch_opts *o, char *err, size_t errlen)
 {
     const struct pqr_settings *s = o->s;
+    const struct pqri_curl *cu;
     struct xfer *x = calloc(o->nurls ? o->nurls : 1, sizeof *x);
     CURLM *multi = NULL;
     struct pqr_topology *best = NULL;
-    long long t0 = pqri_mono_ms(), first_good = 0;
-    long long deadline = t0 + s->rest_timeout_ms + SLICE_MS;
+    long long t0 = pqri_mono_ms(), settle = 0, deadline, now;
+    size_t started = 0;
     int running = 0;
 
     if (err && errlen)
         err[0] = 0;
-    pthread_once(&curl_once, curl_load);
-    if (!cu.multi_init) {
-        pqri_errf(err, errlen, "%s", curl_error);
+    if (!(cu = pqri_curl(err, errlen))) {
         free(x);
         return NULL;
     }
-    multi = cu.multi_init();
+    /* One endpoint at a time gets the whole budget, as it would have alone. */
+    deadline = t0 + s->rest_timeout_ms + SLICE_MS +
+               (o->one_at_a_time ? 0 : (long long)(o->nurls ? o->nurls - 1 : 0) * STAGGER_MS);
+    multi = cu->multi_init();
     if (!x || !multi) {
         pqri_errf(err, errlen, "out of memory");
         goto out;
     }
-    for (size_t i = 0; i < o->nurls; i++) {
-        if (!(x[i].h = cu.easy_init()))
-            continue;
-        setup(&x[i], s, o->urls[i]);
-        cu.easy_setopt(x[i].h, CURLOPT_PRIVATE, &x[i]);
-        cu.multi_add_handle(multi, x[i].h);
-    }
     for (;;) {
         CURLMsg *msg;
         int left;
-        long long now;
 
-        cu.multi_perform(multi, &running);
-        while ((msg = cu.multi_info_read(multi, &left))) {
+        now = pqri_mono_ms();
+        while (started < o->nurls && may_start(o, x, started, t0, now)) {
+            struct xfer *xs = &x[started++];
+            xs->started = true;
+            if (!(xs->h = cu->easy_init())) {
+                xs->done = true;
+                continue;
+            }
+            setup(cu, xs, s, o->urls[started - 1]);
+            cu->easy_setopt(xs->h, CURLOPT_PRIVATE, xs);
+            cu->multi_add_handle(multi, xs->h);
+            running++;
+            if (o->one_at_a_time && started > 1) /* a later endpoint gets what is left */
+                deadline = pqri_mono_ms() + s->rest_timeout_ms + SLICE_MS;
+        }
+        cu->multi_perform(multi, &running);
+        while ((msg = cu->multi_info_read(multi, &left))) {
             struct xfer *xf;
             long code = 0;
             char why[160];
@@ -235,12 +156,12 @@ struct pqr_topology *pqri_patroni_fetch(const struct pqri_fetch_opts *o, char *e
 
             if (msg->msg != CURLMSG_DONE)
                 continue;
-            cu.easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&xf);
+            cu->easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&xf);
             xf->done = true;
-            cu.easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &code);
+            cu->easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &code);
             if (msg->data.result != CURLE_OK) {
                 append_err(err, errlen, xf->shown,
-                           xf->too_big ? "response too large" : cu.easy_strerror(msg->data.result));
+                           xf->body.too_big ? "response too large" : cu->easy_strerror(msg->data.result));
                 continue;
             }
             if (code != 200) {
@@ -248,7 +169,7 @@ struct pqr_topology *pqri_patroni_fetch(const struct pqri_fetch_opts *o, char *e
                 append_err(err, errlen, xf->shown, why);
                 continue;
             }
-            t = pqri_topo_parse(xf->buf ? xf->buf : "", xf->len, why, sizeof why);
+            t = pqri_topo_parse(xf->body.p ? xf->body.p : "", xf->body.len, why, sizeof why);
             if (!t) {
                 append_err(err, errlen, xf->shown, why);
                 continue;
@@ -258,6 +179,7 @@ struct pqr_topology *pqri_patroni_fetch(const struct pqri_fetch_opts *o, char *e
                 pqri_topo_unref(t);
                 continue;
             }
+            xf->good = true;
             free(t->source);
             t->source = strndup(xf->shown, strlen(xf->shown) - strlen("/cluster"));
             pqri_topo_filter(t, s, o->c);
@@ -267,34 +189,43 @@ struct pqr_topology *pqri_patroni_fetch(const struct pqri_fetch_opts *o, char *e
             } else {
                 pqri_topo_unref(t);
             }
-            if (!first_good)
-                first_good = pqri_mono_ms();
         }
         now = pqri_mono_ms();
-        if (running == 0 || (o->stop && __atomic_load_n(o->stop, __ATOMIC_ACQUIRE)) || now >= deadline ||
-            (first_good && now - first_good >= GRACE_MS))
+        /* The grace for the others runs from the good view, or from the last start after it. */
+        if (best && !settle)
+            settle = now;
+        bool all_started = started == o->nurls || (o->one_at_a_time && best);
+        bool all_done = true;
+        for (size_t i = 0; i < started; i++)
+            all_done = all_done && x[i].done;
+        if ((all_started && all_done) || (o->stop && __atomic_load_n(o->stop, __ATOMIC_ACQUIRE)) ||
+            now >= deadline || (best && all_started && now - settle >= GRACE_MS))
             break;
         long long wait = deadline - now;
-        if (first_good && GRACE_MS - (now - first_good) < wait)
-            wait = GRACE_MS - (now - first_good);
-        cu.multi_poll(multi, NULL, 0, (int)(wait < SLICE_MS ? wait : SLICE_MS), NULL);
+        if (best && GRACE_MS - (now - settle) < wait)
+            wait = GRACE_MS - (now - settle);
+        if (!all_started && !o->one_at_a_time && t0 + (long long)started * STAGGER_MS - now < wait)
+            wait = t0 + (long long)started * STAGGER_MS - now;
+        if (wait < 1)
+            wait = 1;
+        cu->multi_poll(multi, NULL, 0, (int)(wait < SLICE_MS ? wait : SLICE_MS), NULL);
     }
     for (size_t i = 0; i < o->nurls; i++)
-        if (x[i].h && !x[i].done && !best)
+        if (x[i].started && x[i].h && !x[i].done && !best)
             append_err(err, errlen, x[i].shown, "no answer in time");
     if (best)
         best->mono_ms = t0; /* until pqri_topo_complete(): when the budget started */
 out:
     for (size_t i = 0; x && i < o->nurls; i++) {
         if (x[i].h) {
-            cu.multi_remove_handle(multi, x[i].h);
-            cu.easy_cleanup(x[i].h);
+            cu->multi_remove_handle(multi, x[i].h);
+            cu->easy_cleanup(x[i].h);
         }
-        free(x[i].buf);
+        pqri_buf_free(&x[i].body);
     }
     free(x);
     if (multi)
-        cu.multi_cleanup(multi);
+        cu->multi_cleanup(multi);
     if (!best && err && errlen && !err[0])
         pqri_errf(err, errlen, "no REST endpoint answered");
     return best;

@@ -10,9 +10,11 @@ struct pqri_fetch_opts {
     const char *const *urls;
     size_t nurls;
     const int *stop; /* abandons the fetch when it becomes non-zero (read atomically) */
+    bool one_at_a_time; /* the next URL only once the previous failed (a DCS is the source) */
 };
-/* Fetch /cluster from every URL at once: the best view, numeric addresses only. Its names are
- * resolved by pqri_topo_complete(), which the caller runs outside any lock. */
+/* Fetch /cluster from every URL, starts 10 ms apart (or one at a time): the best view, numeric
+ * addresses only. Its names are resolved by pqri_topo_complete(), which the caller runs outside
+ * any lock. */
 struct pqr_topology *pqri_patroni_fetch(const struct pqri_fetch_opts *o, char *err, size_t errlen);
 /* Member names resolved within what is left of the REST timeout, filtered, then stamped as
  * fetched now. */

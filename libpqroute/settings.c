@@ -34,6 +34,7 @@ void pqri_settings_init(struct pqr_settings *s)
     s->start_wait_ms = 100;
     s->max_lag = 1048576; /* Patroni's default maximum_lag_on_failover */
     s->log_level = PQR_LOG_WARN;
+    s->dcs.group = -1;
 }
 
 static void free_strv(char **v, size_t n)
@@ -43,8 +44,24 @@ static void free_strv(char **v, size_t n)
     free(v);
 }
 
+static void dcs_clear(struct pqri_dcs_conf *d)
+{
+    free_strv(d->urls, d->nurls);
+    free(d->scope);
+    free(d->ns);
+    free(d->ca);
+    free(d->cert);
+    free(d->key);
+    free(d->user);
+    free(d->password_file);
+    free(d->token_file);
+    memset(d, 0, sizeof *d);
+    d->group = -1;
+}
+
 static void cluster_clear(struct pqri_cluster_conf *c)
 {
+    dcs_clear(&c->dcs);
     free(c->name);
     free_strv(c->seeds, c->nseeds);
     free(c->rw_host);
@@ -66,6 +83,9 @@ void pqri_settings_clear(struct pqr_settings *s)
     free(s->env_patroni);
     free(s->env_rw);
     free(s->env_ro);
+    free(s->etcd);
+    free(s->consul);
+    dcs_clear(&s->dcs);
     memset(s, 0, sizeof *s);
 }
 
@@ -74,9 +94,34 @@ static char *xstrdup(const char *s)
     return s ? strdup(s) : NULL;
 }
 
+static int copy_dcs(struct pqri_dcs_conf *d, const struct pqri_dcs_conf *c)
+{
+    *d = *c;
+    d->scope = xstrdup(c->scope);
+    d->ns = xstrdup(c->ns);
+    d->ca = xstrdup(c->ca);
+    d->cert = xstrdup(c->cert);
+    d->key = xstrdup(c->key);
+    d->user = xstrdup(c->user);
+    d->password_file = xstrdup(c->password_file);
+    d->token_file = xstrdup(c->token_file);
+    d->urls = NULL;
+    d->nurls = 0;
+    if (c->nurls) {
+        if (!(d->urls = calloc(c->nurls, sizeof(char *))))
+            return -1;
+        for (; d->nurls < c->nurls; d->nurls++)
+            if (!(d->urls[d->nurls] = strdup(c->urls[d->nurls])))
+                return -1;
+    }
+    return 0;
+}
+
 static int copy_cluster(struct pqri_cluster_conf *d, const struct pqri_cluster_conf *c)
 {
     *d = *c;
+    if (copy_dcs(&d->dcs, &c->dcs) < 0)
+        return -1;
     d->name = xstrdup(c->name);
     d->rw_host = xstrdup(c->rw_host);
     d->ro_host = xstrdup(c->ro_host);
@@ -102,6 +147,10 @@ int pqri_settings_copy(struct pqr_settings *d, const struct pqr_settings *s)
     d->env_patroni = xstrdup(s->env_patroni);
     d->env_rw = xstrdup(s->env_rw);
     d->env_ro = xstrdup(s->env_ro);
+    d->etcd = xstrdup(s->etcd);
+    d->consul = xstrdup(s->consul);
+    if (copy_dcs(&d->dcs, &s->dcs) < 0)
+        return -1;
     d->allow = NULL;
     if (s->nallow) {
         d->allow = malloc(s->nallow * sizeof *s->allow);
@@ -338,7 +387,8 @@ static int parse_cidrs(const char *value, struct pqri_cidr **out, size_t *nout)
 
 /* Every setting, once: its name (PQROUTE_ + name in the environment, lower case in the file), what
  * it takes, and where it goes. */
-enum kind { K_INT, K_URLS, K_HOSTPORT, K_FRONT_DOOR, K_LOG, K_READABLE, K_ABSPATH, K_CIDRS };
+enum kind { K_INT, K_URLS, K_HOSTPORT, K_FRONT_DOOR, K_LOG, K_READABLE, K_ABSPATH, K_CIDRS,
+            K_NAME, K_NAMESPACE };
 static const struct setting {
     const char *name;
     enum kind kind;
@@ -364,6 +414,17 @@ static const struct setting {
     {"CACHE_DIR", K_ABSPATH, AT(cache_dir), 0, 0, "an absolute path"},
     {"ALLOW", K_CIDRS, AT(allow), 0, 0, "address/bits[,...]"},
     {"FRONT_DOOR", K_FRONT_DOOR, AT(door_mode), 0, 0, "adaptive, last or stale-only"},
+    {"ETCD", K_URLS, AT(etcd), 0, 0, "http(s)://host:port[,...]"},
+    {"CONSUL", K_URLS, AT(consul), 0, 0, "http(s)://host:port[,...]"},
+    {"SCOPE", K_NAME, AT(dcs.scope), 0, 0, "Patroni's scope (no '/')"},
+    {"NAMESPACE", K_NAMESPACE, AT(dcs.ns), 0, 0, "a path such as /service"},
+    {"CITUS_GROUP", K_INT, AT(dcs.group), 0, 1000000, "a Citus group number"},
+    {"ETCD_CA", K_READABLE, AT(dcs.ca), 0, 0, "a readable file"},
+    {"ETCD_CERT", K_READABLE, AT(dcs.cert), 0, 0, "a readable file"},
+    {"ETCD_KEY", K_READABLE, AT(dcs.key), 0, 0, "a readable file"},
+    {"ETCD_USER", K_NAME, AT(dcs.user), 0, 0, "a user name"},
+    {"ETCD_PASSWORD_FILE", K_READABLE, AT(dcs.password_file), 0, 0, "a readable file"},
+    {"CONSUL_TOKEN_FILE", K_READABLE, AT(dcs.token_file), 0, 0, "a readable file"},
 #undef AT
 };
 #define NSETTINGS (sizeof settings_table / sizeof *settings_table)
@@ -438,6 +499,29 @@ int pqri_settings_set(struct pqr_settings *s, const char *name, const char *valu
         if (value[0] != '/')
             break;
         return set_str((char **)field, value);
+    case K_NAME:
+        if (strlen(value) > 128 || strchr(value, '/'))
+            break;
+        for (const char *q = value; *q; q++)
+            if (iscntrl((unsigned char)*q) || isspace((unsigned char)*q))
+                goto bad;
+        return set_str((char **)field, value);
+    case K_NAMESPACE: {
+        size_t len = strlen(value);
+        while (len > 1 && value[len - 1] == '/')
+            len--;
+        if (value[0] != '/' || len > 128)
+            break;
+        for (size_t i = 0; i < len; i++)
+            if (iscntrl((unsigned char)value[i]) || isspace((unsigned char)value[i]))
+                goto bad;
+        char *d = strndup(value, len == 1 ? 0 : len); /* "/" is the root: no prefix */
+        if (!d)
+            return -1;
+        free(*(char **)field);
+        *(char **)field = d;
+        return 0;
+    }
     case K_CIDRS: {
         struct pqri_cidr *list;
         size_t n;
@@ -449,39 +533,102 @@ int pqri_settings_set(struct pqr_settings *s, const char *name, const char *valu
         return 0;
     }
     }
+bad:
     pqri_errf(err, errlen, "%s%s: expected %s, got \"%.80s\"", ENV_PREFIX, name, st->what, value);
     return -1;
 }
 
-static int add_cluster(struct pqr_settings *s, const char *name, const char *patroni,
-                       const char *rw, const char *ro, int member_port, long long max_lag,
-                       bool first, char *err, size_t errlen)
+/* What a cluster entry (or the environment) gave: its REST seeds, DCS and front doors. */
+struct cluster_src {
+    const char *name, *patroni, *etcd, *consul, *rw, *ro;
+    const struct pqri_dcs_conf *dcs; /* scope, namespace, group, TLS, authentication */
+    int member_port;
+    long long max_lag;
+};
+
+/* A cluster's DCS settings, each taken from the entry or else from the defaults d. */
+static int dcs_take(struct pqri_dcs_conf *c, const struct cluster_src *src,
+                    const struct pqri_dcs_conf *d, char *err, size_t errlen)
+{
+    const struct pqri_dcs_conf *e = src->dcs;
+    const char *urls = src->etcd ? src->etcd : src->consul;
+
+#define TAKE(f) (c->f = xstrdup(e && e->f ? e->f : d->f), (e && e->f ? e->f : d->f) && !c->f)
+    if (TAKE(scope) || TAKE(ns) || TAKE(ca) || TAKE(cert) || TAKE(key) || TAKE(user) ||
+        TAKE(password_file) || TAKE(token_file)) {
+        pqri_errf(err, errlen, "out of memory");
+        return -1;
+    }
+#undef TAKE
+    c->group = e && e->group >= 0 ? e->group : d->group;
+    if (!urls)
+        return 0;
+    if (src->etcd && src->consul) {
+        pqri_errf(err, errlen, "cluster %s: both %sETCD and %sCONSUL: choose one", src->name,
+                  ENV_PREFIX, ENV_PREFIX);
+        return -1;
+    }
+    c->kind = src->etcd ? PQRI_DCS_ETCD : PQRI_DCS_CONSUL;
+    if (parse_urls(urls, &c->urls, &c->nurls, err, errlen, src->etcd ? "ETCD" : "CONSUL") < 0)
+        return -1;
+    if (!c->scope) {
+        pqri_errf(err, errlen, "cluster %s: %s%s needs %sSCOPE (Patroni's scope)", src->name,
+                  ENV_PREFIX, src->etcd ? "ETCD" : "CONSUL", ENV_PREFIX);
+        return -1;
+    }
+    if (!c->ns && !(c->ns = strdup("/service"))) {
+        pqri_errf(err, errlen, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+static int add_cluster(struct pqr_settings *s, const struct cluster_src *src, bool first, char *err,
+                       size_t errlen)
 {
     struct pqri_cluster_conf c = {0}, *nc;
     unsigned long long h = PQRI_FNV_SEED;
-    char key[80];
+    char key[80], grp[16];
 
-    if (parse_urls(patroni, &c.seeds, &c.nseeds, err, errlen, "PATRONI") < 0)
+    c.dcs.group = -1;
+    if (!src->patroni && !src->etcd && !src->consul) {
+        pqri_errf(err, errlen, "cluster %s: no source: set %sPATRONI, %sETCD or %sCONSUL",
+                  src->name, ENV_PREFIX, ENV_PREFIX, ENV_PREFIX);
         return -1;
-    if ((rw && pqri_parse_hostport(rw, &c.rw_host, &c.rw_port) < 0) ||
-        (ro && pqri_parse_hostport(ro, &c.ro_host, &c.ro_port) < 0)) {
-        pqri_errf(err, errlen, "cluster %s: expected host:port, got \"%.80s\"", name,
-                  rw && !c.rw_host ? rw : ro);
+    }
+    if (src->patroni && parse_urls(src->patroni, &c.seeds, &c.nseeds, err, errlen, "PATRONI") < 0)
+        return -1;
+    if (dcs_take(&c.dcs, src, &s->dcs, err, errlen) < 0) {
+        cluster_clear(&c);
+        return -1;
+    }
+    if ((src->rw && pqri_parse_hostport(src->rw, &c.rw_host, &c.rw_port) < 0) ||
+        (src->ro && pqri_parse_hostport(src->ro, &c.ro_host, &c.ro_port) < 0)) {
+        pqri_errf(err, errlen, "cluster %s: expected host:port, got \"%.80s\"", src->name,
+                  src->rw && !c.rw_host ? src->rw : src->ro);
         cluster_clear(&c);
         return -1;
     }
     if (!c.rw_host && !c.ro_host) {
-        pqri_errf(err, errlen, "cluster %s: no front door: set %sRW and/or %sRO", name, ENV_PREFIX,
-                  ENV_PREFIX);
+        pqri_errf(err, errlen, "cluster %s: no front door: set %sRW and/or %sRO", src->name,
+                  ENV_PREFIX, ENV_PREFIX);
         cluster_clear(&c);
         return -1;
     }
-    c.name = strdup(name);
-    c.member_port = member_port;
-    c.max_lag = max_lag;
+    c.name = strdup(src->name);
+    c.member_port = src->member_port;
+    c.max_lag = src->max_lag;
+    /* The cache file's identity: where its views come from. */
     for (size_t i = 0; i < c.nseeds; i++)
         h = pqri_fnv(pqri_fnv(h, c.seeds[i], strlen(c.seeds[i])), "\xff", 1);
-    snprintf(key, sizeof key, "%.40s-%016llx", name, (unsigned long long)h);
+    for (size_t i = 0; i < c.dcs.nurls; i++)
+        h = pqri_fnv(pqri_fnv(h, c.dcs.urls[i], strlen(c.dcs.urls[i])), "\xfe", 1);
+    if (c.dcs.kind) {
+        snprintf(grp, sizeof grp, "%d", c.dcs.group);
+        h = pqri_fnv(pqri_fnv(pqri_fnv(h, c.dcs.ns, strlen(c.dcs.ns)), c.dcs.scope,
+                              strlen(c.dcs.scope)), grp, strlen(grp));
+    }
+    snprintf(key, sizeof key, "%.40s-%016llx", src->name, (unsigned long long)h);
     for (char *p = key; *p; p++)
         if (!isalnum((unsigned char)*p) && *p != '-' && *p != '_')
             *p = '_';
@@ -505,19 +652,22 @@ static int add_cluster(struct pqr_settings *s, const char *name, const char *pat
 
 int pqri_settings_finish(struct pqr_settings *s, char *err, size_t errlen)
 {
-    if (s->env_patroni) {
-        if (add_cluster(s, "env", s->env_patroni, s->env_rw, s->env_ro, 0, -1, true, err,
-                        errlen) < 0)
+    if (s->env_patroni || s->etcd || s->consul) {
+        struct cluster_src src = {"env", s->env_patroni, s->etcd, s->consul, s->env_rw, s->env_ro,
+                                  NULL, 0, -1};
+        if (add_cluster(s, &src, true, err, errlen) < 0)
             return -1;
     } else if (s->env_rw || s->env_ro) {
-        pqri_errf(err, errlen, "%s%s is set but %sPATRONI is not", ENV_PREFIX,
-                  s->env_rw ? "RW" : "RO", ENV_PREFIX);
+        pqri_errf(err, errlen, "%s%s is set but %sPATRONI (or %sETCD, %sCONSUL) is not",
+                  ENV_PREFIX, s->env_rw ? "RW" : "RO", ENV_PREFIX, ENV_PREFIX, ENV_PREFIX);
         return -1;
     }
     free(s->env_patroni);
     free(s->env_rw);
     free(s->env_ro);
-    s->env_patroni = s->env_rw = s->env_ro = NULL;
+    free(s->etcd);
+    free(s->consul);
+    s->env_patroni = s->env_rw = s->env_ro = s->etcd = s->consul = NULL;
     return s->nclusters ? 0 : 1;
 }
 
@@ -692,13 +842,11 @@ int pqri_settings_from_file(struct pqr_settings *s, const char *path, char *err,
         goto out;
     }
     for (int i = 0; i < config_setting_length(clusters); i++) {
-        config_setting_t *c = config_setting_get_elem(clusters, (unsigned)i), *st;
-        const char *cname = NULL, *patroni, *rw = NULL, *ro = NULL;
-        char pbuf[4096], mp[32], ml[32], cbuf[64];
+        config_setting_t *c = config_setting_get_elem(clusters, (unsigned)i);
+        const char *cname = NULL, *patroni = NULL, *rw = NULL, *ro = NULL;
+        char pbuf[4096], cbuf[64], why[512];
         struct pqr_settings tmp;
-        int member_port = 0;  /* 0, -1: the global setting, which the environment may override */
-        long long max_lag = -1;
-        int line = config_setting_source_line(c);
+        int line = config_setting_source_line(c), bad_line = 0;
 
         if (!config_setting_is_group(c)) {
             pqri_errf(err, errlen, "%s:%d: clusters entries must be groups { ... }", path, line);
@@ -708,28 +856,49 @@ int pqri_settings_from_file(struct pqr_settings *s, const char *path, char *err,
         config_setting_lookup_string(c, "name", &cname);
         config_setting_lookup_string(c, "rw", &rw);
         config_setting_lookup_string(c, "ro", &ro);
-        st = config_setting_get_member(c, "patroni");
-        if (!st || !(patroni = setting_text(st, pbuf, sizeof pbuf))) {
-            pqri_errf(err, errlen, "%s:%d: cluster needs patroni = [\"http://...\"]", path, line);
-            goto out;
-        }
+        /* Every other entry is a per-cluster setting, checked by the same table as the globals. */
         pqri_settings_init(&tmp);
-        if (((st = config_setting_get_member(c, "member_port")) &&
-             pqri_settings_set(&tmp, "MEMBER_PORT", setting_text(st, mp, sizeof mp), buf, sizeof buf) < 0) ||
-            ((st = config_setting_get_member(c, "max_lag")) &&
-             pqri_settings_set(&tmp, "MAX_LAG", setting_text(st, ml, sizeof ml), buf, sizeof buf) < 0)) {
-            pqri_errf(err, errlen, "%s:%d: %s", path, config_setting_source_line(st), buf);
-            pqri_settings_clear(&tmp);
-            goto out;
+        tmp.member_port = 0;
+        tmp.max_lag = -1;
+        for (int k = 0; k < config_setting_length(c) && !bad_line; k++) {
+            config_setting_t *st = config_setting_get_elem(c, (unsigned)k);
+            const char *key = config_setting_name(st), *v;
+            static const char *const per_cluster[] = {
+                "MEMBER_PORT", "MAX_LAG", "ETCD", "CONSUL", "SCOPE", "NAMESPACE", "CITUS_GROUP",
+                "ETCD_CA", "ETCD_CERT", "ETCD_KEY", "ETCD_USER", "ETCD_PASSWORD_FILE",
+                "CONSUL_TOKEN_FILE"};
+            bool known = false;
+            if (strcmp(key, "name") == 0 || strcmp(key, "rw") == 0 || strcmp(key, "ro") == 0)
+                continue;
+            if (strcmp(key, "patroni") == 0) {
+                if (!(patroni = setting_text(st, pbuf, sizeof pbuf)))
+                    bad_line = config_setting_source_line(st), snprintf(why, sizeof why, "patroni: expected a list of URLs");
+                continue;
+            }
+            snprintf(name, sizeof name, "%s", key);
+            for (char *p = name; *p; p++)
+                *p = (char)toupper((unsigned char)*p);
+            for (size_t j = 0; j < sizeof per_cluster / sizeof *per_cluster; j++)
+                known = known || strcmp(name, per_cluster[j]) == 0;
+            if (!known) {
+                bad_line = config_setting_source_line(st);
+                snprintf(why, sizeof why, "\"%.60s\" is not a per-cluster setting", key);
+            } else if (!(v = setting_text(st, buf, sizeof buf)) ||
+                       pqri_settings_set(&tmp, name, v, why, sizeof why) < 0) {
+                bad_line = config_setting_source_line(st);
+                if (!v)
+                    snprintf(why, sizeof why, "%s: unsupported value type", key);
+            }
         }
-        if (config_setting_get_member(c, "member_port"))
-            member_port = tmp.member_port;
-        if (config_setting_get_member(c, "max_lag"))
-            max_lag = tmp.max_lag;
+        if (!bad_line) {
+            struct cluster_src src = {cname ? cname : cbuf, patroni, tmp.etcd, tmp.consul, rw, ro,
+                                      &tmp.dcs, tmp.member_port, tmp.max_lag};
+            if (add_cluster(s, &src, false, why, sizeof why) < 0)
+                bad_line = line;
+        }
         pqri_settings_clear(&tmp);
-        if (add_cluster(s, cname ? cname : cbuf, patroni, rw, ro, member_port, max_lag, false, buf,
-                        sizeof buf) < 0) {
-            pqri_errf(err, errlen, "%s:%d: %s", path, line, buf);
+        if (bad_line) {
+            pqri_errf(err, errlen, "%s:%d: %s", path, bad_line, why);
             goto out;
         }
     }

@@ -20,6 +20,20 @@ struct pqri_cidr {
     int bits;
 };
 
+/* Where Patroni's state is read first: its DCS (REST is then the fallback). */
+enum pqri_dcs_kind { PQRI_DCS_NONE, PQRI_DCS_ETCD, PQRI_DCS_CONSUL };
+struct pqri_dcs_conf {
+    int kind;            /* enum pqri_dcs_kind */
+    char **urls;         /* base URLs, without trailing slash */
+    size_t nurls;
+    char *scope;         /* Patroni's scope */
+    char *ns;            /* Patroni's namespace, "/service" by default; no trailing slash */
+    int group;           /* Citus group, -1: none */
+    char *ca, *cert, *key;     /* TLS files */
+    char *user, *password_file; /* etcd authentication */
+    char *token_file;          /* Consul ACL token */
+};
+
 struct pqri_cluster_conf {
     char *name;
     char **seeds; /* REST base URLs, without trailing slash */
@@ -31,6 +45,7 @@ struct pqri_cluster_conf {
     int member_port;   /* 0: the global setting */
     long long max_lag; /* bytes; -1: the global setting */
     char *key;         /* stable identity for the shared cache file */
+    struct pqri_dcs_conf dcs;
 };
 
 /* When a routed connection may fall to the front door (PQROUTE_FRONT_DOOR). */
@@ -59,6 +74,9 @@ struct pqr_settings {
     int door_mode; /* PQROUTE_FRONT_DOOR: enum pqri_door */
     /* the settings given for the environment's own cluster, before it is appended */
     char *env_patroni, *env_rw, *env_ro;
+    /* DCS settings: the environment's cluster's, and the defaults of the file's clusters */
+    char *etcd, *consul;
+    struct pqri_dcs_conf dcs; /* urls unused here */
 };
 
 void pqri_settings_init(struct pqr_settings *s);

@@ -27,6 +27,7 @@
 #include "log.h"
 #include "patroni.h"
 #include "resolve.h"
+#include "source.h"
 
 #define MIN_WAIT_MS 10
 #define PANIC_INTERVAL_MS 100
@@ -46,6 +47,11 @@ struct pqri_view {
     struct pqri_stats stats;    /* shared counters (hostcache.c) */
     struct pqri_failure failures[PQR_MAX_FAILURES];
     size_t nfailures;
+    struct pqri_source *src;  /* the DCS client (refresher or agent thread only) */
+    bool dcs_failing;         /* refresher only: the last DCS read failed */
+    unsigned rest_next;       /* refresher only: the REST endpoint a DCS fallback asks first */
+    long long file_stamp;     /* the shared file as last read by a connect (atomic) */
+    uint64_t served_seq;      /* agent only: the last sequence number written */
 };
 
 struct pqri_views {
@@ -247,11 +253,13 @@ static bool usable_file(const struct pqri_views *vs, const struct pqr_topology *
     return ft && ft->mono_ms > want && age_ms(ft) < vs->s.refresh_ms;
 }
 
-/* Ask Patroni (under the shared lock, when the caller holds it): the view before name look-ups. */
-static struct pqr_topology *fetch(struct pqri_views *vs, struct pqri_view *v, char *err,
-                                  size_t errlen)
+/* Ask Patroni's REST API (under the shared lock, when the caller holds it): the view before name
+ * look-ups. With a DCS configured this is the fallback: one endpoint at a time, starting with a
+ * different one each time. */
+static struct pqr_topology *fetch_rest(struct pqri_views *vs, struct pqri_view *v, bool fallback,
+                                       char *err, size_t errlen)
 {
-    char *urls[PQR_MAX_ENDPOINTS];
+    char *urls[PQR_MAX_ENDPOINTS], *order[PQR_MAX_ENDPOINTS];
     struct pqr_topology *cur, *t;
     size_t n;
 
@@ -260,10 +268,52 @@ static struct pqr_topology *fetch(struct pqri_views *vs, struct pqri_view *v, ch
     pthread_mutex_unlock(&vs->lock);
     n = endpoints(v, cur, urls);
     pqri_topo_unref(cur);
-    struct pqri_fetch_opts o = {&vs->s, v->conf, (const char *const *)urls, n, &vs->stop};
+    if (n == 0) {
+        pqri_errf(err, errlen, "no Patroni REST endpoint known");
+        return NULL;
+    }
+    /* Each process (and each fallback) starts somewhere else, so that no node is everyone's first. */
+    unsigned first = fallback ? v->rest_next++ : pqri_views_spread(vs);
+    for (size_t i = 0; i < n; i++)
+        order[i] = urls[(first + i) % n];
+    struct pqri_fetch_opts o = {&vs->s, v->conf, (const char *const *)order, n, &vs->stop, fallback};
     t = pqri_patroni_fetch(&o, err, errlen);
     for (size_t i = 0; i < n; i++)
         free(urls[i]);
+    return t;
+}
+
+static struct pqr_topology *fetch(struct pqri_views *vs, struct pqri_view *v, char *err,
+                                  size_t errlen)
+{
+    char why[1024];
+    struct pqr_topology *t;
+
+    if (!v->conf->dcs.kind)
+        return fetch_rest(vs, v, false, err, errlen);
+    if (!v->src && !(v->src = pqri_source_open(&vs->s, v->conf))) {
+        pqri_errf(err, errlen, "out of memory");
+        return NULL;
+    }
+    if ((t = pqri_source_read(v->src, &vs->stop, why, sizeof why))) {
+        pqri_stat(&v->stats, PQR_STAT_DCS_READS);
+        if (v->dcs_failing)
+            PQR_INFO("cluster %s: the DCS answers again (%s)", v->conf->name, t->source);
+        v->dcs_failing = false;
+        return t;
+    }
+    if (stopping(vs))
+        return NULL;
+    if (!v->dcs_failing)
+        PQR_WARN("cluster %s: the DCS does not answer (%s); asking Patroni's REST API meanwhile",
+                 v->conf->name, why);
+    v->dcs_failing = true;
+    pqri_stat(&v->stats, PQR_STAT_REST_FALLBACKS);
+    t = fetch_rest(vs, v, true, err, errlen);
+    if (!t) {
+        size_t used = strlen(err);
+        snprintf(err + used, errlen - used, "%s%s", used ? "; " : "", why);
+    }
     return t;
 }
 
@@ -352,6 +402,14 @@ static void refresh_cluster(struct pqri_views *vs, struct pqri_view *v, long lon
             }
             pqri_topo_unref(ft);
         }
+        /* The holder wrote nothing within a fetch's budget and reported no failure: it hangs (a
+         * stopped agent). Never worse than without it: ask ourselves. */
+        if (!stopping(vs) && !pqri_cache_failed_recently(&v->cache, pqri_rest_budget_ms(&vs->s) * 2)) {
+            PQR_DEBUG("cluster %s: the process holding the shared cache wrote nothing for %d ms; "
+                      "asking ourselves", v->conf->name, pqri_rest_budget_ms(&vs->s));
+            t = fetch(vs, v, err, sizeof err);
+            fetched(vs, v, t, err, 0);
+        }
         return;
     default:
         t = fetch(vs, v, err, sizeof err);
@@ -375,6 +433,14 @@ static bool panicking(const struct pqri_view *v)
 static long long interval(const struct pqri_views *vs, const struct pqri_view *v)
 {
     return panicking(v) && vs->s.refresh_ms > PANIC_INTERVAL_MS ? PANIC_INTERVAL_MS : vs->s.refresh_ms;
+}
+
+/* ms, give or take 10%: processes started together (a fleet's deploy) drift apart instead of
+ * polling in step. */
+static long long jittered(struct pqri_views *vs, long long ms)
+{
+    unsigned r = pqri_views_spread(vs) * 2654435761u;
+    return ms - ms / 10 + (long long)(r % 1000) * (ms / 5) / 1000;
 }
 
 struct cluster_timer {
@@ -412,7 +478,7 @@ static void *refresher_main(void *arg)
                 if (v->last_fetch_failed)
                     v->failed_at_mono = now;
                 pthread_cond_broadcast(&vs->cond);
-                tm[i].next_mono = now + interval(vs, v);
+                tm[i].next_mono = now + jittered(vs, interval(vs, v));
             }
             if (tm[i].next_mono - now < wait)
                 wait = tm[i].next_mono - now;
@@ -504,6 +570,18 @@ struct pqr_topology *pqri_view_snapshot(struct pqri_view *v, int wait_ms)
     bool failed;
     int terr;
 
+    /* Another process (the agent, following a watch) wrote a newer view: use it now rather than
+     * at the next refresh, so a leader change reaches the connects that follow within
+     * milliseconds. */
+    long long stamp = sharing(vs) ? pqri_cache_stamp(&v->cache) : 0;
+    if (stamp && stamp != __atomic_load_n(&v->file_stamp, __ATOMIC_RELAXED)) {
+        __atomic_store_n(&v->file_stamp, stamp, __ATOMIC_RELAXED);
+        if ((ft = pqri_cache_read(&v->cache, &vs->s, v->conf))) {
+            if (fresh(vs, ft))
+                pqri_view_publish(v, ft);
+            pqri_topo_unref(ft);
+        }
+    }
     pthread_mutex_lock(&vs->lock);
     terr = ensure_thread(vs);
     if (recent(vs, v->current))
@@ -593,6 +671,7 @@ struct pqri_views *pqri_views_new(const struct pqr_settings *s, char *err, size_
         v->vs = vs;
         v->conf = &vs->s.clusters[i];
         pqri_cache_init(&v->cache, &vs->dir, v->conf->key);
+        v->rest_next = pqri_views_spread(vs);
         if (vs->dir.fd >= 0)
             pqri_stats_init(&v->stats, &vs->dir, v->conf->key);
     }
@@ -618,6 +697,7 @@ void pqri_views_free(struct pqri_views *vs)
     for (size_t i = 0; i < vs->nclusters; i++) {
         pqri_topo_unref(vs->clusters[i].current);
         pqri_cache_unlock(&vs->clusters[i].cache);
+        pqri_source_close(vs->clusters[i].src);
     }
     pqri_cachedir_close(&vs->dir);
     free(vs->clusters);
@@ -785,4 +865,62 @@ void pqri_view_stat(struct pqri_view *v, enum pqri_stat which)
 int pqri_view_stats(struct pqri_view *v, uint64_t out[PQR_STAT_COUNT])
 {
     return pqri_stats_read(&v->stats, out);
+}
+
+int pqri_view_hold(struct pqri_view *v)
+{
+    struct pqr_topology *ft;
+    int rc;
+
+    if (!sharing(v->vs))
+        return -1;
+    if ((rc = pqri_cache_trylock(&v->cache)) != 1)
+        return rc;
+    /* From here on this process is the only writer: it numbers its views after the file's. */
+    ft = pqri_cache_read(&v->cache, &v->vs->s, v->conf);
+    v->served_seq = ft ? ft->seq : 0;
+    pqri_topo_unref(ft);
+    return 1;
+}
+
+void pqri_view_release(struct pqri_view *v)
+{
+    pqri_cache_unlock(&v->cache);
+}
+
+void pqri_view_serve(struct pqri_view *v, struct pqr_topology *t, const char *err)
+{
+    char *src;
+
+    /* Not shared yet: ours to label, so that `pqroute status` tells who keeps the cache. */
+    if (t && asprintf(&src, "%s, by pqroute agent %ld", t->source ? t->source : "?",
+                      (long)getpid()) > 0) {
+        free(t->source);
+        t->source = src;
+    }
+    fetched(v->vs, v, t, err, ++v->served_seq);
+}
+
+struct pqri_source *pqri_view_source(struct pqri_view *v)
+{
+    if (!v->src)
+        v->src = pqri_source_open(&v->vs->s, v->conf);
+    return v->src;
+}
+
+struct pqr_topology *pqri_view_fetch_rest(struct pqri_view *v, bool one_at_a_time, char *err,
+                                          size_t errlen)
+{
+    return fetch_rest(v->vs, v, one_at_a_time, err, errlen);
+}
+
+const int *pqri_views_stop_flag(struct pqri_views *vs)
+{
+    return &vs->stop;
+}
+
+void pqri_views_stop(struct pqri_views *vs)
+{
+    __atomic_store_n(&vs->stop, 1, __ATOMIC_RELEASE);
+    pthread_cond_broadcast(&vs->cond);
 }

@@ -60,4 +60,24 @@ bool pqri_view_door_resting(struct pqri_view *v);
 void pqri_view_stat(struct pqri_view *v, enum pqri_stat which);
 int pqri_view_stats(struct pqri_view *v, uint64_t out[PQR_STAT_COUNT]);
 
+/* The views of a router (api.c). */
+struct pqri_views *pqri_router_views(pqr_router *r);
+
+/* The agent's side (agent.c): hold the shared refresh lock of v's cache for good, so that the
+ * processes of this host take their views from the file (1; 0: another process holds it; -1: no
+ * shared cache), and let it go. */
+int pqri_view_hold(struct pqri_view *v);
+void pqri_view_release(struct pqri_view *v);
+/* A view from the agent's source (NULL, with err: none could be had): names resolved, written to
+ * the shared cache as the next version, published. Takes t's reference. */
+void pqri_view_serve(struct pqri_view *v, struct pqr_topology *t, const char *err);
+/* v's DCS client (NULL if none is configured), kept for the view's life. */
+struct pqri_source *pqri_view_source(struct pqri_view *v);
+/* Patroni's REST API: every endpoint (starts staggered), or one at a time (the DCS fallback). */
+struct pqr_topology *pqri_view_fetch_rest(struct pqri_view *v, bool one_at_a_time, char *err,
+                                          size_t errlen);
+/* The flag every fetch of this set watches, and raising it (the agent's stop). */
+const int *pqri_views_stop_flag(struct pqri_views *vs);
+void pqri_views_stop(struct pqri_views *vs);
+
 #endif

@@ -157,7 +157,7 @@ int main(void)
     struct { const char *text; const char *want; } files[] = {
         {"clusters = ( { patroni = [\"http://a:8008\"]; rw = \"db:5432\" } ", "syntax error"},
         {"refresh_ms = 5;\nclusters = ( { patroni = [\"http://a:8008\"]; rw = \"db:5432\"; } );", "REFRESH_MS"},
-        {"clusters = ( { rw = \"db:5432\"; } );", "patroni"},
+        {"clusters = ( { rw = \"db:5432\"; } );", "no source"},
         {"clusters = ( { patroni = \"http://a:8008\"; } );", "front door"},
         {"clusters = ( { patroni = \"http://a:8008\"; rw = \"db:port\"; } );", "host:port"},
         {"bogus = 1;\nclusters = ( { patroni = \"http://a:8008\"; rw = \"db:5432\"; } );", "unknown setting"},

@@ -1,0 +1,194 @@
+/*
+ * The host agent (pqroute agent): one thread per cluster holds the shared cache's refresh lock for
+ * good and keeps the cache file fresh — from a DCS watch when one is configured, else by polling
+ * Patroni's REST API — so that the other processes of the host read the file and ask nothing.
+ *
+ * They need no word from the agent: while the lock is held they wait for the file instead of
+ * fetching (hostcache.c), and a newer file is read by the next connect (view.c). A dead agent's
+ * lock goes with it (the kernel drops an fcntl lock with its process), and a stopped one's file
+ * stops changing: either way the processes go back to refreshing for themselves.
+ */
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "libpqroute.h"
+#include "patroni.h"
+#include "log.h"
+#include "source.h"
+#include "view.h"
+
+#define SLICE_MS 50
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 5000
+
+struct agent_cluster {
+    struct pqri_view *v;
+    const int *stop;
+    pthread_t thread;
+    bool started;
+};
+
+static bool stopping(const int *stop)
+{
+    return __atomic_load_n(stop, __ATOMIC_ACQUIRE);
+}
+
+static void sleep_ms(const int *stop, long long ms)
+{
+    long long until = pqri_mono_ms() + ms;
+    while (!stopping(stop) && pqri_mono_ms() < until) {
+        long long left = until - pqri_mono_ms();
+        struct timespec ts = {0, (left < SLICE_MS ? (left > 0 ? left : 1) : SLICE_MS) * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* Between ms/2 and ms: agents restarted together (a fleet's deploy) do not reconnect in step. */
+static long long jitter(long long ms)
+{
+    static __thread unsigned seed;
+    if (!seed)
+        seed = (unsigned)pqri_mono_ms() ^ (unsigned)(uintptr_t)&seed;
+    return ms / 2 + (long long)(rand_r(&seed) % 1000) * (ms / 2) / 1000;
+}
+
+static void on_view(void *arg, struct pqr_topology *t)
+{
+    pqri_view_serve(((struct agent_cluster *)arg)->v, t, NULL);
+}
+
+static void on_count(void *arg, enum pqri_stat which)
+{
+    pqri_view_stat(((struct agent_cluster *)arg)->v, which);
+}
+
+static void serve_rest(struct agent_cluster *ac, bool fallback)
+{
+    char err[2048];
+    struct pqr_topology *t = pqri_view_fetch_rest(ac->v, fallback, err, sizeof err);
+
+    if (fallback)
+        pqri_view_stat(ac->v, PQR_STAT_REST_FALLBACKS);
+    pqri_view_serve(ac->v, t, err);
+}
+
+static void follow_dcs(struct agent_cluster *ac, struct pqri_source *src)
+{
+    const struct pqr_settings *s = pqri_views_settings(pqri_view_views(ac->v));
+    const char *name = pqri_view_conf(ac->v)->name;
+    struct pqri_watch_hooks hooks = {ac, on_view, on_count};
+    long long backoff = BACKOFF_MIN_MS;
+    bool warned = false;
+    char err[2048];
+
+    while (!stopping(ac->stop)) {
+        long long started = pqri_mono_ms();
+        if (pqri_source_watch(src, ac->stop, &hooks, err, sizeof err) == 0 || stopping(ac->stop))
+            break;
+        if (pqri_mono_ms() - started > 10LL * s->refresh_ms) {
+            backoff = BACKOFF_MIN_MS; /* it had been working: a new outage */
+            warned = false;
+        }
+        pqri_view_stat(ac->v, PQR_STAT_WATCH_RECONNECTS);
+        if (!warned)
+            PQR_WARN("cluster %s: %s; asking Patroni's REST API until the watch is back", name, err);
+        else
+            PQR_DEBUG("cluster %s: %s", name, err);
+        warned = true;
+        /* Until the next try, the REST API (one node at a time) keeps the file from going stale. */
+        long long retry_at = pqri_mono_ms() + jitter(backoff);
+        do {
+            serve_rest(ac, true);
+            long long next = pqri_mono_ms() + s->refresh_ms / 2;
+            sleep_ms(ac->stop, (next < retry_at ? next : retry_at) - pqri_mono_ms());
+        } while (!stopping(ac->stop) && pqri_mono_ms() < retry_at);
+        backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
+    }
+}
+
+static void *cluster_main(void *arg)
+{
+    struct agent_cluster *ac = arg;
+    const struct pqr_settings *s = pqri_views_settings(pqri_view_views(ac->v));
+    const char *name = pqri_view_conf(ac->v)->name;
+    struct pqri_source *src;
+    bool told = false;
+    int rc;
+
+    while ((rc = pqri_view_hold(ac->v)) != 1 && !stopping(ac->stop)) {
+        if (rc < 0) {
+            PQR_ERROR("cluster %s: cannot lock the shared cache; not serving it", name);
+            return NULL;
+        }
+        if (!told)
+            PQR_WARN("cluster %s: another process holds the shared cache's lock (another agent?); "
+                     "waiting for it", name);
+        told = true;
+        sleep_ms(ac->stop, 200);
+    }
+    if (stopping(ac->stop))
+        goto out;
+    src = pqri_view_source(ac->v);
+    PQR_INFO("cluster %s: serving the shared cache from %s", name,
+             src ? "a DCS watch" : "Patroni's REST API");
+    if (src) {
+        follow_dcs(ac, src);
+    } else {
+        /* Twice per interval: the file stays younger than what the processes accept. */
+        while (!stopping(ac->stop)) {
+            serve_rest(ac, false);
+            sleep_ms(ac->stop, s->refresh_ms / 2);
+        }
+    }
+out:
+    pqri_view_release(ac->v);
+    pqri_patroni_thread_done();
+    return NULL;
+}
+
+int pqr_agent_run(pqr_router *r, const volatile int *stop, char *err, size_t errlen)
+{
+    struct pqri_views *vs = pqri_router_views(r);
+    size_t n = pqri_views_count(vs), started = 0;
+    struct agent_cluster *acs = calloc(n ? n : 1, sizeof *acs);
+    sigset_t all, old;
+
+    if (!acs) {
+        pqri_errf(err, errlen, "out of memory");
+        return -1;
+    }
+    if (pqri_view_hold(pqri_views_at(vs, 0)) < 0) {
+        pqri_errf(err, errlen, "no shared cache directory (see PQROUTE_CACHE_DIR): an agent "
+                  "serves nothing without one");
+        free(acs);
+        return -1;
+    }
+    pqri_view_release(pqri_views_at(vs, 0));
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old); /* signals are the caller's thread's */
+    for (size_t i = 0; i < n; i++) {
+        acs[i].v = pqri_views_at(vs, i);
+        acs[i].stop = pqri_views_stop_flag(vs);
+        if (pthread_create(&acs[i].thread, NULL, cluster_main, &acs[i]) == 0) {
+            acs[i].started = true;
+            started++;
+        }
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    while (started && !*stop)
+        sleep_ms(pqri_views_stop_flag(vs), 100);
+    pqri_views_stop(vs);
+    for (size_t i = 0; i < n; i++)
+        if (acs[i].started)
+            pthread_join(acs[i].thread, NULL);
+    free(acs);
+    if (!started) {
+        pqri_errf(err, errlen, "cannot start threads");
+        return -1;
+    }
+    return 0;
+}

@@ -1,0 +1,640 @@
+/*
+ * etcd v3 through its JSON gateway (what Patroni's etcd3 DCS writes): a range read of
+ * <namespace>/<scope>/, then a watch from the read's revision + 1.
+ *
+ * The watch is one streaming POST /v3/watch; its answers are newline-delimited JSON objects. A
+ * stream can stall without closing (a dropped path, a frozen member), so once per refresh interval
+ * a keys-only range read of the same prefix (cheap: a few keys, no values) proves the stream is
+ * current: a key modified after the last revision the stream delivered, seen by two reads in a row,
+ * means it is not, and the watch starts again. Each proof re-stamps the view, so its age means
+ * "known current this long ago", as a poll's would.
+ *
+ * Compaction: a watch from a revision etcd has compacted is cancelled with compact_revision; the
+ * prefix is read again and watched from there.
+ */
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <resolv.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <jansson.h>
+
+#include "source.h"
+#include "http.h"
+#include "log.h"
+
+#define SLICE_MS 50
+#define MAX_LINE (4 * 1024 * 1024) /* one watch answer: a batch of events with their values */
+#define MAX_READ (4 * 1024 * 1024)
+
+struct pqri_etcd {
+    const struct pqr_settings *s;
+    const struct pqri_cluster_conf *c;
+    struct pqri_tls tls;
+    char prefix[400];
+    size_t plen;
+    char *key64, *end64; /* the prefix and its range end, base64 */
+    size_t cur;          /* the endpoint in use */
+    char api[16];        /* "/v3", "/v3beta" or "/v3alpha" for it; "" until asked */
+    char *token;         /* authentication token (a secret) */
+    char auth_hdr[600];
+    struct pqri_kvset kv;
+    long long rev;       /* the store revision kv reflects */
+    char shown[600];     /* the endpoint in use, without credentials */
+};
+
+static char *b64(const void *p, size_t n)
+{
+    size_t len = (n + 2) / 3 * 4 + 1;
+    char *out = malloc(len);
+
+    if (out && b64_ntop(p, n, out, len) < 0) {
+        free(out);
+        return NULL;
+    }
+    return out;
+}
+
+/* Decoded into a new NUL-terminated buffer (*n: its length); NULL if it is not base64. */
+static char *unb64(const char *s, size_t *n)
+{
+    size_t cap = strlen(s) / 4 * 3 + 4;
+    unsigned char *out = malloc(cap);
+    int len;
+
+    if (!out)
+        return NULL;
+    if (!*s) {
+        out[0] = 0;
+        *n = 0;
+        return (char *)out;
+    }
+    if ((len = b64_pton(s, out, cap - 1)) < 0) {
+        free(out);
+        return NULL;
+    }
+    out[len] = 0;
+    *n = (size_t)len;
+    return (char *)out;
+}
+
+struct pqri_etcd *pqri_etcd_open(const struct pqr_settings *s, const struct pqri_cluster_conf *c)
+{
+    struct pqri_etcd *e = calloc(1, sizeof *e);
+    char end[sizeof e->prefix];
+
+    if (!e)
+        return NULL;
+    e->s = s;
+    e->c = c;
+    e->tls = (struct pqri_tls){c->dcs.ca, c->dcs.cert, c->dcs.key};
+    if (pqri_dcs_prefix(e->prefix, sizeof e->prefix, c->dcs.ns, c->dcs.scope, c->dcs.group) < 0)
+        goto fail;
+    e->plen = strlen(e->prefix);
+    /* The range end of a prefix: its last byte plus one ('/' + 1 = '0'). */
+    memcpy(end, e->prefix, e->plen);
+    end[e->plen - 1]++;
+    if (!(e->key64 = b64(e->prefix, e->plen)) || !(e->end64 = b64(end, e->plen)))
+        goto fail;
+    return e;
+fail:
+    pqri_etcd_close(e);
+    return NULL;
+}
+
+void pqri_etcd_close(struct pqri_etcd *e)
+{
+    if (!e)
+        return;
+    free(e->key64);
+    free(e->end64);
+    pqri_free_secret(e->token);
+    explicit_bzero(e->auth_hdr, sizeof e->auth_hdr);
+    pqri_kvset_clear(&e->kv);
+    free(e);
+}
+
+static const char *base(const struct pqri_etcd *e)
+{
+    return e->c->dcs.urls[e->cur];
+}
+
+static long long jrev(json_t *v)
+{
+    if (json_is_integer(v))
+        return json_integer_value(v);
+    if (json_is_string(v))
+        return strtoll(json_string_value(v), NULL, 10);
+    return 0;
+}
+
+/* One request to the endpoint in use; the parsed answer of a 200, else NULL with a message (and
+ * *status, 0 when nothing answered). */
+static json_t *call(struct pqri_etcd *e, const char *path, const char *body, const int *stop,
+                    long *status, char *err, size_t errlen)
+{
+    char url[700], why[256];
+    const char *hdr[1] = {e->auth_hdr};
+    struct pqri_buf out = {0};
+    struct pqri_http_req rq = {url, body, hdr, e->token ? 1 : 0, &e->tls, e->s->rest_timeout_ms,
+                               MAX_READ, stop, NULL, NULL, 0};
+    json_t *j = NULL;
+
+    snprintf(url, sizeof url, "%s%s%s", base(e), path[0] == '/' && path[1] == 'v' ? "" : e->api, path);
+    if (pqri_http_do(&rq, &out, status, why, sizeof why) < 0) {
+        pqri_errf(err, errlen, "%s: %s", e->shown, why);
+    } else if (*status != 200) {
+        json_t *ej = json_loadb(out.p ? out.p : "", out.len, 0, NULL);
+        const char *msg = json_string_value(json_object_get(ej, "message"));
+        if (!msg)
+            msg = json_string_value(json_object_get(json_object_get(ej, "error"), "message"));
+        pqri_errf(err, errlen, "%s: HTTP status %ld%s%.160s", e->shown, *status, msg ? ": " : "",
+                  msg ? msg : "");
+        json_decref(ej);
+    } else if (!(j = json_loadb(out.p ? out.p : "", out.len, 0, NULL)) || !json_is_object(j)) {
+        pqri_errf(err, errlen, "%s: not a JSON object", e->shown);
+        json_decref(j);
+        j = NULL;
+    }
+    pqri_buf_free(&out);
+    return j;
+}
+
+/* The gateway's path for this server (Patroni's rule): /v3 from 3.4, /v3beta in 3.3, else
+ * /v3alpha. */
+static int detect(struct pqri_etcd *e, const int *stop, char *err, size_t errlen)
+{
+    long st;
+    json_t *j = call(e, "/version", NULL, stop, &st, err, errlen);
+    const char *v = json_string_value(json_object_get(j, "etcdcluster"));
+    int major = 0, minor = 0;
+
+    if (!j)
+        return -1;
+    if (!v || sscanf(v, "%d.%d", &major, &minor) != 2 || major != 3) {
+        pqri_errf(err, errlen, "%s: /version: not an etcd v3 server", e->shown);
+        json_decref(j);
+        return -1;
+    }
+    snprintf(e->api, sizeof e->api, "%s", minor >= 4 ? "/v3" : minor == 3 ? "/v3beta" : "/v3alpha");
+    json_decref(j);
+    return 0;
+}
+
+static int authenticate(struct pqri_etcd *e, const int *stop, char *err, size_t errlen)
+{
+    char *pw, *body;
+    json_t *req, *j;
+    long st;
+    const char *tok;
+
+    pqri_free_secret(e->token);
+    e->token = NULL;
+    if (!e->c->dcs.user)
+        return 0;
+    if (!(pw = pqri_read_secret(e->c->dcs.password_file, err, errlen)))
+        return -1;
+    req = json_pack("{s:s, s:s}", "name", e->c->dcs.user, "password", pw);
+    pqri_free_secret(pw);
+    body = req ? json_dumps(req, JSON_COMPACT) : NULL;
+    json_decref(req); /* jansson keeps its copy of the password in freed memory: short-lived */
+    if (!body) {
+        pqri_errf(err, errlen, "out of memory");
+        return -1;
+    }
+    j = call(e, "/auth/authenticate", body, stop, &st, err, errlen);
+    pqri_free_secret(body);
+    if (!j)
+        return -1;
+    tok = json_string_value(json_object_get(j, "token"));
+    if (!tok || strlen(tok) > 500 || strpbrk(tok, "\r\n")) {
+        pqri_errf(err, errlen, "%s: authentication returned no token", e->shown);
+        json_decref(j);
+        return -1;
+    }
+    e->token = strdup(tok);
+    snprintf(e->auth_hdr, sizeof e->auth_hdr, "Authorization: %s", tok);
+    json_decref(j);
+    return e->token ? 0 : -1;
+}
+
+/* A request made once more after a new token when the first said the token is not (or no longer)
+ * valid. */
+static json_t *call_authed(struct pqri_etcd *e, const char *path, const char *body, const int *stop,
+                           char *err, size_t errlen)
+{
+    long st = 0;
+    json_t *j = call(e, path, body, stop, &st, err, errlen);
+
+    if (!j && st == 401 && e->c->dcs.user && authenticate(e, stop, err, errlen) == 0)
+        j = call(e, path, body, stop, &st, err, errlen);
+    return j;
+}
+
+/* A kv object of the gateway's: its key relative to the prefix (NULL if outside or unwanted). */
+static char *rel_key(const struct pqri_etcd *e, json_t *kv, size_t *klen)
+{
+    const char *k64 = json_string_value(json_object_get(kv, "key"));
+    size_t n;
+    char *k = k64 ? unb64(k64, &n) : NULL;
+
+    if (!k || n <= e->plen || memcmp(k, e->prefix, e->plen) != 0 ||
+        !pqri_dcs_wanted(k + e->plen, n - e->plen)) {
+        free(k);
+        return NULL;
+    }
+    memmove(k, k + e->plen, n - e->plen + 1);
+    *klen = n - e->plen;
+    return k;
+}
+
+static int put_kv(struct pqri_etcd *e, struct pqri_kvset *set, json_t *kv)
+{
+    size_t klen, vlen;
+    char *k = rel_key(e, kv, &klen), *v;
+    const char *v64 = json_string_value(json_object_get(kv, "value"));
+    int rc = 0;
+
+    if (!k)
+        return 0; /* not one of ours */
+    if ((v = unb64(v64 ? v64 : "", &vlen))) {
+        rc = pqri_kvset_put(set, k, klen, v, vlen, jrev(json_object_get(kv, "mod_revision")));
+        free(v);
+    }
+    free(k);
+    return rc < 0 || !v ? -1 : 0;
+}
+
+/* A range read of the prefix into e->kv and e->rev, at the endpoint in use. */
+static int read_prefix(struct pqri_etcd *e, const int *stop, char *err, size_t errlen)
+{
+    char body[1200];
+    json_t *j, *kvs;
+    struct pqri_kvset set = {0};
+
+    if (!e->api[0] && (detect(e, stop, err, errlen) < 0 ||
+                       (e->c->dcs.user && authenticate(e, stop, err, errlen) < 0)))
+        return -1;
+    snprintf(body, sizeof body, "{\"key\":\"%s\",\"range_end\":\"%s\"}", e->key64, e->end64);
+    if (!(j = call_authed(e, "/kv/range", body, stop, err, errlen)))
+        return -1;
+    kvs = json_object_get(j, "kvs");
+    for (size_t i = 0; i < json_array_size(kvs); i++)
+        if (put_kv(e, &set, json_array_get(kvs, i)) < 0) {
+            pqri_errf(err, errlen, "%s: a key under %s is unreadable or too large", e->shown,
+                      e->prefix);
+            pqri_kvset_clear(&set);
+            json_decref(j);
+            return -1;
+        }
+    pqri_kvset_clear(&e->kv);
+    e->kv = set;
+    e->rev = jrev(json_object_get(json_object_get(j, "header"), "revision"));
+    json_decref(j);
+    return 0;
+}
+
+static void use_endpoint(struct pqri_etcd *e, size_t i)
+{
+    if (i != e->cur || !e->shown[0]) {
+        e->cur = i;
+        e->api[0] = 0;
+        pqri_free_secret(e->token);
+        e->token = NULL;
+    }
+    pqri_url_display(e->shown, sizeof e->shown, base(e));
+}
+
+/* The prefix from the endpoint in use, else the next ones in turn. */
+static int read_any(struct pqri_etcd *e, const int *stop, char *err, size_t errlen)
+{
+    size_t n = e->c->dcs.nurls, first = e->cur;
+    char why[512];
+
+    err[0] = 0;
+    for (size_t k = 0; k < n; k++) {
+        use_endpoint(e, (first + k) % n);
+        if (read_prefix(e, stop, why, sizeof why) == 0)
+            return 0;
+        size_t used = strlen(err);
+        snprintf(err + used, errlen - used, "%s%s", used ? "; " : "", why);
+        e->api[0] = 0; /* ask its version again when it answers again */
+        if (stop && __atomic_load_n(stop, __ATOMIC_ACQUIRE))
+            break;
+    }
+    return -1;
+}
+
+static struct pqr_topology *topology(struct pqri_etcd *e, const char *how, char *err, size_t errlen)
+{
+    char source[700];
+    struct pqr_topology *t;
+
+    snprintf(source, sizeof source, "etcd %s %s", how, e->shown);
+    t = pqri_dcs_topology(&e->kv, source, err, errlen);
+    if (t && t->n == 0) {
+        pqri_errf(err, errlen, "%s: no members under %s", e->shown, e->prefix);
+        pqri_topo_unref(t);
+        return NULL;
+    }
+    if (t)
+        t->mono_ms = pqri_mono_ms();
+    return t;
+}
+
+struct pqr_topology *pqri_etcd_read(struct pqri_etcd *e, const int *stop, char *err, size_t errlen)
+{
+    if (read_any(e, stop, err, errlen) < 0)
+        return NULL;
+    return topology(e, "read", err, errlen);
+}
+
+/* The watch: one streaming request and, once per interval, a keys-only read proving it current. */
+struct watch {
+    struct pqri_etcd *e;
+    const struct pqri_watch_hooks *h;
+    struct pqri_lines lines;
+    char why[1024];     /* why the stream is abandoned; "" while it is fine */
+    bool compacted;     /* cancelled: the revision we asked for is compacted */
+    bool changed;       /* events applied since the last view was reported */
+    long long suspect;  /* a read saw this revision which the stream had not delivered */
+};
+
+static int on_line(void *arg, const char *line, size_t len)
+{
+    struct watch *w = arg;
+    struct pqri_etcd *e = w->e;
+    json_error_t jerr;
+    json_t *j = json_loadb(line, len, 0, &jerr), *res, *events;
+
+    if (len == 0)
+        return 0;
+    if (!j || !json_is_object(j)) {
+        snprintf(w->why, sizeof w->why, "%s: watch answered something that is not JSON", e->shown);
+        json_decref(j);
+        return -1;
+    }
+    if (json_object_get(j, "error")) {
+        const char *msg = json_string_value(json_object_get(json_object_get(j, "error"), "message"));
+        snprintf(w->why, sizeof w->why, "%s: watch error: %.200s", e->shown, msg ? msg : "(none)");
+        json_decref(j);
+        return -1;
+    }
+    res = json_object_get(j, "result");
+    if (json_is_true(json_object_get(res, "canceled"))) {
+        long long cr = jrev(json_object_get(res, "compact_revision"));
+        const char *reason = json_string_value(json_object_get(res, "cancel_reason"));
+        w->compacted = cr > 0;
+        snprintf(w->why, sizeof w->why, "%s: watch cancelled%s%.200s", e->shown,
+                 w->compacted ? " (revision compacted)" : reason ? ": " : "",
+                 w->compacted || !reason ? "" : reason);
+        json_decref(j);
+        return -1;
+    }
+    events = json_object_get(res, "events");
+    for (size_t i = 0; i < json_array_size(events); i++) {
+        json_t *ev = json_array_get(events, i), *kv = json_object_get(ev, "kv");
+        const char *type = json_string_value(json_object_get(ev, "type"));
+        long long mr = jrev(json_object_get(kv, "mod_revision"));
+        if (type && strcmp(type, "DELETE") == 0) {
+            size_t klen;
+            char *k = rel_key(e, kv, &klen);
+            if (k)
+                pqri_kvset_del(&e->kv, k, klen);
+            free(k);
+        } else if (put_kv(e, &e->kv, kv) < 0) {
+            snprintf(w->why, sizeof w->why, "%.300s: a key under %.300s is unreadable or too large",
+                     e->shown, e->prefix);
+            json_decref(j);
+            return -1;
+        }
+        if (mr > e->rev)
+            e->rev = mr;
+        w->changed = true;
+        w->h->count(w->h->arg, PQR_STAT_WATCH_EVENTS);
+    }
+    /* Every answer carries the store's revision: nothing of ours changed up to there. */
+    long long hr = jrev(json_object_get(json_object_get(res, "header"), "revision"));
+    if (json_array_size(events) && hr > e->rev)
+        e->rev = hr;
+    json_decref(j);
+    return 0;
+}
+
+static size_t on_stream(char *p, size_t sz, size_t nm, void *ud)
+{
+    struct watch *w = ud;
+
+    if (w->why[0] || pqri_lines_feed(&w->lines, p, sz * nm) < 0) {
+        if (!w->why[0])
+            snprintf(w->why, sizeof w->why, "%s: watch answer too long", w->e->shown);
+        return 0; /* abandons the stream */
+    }
+    return sz * nm;
+}
+
+/* Whether the keys-only read j shows a change the stream has not delivered twice in a row. */
+static bool stalled(struct watch *w, json_t *j)
+{
+    struct pqri_etcd *e = w->e;
+    json_t *kvs = json_object_get(j, "kvs");
+    long long newest = 0;
+    size_t wanted = 0;
+
+    for (size_t i = 0; i < json_array_size(kvs); i++) {
+        json_t *kv = json_array_get(kvs, i);
+        size_t klen;
+        char *k = rel_key(e, kv, &klen);
+        if (!k)
+            continue;
+        wanted++;
+        long long mr = jrev(json_object_get(kv, "mod_revision"));
+        if (mr > e->rev && mr > newest)
+            newest = mr;
+        free(k);
+    }
+    /* Deleted keys leave no revision behind: a count that differs counts as newer too. */
+    if (!newest && wanted != e->kv.n)
+        newest = jrev(json_object_get(json_object_get(j, "header"), "revision"));
+    if (!newest) {
+        w->suspect = 0;
+        return false;
+    }
+    if (w->suspect && e->rev < w->suspect)
+        return true;
+    if (!w->suspect)
+        w->suspect = newest;
+    return false;
+}
+
+static int keepalive(void *ud, curl_socket_t fd, curlsocktype purpose)
+{
+    const struct pqri_etcd *e = ud;
+    /* As Patroni sets its own etcd sockets: a peer that stops acknowledging is given up on within
+     * about the REST timeout, rather than TCP's minutes. */
+    unsigned int ms = (unsigned int)(e->s->rest_timeout_ms * 2);
+
+    (void)purpose;
+    setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ms, sizeof ms);
+    return CURL_SOCKOPT_OK;
+}
+
+static void report(struct watch *w)
+{
+    char why[256];
+    struct pqr_topology *t = topology(w->e, "watch", why, sizeof why);
+
+    if (t)
+        w->h->view(w->h->arg, t);
+    else
+        PQR_DEBUG("cluster %s: %s", w->e->c->name, why);
+    w->changed = false;
+}
+
+static CURL *start_stream(const struct pqri_curl *cu, struct watch *w, struct curl_slist **hdrs,
+                          char *url, size_t urllen, char *body, size_t bodylen)
+{
+    struct pqri_etcd *e = w->e;
+    CURL *h = cu->easy_init();
+
+    if (!h)
+        return NULL;
+    snprintf(url, urllen, "%s%s/watch", base(e), e->api);
+    snprintf(body, bodylen,
+             "{\"create_request\":{\"key\":\"%s\",\"range_end\":\"%s\",\"start_revision\":\"%lld\"}}",
+             e->key64, e->end64, e->rev + 1);
+    pqri_http_common(h, url, e->s->rest_timeout_ms, &e->tls);
+    cu->easy_setopt(h, CURLOPT_POSTFIELDS, body);
+    *hdrs = cu->slist_append(NULL, "Content-Type: application/json");
+    if (e->token)
+        *hdrs = cu->slist_append(*hdrs, e->auth_hdr);
+    cu->easy_setopt(h, CURLOPT_HTTPHEADER, *hdrs);
+    cu->easy_setopt(h, CURLOPT_WRITEFUNCTION, on_stream);
+    cu->easy_setopt(h, CURLOPT_WRITEDATA, w);
+    cu->easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
+    cu->easy_setopt(h, CURLOPT_TCP_KEEPIDLE, 1L);
+    cu->easy_setopt(h, CURLOPT_TCP_KEEPINTVL, 1L);
+    cu->easy_setopt(h, CURLOPT_SOCKOPTFUNCTION, keepalive);
+    cu->easy_setopt(h, CURLOPT_SOCKOPTDATA, e);
+    w->lines = (struct pqri_lines){NULL, 0, MAX_LINE, on_line, w};
+    w->why[0] = 0;
+    w->compacted = false;
+    w->suspect = 0;
+    return h;
+}
+
+static bool stop_now(const int *stop)
+{
+    return stop && __atomic_load_n(stop, __ATOMIC_ACQUIRE);
+}
+
+int pqri_etcd_watch(struct pqri_etcd *e, const int *stop, const struct pqri_watch_hooks *h,
+                    char *err, size_t errlen)
+{
+    const struct pqri_curl *cu = pqri_curl(err, errlen);
+    struct watch w = {.e = e, .h = h};
+    struct curl_slist *hdrs = NULL;
+    char url[700], body[1400], why[1024];
+    CURLM *multi = NULL;
+    CURL *stream = NULL;
+    int rc = -1, running, failed_reads = 0;
+    long long next_check;
+
+    if (!cu)
+        return -1;
+    if (read_any(e, stop, err, errlen) < 0)
+        return -1;
+    h->count(h->arg, PQR_STAT_DCS_READS);
+    report(&w);
+    if (!(multi = cu->multi_init())) {
+        pqri_errf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (;;) {
+        if (!(stream = start_stream(cu, &w, &hdrs, url, sizeof url, body, sizeof body))) {
+            pqri_errf(err, errlen, "out of memory");
+            goto out;
+        }
+        cu->multi_add_handle(multi, stream);
+        next_check = pqri_mono_ms() + e->s->refresh_ms;
+        bool done = false;
+        while (!done && !stop_now(stop)) {
+            CURLMsg *msg;
+            int left;
+            cu->multi_perform(multi, &running);
+            while ((msg = cu->multi_info_read(multi, &left)))
+                if (msg->msg == CURLMSG_DONE && msg->easy_handle == stream) {
+                    if (!w.why[0])
+                        snprintf(w.why, sizeof w.why, "%s: watch ended: %s", e->shown,
+                                 msg->data.result == CURLE_OK ? "the server closed it"
+                                                              : cu->easy_strerror(msg->data.result));
+                    done = true;
+                }
+            if (w.why[0])
+                done = true;
+            if (w.changed && !done)
+                report(&w);
+            if (!done && pqri_mono_ms() >= next_check) {
+                /* The proof of life: blocking, so the stream waits in the socket meanwhile (a
+                 * read on loopback takes about a millisecond; at most the REST timeout). */
+                char rb[1200];
+                snprintf(rb, sizeof rb, "{\"key\":\"%s\",\"range_end\":\"%s\",\"keys_only\":true}",
+                         e->key64, e->end64);
+                json_t *j = call_authed(e, "/kv/range", rb, stop, why, sizeof why);
+                if (!j && ++failed_reads >= 2) {
+                    snprintf(w.why, sizeof w.why, "%s", why);
+                    done = true;
+                } else if (j) {
+                    failed_reads = 0;
+                    /* Deliver what is already in the socket before judging the stream. */
+                    cu->multi_perform(multi, &running);
+                    if (stalled(&w, j)) {
+                        snprintf(w.why, sizeof w.why, "%s: watch stalled (revision %lld not "
+                                 "delivered)", e->shown, w.suspect);
+                        done = true;
+                    } else if (!w.why[0]) {
+                        report(&w);
+                    }
+                    json_decref(j);
+                }
+                next_check = pqri_mono_ms() + e->s->refresh_ms;
+            }
+            if (!done)
+                cu->multi_poll(multi, NULL, 0, SLICE_MS, NULL);
+        }
+        cu->multi_remove_handle(multi, stream);
+        cu->easy_cleanup(stream);
+        stream = NULL;
+        cu->slist_free_all(hdrs);
+        hdrs = NULL;
+        pqri_lines_free(&w.lines);
+        if (stop_now(stop)) {
+            rc = 0;
+            goto out;
+        }
+        if (!w.compacted) {
+            pqri_errf(err, errlen, "%s", w.why);
+            goto out;
+        }
+        /* Compacted: read the prefix again and watch from there, on the same connection's terms. */
+        h->count(h->arg, PQR_STAT_WATCH_COMPACTIONS);
+        PQR_INFO("cluster %s: %s; reading %s again", e->c->name, w.why, e->prefix);
+        if (read_any(e, stop, err, errlen) < 0)
+            goto out;
+        h->count(h->arg, PQR_STAT_DCS_READS);
+        report(&w);
+    }
+out:
+    pqri_lines_free(&w.lines);
+    if (stream) {
+        cu->multi_remove_handle(multi, stream);
+        cu->easy_cleanup(stream);
+    }
+    if (hdrs)
+        cu->slist_free_all(hdrs);
+    cu->multi_cleanup(multi);
+    return rc;
+}
