@@ -28,6 +28,7 @@
 struct agent_cluster {
     struct pqri_view *v;
     const int *stop;
+    long long last_view; /* monotonic: the last view served from the DCS */
     pthread_t thread;
     bool started;
 };
@@ -58,7 +59,10 @@ static long long jitter(long long ms)
 
 static void on_view(void *arg, struct pqr_topology *t)
 {
-    pqri_view_serve(((struct agent_cluster *)arg)->v, t, NULL);
+    struct agent_cluster *ac = arg;
+
+    ac->last_view = pqri_mono_ms();
+    pqri_view_serve(ac->v, t, NULL);
 }
 
 static void on_count(void *arg, enum pqri_stat which)
@@ -99,10 +103,12 @@ static void follow_dcs(struct agent_cluster *ac, struct pqri_source *src)
         else
             PQR_DEBUG("cluster %s: %s", name, err);
         warned = true;
-        /* Until the next try, the REST API (one node at a time) keeps the file from going stale. */
+        /* Until the next try, the REST API (one node at a time) keeps the file from going stale —
+         * unless the DCS read that began the failed watch just did. */
         long long retry_at = pqri_mono_ms() + jitter(backoff);
         do {
-            serve_rest(ac, true);
+            if (pqri_mono_ms() - ac->last_view >= s->refresh_ms / 2)
+                serve_rest(ac, true);
             long long next = pqri_mono_ms() + s->refresh_ms / 2;
             sleep_ms(ac->stop, (next < retry_at ? next : retry_at) - pqri_mono_ms());
         } while (!stopping(ac->stop) && pqri_mono_ms() < retry_at);

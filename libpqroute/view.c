@@ -329,9 +329,10 @@ static void fetched(struct pqri_views *vs, struct pqri_view *v, struct pqr_topol
     pqri_stat(&v->stats, t ? PQR_STAT_REFRESH_OK : PQR_STAT_REFRESH_FAILED);
     if (!t) {
         if (!was_failing && !stopping(vs))
-            PQR_WARN("cluster %s: no usable answer from Patroni (%s); using the front door once "
+            PQR_WARN("cluster %s: no usable answer from %s (%s); using the front door once "
                      "the cached view is older than %d ms",
-                     v->conf->name, err, vs->s.stale_ms);
+                     v->conf->name, v->conf->dcs.kind ? "the DCS or Patroni" : "Patroni", err,
+                     vs->s.stale_ms);
         if (seq)
             pqri_cache_mark_failed(&v->cache);
         return;

@@ -1,0 +1,113 @@
+# etcd's watch stream misbehaving (a fake gateway, for the faults a real etcd rarely shows): every
+# fault gets one clear line, the agent watches again, and the view it keeps stays right.
+. "$(dirname "$0")/../lib.sh"
+tmp=$(mktemp -d)
+fake_pid= agent_pid=
+cleanup() {
+    [ -n "${KEEP:-}" ] && cp "$tmp/agent.log" /tmp/agent-last.log
+    [ -n "$agent_pid" ] && kill $agent_pid 2>/dev/null
+    [ -n "$fake_pid" ] && kill $fake_pid 2>/dev/null
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+FAKE=127.0.0.33:12379
+export PQROUTE_ETCD=http://$FAKE PQROUTE_SCOPE=fake PQROUTE_RW=127.0.0.1:1 PQROUTE_CACHE_DIR=$tmp/cache \
+       PQROUTE_REFRESH_MS=300 PQROUTE_REST_TIMEOUT_MS=300 PQROUTE_LOG=debug
+unset PQROUTE_PATRONI PQROUTE_CONFIG
+python3 "$ROOT/tests/tools/fake-etcd.py" $FAKE >"$tmp/fake.out" 2>&1 &
+fake_pid=$!
+for _ in $(seq 50); do grep -q ready "$tmp/fake.out" 2>/dev/null && break; sleep 0.1; done
+ctl() { curl -fsS "http://$FAKE/ctl/$1" >/dev/null; }
+stat_of() { "$B/pqroute" stats 2>/dev/null | awk -v k="$1" '$1==k {print $2}'; }
+leader_now() { "$B/pqroute" status 2>/dev/null | sed -n 's/.*leader \([a-z0-9()]*\).*/\1/p' | head -1; }
+agent_start() {
+    rm -rf "$tmp/cache"
+    "$B/pqroute" agent >"$tmp/agent.log" 2>&1 &
+    agent_pid=$!
+    for _ in $(seq 50); do grep -q 'view from etcd' "$tmp/agent.log" && return 0; sleep 0.1; done
+    return 1
+}
+agent_stop() { kill $agent_pid 2>/dev/null; wait $agent_pid 2>/dev/null; agent_pid=; }
+wait_for() { # seconds command...: true once the command succeeds
+    local n=$(( $1 * 10 )); shift
+    for _ in $(seq $n); do "$@" && return 0; sleep 0.1; done
+    return 1
+}
+log_has() { grep -qE "$1" "$tmp/agent.log"; }
+
+ctl "mode?watch=ok"
+ctl "leader?name=n1"
+check "the agent starts and serves a view from the watch" agent_start
+like "$(leader_now)" '^n1$' "status reads the agent's view: leader n1"
+like "$("$B/pqroute" status 2>&1 | grep 'view from')" 'view from etcd watch http://127.0.0.33:12379, by pqroute agent [0-9]+' \
+    "status names the source: the etcd watch, by the agent"
+t0=$(ms)
+ctl "leader?name=n2"
+wait_for 3 sh -c "\"$B/pqroute\" status 2>/dev/null | grep -q 'leader n2'"
+dt=$(( $(ms) - t0 ))
+ok $([ $dt -lt 1000 ]; echo $?) "a leader key change reaches the cache through the watch (${dt} ms, refresh interval 300 ms)"
+ok $([ "$(stat_of watch_events)" -ge 1 ]; echo $?) "watch events are counted ($(stat_of watch_events))"
+agent_stop
+
+# Each fault: the stream is abandoned with one line naming it, and watched again.
+for fault in "truncated:watch ended" "garbage:not JSON" "error:watch error: etcdserver: no leader" \
+             "huge:watch answer too long"; do
+    mode=${fault%%:*} want=${fault#*:}
+    ctl "mode?watch=$mode"
+    agent_start >/dev/null
+    wait_for 5 sh -c "[ \"\$(\"$B/pqroute\" stats 2>/dev/null | awk '\$1==\"watch_reconnects\" {print \$2}')\" -ge 2 ]"
+    ok $? "$mode: the agent watches again ($(stat_of watch_reconnects) reconnects)"
+    check "$mode: the reason is given ($want)" log_has "$want"
+    ok $([ "$(grep -c '^libpqroute: warn' "$tmp/agent.log")" -le 2 ]; echo $?) \
+        "$mode: a warning per outage, not per attempt ($(grep -c '^libpqroute: warn' "$tmp/agent.log"))"
+    check "$mode: the agent is still running" kill -0 $agent_pid
+    agent_stop
+    ctl "mode?watch=ok"
+done
+
+# A compacted revision: the prefix is read again and watched from there.
+ctl "mode?watch=canceled-once"
+agent_start >/dev/null
+wait_for 3 sh -c "[ \"\$(\"$B/pqroute\" stats 2>/dev/null | awk '\$1==\"watch_compactions\" {print \$2}')\" -ge 1 ]"
+ok $? "compaction: counted ($(stat_of watch_compactions))"
+check "compaction: said so" log_has 'revision compacted.*reading /service/fake/ again'
+ctl "leader?name=n1"
+check "compaction: the watch goes on after the re-read (leader n1)" wait_for 3 sh -c "\"$B/pqroute\" status 2>/dev/null | grep -q 'leader n1'"
+ok $([ "$(stat_of watch_reconnects)" = 0 ]; echo $?) "compaction: no reconnect needed"
+agent_stop
+
+# A stream that stays open but delivers nothing: the proof-of-life read finds the change.
+ctl "mode?watch=ok"
+agent_start >/dev/null
+ctl "mode?watch=silent"
+sleep 1 # the ok stream ends; the next one is silent
+t0=$(ms)
+ctl "leader?name=n2"
+wait_for 5 sh -c "\"$B/pqroute\" status 2>/dev/null | grep -q 'leader n2'"
+dt=$(( $(ms) - t0 ))
+ok $([ $dt -lt 2500 ]; echo $?) "a silent stream: the change is found by the reads within two intervals and a fetch (${dt} ms)"
+check "silent: said so" log_has 'watch stalled'
+agent_stop
+
+# Authentication: a token, and a new one when etcd drops it.
+ctl "mode?watch=ok"
+ctl "auth?on=1"
+printf 'pw\n' >"$tmp/pw"
+chmod 0600 "$tmp/pw"
+export PQROUTE_ETCD_USER=patroni-reader PQROUTE_ETCD_PASSWORD_FILE=$tmp/pw
+check "auth: the agent authenticates and watches" agent_start
+ctl expire
+ctl "leader?name=n1"
+sleep 1.5
+auths=$(curl -fsS "http://$FAKE/ctl/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["auth"])')
+ok $([ "$auths" -ge 2 ]; echo $?) "auth: a dropped token is replaced ($auths authentications)"
+like "$(leader_now)" '^n1$' "auth: the view follows after the new token"
+agent_stop
+chmod 0644 "$tmp/pw"
+"$B/pqroute" status >"$tmp/status.out" 2>&1
+like "$(cat "$tmp/status.out")" 'chmod 0600' "a password file others can read is refused with the reason"
+printf 'wrong\n' >"$tmp/pw"; chmod 0600 "$tmp/pw"
+"$B/pqroute" status >"$tmp/status.out" 2>&1
+like "$(cat "$tmp/status.out")" 'authentication failed' "a wrong password: etcd's reason"
+ctl "auth?on=0"
+done_testing
