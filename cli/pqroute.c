@@ -44,7 +44,7 @@ static pqr_router *open_router(int *rc)
     pqr_router *r = pqr_router_open_env(err, sizeof err);
 
     if (!r && !err[0])
-        fprintf(stderr, "pqroute: nothing configured: set PQROUTE_PATRONI and PQROUTE_RW/PQROUTE_RO, or PQROUTE_CONFIG\n");
+        fprintf(stderr, "pqroute: nothing configured: set PQROUTE_PATRONI (or PQROUTE_ETCD/PQROUTE_CONSUL with PQROUTE_SCOPE) and PQROUTE_RW/PQROUTE_RO, or PQROUTE_CONFIG\n");
     else if (!r)
         fprintf(stderr, "pqroute: %s\n", err);
     *rc = r ? 0 : 3;

@@ -99,7 +99,7 @@ pqr_router *pqr_router_open(const pqr_settings *s, char *err, size_t errlen)
     }
     rc = pqri_settings_finish(&tmp, err, errlen);
     if (rc == 1)
-        pqri_errf(err, errlen, "no cluster configured (set PATRONI and RW and/or RO)");
+        pqri_errf(err, errlen, "no cluster configured (set PATRONI, ETCD or CONSUL, and RW and/or RO)");
     else if (rc == 0)
         r = router_new(&tmp, err, errlen);
     pqri_settings_clear(&tmp);

@@ -43,6 +43,7 @@ struct pqri_etcd {
     char auth_hdr[600];
     struct pqri_kvset kv;
     long long rev;       /* the store revision kv reflects */
+    bool resume;         /* the last watch ran and broke: watch again from rev + 1, no read */
     char shown[600];     /* the endpoint in use, without credentials */
 };
 
@@ -360,6 +361,8 @@ struct watch {
     char why[1024];     /* why the stream is abandoned; "" while it is fine */
     bool compacted;     /* cancelled: the revision we asked for is compacted */
     bool changed;       /* events applied since the last view was reported */
+    bool created;       /* etcd accepted the watch */
+    bool distrust;      /* it missed a change: read again rather than resume */
     long long suspect;  /* a read saw this revision which the stream had not delivered */
 };
 
@@ -394,6 +397,8 @@ static int on_line(void *arg, const char *line, size_t len)
         json_decref(j);
         return -1;
     }
+    if (json_is_true(json_object_get(res, "created")))
+        w->created = true;
     events = json_object_get(res, "events");
     for (size_t i = 0; i < json_array_size(events); i++) {
         json_t *ev = json_array_get(events, i), *kv = json_object_get(ev, "kv");
@@ -522,6 +527,8 @@ static CURL *start_stream(const struct pqri_curl *cu, struct watch *w, struct cu
     w->lines = (struct pqri_lines){NULL, 0, MAX_LINE, on_line, w};
     w->why[0] = 0;
     w->compacted = false;
+    w->created = false;
+    w->distrust = false;
     w->suspect = 0;
     return h;
 }
@@ -545,10 +552,23 @@ int pqri_etcd_watch(struct pqri_etcd *e, const int *stop, const struct pqri_watc
 
     if (!cu)
         return -1;
-    if (read_any(e, stop, err, errlen) < 0)
+    /* After a broken stream, etcd replays what we missed from the revision we had (unless it was
+     * compacted meanwhile: see below); otherwise, and after a failed resume, read first. */
+    bool resumed = e->resume && e->rev > 0;
+    e->resume = false;
+    if (resumed && !e->api[0] &&
+        (detect(e, stop, err, errlen) < 0 || (e->c->dcs.user && authenticate(e, stop, err, errlen) < 0))) {
+        /* Not answering: the next endpoint, still resuming (the revision is the cluster's). */
+        use_endpoint(e, (e->cur + 1) % e->c->dcs.nurls);
+        e->resume = true;
         return -1;
-    h->count(h->arg, PQR_STAT_DCS_READS);
-    report(&w);
+    }
+    if (!resumed) {
+        if (read_any(e, stop, err, errlen) < 0)
+            return -1;
+        h->count(h->arg, PQR_STAT_DCS_READS);
+        report(&w);
+    }
     if (!(multi = cu->multi_init())) {
         pqri_errf(err, errlen, "out of memory");
         return -1;
@@ -594,6 +614,7 @@ int pqri_etcd_watch(struct pqri_etcd *e, const int *stop, const struct pqri_watc
                     if (stalled(&w, j)) {
                         snprintf(w.why, sizeof w.why, "%s: watch stalled (revision %lld not "
                                  "delivered)", e->shown, w.suspect);
+                        w.distrust = true;
                         done = true;
                     } else if (!w.why[0]) {
                         report(&w);
@@ -616,6 +637,10 @@ int pqri_etcd_watch(struct pqri_etcd *e, const int *stop, const struct pqri_watc
             goto out;
         }
         if (!w.compacted) {
+            /* A stream that broke is resumed; one that never started is resumed elsewhere. */
+            e->resume = (w.created || resumed) && !w.distrust;
+            if (!w.created)
+                use_endpoint(e, (e->cur + 1) % e->c->dcs.nurls);
             pqri_errf(err, errlen, "%s", w.why);
             goto out;
         }

@@ -14,6 +14,8 @@
 #define PQR_DEFAULT_CONFIG "/etc/libpqroute.conf"
 /* The variables the shim looks at before loading the engine (the rest: settings.c). */
 #define PQR_ENV_PATRONI "PQROUTE_PATRONI"
+#define PQR_ENV_ETCD "PQROUTE_ETCD"
+#define PQR_ENV_CONSUL "PQROUTE_CONSUL"
 #define PQR_ENV_CONFIG "PQROUTE_CONFIG"
 
 enum pqri_mode { PQR_BLOCKING, PQR_NONBLOCKING };

@@ -2,8 +2,9 @@
  * libpqroute-preload.so: libpq's connect and ping entry points, routed through libpqroute.
  *
  * Loaded is not enabled: until a connect call arrives nothing runs, and a process without
- * PQROUTE_PATRONI (or a configuration file) calls straight through to libpq. A privileged process
- * (setuid, setgid, capabilities) reads nothing from its environment and is never routed.
+ * PQROUTE_PATRONI, PQROUTE_ETCD or PQROUTE_CONSUL (or a configuration file) calls straight through
+ * to libpq. A privileged process (setuid, setgid, capabilities) reads nothing from its environment
+ * and is never routed.
  *
  * Which libpq? A process may hold several: the system's, a wheel's bundled copy under a private
  * soname loaded RTLD_LOCAL, one that a plugin host loads and unloads. Each call goes to the libpq
@@ -109,8 +110,8 @@ static void read_config(void)
      * from it and nothing is loaded; every call goes straight to libpq. */
     if (getauxval(AT_SECURE))
         return;
-    is_configured = getenv(PQR_ENV_PATRONI) || getenv(PQR_ENV_CONFIG) ||
-                    access(PQR_DEFAULT_CONFIG, F_OK) == 0;
+    is_configured = getenv(PQR_ENV_PATRONI) || getenv(PQR_ENV_ETCD) || getenv(PQR_ENV_CONSUL) ||
+                    getenv(PQR_ENV_CONFIG) || access(PQR_DEFAULT_CONFIG, F_OK) == 0;
 }
 
 bool shim_configured(void)
