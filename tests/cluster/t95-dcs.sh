@@ -45,7 +45,7 @@ block 8008
 # 1. Without an agent: each process reads etcd itself (one range read), REST unreachable.
 check_rw "from etcd, REST ports dropped, proxy stopped" "$(app connectdb "$RW")"
 check_ro "from etcd, REST ports dropped, proxy stopped" "$(app connectdb "$RO")"
-out=$(as_nobody env LD_PRELOAD=$PRELOAD psql -X -h $PROXY -p 5432 -tAc "select pg_is_in_recovery()" 2>&1)
+out=$(as_nobody env LD_PRELOAD=$PRELOAD PQROUTE_LOG=warn psql -X -h $PROXY -p 5432 -tAc "select pg_is_in_recovery()" 2>&1)
 ok $([ "$out" = f ]; echo $?) "psql RW from etcd's view ($out)"
 like "$(status_line)" "view from etcd read $ETCD" "status: the source is an etcd read"
 
