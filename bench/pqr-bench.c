@@ -5,7 +5,10 @@
  *                                  in a routed process) is not counted
  *   pqr-bench rtt N CONNINFO       one connection, N x SELECT 1
  *   pqr-bench loop SECONDS CONNINFO  connect + SELECT 1 + close until SECONDS pass; prints the count
+ *   pqr-bench idle SECONDS CONNINFO  one connect, then SECONDS of nothing: a host whose routed
+ *                                  process keeps its view fresh (the fleet simulation)
  */
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,7 +50,7 @@ static int one_connect(const char *conninfo)
 int main(int argc, char **argv)
 {
     if (argc != 4)
-        return fprintf(stderr, "usage: pqr-bench connect|rtt|loop N CONNINFO\n"), 2;
+        return fprintf(stderr, "usage: pqr-bench connect|rtt|loop|idle N CONNINFO\n"), 2;
     int n = atoi(argv[2]);
     const char *ci = argv[3];
     double *t = calloc((size_t)(n > 0 ? n : 1), sizeof *t);
@@ -58,6 +61,12 @@ int main(int argc, char **argv)
         while (now_us() < end)
             one_connect(ci) ? count++ : fails++;
         printf("%ld %ld\n", count, fails);
+        return 0;
+    }
+    if (strcmp(argv[1], "idle") == 0) {
+        int ok = one_connect(ci);
+        sleep((unsigned)n);
+        printf("%d %d\n", ok, !ok);
         return 0;
     }
     if (strcmp(argv[1], "connect") == 0) {

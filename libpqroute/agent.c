@@ -142,12 +142,14 @@ static void *cluster_main(void *arg)
     PQR_INFO("cluster %s: serving the shared cache from %s", name,
              src ? "a DCS watch" : "Patroni's REST API");
     if (src) {
+        pqri_source_keep_connections(src);
         follow_dcs(ac, src);
     } else {
-        /* Twice per interval: the file stays younger than what the processes accept. */
+        /* Once per interval, as one process would: the processes of the host wait for the file
+         * while the agent holds the lock, so it need not be younger than that. */
         while (!stopping(ac->stop)) {
             serve_rest(ac, false);
-            sleep_ms(ac->stop, s->refresh_ms / 2);
+            sleep_ms(ac->stop, s->refresh_ms - s->refresh_ms / 10 + jitter(s->refresh_ms / 5));
         }
     }
 out:

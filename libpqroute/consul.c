@@ -27,6 +27,8 @@ struct pqri_consul {
     char shown[600];
     struct pqri_kvset kv;
     unsigned long long index;
+    struct pqri_http_conn conn; /* the agent's: kept between blocking queries */
+    bool keep;
 };
 
 struct pqri_consul *pqri_consul_open(const struct pqr_settings *s, const struct pqri_cluster_conf *c)
@@ -55,7 +57,14 @@ void pqri_consul_close(struct pqri_consul *e)
     if (!e)
         return;
     pqri_kvset_clear(&e->kv);
+    if (e->conn.h)
+        pqri_http_conn_close(&e->conn);
     free(e);
+}
+
+void pqri_consul_keep_connections(struct pqri_consul *e)
+{
+    e->keep = true;
 }
 
 /* One (blocking) query; 0 with the key set replaced and *changed, -1 with a message. */
@@ -87,7 +96,8 @@ static int query(struct pqri_consul *e, unsigned long long index, int wait_s, co
     /* Consul adds up to wait/16 to a blocking query's wait. */
     long timeout = e->s->rest_timeout_ms + (index ? wait_s * 1000L + wait_s * 1000L / 16 : 0);
     struct pqri_http_req rq = {url, NULL, hdrs, e->c->dcs.token_file ? 1 : 0, &e->tls, timeout,
-                               MAX_READ, stop, "X-Consul-Index", idx, sizeof idx};
+                               MAX_READ, stop, "X-Consul-Index", idx, sizeof idx,
+                               e->keep ? &e->conn : NULL};
     if (pqri_http_do(&rq, &out, &st, why, sizeof why) < 0) {
         pqri_errf(err, errlen, "%s: %s", e->shown, why);
         goto out;
@@ -150,6 +160,8 @@ static int query_any(struct pqri_consul *e, const int *stop, char *err, size_t e
 
     err[0] = 0;
     for (size_t k = 0; k < n; k++) {
+        if (e->cur != (first + k) % n && e->conn.h)
+            pqri_http_conn_close(&e->conn);
         e->cur = (first + k) % n;
         if (query(e, 0, 0, stop, &changed, why, sizeof why) == 0)
             return 0;

@@ -45,6 +45,8 @@ struct pqri_etcd {
     long long rev;       /* the store revision kv reflects */
     bool resume;         /* the last watch ran and broke: watch again from rev + 1, no read */
     char shown[600];     /* the endpoint in use, without credentials */
+    struct pqri_http_conn conn; /* kept for the reads of the endpoint in use ... */
+    bool keep;                  /* ... only in the agent: an application may close any fd */
 };
 
 static char *b64(const void *p, size_t n)
@@ -115,6 +117,8 @@ void pqri_etcd_close(struct pqri_etcd *e)
     pqri_free_secret(e->token);
     explicit_bzero(e->auth_hdr, sizeof e->auth_hdr);
     pqri_kvset_clear(&e->kv);
+    if (e->conn.h)
+        pqri_http_conn_close(&e->conn);
     free(e);
 }
 
@@ -141,7 +145,7 @@ static json_t *call(struct pqri_etcd *e, const char *path, const char *body, con
     const char *hdr[1] = {e->auth_hdr};
     struct pqri_buf out = {0};
     struct pqri_http_req rq = {url, body, hdr, e->token ? 1 : 0, &e->tls, e->s->rest_timeout_ms,
-                               MAX_READ, stop, NULL, NULL, 0};
+                               MAX_READ, stop, NULL, NULL, 0, e->keep ? &e->conn : NULL};
     json_t *j = NULL;
 
     snprintf(url, sizeof url, "%s%s%s", base(e), path[0] == '/' && path[1] == 'v' ? "" : e->api, path);
@@ -301,6 +305,8 @@ static int read_prefix(struct pqri_etcd *e, const int *stop, char *err, size_t e
 static void use_endpoint(struct pqri_etcd *e, size_t i)
 {
     if (i != e->cur || !e->shown[0]) {
+        if (e->conn.h)
+            pqri_http_conn_close(&e->conn);
         e->cur = i;
         e->api[0] = 0;
         pqri_free_secret(e->token);
@@ -344,6 +350,11 @@ static struct pqr_topology *topology(struct pqri_etcd *e, const char *how, char 
     if (t)
         t->mono_ms = pqri_mono_ms();
     return t;
+}
+
+void pqri_etcd_keep_connections(struct pqri_etcd *e)
+{
+    e->keep = true;
 }
 
 struct pqr_topology *pqri_etcd_read(struct pqri_etcd *e, const int *stop, char *err, size_t errlen)

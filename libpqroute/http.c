@@ -52,6 +52,7 @@ static void curl_load(void)
     SYM(cu.multi_cleanup, "curl_multi_cleanup")
     SYM(cu.slist_append, "curl_slist_append")
     SYM(cu.slist_free_all, "curl_slist_free_all")
+    SYM(cu.easy_reset, "curl_easy_reset")
 #undef SYM
     /* OpenSSL cleans itself up from an atexit handler; if the application exits while our thread
      * is still initialising or using it, that handler pulls the library from under us (a crash at
@@ -167,8 +168,18 @@ int pqri_http_do(const struct pqri_http_req *rq, struct pqri_buf *out, long *sta
         rq->captured[0] = 0;
     if (!pqri_curl(err, errlen))
         return -1;
-    multi = cu.multi_init();
-    h = cu.easy_init();
+    if (rq->conn && rq->conn->multi && rq->conn->h) {
+        multi = rq->conn->multi;
+        h = rq->conn->h;
+        cu.easy_reset(h); /* keeps the connection */
+    } else {
+        multi = cu.multi_init();
+        h = cu.easy_init();
+    }
+    if (rq->conn) {
+        rq->conn->multi = multi;
+        rq->conn->h = h;
+    }
     if (!multi || !h) {
         pqri_errf(err, errlen, "out of memory");
         goto out;
@@ -214,11 +225,25 @@ int pqri_http_do(const struct pqri_http_req *rq, struct pqri_buf *out, long *sta
     }
     cu.multi_remove_handle(multi, h);
 out:
-    if (h)
-        cu.easy_cleanup(h);
-    if (multi)
-        cu.multi_cleanup(multi);
+    if (!rq->conn) {
+        if (h)
+            cu.easy_cleanup(h);
+        if (multi)
+            cu.multi_cleanup(multi);
+    } else if (rc < 0) {
+        pqri_http_conn_close(rq->conn); /* a failed connection is not kept */
+    }
     if (hdrs)
         cu.slist_free_all(hdrs);
     return rc;
+}
+
+void pqri_http_conn_close(struct pqri_http_conn *c)
+{
+    if (c->h)
+        cu.easy_cleanup(c->h);
+    if (c->multi)
+        cu.multi_cleanup(c->multi);
+    c->h = NULL;
+    c->multi = NULL;
 }

@@ -26,6 +26,7 @@ struct pqri_curl {
     CURLMcode (*multi_cleanup)(CURLM *);
     struct curl_slist *(*slist_append)(struct curl_slist *, const char *);
     void (*slist_free_all)(struct curl_slist *);
+    void (*easy_reset)(CURL *);
 };
 /* NULL with a message when libcurl cannot be loaded. */
 const struct pqri_curl *pqri_curl(char *err, size_t errlen);
@@ -47,6 +48,14 @@ struct pqri_tls {
  * are internal services), the connect timeout, TLS files. */
 void pqri_http_common(CURL *h, const char *url, long connect_timeout_ms, const struct pqri_tls *tls);
 
+/* A connection kept between requests to one server (the agent's once-per-interval reads): the
+ * multi handle holds the connection cache. Zero-initialised; closed with pqri_http_conn_close(). */
+struct pqri_http_conn {
+    CURLM *multi;
+    CURL *h;
+};
+void pqri_http_conn_close(struct pqri_http_conn *c);
+
 struct pqri_http_req {
     const char *url;
     const char *body;      /* NULL: GET; else POST with this body */
@@ -59,6 +68,7 @@ struct pqri_http_req {
     const char *capture;  /* a response header whose value is copied into captured */
     char *captured;
     size_t captured_len;
+    struct pqri_http_conn *conn; /* NULL: a new connection for this request */
 };
 /* One request: 0 with *status set (any status), -1 with a message when no answer came. */
 int pqri_http_do(const struct pqri_http_req *rq, struct pqri_buf *out, long *status, char *err,

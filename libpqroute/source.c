@@ -43,6 +43,14 @@ void pqri_source_close(struct pqri_source *src)
     free(src);
 }
 
+void pqri_source_keep_connections(struct pqri_source *src)
+{
+    if (src->etcd)
+        pqri_etcd_keep_connections(src->etcd);
+    else
+        pqri_consul_keep_connections(src->consul);
+}
+
 struct pqr_topology *pqri_source_read(struct pqri_source *src, const int *stop, char *err,
                                       size_t errlen)
 {
