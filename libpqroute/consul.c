@@ -99,16 +99,16 @@ static int query(struct pqri_consul *e, unsigned long long index, int wait_s, co
                                MAX_READ, stop, "X-Consul-Index", idx, sizeof idx,
                                e->keep ? &e->conn : NULL};
     if (pqri_http_do(&rq, &out, &st, why, sizeof why) < 0) {
-        pqri_errf(err, errlen, "%s: %s", e->shown, why);
+        pqri_errf(err, errlen, "consul %s: %s", e->shown, why);
         goto out;
     }
     explicit_bzero(hdr, sizeof hdr);
     if (st != 200 && st != 404) { /* 404: no key under the path (yet) */
-        pqri_errf(err, errlen, "%s: HTTP status %ld", e->shown, st);
+        pqri_errf(err, errlen, "consul %s: HTTP status %ld", e->shown, st);
         goto out;
     }
     if (st == 200 && (!(j = json_loadb(out.p ? out.p : "", out.len, 0, NULL)) || !json_is_array(j))) {
-        pqri_errf(err, errlen, "%s: not a JSON array of keys", e->shown);
+        pqri_errf(err, errlen, "consul %s: not a JSON array of keys", e->shown);
         goto out;
     }
     for (size_t i = 0; i < json_array_size(j); i++) {
@@ -128,7 +128,7 @@ static int query(struct pqri_consul *e, unsigned long long index, int wait_s, co
         if (vlen < 0 || pqri_kvset_put(&set, k + plen, klen, (char *)v, (size_t)vlen,
                                        json_integer_value(json_object_get(o, "ModifyIndex"))) < 0) {
             free(v);
-            pqri_errf(err, errlen, "%s: key %.200s is unreadable or too large", e->shown, k);
+            pqri_errf(err, errlen, "consul %s: key %.200s is unreadable or too large", e->shown, k);
             goto out;
         }
         free(v);
@@ -180,7 +180,7 @@ static struct pqr_topology *topology(struct pqri_consul *e, const char *how, cha
 
     snprintf(source, sizeof source, "consul %s %s", how, e->shown);
     if ((t = pqri_dcs_topology(&e->kv, source, err, errlen)) && t->n == 0) {
-        pqri_errf(err, errlen, "%s: no members under %s", e->shown, e->path);
+        pqri_errf(err, errlen, "consul %s: no members under %s", e->shown, e->path);
         pqri_topo_unref(t);
         return NULL;
     }

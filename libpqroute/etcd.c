@@ -150,17 +150,17 @@ static json_t *call(struct pqri_etcd *e, const char *path, const char *body, con
 
     snprintf(url, sizeof url, "%s%s%s", base(e), path[0] == '/' && path[1] == 'v' ? "" : e->api, path);
     if (pqri_http_do(&rq, &out, status, why, sizeof why) < 0) {
-        pqri_errf(err, errlen, "%s: %s", e->shown, why);
+        pqri_errf(err, errlen, "etcd %s: %s", e->shown, why);
     } else if (*status != 200) {
         json_t *ej = json_loadb(out.p ? out.p : "", out.len, 0, NULL);
         const char *msg = json_string_value(json_object_get(ej, "message"));
         if (!msg)
             msg = json_string_value(json_object_get(json_object_get(ej, "error"), "message"));
-        pqri_errf(err, errlen, "%s: HTTP status %ld%s%.160s", e->shown, *status, msg ? ": " : "",
+        pqri_errf(err, errlen, "etcd %s: HTTP status %ld%s%.160s", e->shown, *status, msg ? ": " : "",
                   msg ? msg : "");
         json_decref(ej);
     } else if (!(j = json_loadb(out.p ? out.p : "", out.len, 0, NULL)) || !json_is_object(j)) {
-        pqri_errf(err, errlen, "%s: not a JSON object", e->shown);
+        pqri_errf(err, errlen, "etcd %s: not a JSON object", e->shown);
         json_decref(j);
         j = NULL;
     }
@@ -180,7 +180,7 @@ static int detect(struct pqri_etcd *e, const int *stop, char *err, size_t errlen
     if (!j)
         return -1;
     if (!v || sscanf(v, "%d.%d", &major, &minor) != 2 || major != 3) {
-        pqri_errf(err, errlen, "%s: /version: not an etcd v3 server", e->shown);
+        pqri_errf(err, errlen, "etcd %s: /version: not an etcd v3 server", e->shown);
         json_decref(j);
         return -1;
     }
@@ -216,7 +216,7 @@ static int authenticate(struct pqri_etcd *e, const int *stop, char *err, size_t 
         return -1;
     tok = json_string_value(json_object_get(j, "token"));
     if (!tok || strlen(tok) > 500 || strpbrk(tok, "\r\n")) {
-        pqri_errf(err, errlen, "%s: authentication returned no token", e->shown);
+        pqri_errf(err, errlen, "etcd %s: authentication returned no token", e->shown);
         json_decref(j);
         return -1;
     }
@@ -289,7 +289,7 @@ static int read_prefix(struct pqri_etcd *e, const int *stop, char *err, size_t e
     kvs = json_object_get(j, "kvs");
     for (size_t i = 0; i < json_array_size(kvs); i++)
         if (put_kv(e, &set, json_array_get(kvs, i)) < 0) {
-            pqri_errf(err, errlen, "%s: a key under %s is unreadable or too large", e->shown,
+            pqri_errf(err, errlen, "etcd %s: a key under %s is unreadable or too large", e->shown,
                       e->prefix);
             pqri_kvset_clear(&set);
             json_decref(j);
@@ -343,7 +343,7 @@ static struct pqr_topology *topology(struct pqri_etcd *e, const char *how, char 
     snprintf(source, sizeof source, "etcd %s %s", how, e->shown);
     t = pqri_dcs_topology(&e->kv, source, err, errlen);
     if (t && t->n == 0) {
-        pqri_errf(err, errlen, "%s: no members under %s", e->shown, e->prefix);
+        pqri_errf(err, errlen, "etcd %s: no members under %s", e->shown, e->prefix);
         pqri_topo_unref(t);
         return NULL;
     }
@@ -387,13 +387,13 @@ static int on_line(void *arg, const char *line, size_t len)
     if (len == 0)
         return 0;
     if (!j || !json_is_object(j)) {
-        snprintf(w->why, sizeof w->why, "%s: watch answered something that is not JSON", e->shown);
+        snprintf(w->why, sizeof w->why, "etcd %s: watch answered something that is not JSON", e->shown);
         json_decref(j);
         return -1;
     }
     if (json_object_get(j, "error")) {
         const char *msg = json_string_value(json_object_get(json_object_get(j, "error"), "message"));
-        snprintf(w->why, sizeof w->why, "%s: watch error: %.200s", e->shown, msg ? msg : "(none)");
+        snprintf(w->why, sizeof w->why, "etcd %s: watch error: %.200s", e->shown, msg ? msg : "(none)");
         json_decref(j);
         return -1;
     }
@@ -402,7 +402,7 @@ static int on_line(void *arg, const char *line, size_t len)
         long long cr = jrev(json_object_get(res, "compact_revision"));
         const char *reason = json_string_value(json_object_get(res, "cancel_reason"));
         w->compacted = cr > 0;
-        snprintf(w->why, sizeof w->why, "%s: watch cancelled%s%.200s", e->shown,
+        snprintf(w->why, sizeof w->why, "etcd %s: watch cancelled%s%.200s", e->shown,
                  w->compacted ? " (revision compacted)" : reason ? ": " : "",
                  w->compacted || !reason ? "" : reason);
         json_decref(j);
@@ -422,7 +422,7 @@ static int on_line(void *arg, const char *line, size_t len)
                 pqri_kvset_del(&e->kv, k, klen);
             free(k);
         } else if (put_kv(e, &e->kv, kv) < 0) {
-            snprintf(w->why, sizeof w->why, "%.300s: a key under %.300s is unreadable or too large",
+            snprintf(w->why, sizeof w->why, "etcd %.300s: a key under %.300s is unreadable or too large",
                      e->shown, e->prefix);
             json_decref(j);
             return -1;
@@ -446,7 +446,7 @@ static size_t on_stream(char *p, size_t sz, size_t nm, void *ud)
 
     if (w->why[0] || pqri_lines_feed(&w->lines, p, sz * nm) < 0) {
         if (!w->why[0])
-            snprintf(w->why, sizeof w->why, "%s: watch answer too long", w->e->shown);
+            snprintf(w->why, sizeof w->why, "etcd %s: watch answer too long", w->e->shown);
         return 0; /* abandons the stream */
     }
     return sz * nm;
@@ -599,7 +599,7 @@ int pqri_etcd_watch(struct pqri_etcd *e, const int *stop, const struct pqri_watc
             while ((msg = cu->multi_info_read(multi, &left)))
                 if (msg->msg == CURLMSG_DONE && msg->easy_handle == stream) {
                     if (!w.why[0])
-                        snprintf(w.why, sizeof w.why, "%s: watch ended: %s", e->shown,
+                        snprintf(w.why, sizeof w.why, "etcd %s: watch ended: %s", e->shown,
                                  msg->data.result == CURLE_OK ? "the server closed it"
                                                               : cu->easy_strerror(msg->data.result));
                     done = true;
@@ -623,7 +623,7 @@ int pqri_etcd_watch(struct pqri_etcd *e, const int *stop, const struct pqri_watc
                     /* Deliver what is already in the socket before judging the stream. */
                     cu->multi_perform(multi, &running);
                     if (stalled(&w, j)) {
-                        snprintf(w.why, sizeof w.why, "%s: watch stalled (revision %lld not "
+                        snprintf(w.why, sizeof w.why, "etcd %s: watch stalled (revision %lld not "
                                  "delivered)", e->shown, w.suspect);
                         w.distrust = true;
                         done = true;

@@ -1,0 +1,59 @@
+# Consul as the DCS, against a stand-in for its KV API (Consul is not packaged for Debian, so no
+# real server is run here; the same key mapping is tested against the real etcd in t95): a read, a
+# blocking-query watch through the agent, a token, and the faults a Consul agent can show.
+. "$(dirname "$0")/../lib.sh"
+tmp=$(mktemp -d)
+fake_pid= agent_pid=
+cleanup() {
+    [ -n "$agent_pid" ] && kill $agent_pid 2>/dev/null
+    [ -n "$fake_pid" ] && kill $fake_pid 2>/dev/null
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+FAKE=127.0.0.34:18500
+export PQROUTE_CONSUL=http://$FAKE PQROUTE_SCOPE=fake PQROUTE_RW=127.0.0.1:1 PQROUTE_CACHE_DIR=$tmp/cache \
+       PQROUTE_REFRESH_MS=1000 PQROUTE_REST_TIMEOUT_MS=300 PQROUTE_LOG=info
+unset PQROUTE_PATRONI PQROUTE_ETCD PQROUTE_CONFIG
+python3 "$ROOT/tests/tools/fake-consul.py" $FAKE >"$tmp/fake.out" 2>&1 &
+fake_pid=$!
+for _ in $(seq 50); do grep -q ready "$tmp/fake.out" 2>/dev/null && break; sleep 0.1; done
+ctl() { curl -fsS "http://$FAKE/ctl/$1" >/dev/null; }
+status() { "$B/pqroute" status 2>&1; }
+wait_for() { local n=$(( $1 * 10 )); shift; for _ in $(seq $n); do "$@" && return 0; sleep 0.1; done; return 1; }
+
+out=$(status)
+like "$out" 'view from consul read http://127.0.0.34:18500, [0-9.]+ s old, leader c1' "a process reads Patroni's keys from Consul"
+like "$out" 'c2 +replica +running +127.0.0.62:5432' "members from conn_url"
+PQROUTE_LOG=debug "$B/pqroute" agent >"$tmp/agent.log" 2>&1 &
+agent_pid=$!
+check "the agent follows Consul with blocking queries" wait_for 5 sh -c "\"$B/pqroute\" status 2>/dev/null | grep -q 'consul watch.*by pqroute agent'"
+t0=$(ms)
+ctl "leader?name=c2"
+wait_for 3 sh -c "\"$B/pqroute\" status 2>/dev/null | grep -q 'leader c2'"
+dt=$(( $(ms) - t0 ))
+ok $([ $dt -lt 700 ]; echo $?) "a leader change reaches the cache through the blocking query (${dt} ms, interval 1000 ms)"
+blocking=$(curl -fsS "http://$FAKE/ctl/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["blocking"])')
+ok $([ "$blocking" -ge 1 ]; echo $?) "blocking queries were used ($blocking)"
+ctl "mode?m=reset"
+sleep 0.3
+ctl "mode?m=ok"
+ctl "leader?name=c1"
+check "an index that goes backwards (a restored snapshot): the watch starts over and goes on" \
+    wait_for 4 sh -c "\"$B/pqroute\" status 2>/dev/null | grep -q 'leader c1'"
+for m in "500:HTTP status 500" "garbage:not a JSON array"; do
+    ctl "mode?m=${m%%:*}"
+    check "${m%%:*}: the agent says why (${m#*:})" wait_for 5 grep -q "consul http://$FAKE: ${m#*:}" "$tmp/agent.log"
+    ctl "mode?m=ok"
+done
+check "the agent is still running" kill -0 $agent_pid
+ctl "leader?name=c2"
+check "and follows Consul again" wait_for 8 sh -c "\"$B/pqroute\" status 2>/dev/null | grep -q 'consul watch.*leader c2'"
+kill $agent_pid; wait $agent_pid 2>/dev/null; agent_pid=
+
+ctl "token?t=s3cret"
+out=$(status)
+like "$out" 'consul.*HTTP status 403' "an ACL token is required: Consul's 403 is reported"
+printf 's3cret\n' >"$tmp/token"; chmod 600 "$tmp/token"
+out=$(PQROUTE_CONSUL_TOKEN_FILE=$tmp/token status)
+like "$out" 'view from consul read .*leader c2' "with PQROUTE_CONSUL_TOKEN_FILE the keys are read"
+done_testing
