@@ -35,6 +35,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def do_GET(self):
+        if os.environ.get("FAKE_LOG"):  # when each request arrived, for the spreading tests
+            with open(os.environ["FAKE_LOG"], "a") as f:
+                f.write("%.4f %s\n" % (time.time(), sys.argv[1]))
         if mode == "ok":
             self.reply(200, body)
         elif mode == "500":
