@@ -75,7 +75,19 @@ static void test_topology(void)
     ok(t && t->m[t->leader].api_url && strstr(t->m[t->leader].api_url, "127.0.0.11:8008"),
        "api_url kept (the REST fallback learns its endpoints)");
     ok(t && strcmp(t->source, "etcd test") == 0, "source set");
+    ok(t && t->m[t->leader].lag == -1, "the leader has no lag");
     pqri_topo_unref(t);
+
+    /* No position for the leader anywhere (no status key, none in its member key): lag unknown. */
+    struct pqri_kvset u = {0};
+    put(&u, "members/node1", "{\"conn_url\":\"postgres://127.0.0.11:5432/x\",\"role\":\"master\",\"state\":\"running\"}");
+    member(&u, 2, "replica", 100, 1);
+    put(&u, "leader", "node1");
+    t = topo(&u);
+    i = t ? find(t, "node2") : -1;
+    ok(i >= 0 && t->m[i].lag == -1, "no leader position: a replica's lag is unknown (never 0)");
+    pqri_topo_unref(t);
+    pqri_kvset_clear(&u);
 
     /* A switchover, as the watch sees it: the leader key goes first. */
     pqri_kvset_del(&s, "leader", 6);
