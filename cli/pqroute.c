@@ -275,6 +275,23 @@ static int cmd_check(void)
     for (size_t k = 0; k < pqr_router_clusters(r); k++) {
         const char *name = pqr_router_cluster_name(r, k);
         printf("cluster %s:\n", name);
+        const char *dcs = pqr_router_dcs(r, name);
+        if (dcs) {
+            char err[1024];
+            pqr_topology *t = pqr_router_ask_dcs(r, name, err, sizeof err);
+            if (t) {
+                int leader = pqr_topology_leader(t);
+                printf("  DCS  %-32s ok: %zu members, leader %s\n", pqr_topology_source(t),
+                       pqr_topology_size(t), leader >= 0 ? pqr_member_name(t, (size_t)leader) : "(none)");
+                problems += leader < 0;
+                pqr_topology_release(t);
+            } else {
+                printf("  DCS  %-32s ERROR: %s\n       hint: PQROUTE_SCOPE and PQROUTE_NAMESPACE must be "
+                       "Patroni's scope and namespace; https needs PQROUTE_ETCD_CA; a user needs read access "
+                       "to <namespace>/<scope>/\n", dcs, err);
+                problems++;
+            }
+        }
         for (size_t i = 0; i < pqr_router_endpoints(r, name); i++) {
             char err[512];
             const char *shown = pqr_router_endpoint(r, name, i);

@@ -9,6 +9,7 @@
 
 #include "log.h"
 #include "patroni.h"
+#include "source.h"
 #include "plan.h"
 
 #define STR2(x) #x
@@ -283,6 +284,32 @@ pqr_topology *pqr_router_ask(pqr_router *r, const char *cluster, size_t i, char 
     struct pqri_fetch_opts o = {s, c, one, 1, NULL};
     if ((t = pqri_patroni_fetch(&o, err, errlen)))
         pqri_topo_complete(t, s, c);
+    return t;
+}
+
+const char *pqr_router_dcs(const pqr_router *r, const char *cluster)
+{
+    struct pqri_view *v = view_named((pqr_router *)r, cluster);
+    int kind = v ? pqri_view_conf(v)->dcs.kind : PQRI_DCS_NONE;
+
+    return kind == PQRI_DCS_ETCD ? "etcd" : kind == PQRI_DCS_CONSUL ? "consul" : NULL;
+}
+
+pqr_topology *pqr_router_ask_dcs(pqr_router *r, const char *cluster, char *err, size_t errlen)
+{
+    struct pqri_view *v = view_named(r, cluster);
+    const struct pqr_settings *s = pqri_views_settings(r->views);
+    struct pqri_source *src;
+    struct pqr_topology *t;
+
+    /* A client of its own: the refresher's may be in use by its thread. */
+    if (!v || !(src = pqri_source_open(s, pqri_view_conf(v)))) {
+        pqri_errf(err, errlen, "no DCS configured for this cluster");
+        return NULL;
+    }
+    if ((t = pqri_source_read(src, NULL, err, errlen)))
+        pqri_topo_complete(t, s, pqri_view_conf(v));
+    pqri_source_close(src);
     return t;
 }
 

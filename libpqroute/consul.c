@@ -165,8 +165,7 @@ static int query_any(struct pqri_consul *e, const int *stop, char *err, size_t e
         e->cur = (first + k) % n;
         if (query(e, 0, 0, stop, &changed, why, sizeof why) == 0)
             return 0;
-        size_t used = strlen(err);
-        snprintf(err + used, errlen - used, "%s%s", used ? "; " : "", why);
+        pqri_errcat(err, errlen, why);
         if (stop && __atomic_load_n(stop, __ATOMIC_ACQUIRE))
             break;
     }
@@ -175,18 +174,7 @@ static int query_any(struct pqri_consul *e, const int *stop, char *err, size_t e
 
 static struct pqr_topology *topology(struct pqri_consul *e, const char *how, char *err, size_t errlen)
 {
-    char source[700];
-    struct pqr_topology *t;
-
-    snprintf(source, sizeof source, "consul %s %s", how, e->shown);
-    if ((t = pqri_dcs_topology(&e->kv, source, err, errlen)) && t->n == 0) {
-        pqri_errf(err, errlen, "consul %s: no members under %s", e->shown, e->path);
-        pqri_topo_unref(t);
-        return NULL;
-    }
-    if (t)
-        t->mono_ms = pqri_mono_ms();
-    return t;
+    return pqri_dcs_view(&e->kv, "consul", how, e->shown, e->path, err, errlen);
 }
 
 struct pqr_topology *pqri_consul_read(struct pqri_consul *e, const int *stop, char *err,

@@ -247,3 +247,22 @@ out:
     json_decref(status);
     return t;
 }
+
+struct pqr_topology *pqri_dcs_view(const struct pqri_kvset *s, const char *store, const char *how,
+                                   const char *endpoint, const char *prefix, char *err,
+                                   size_t errlen)
+{
+    char source[700];
+    struct pqr_topology *t;
+
+    snprintf(source, sizeof source, "%s %s %s", store, how, endpoint);
+    if (!(t = pqri_dcs_topology(s, source, err, errlen)))
+        return NULL;
+    if (t->n == 0) {
+        pqri_errf(err, errlen, "%s %s: no members under %s", store, endpoint, prefix);
+        pqri_topo_unref(t);
+        return NULL;
+    }
+    t->mono_ms = pqri_mono_ms();
+    return t;
+}

@@ -38,4 +38,10 @@ int pqri_dcs_prefix(char *out, size_t len, const char *ns, const char *scope, in
 struct pqr_topology *pqri_dcs_topology(const struct pqri_kvset *s, const char *source, char *err,
                                        size_t errlen);
 
+/* The same, as a store's client reports it: source "<store> <how> <endpoint>", a view with no
+ * member refused (naming the prefix), its age starting now. */
+struct pqr_topology *pqri_dcs_view(const struct pqri_kvset *s, const char *store, const char *how,
+                                   const char *endpoint, const char *prefix, char *err,
+                                   size_t errlen);
+
 #endif

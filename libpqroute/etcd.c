@@ -154,8 +154,13 @@ static json_t *call(struct pqri_etcd *e, const char *path, const char *body, con
     } else if (*status != 200) {
         json_t *ej = json_loadb(out.p ? out.p : "", out.len, 0, NULL);
         const char *msg = json_string_value(json_object_get(ej, "message"));
+        char text[200];
         if (!msg)
             msg = json_string_value(json_object_get(json_object_get(ej, "error"), "message"));
+        if (!msg && out.p && !ej) { /* some gateway errors are plain text: its first line */
+            snprintf(text, sizeof text, "%.*s", (int)strcspn(out.p, "\r\n"), out.p);
+            msg = text;
+        }
         pqri_errf(err, errlen, "etcd %s: HTTP status %ld%s%.160s", e->shown, *status, msg ? ": " : "",
                   msg ? msg : "");
         json_decref(ej);
@@ -326,8 +331,7 @@ static int read_any(struct pqri_etcd *e, const int *stop, char *err, size_t errl
         use_endpoint(e, (first + k) % n);
         if (read_prefix(e, stop, why, sizeof why) == 0)
             return 0;
-        size_t used = strlen(err);
-        snprintf(err + used, errlen - used, "%s%s", used ? "; " : "", why);
+        pqri_errcat(err, errlen, why);
         e->api[0] = 0; /* ask its version again when it answers again */
         if (stop && __atomic_load_n(stop, __ATOMIC_ACQUIRE))
             break;
@@ -337,19 +341,7 @@ static int read_any(struct pqri_etcd *e, const int *stop, char *err, size_t errl
 
 static struct pqr_topology *topology(struct pqri_etcd *e, const char *how, char *err, size_t errlen)
 {
-    char source[700];
-    struct pqr_topology *t;
-
-    snprintf(source, sizeof source, "etcd %s %s", how, e->shown);
-    t = pqri_dcs_topology(&e->kv, source, err, errlen);
-    if (t && t->n == 0) {
-        pqri_errf(err, errlen, "etcd %s: no members under %s", e->shown, e->prefix);
-        pqri_topo_unref(t);
-        return NULL;
-    }
-    if (t)
-        t->mono_ms = pqri_mono_ms();
-    return t;
+    return pqri_dcs_view(&e->kv, "etcd", how, e->shown, e->prefix, err, errlen);
 }
 
 void pqri_etcd_keep_connections(struct pqri_etcd *e)

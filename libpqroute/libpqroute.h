@@ -161,6 +161,11 @@ PQR_EXPORT size_t pqr_router_endpoints(const pqr_router *r, const char *cluster)
 PQR_EXPORT const char *pqr_router_endpoint(const pqr_router *r, const char *cluster, size_t i);
 PQR_EXPORT pqr_topology *pqr_router_ask(pqr_router *r, const char *cluster, size_t i, char *err,
                                         size_t errlen);
+/* The cluster's DCS ("etcd", "consul", or NULL when its view comes from REST only), and one read of
+ * it now (NULL with the reason in err). */
+PQR_EXPORT const char *pqr_router_dcs(const pqr_router *r, const char *cluster);
+PQR_EXPORT pqr_topology *pqr_router_ask_dcs(pqr_router *r, const char *cluster, char *err,
+                                            size_t errlen);
 /* What the router would do with a connection, without connecting: the decision line (as
  * pqr_last_decision(), which it also sets). May wait for a first view like a blocking connect. */
 PQR_EXPORT const char *pqr_router_explain(pqr_router *r, const char *conninfo);

@@ -178,3 +178,11 @@ bool pqri_trusted_file(const struct stat *st)
     return S_ISREG(st->st_mode) && (st->st_uid == 0 || st->st_uid == geteuid()) &&
            !(st->st_mode & (S_IWGRP | S_IWOTH));
 }
+
+void pqri_errcat(char *err, size_t errlen, const char *what)
+{
+    size_t used = err ? strlen(err) : 0;
+
+    if (err && used < errlen)
+        snprintf(err + used, errlen - used, "%s%s", used ? "; " : "", what);
+}

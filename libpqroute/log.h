@@ -16,6 +16,8 @@ void pqri_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 
 #define PQR_INFO(...) pqri_log(PQR_LOG_INFO, __VA_ARGS__)
 #define PQR_DEBUG(...) pqri_log(PQR_LOG_DEBUG, __VA_ARGS__)
 void pqri_errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Appends "; what" (or what, to an empty message). */
+void pqri_errcat(char *err, size_t errlen, const char *what);
 
 /* Control characters as \xNN, truncated to fit; returns the length. */
 size_t pqri_escape(char *dst, size_t len, const char *src);

@@ -310,10 +310,8 @@ static struct pqr_topology *fetch(struct pqri_views *vs, struct pqri_view *v, ch
     v->dcs_failing = true;
     pqri_stat(&v->stats, PQR_STAT_REST_FALLBACKS);
     t = fetch_rest(vs, v, true, err, errlen);
-    if (!t) {
-        size_t used = strlen(err);
-        snprintf(err + used, errlen - used, "%s%s", used ? "; " : "", why);
-    }
+    if (!t)
+        pqri_errcat(err, errlen, why);
     return t;
 }
 
