@@ -464,6 +464,13 @@ static bool stalled(struct watch *w, json_t *j)
             newest = mr;
         free(k);
     }
+    /* A store whose revision is behind ours is not the one we watched (rebuilt, or another
+     * cluster behind the same address): nothing it streams would reach us. */
+    long long hr = jrev(json_object_get(json_object_get(j, "header"), "revision"));
+    if (hr > 0 && hr < e->rev) {
+        w->suspect = hr;
+        return true;
+    }
     /* Deleted keys leave no revision behind: a count that differs counts as newer too. */
     if (!newest && wanted != e->kv.n)
         newest = jrev(json_object_get(json_object_get(j, "header"), "revision"));
@@ -615,8 +622,13 @@ int pqri_etcd_watch(struct pqri_etcd *e, const int *stop, const struct pqri_watc
                     /* Deliver what is already in the socket before judging the stream. */
                     cu->multi_perform(multi, &running);
                     if (stalled(&w, j)) {
-                        snprintf(w.why, sizeof w.why, "etcd %s: watch stalled (revision %lld not "
-                                 "delivered)", e->shown, w.suspect);
+                        if (w.suspect < e->rev)
+                            snprintf(w.why, sizeof w.why, "etcd %s: the store's revision (%lld) is "
+                                     "behind the watch's (%lld): reading it again", e->shown,
+                                     w.suspect, e->rev);
+                        else
+                            snprintf(w.why, sizeof w.why, "etcd %s: watch stalled (revision %lld not "
+                                     "delivered)", e->shown, w.suspect);
                         w.distrust = true;
                         done = true;
                     } else if (!w.why[0]) {

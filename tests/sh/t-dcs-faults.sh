@@ -110,4 +110,27 @@ printf 'wrong\n' >"$tmp/pw"; chmod 0600 "$tmp/pw"
 "$B/pqroute" status >"$tmp/status.out" 2>&1
 like "$(cat "$tmp/status.out")" 'authentication failed' "a wrong password: etcd's reason"
 ctl "auth?on=0"
+unset PQROUTE_ETCD_USER PQROUTE_ETCD_PASSWORD_FILE
+
+# Endpoint failover: the first etcd endpoint refuses, or dies under the watch. The second stand-in
+# has a shorter history than the first (a rebuilt etcd behind the next address): the resumed watch
+# would never deliver, and the proof-of-life read notices that the store went back.
+FAKE2=127.0.0.40:12379
+python3 "$ROOT/tests/tools/fake-etcd.py" $FAKE2 >"$tmp/fake2.out" 2>&1 &
+fake2_pid=$!
+for _ in $(seq 50); do grep -q ready "$tmp/fake2.out" 2>/dev/null && break; sleep 0.1; done
+ctl2() { curl -fsS "http://$FAKE2/ctl/$1" >/dev/null; }
+ctl "leader?name=n1"; ctl2 "leader?name=n1"
+out=$(PQROUTE_ETCD=http://127.0.0.1:1,http://$FAKE2 "$B/pqroute" status 2>&1)
+like "$out" "view from etcd read http://$FAKE2" "the first endpoint refuses: the next one answers"
+export PQROUTE_ETCD=http://$FAKE,http://$FAKE2
+agent_start >/dev/null
+like "$("$B/pqroute" status 2>&1 | grep 'view from')" "etcd watch http://$FAKE," "the agent watches the first endpoint"
+kill $fake_pid; wait $fake_pid 2>/dev/null; fake_pid=
+ctl2 "leader?name=n2"
+check "the first endpoint dies under the watch: the agent goes to the next one and sees the change" \
+    wait_for 6 sh -c "\"$B/pqroute\" status 2>/dev/null | grep -q 'etcd watch http://$FAKE2.*leader n2'"
+check "and said why (the store's revision went back)" log_has "revision \\([0-9]+\\) is behind the watch's"
+agent_stop
+kill $fake2_pid 2>/dev/null
 done_testing
