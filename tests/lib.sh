@@ -23,3 +23,31 @@ ms() { date +%s%3N; }
 
 # Run the client under the shim; stdout+stderr together.
 shim() { LD_PRELOAD=$PRELOAD "$CLIENT" "$@" 2>&1; }
+
+# A test server that prints "ready" once it listens: started in the background, its pid in BG_PID
+# (and in BG_PIDS, for stop_servers at exit); 1 if it did not get ready within 5 s.
+BG_PIDS=()
+start_server() { # outfile command...
+    local out=$1 i
+    shift
+    "$@" >"$out" 2>&1 &
+    BG_PID=$!
+    BG_PIDS+=("$BG_PID")
+    for i in $(seq 50); do grep -q ready "$out" 2>/dev/null && return 0; sleep 0.1; done
+    return 1
+}
+stop_servers() { local p; for p in "${BG_PIDS[@]}"; do kill "$p" 2>/dev/null; done; }
+
+# TLS material for a test: in DIR, a certificate NAME (CN, subjectAltName SAN) signed by SIGNER
+# (SIGNER.crt/.key in DIR; make a CA with make_ca).
+make_ca() { # dir name
+    openssl req -x509 -new -newkey rsa:2048 -nodes -keyout "$1/$2.key" -subj "/CN=$2" -days 2 -out "$1/$2.crt" 2>/dev/null
+}
+make_cert() { # dir name subject san signer
+    local d=$1
+    openssl req -new -newkey rsa:2048 -nodes -keyout "$d/$2.key" -subj "$3" -out "$d/$2.csr" 2>/dev/null
+    printf 'subjectAltName=%s\n' "$4" >"$d/$2.ext"
+    openssl x509 -req -in "$d/$2.csr" -CA "$d/$5.crt" -CAkey "$d/$5.key" -CAcreateserial -days 2 \
+        -extfile "$d/$2.ext" -out "$d/$2.crt" 2>/dev/null
+    chmod 600 "$d/$2.key"
+}

@@ -7,19 +7,9 @@ node=node3
 ip=$("$CL" ip $node)
 restore() { "$CL" rest-plain $node; for _ in $(seq 50); do curl -s -o /dev/null "http://$ip:8008/cluster" && break; sleep 0.2; done; rm -rf "$tmp"; }
 trap restore EXIT
-cd "$tmp"
-cert() { # name cn san signer
-    openssl req -new -newkey rsa:2048 -nodes -keyout "$1.key" -subj "/CN=$2" -out "$1.csr" 2>/dev/null
-    printf 'subjectAltName=%s\n' "$3" >"$1.ext"
-    openssl x509 -req -in "$1.csr" -CA "$4.crt" -CAkey "$4.key" -CAcreateserial -days 2 -extfile "$1.ext" -out "$1.crt" 2>/dev/null
-}
-for ca in ca other-ca; do
-    openssl req -x509 -new -newkey rsa:2048 -nodes -keyout $ca.key -subj "/CN=$ca" -days 2 -out $ca.crt 2>/dev/null
-done
-cert server "$ip" "IP:$ip" ca
-cert client "libpqroute" "DNS:libpqroute" ca
-chmod 600 ./*.key
-cd - >/dev/null
+for ca in ca other-ca; do make_ca "$tmp" $ca; done
+make_cert "$tmp" server "/CN=$ip" "IP:$ip" ca
+make_cert "$tmp" client "/CN=libpqroute" "DNS:libpqroute" ca
 "$CL" rest-tls $node "$tmp/server.crt" "$tmp/server.key" "$tmp/ca.crt"
 for _ in $(seq 75); do
     curl -s -o /dev/null --cacert "$tmp/ca.crt" --cert "$tmp/client.crt" --key "$tmp/client.key" "https://$ip:8008/cluster" && break

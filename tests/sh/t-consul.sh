@@ -3,20 +3,14 @@
 # blocking-query watch through the agent, a token, and the faults a Consul agent can show.
 . "$(dirname "$0")/../lib.sh"
 tmp=$(mktemp -d)
-fake_pid= agent_pid=
-cleanup() {
-    [ -n "$agent_pid" ] && kill $agent_pid 2>/dev/null
-    [ -n "$fake_pid" ] && kill $fake_pid 2>/dev/null
-    rm -rf "$tmp"
-}
+agent_pid=
+cleanup() { [ -n "$agent_pid" ] && kill $agent_pid 2>/dev/null; stop_servers; rm -rf "$tmp"; }
 trap cleanup EXIT
 FAKE=127.0.0.34:18500
 export PQROUTE_CONSUL=http://$FAKE PQROUTE_SCOPE=fake PQROUTE_RW=127.0.0.1:1 PQROUTE_CACHE_DIR=$tmp/cache \
        PQROUTE_REFRESH_MS=1000 PQROUTE_REST_TIMEOUT_MS=300 PQROUTE_LOG=info
 unset PQROUTE_PATRONI PQROUTE_ETCD PQROUTE_CONFIG
-python3 "$ROOT/tests/tools/fake-consul.py" $FAKE >"$tmp/fake.out" 2>&1 &
-fake_pid=$!
-for _ in $(seq 50); do grep -q ready "$tmp/fake.out" 2>/dev/null && break; sleep 0.1; done
+start_server "$tmp/fake.out" python3 "$ROOT/tests/tools/fake-consul.py" $FAKE
 ctl() { curl -fsS "http://$FAKE/ctl/$1" >/dev/null; }
 status() { "$B/pqroute" status 2>&1; }
 wait_for() { local n=$(( $1 * 10 )); shift; for _ in $(seq $n); do "$@" && return 0; sleep 0.1; done; return 1; }

@@ -2,21 +2,15 @@
 # fault gets one clear line, the agent watches again, and the view it keeps stays right.
 . "$(dirname "$0")/../lib.sh"
 tmp=$(mktemp -d)
-fake_pid= agent_pid=
-cleanup() {
-    [ -n "${KEEP:-}" ] && cp "$tmp/agent.log" /tmp/agent-last.log
-    [ -n "$agent_pid" ] && kill $agent_pid 2>/dev/null
-    [ -n "$fake_pid" ] && kill $fake_pid 2>/dev/null
-    rm -rf "$tmp"
-}
+agent_pid=
+cleanup() { [ -n "$agent_pid" ] && kill $agent_pid 2>/dev/null; stop_servers; rm -rf "$tmp"; }
 trap cleanup EXIT
 FAKE=127.0.0.33:12379
 export PQROUTE_ETCD=http://$FAKE PQROUTE_SCOPE=fake PQROUTE_RW=127.0.0.1:1 PQROUTE_CACHE_DIR=$tmp/cache \
        PQROUTE_REFRESH_MS=300 PQROUTE_REST_TIMEOUT_MS=300 PQROUTE_LOG=debug
 unset PQROUTE_PATRONI PQROUTE_CONFIG
-python3 "$ROOT/tests/tools/fake-etcd.py" $FAKE >"$tmp/fake.out" 2>&1 &
-fake_pid=$!
-for _ in $(seq 50); do grep -q ready "$tmp/fake.out" 2>/dev/null && break; sleep 0.1; done
+start_server "$tmp/fake.out" python3 "$ROOT/tests/tools/fake-etcd.py" $FAKE
+fake_pid=$BG_PID
 ctl() { curl -fsS "http://$FAKE/ctl/$1" >/dev/null; }
 stat_of() { "$B/pqroute" stats 2>/dev/null | awk -v k="$1" '$1==k {print $2}'; }
 leader_now() { "$B/pqroute" status 2>/dev/null | sed -n 's/.*leader \([a-z0-9()]*\).*/\1/p' | head -1; }
@@ -116,9 +110,7 @@ unset PQROUTE_ETCD_USER PQROUTE_ETCD_PASSWORD_FILE
 # has a shorter history than the first (a rebuilt etcd behind the next address): the resumed watch
 # would never deliver, and the proof-of-life read notices that the store went back.
 FAKE2=127.0.0.40:12379
-python3 "$ROOT/tests/tools/fake-etcd.py" $FAKE2 >"$tmp/fake2.out" 2>&1 &
-fake2_pid=$!
-for _ in $(seq 50); do grep -q ready "$tmp/fake2.out" 2>/dev/null && break; sleep 0.1; done
+start_server "$tmp/fake2.out" python3 "$ROOT/tests/tools/fake-etcd.py" $FAKE2
 ctl2() { curl -fsS "http://$FAKE2/ctl/$1" >/dev/null; }
 ctl "leader?name=n1"; ctl2 "leader?name=n1"
 out=$(PQROUTE_ETCD=http://127.0.0.1:1,http://$FAKE2 "$B/pqroute" status 2>&1)
@@ -126,11 +118,10 @@ like "$out" "view from etcd read http://$FAKE2" "the first endpoint refuses: the
 export PQROUTE_ETCD=http://$FAKE,http://$FAKE2
 agent_start >/dev/null
 like "$("$B/pqroute" status 2>&1 | grep 'view from')" "etcd watch http://$FAKE," "the agent watches the first endpoint"
-kill $fake_pid; wait $fake_pid 2>/dev/null; fake_pid=
+kill $fake_pid; wait $fake_pid 2>/dev/null
 ctl2 "leader?name=n2"
 check "the first endpoint dies under the watch: the agent goes to the next one and sees the change" \
     wait_for 6 sh -c "\"$B/pqroute\" status 2>/dev/null | grep -q 'etcd watch http://$FAKE2.*leader n2'"
 check "and said why (the store's revision went back)" log_has "revision \\([0-9]+\\) is behind the watch's"
 agent_stop
-kill $fake2_pid 2>/dev/null
 done_testing

@@ -14,22 +14,12 @@ cleanup() {
     rm -rf "$tmp"
 }
 trap cleanup EXIT
-cd "$tmp"
-cert() { # name cn san signer
-    openssl req -new -newkey rsa:2048 -nodes -keyout "$1.key" -subj "/CN=$2" -out "$1.csr" 2>/dev/null
-    printf 'subjectAltName=%s\n' "$3" >"$1.ext"
-    openssl x509 -req -in "$1.csr" -CA "$4.crt" -CAkey "$4.key" -CAcreateserial -days 2 -extfile "$1.ext" -out "$1.crt" 2>/dev/null
-}
-openssl req -x509 -new -newkey rsa:2048 -nodes -keyout ca.key -subj "/CN=etcd-ca" -days 2 -out ca.crt 2>/dev/null
-cert server "$IP" "IP:$IP" ca
-cert client "pqroute" "DNS:pqroute" ca
+make_ca "$tmp" ca
+make_cert "$tmp" server "/CN=$IP" "IP:$IP" ca
+make_cert "$tmp" client "/CN=pqroute" "DNS:pqroute" ca
 # Once authentication is on, etcd's gateway refuses a client certificate that has a Common Name
 # (CVE-2018-16886: CN authentication is not offered through it): ours has none, SAN only.
-openssl req -new -newkey rsa:2048 -nodes -keyout nocn.key -subj "/O=pqroute" -out nocn.csr 2>/dev/null
-printf 'subjectAltName=DNS:pqroute\n' >nocn.ext
-openssl x509 -req -in nocn.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 -extfile nocn.ext -out nocn.crt 2>/dev/null
-chmod 600 ./*.key
-cd - >/dev/null
+make_cert "$tmp" nocn "/O=pqroute" "DNS:pqroute" ca
 etcd --name t1 --data-dir "$tmp/data" --listen-client-urls "https://$IP:22379" --advertise-client-urls "https://$IP:22379" \
      --listen-peer-urls "http://$IP:22380" --initial-advertise-peer-urls "http://$IP:22380" --initial-cluster "t1=http://$IP:22380" \
      --cert-file "$tmp/server.crt" --key-file "$tmp/server.key" --trusted-ca-file "$tmp/ca.crt" --client-cert-auth \

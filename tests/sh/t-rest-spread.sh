@@ -2,14 +2,10 @@
 # REST API is asked one node at a time (the fallback), never all of them.
 . "$(dirname "$0")/../lib.sh"
 tmp=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill $p 2>/dev/null; done; rm -rf "$tmp"; }
-trap cleanup EXIT
+trap 'stop_servers; rm -rf "$tmp"' EXIT
 FX=$ROOT/tests/fixtures/patroni-3.0.2/cluster-healthy.json
 start_fake() { # addr mode
-    FAKE_LOG=$tmp/requests python3 "$ROOT/tests/tools/fake-patroni.py" "$1" "$2" "$FX" >"$tmp/fake-$1.out" 2>&1 &
-    pids+=($!)
-    for _ in $(seq 50); do grep -q ready "$tmp/fake-$1.out" 2>/dev/null && return; sleep 0.1; done
+    start_server "$tmp/fake-$1.out" env FAKE_LOG="$tmp/requests" python3 "$ROOT/tests/tools/fake-patroni.py" "$1" "$2" "$FX"
 }
 start_fake 127.0.0.35:18008 ok
 start_fake 127.0.0.36:18008 ok

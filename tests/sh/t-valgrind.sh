@@ -13,9 +13,7 @@ out=$(PQROUTE_PATRONI=http://127.0.0.1:9 PQROUTE_RW=127.0.0.1:1 PQROUTE_CACHE_DI
 ok $([ $? != 97 ] && ! grep -q '==[0-9]*==' <<<"$out"; echo $?) "valgrind: the shim, REST down, front door refusing" || diag "$(grep -m8 '==' <<<"$out")"
 # The agent following a (stand-in) etcd watch: a change, a compaction, a stop by SIGTERM.
 FAKE=127.0.0.38:12379
-python3 "$ROOT/tests/tools/fake-etcd.py" $FAKE >"$tmp/fake.out" 2>&1 &
-fake=$!
-for _ in $(seq 50); do grep -q ready "$tmp/fake.out" 2>/dev/null && break; sleep 0.1; done
+start_server "$tmp/fake.out" python3 "$ROOT/tests/tools/fake-etcd.py" $FAKE
 PQROUTE_ETCD=http://$FAKE PQROUTE_SCOPE=fake PQROUTE_RW=127.0.0.1:1 PQROUTE_CACHE_DIR=$tmp/agent PQROUTE_REFRESH_MS=300 \
     PQROUTE_REST_TIMEOUT_MS=3000 "${VG[@]}" "$B/pqroute" agent >"$tmp/agent.out" 2>&1 &
 agent=$!
@@ -27,7 +25,7 @@ sleep 2
 kill -TERM $agent
 wait $agent
 rc=$?
-kill $fake 2>/dev/null
+stop_servers
 out=$(cat "$tmp/agent.out")
 ok $([ $rc = 0 ] && ! grep -q '==[0-9]*==' <<<"$out" && grep -q 'n2' "$tmp"/agent/*.json; echo $?) \
     "valgrind: pqroute agent following an etcd watch (a change, a compaction, SIGTERM)" || diag "$(grep -m8 '==' <<<"$out") rc=$rc"
