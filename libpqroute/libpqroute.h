@@ -1,10 +1,12 @@
 /*
- * libpqroute — leader-aware libpq connections from a cached view of Patroni's REST API.
+ * libpqroute — leader-aware libpq connections from a cached view of a Patroni cluster (its REST API,
+ * or its DCS: etcd v3 or Consul).
  *
  * A router knows one or more Patroni clusters, each reached today through a "front door" (a TCP proxy
  * such as Traefik: a read-write host:port and optionally a read-only one). A connection aimed at a
  * front door is handed to libpq as an ordered multi-host list — the leader (or healthy replicas)
- * first, the front door last — taken from a cached, refreshed view of Patroni's /cluster endpoint.
+ * first, the front door last — taken from a cached, refreshed view of the cluster (what Patroni's
+ * /cluster endpoint shows, or the same built from Patroni's keys in its DCS).
  * Anything else is passed to libpq unchanged. When Patroni's view is unknown or stale, connections go
  * to the front door exactly as they would without libpqroute.
  *
