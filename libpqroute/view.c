@@ -248,6 +248,17 @@ static size_t endpoints(struct pqri_view *v, const struct pqr_topology *t, char 
     return n;
 }
 
+/* The shared file, remembering which version was read (its stamp, taken before the read: a file
+ * replaced in between is read again by the next connect), so that connects do not read it again. */
+static struct pqr_topology *read_shared(struct pqri_view *v)
+{
+    long long stamp = pqri_cache_stamp(&v->cache);
+    struct pqr_topology *ft = pqri_cache_read(&v->cache, &v->vs->s, v->conf);
+
+    __atomic_store_n(&v->file_stamp, stamp, __ATOMIC_RELAXED);
+    return ft;
+}
+
 static bool usable_file(const struct pqri_views *vs, const struct pqr_topology *ft, long long want)
 {
     return ft && ft->mono_ms > want && age_ms(ft) < vs->s.refresh_ms;
@@ -341,6 +352,8 @@ static void fetched(struct pqri_views *vs, struct pqri_view *v, struct pqr_topol
     t->seq = seq;
     if (seq && pqri_cache_write(&v->cache, t) != 0)
         PQR_DEBUG("cluster %s: could not write the shared cache file", v->conf->name);
+    else if (seq) /* ours, and published below: no connect needs to read it */
+        __atomic_store_n(&v->file_stamp, pqri_cache_stamp(&v->cache), __ATOMIC_RELAXED);
     pqri_view_publish(v, t);
     pqri_topo_unref(t);
 }
@@ -359,7 +372,7 @@ static void refresh_cluster(struct pqri_views *vs, struct pqri_view *v, long lon
         fetched(vs, v, t, err, 0);
         return;
     }
-    ft = pqri_cache_read(&v->cache, &vs->s, v->conf);
+    ft = read_shared(v);
     if (usable_file(vs, ft, want)) {
         pqri_view_publish(v, ft);
         pqri_topo_unref(ft);
@@ -373,7 +386,7 @@ static void refresh_cluster(struct pqri_views *vs, struct pqri_view *v, long lon
               locked == 1 ? "refreshing it" : locked == 0 ? "another process refreshes it" : "cannot lock it");
     switch (locked) {
     case 1:
-        ft = pqri_cache_read(&v->cache, &vs->s, v->conf);
+        ft = read_shared(v);
         if (usable_file(vs, ft, want)) {
             pqri_cache_unlock(&v->cache);
             pqri_view_publish(v, ft);
@@ -393,7 +406,7 @@ static void refresh_cluster(struct pqri_views *vs, struct pqri_view *v, long lon
         while (pqri_mono_ms() < deadline && !stopping(vs)) {
             struct timespec ts = {0, 10 * 1000000L};
             nanosleep(&ts, NULL);
-            ft = pqri_cache_read(&v->cache, &vs->s, v->conf);
+            ft = read_shared(v);
             if (ft && ft->seq > seen && ft->mono_ms > want) {
                 pqri_view_publish(v, ft);
                 pqri_topo_unref(ft);
@@ -573,14 +586,10 @@ struct pqr_topology *pqri_view_snapshot(struct pqri_view *v, int wait_ms)
      * at the next refresh, so a leader change reaches the connects that follow within
      * milliseconds. */
     long long stamp = sharing(vs) ? pqri_cache_stamp(&v->cache) : 0;
-    if (stamp && stamp != __atomic_load_n(&v->file_stamp, __ATOMIC_RELAXED)) {
-        __atomic_store_n(&v->file_stamp, stamp, __ATOMIC_RELAXED);
-        if ((ft = pqri_cache_read(&v->cache, &vs->s, v->conf))) {
-            if (fresh(vs, ft))
-                pqri_view_publish(v, ft);
-            pqri_topo_unref(ft);
-        }
-    }
+    ft = NULL;
+    if (stamp && stamp != __atomic_load_n(&v->file_stamp, __ATOMIC_RELAXED) &&
+        (ft = read_shared(v)) && fresh(vs, ft))
+        pqri_view_publish(v, ft);
     pthread_mutex_lock(&vs->lock);
     terr = ensure_thread(vs);
     if (recent(vs, v->current))
@@ -588,11 +597,13 @@ struct pqr_topology *pqri_view_snapshot(struct pqri_view *v, int wait_ms)
     failed = v->last_fetch_failed && pqri_mono_ms() - v->failed_at_mono < failure_window(vs);
     pthread_mutex_unlock(&vs->lock);
     thread_failed(terr);
-    if (t)
+    if (t) {
+        pqri_topo_unref(ft);
         return t;
+    }
     /* A fresh process: another one on this host may have fetched recently. An older file is kept
      * as the fallback view while we ask Patroni ourselves. */
-    if ((ft = pqri_cache_read(&v->cache, &vs->s, v->conf))) {
+    if (ft || (ft = read_shared(v))) {
         if (fresh(vs, ft))
             pqri_view_publish(v, ft);
         if (recent(vs, ft)) {
