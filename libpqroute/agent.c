@@ -48,15 +48,6 @@ static void sleep_ms(const int *stop, long long ms)
     }
 }
 
-/* Between ms/2 and ms: agents restarted together (a fleet's deploy) do not reconnect in step. */
-static long long jitter(long long ms)
-{
-    static __thread unsigned seed;
-    if (!seed)
-        seed = (unsigned)pqri_mono_ms() ^ (unsigned)(uintptr_t)&seed;
-    return ms / 2 + (long long)(rand_r(&seed) % 1000) * (ms / 2) / 1000;
-}
-
 static void on_view(void *arg, struct pqr_topology *t)
 {
     struct agent_cluster *ac = arg;
@@ -105,7 +96,7 @@ static void follow_dcs(struct agent_cluster *ac, struct pqri_source *src)
         warned = true;
         /* Until the next try, the REST API (one node at a time) keeps the file from going stale —
          * unless the DCS read that began the failed watch just did. */
-        long long retry_at = pqri_mono_ms() + jitter(backoff);
+        long long retry_at = pqri_mono_ms() + pqri_jitter_ms(backoff * 3 / 4, 33); /* ~ms/2..ms */
         do {
             if (pqri_mono_ms() - ac->last_view >= s->refresh_ms / 2)
                 serve_rest(ac, true);
@@ -149,7 +140,7 @@ static void *cluster_main(void *arg)
          * while the agent holds the lock, so it need not be younger than that. */
         while (!stopping(ac->stop)) {
             serve_rest(ac, false);
-            sleep_ms(ac->stop, s->refresh_ms - s->refresh_ms / 10 + jitter(s->refresh_ms / 5));
+            sleep_ms(ac->stop, pqri_jitter_ms(s->refresh_ms, 10));
         }
     }
 out:

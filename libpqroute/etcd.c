@@ -148,7 +148,8 @@ static json_t *call(struct pqri_etcd *e, const char *path, const char *body, con
                                MAX_READ, stop, NULL, NULL, 0, e->keep ? &e->conn : NULL};
     json_t *j = NULL;
 
-    snprintf(url, sizeof url, "%s%s%s", base(e), path[0] == '/' && path[1] == 'v' ? "" : e->api, path);
+    /* e->api is "" until detect() has asked /version: no special case for that path. */
+    snprintf(url, sizeof url, "%s%s%s", base(e), e->api, path);
     if (pqri_http_do(&rq, &out, status, why, sizeof why) < 0) {
         pqri_errf(err, errlen, "etcd %s: %s", e->shown, why);
     } else if (*status != 200) {

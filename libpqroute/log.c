@@ -186,3 +186,13 @@ void pqri_errcat(char *err, size_t errlen, const char *what)
     if (err && used < errlen)
         snprintf(err + used, errlen - used, "%s%s", used ? "; " : "", what);
 }
+
+long long pqri_jitter_ms(long long ms, int pct)
+{
+    static __thread unsigned seed;
+    long long span = ms * pct / 100;
+
+    if (!seed)
+        seed = (unsigned)pqri_mono_ms() ^ (unsigned)getpid() << 16 ^ (unsigned)(uintptr_t)&seed;
+    return span > 0 ? ms - span + (long long)(rand_r(&seed) % 1000) * (2 * span) / 1000 : ms;
+}

@@ -41,5 +41,8 @@ bool pqri_trusted_file(const struct stat *st);
 
 long long pqri_now_ms(void);  /* CLOCK_REALTIME: comparable across processes (cache file) */
 long long pqri_mono_ms(void); /* CLOCK_MONOTONIC: ages and deadlines */
+/* ms, give or take pct %, drawn per thread: processes and agents started together (a fleet's
+ * deploy) drift apart instead of polling or reconnecting in step. */
+long long pqri_jitter_ms(long long ms, int pct);
 
 #endif

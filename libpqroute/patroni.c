@@ -45,9 +45,10 @@ static void setup(const struct pqri_curl *cu, struct xfer *x, const struct pqr_s
 
 static void append_err(char *err, size_t errlen, const char *url, const char *what)
 {
-    size_t used = err ? strlen(err) : 0;
-    if (err && used < errlen)
-        snprintf(err + used, errlen - used, "%s%s: %s", used ? "; " : "", url, what);
+    char one[800];
+
+    snprintf(one, sizeof one, "%s: %s", url, what);
+    pqri_errcat(err, errlen, one);
 }
 
 char *pqri_api_base(const char *api_url)

@@ -302,7 +302,7 @@ static struct pqr_topology *fetch(struct pqri_views *vs, struct pqri_view *v, ch
 
     if (!v->conf->dcs.kind)
         return fetch_rest(vs, v, false, err, errlen);
-    if (!v->src && !(v->src = pqri_source_open(&vs->s, v->conf))) {
+    if (!pqri_view_source(v)) {
         pqri_errf(err, errlen, "out of memory");
         return NULL;
     }
@@ -447,14 +447,6 @@ static long long interval(const struct pqri_views *vs, const struct pqri_view *v
     return panicking(v) && vs->s.refresh_ms > PANIC_INTERVAL_MS ? PANIC_INTERVAL_MS : vs->s.refresh_ms;
 }
 
-/* ms, give or take 10%: processes started together (a fleet's deploy) drift apart instead of
- * polling in step. */
-static long long jittered(struct pqri_views *vs, long long ms)
-{
-    unsigned r = pqri_views_spread(vs) * 2654435761u;
-    return ms - ms / 10 + (long long)(r % 1000) * (ms / 5) / 1000;
-}
-
 struct cluster_timer {
     long long last_start; /* when the last attempt started (monotonic) */
     long long next_mono;     /* when the next regular attempt is due */
@@ -490,7 +482,7 @@ static void *refresher_main(void *arg)
                 if (v->last_fetch_failed)
                     v->failed_at_mono = now;
                 pthread_cond_broadcast(&vs->cond);
-                tm[i].next_mono = now + jittered(vs, interval(vs, v));
+                tm[i].next_mono = now + pqri_jitter_ms(interval(vs, v), 10);
             }
             if (tm[i].next_mono - now < wait)
                 wait = tm[i].next_mono - now;
