@@ -11,6 +11,7 @@
  * know the probe stopped where we meant it to.
  */
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -122,15 +123,74 @@ static const char *role_name(pqr_role r)
     return r == PQR_ROLE_RW ? "rw" : "ro";
 }
 
+static const struct pqri_failure *found(const struct pqri_plan *p, const char *addr, int port)
+{
+    for (size_t i = 0; i < p->nfound; i++)
+        if (p->found[i].port == port && strcmp(p->found[i].addr, addr) == 0)
+            return &p->found[i];
+    return NULL;
+}
+
+/* The candidates less the members this connect found silent; the new count. */
+static size_t without_silent_found(struct pqri_plan *p)
+{
+    size_t k = 0;
+
+    for (size_t i = 0; i < p->ncands; i++) {
+        const struct pqri_failure *f = found(p, p->cands[i].addr, p->cands[i].port);
+        if (!f || !f->silent)
+            p->cands[k++] = p->cands[i];
+    }
+    return k;
+}
+
+/* Member c was unreachable in this connect: remembered here for the rest of it, and by the view
+ * (for this host, until the view changes or PQROUTE_STALE_MS passes). */
+static void note_down(struct pqri_plan *p, const struct pqri_candidate *c, bool silent)
+{
+    struct pqri_failure *f = (struct pqri_failure *)found(p, c->addr, c->port);
+
+    if (!f && p->nfound < PQR_MAX_MEMBERS) {
+        f = &p->found[p->nfound++];
+        *f = (struct pqri_failure){.port = c->port, .down = true};
+        snprintf(f->addr, sizeof f->addr, "%s", c->addr);
+    }
+    if (f) {
+        f->at_ms = pqri_mono_ms();
+        f->silent = f->silent || silent;
+    }
+    pqri_view_note_down(p->v, p->t->gen, c, silent);
+    pqri_view_stat(p->v, PQR_STAT_MEMBER_DOWN);
+}
+
+/* libpq's parameters for p's candidates (and the front door unless it is left out). */
+static int build_params(struct pqri_plan *p)
+{
+    struct pqri_rewrite_in rw = {
+        .effective = p->eff, .pgpass_password = p->pgpass, .t = p->t, .cands = p->cands,
+        .ncands = p->ncands, .door_host = p->door_host, .door_hostaddr = p->door_hostaddr,
+        .door_port = p->door_port, .target_session_attrs = p->tsa,
+        .connect_timeout_s = pqri_views_settings(pqri_view_views(p->v))->connect_timeout_s,
+        .no_door = p->leave_door_out};
+
+    pqri_params_free(&p->params);
+    return pqri_rewrite(&rw, &p->params);
+}
+
 /* Candidates and parameters for plan p from snapshot p->t; -1 when no member is eligible (the
  * caller passes the call through), unless door_only_ok: then the front door alone. */
 static int build(struct pqri_views *vs, struct pqri_plan *p, bool door_only_ok)
 {
     const struct pqr_settings *s = pqri_views_settings(vs);
-    struct pqri_failure fails[PQR_MAX_FAILURES];
+    struct pqri_failure fails[PQR_MAX_MEMBERS + PQR_MAX_FAILURES];
     struct pqri_policy_in in = {0};
 
-    in.nfailures = pqri_view_failures(p->v, fails, PQR_MAX_FAILURES);
+    /* What this connect found holds under whichever view it now plans with. */
+    for (size_t i = 0; i < p->nfound; i++) {
+        fails[i] = p->found[i];
+        fails[i].gen = p->t->gen;
+    }
+    in.nfailures = p->nfound + pqri_view_failures(p->v, fails + p->nfound, PQR_MAX_FAILURES);
     in.spread = pqri_views_spread(vs);
     p->silent_left_out = false;
     for (size_t i = 0; i < in.nfailures; i++)
@@ -149,21 +209,19 @@ static int build(struct pqri_views *vs, struct pqri_plan *p, bool door_only_ok)
     in.max_lag = pqri_max_lag(s, pqri_view_conf(p->v));
     in.failures = fails;
     p->ncands = pqri_policy_order(&in, p->cands, PQR_MAX_MEMBERS);
+    /* A member that did not answer in this connect is not waited for twice in it. */
+    size_t listed = p->ncands;
+    p->ncands = without_silent_found(p);
     /* Every member left is known to be silent (a firewall between us and them, say): the front
      * door is the way, whatever else said to leave it out — never worse than without us. */
-    if (p->door_host && pqri_policy_all_silent(&in, p->cands, p->ncands)) {
+    if (p->door_host &&
+        (pqri_policy_all_silent(&in, p->cands, p->ncands) || (listed > 0 && p->ncands == 0))) {
         p->ncands = 0;
         p->leave_door_out = false;
     }
     if (p->ncands == 0 && (p->leave_door_out || !door_only_ok))
         return -1;
-    pqri_params_free(&p->params);
-    struct pqri_rewrite_in rw = {
-        .effective = p->eff, .pgpass_password = p->pgpass, .t = p->t, .cands = p->cands,
-        .ncands = p->ncands, .door_host = p->door_host, .door_hostaddr = p->door_hostaddr,
-        .door_port = p->door_port, .target_session_attrs = p->tsa,
-        .connect_timeout_s = s->connect_timeout_s, .no_door = p->leave_door_out};
-    return pqri_rewrite(&rw, &p->params);
+    return build_params(p);
 }
 
 static void describe(const struct pqri_plan *p, const char *what)
@@ -171,7 +229,7 @@ static void describe(const struct pqri_plan *p, const char *what)
     char list[512], door[300] = "";
     size_t used = 0;
 
-    list[0] = 0;
+    snprintf(list, sizeof list, "%s", p->ncands ? "" : "(none)");
     for (size_t i = 0; i < p->ncands && used < sizeof list; i++)
         used += (size_t)snprintf(list + used, sizeof list - used, "%s%s:%d(%s)", i ? "," : "",
                                  p->cands[i].addr, p->cands[i].port,
@@ -343,7 +401,10 @@ static bool any_answered(const struct pqri_plan *p, const struct attempt *a)
     return false;
 }
 
-static PGconn *attempt(const struct pqri_plan *p, int host_ms, bool adaptive, struct attempt *a)
+/* host_ms: libpq's connect_timeout per host (0: none); members_end: when the members' share of
+ * the connect's budget runs out (a member is not waited for past it; the door has its own). */
+static PGconn *attempt(const struct pqri_plan *p, int host_ms, long long members_end, bool adaptive,
+                       struct attempt *a)
 {
     const struct pqri_libpq *pq = p->pq;
     PostgresPollingStatusType ps = PGRES_POLLING_WRITING;
@@ -374,7 +435,10 @@ static PGconn *attempt(const struct pqri_plan *p, int host_ms, bool adaptive, st
             return conn;
         }
         struct pollfd pfd = {pq->socket(conn), ps == PGRES_POLLING_READING ? POLLIN : POLLOUT, 0};
-        long long left = host_ms > 0 ? since + host_ms - pqri_mono_ms() : -1;
+        long long until = since + host_ms;
+        if (e != DOOR && members_end < until)
+            until = members_end;
+        long long left = host_ms > 0 ? until - pqri_mono_ms() : -1;
         int rc = host_ms > 0 && left <= 0 ? 0 : poll(&pfd, 1, host_ms > 0 ? (int)left : -1);
         if (rc == 0 || (rc < 0 && errno != EINTR)) {
             a->timed_out = rc == 0;
@@ -399,14 +463,71 @@ static int host_timeout_ms(const struct pqri_plan *p)
 #define MAX_ROUNDS 64
 #define PANIC_RETRY_MS 100
 
-PGconn *pqri_plan_exec(struct pqri_views *vs, struct pqri_plan *p)
+/* Members with an address in p's view: the hosts libpq would be given, each worth its
+ * connect_timeout. */
+static int members(const struct pqri_plan *p)
+{
+    int n = 0;
+
+    for (size_t i = 0; i < p->t->n; i++)
+        n += p->t->m[i].addr[0] != 0;
+    return n > 0 ? n : 1;
+}
+
+/* The front door alone, as the application asked: where a connect goes when the members are out
+ * of reach or out of time. */
+static int door_only(struct pqri_plan *p)
+{
+    p->ncands = 0;
+    p->leave_door_out = false;
+    return build_params(p);
+}
+
+/*
+ * The last call, made as libpq alone would make it so that the application gets libpq's own result
+ * and message: the last list of members while their share of the budget lasts (driven here, so
+ * that it stops at the budget's end), then the front door alone. Whatever state the retries left,
+ * a routed connect thus never takes longer than one connect_timeout per member plus the door's own
+ * connect.
+ */
+static PGconn *last_call(struct pqri_plan *p, int host_ms, long long members_end)
+{
+    const struct pqri_libpq *pq = p->pq;
+    struct attempt a;
+
+    if (p->ncands > 0 && (host_ms == 0 || pqri_mono_ms() < members_end)) {
+        bool door = !p->leave_door_out;
+        PGconn *conn;
+        if (door) { /* the door comes after, on its own */
+            p->leave_door_out = true;
+            pqri_params_free(&p->params);
+            if (build_params(p) < 0)
+                return NULL;
+        }
+        conn = attempt(p, host_ms, members_end, false, &a);
+        if (!conn || pq->status(conn) == CONNECTION_OK ||
+            (pq->status(conn) == CONNECTION_BAD && (!door || p->door_silent)))
+            return conn;
+        pq->finish(conn);
+    }
+    if (door_only(p) < 0)
+        return NULL;
+    describe(p, "out of members or of time:");
+    return pq->connectdb_params(pq, p->params.kw, p->params.val, 0);
+}
+
+static PGconn *connect_routed(struct pqri_views *vs, struct pqri_plan *p)
 {
     const struct pqri_libpq *pq = p->pq;
     const struct pqr_settings *s = pqri_views_settings(vs);
     bool adaptive = s->door_mode == PQRI_DOOR_ADAPTIVE, retried = false, panicked = false;
     int host_ms = host_timeout_ms(p);
+    long long start = pqri_mono_ms();
+    /* The hard bound, fixed now: one connect_timeout per member, as libpq would spend it on the
+     * list; then only the front door. No retry below can outlast it. */
+    long long members_end = host_ms > 0 ? start + (long long)members(p) * host_ms : LLONG_MAX;
     /* How long a connect may wait for a willing leader: its connect_timeout, or 2 s. */
-    long long wait_end = pqri_mono_ms() + (host_ms > 2000 ? host_ms : 2000);
+    long long wait_end = start + (host_ms > 2000 ? host_ms : 2000);
     uint64_t panic_gen = 0;
     struct pqr_topology *t;
     struct attempt a;
@@ -414,8 +535,8 @@ PGconn *pqri_plan_exec(struct pqri_views *vs, struct pqri_plan *p)
 
     if (p->mode == PQR_NONBLOCKING)
         return pq->connect_start_params(pq, p->params.kw, p->params.val, 0);
-    for (int round = 0; round < MAX_ROUNDS; round++) {
-        if (!(conn = attempt(p, host_ms, adaptive, &a)))
+    for (int round = 0; round < MAX_ROUNDS && pqri_mono_ms() < members_end; round++) {
+        if (!(conn = attempt(p, host_ms, members_end, adaptive, &a)))
             return NULL;
         ConnStatusType st = pq->status(conn);
         if (st == CONNECTION_OK) {
@@ -429,17 +550,16 @@ PGconn *pqri_plan_exec(struct pqri_views *vs, struct pqri_plan *p)
         /* Members libpq could not reach (refused, reset, silent) are paid for once: left out for
          * every role while others remain, here and in the other processes of this host. */
         for (size_t i = 0; i < p->ncands; i++)
-            if (a.tried[i] && !a.answered[i] && ((int)i != a.at || a.timed_out || st == CONNECTION_BAD)) {
-                pqri_view_note_down(p->v, p->t->gen, &p->cands[i], (int)i == a.at && a.timed_out);
-                pqri_view_stat(p->v, PQR_STAT_MEMBER_DOWN);
-            }
+            if (a.tried[i] && !a.answered[i] && ((int)i != a.at || a.timed_out || st == CONNECTION_BAD))
+                note_down(p, &p->cands[i], (int)i == a.at && a.timed_out);
         if (a.timed_out) {
             pq->finish(conn);
             if (a.at == DOOR) { /* the front door itself is silent */
+                p->door_silent = true;
                 pqri_view_door_failed(p->v);
                 break;
             }
-            if (build(vs, p, true) < 0)
+            if (build(vs, p, true) < 0 || pqri_mono_ms() >= members_end)
                 break;
             describe(p, "retrying without the member that did not answer:");
             continue;
@@ -489,8 +609,10 @@ PGconn *pqri_plan_exec(struct pqri_views *vs, struct pqri_plan *p)
             if (st == CONNECTION_BAD)
                 return conn;
             pq->finish(conn);
-            build(vs, p, true);
-            break;
+            if (build(vs, p, true) < 0)
+                break;
+            /* the last list once more, as libpq alone would walk it, for libpq's own message */
+            return last_call(p, host_ms, members_end);
         }
         pq->finish(conn);
         t = pqri_view_await_leader(p->v, panic_gen, (int)(left < PANIC_RETRY_MS ? left : PANIC_RETRY_MS));
@@ -506,9 +628,23 @@ PGconn *pqri_plan_exec(struct pqri_views *vs, struct pqri_plan *p)
         if (round == 0 || new_leader) /* a line when it starts and per view change, not per try */
             describe(p, "retrying while the leader changes:");
     }
-    /* Out of rounds or of time: the last list once more, as libpq alone would walk it, so that
-     * the application gets libpq's own result and message. */
-    return pq->connectdb_params(pq, p->params.kw, p->params.val, 0);
+    /* Out of rounds, of members or of time. */
+    return last_call(p, host_ms, members_end);
+}
+
+PGconn *pqri_plan_exec(struct pqri_views *vs, struct pqri_plan *p)
+{
+    PGconn *conn = connect_routed(vs, p);
+
+    /* What this connect found is remembered from its end, not from each finding: a connect that
+     * walked several silent members would otherwise leave the first ones forgotten already, and
+     * the next connect would pay for them again. */
+    for (size_t i = 0; i < p->nfound; i++) {
+        struct pqri_candidate c = {.port = p->found[i].port};
+        snprintf(c.addr, sizeof c.addr, "%s", p->found[i].addr);
+        pqri_view_note_down(p->v, p->t->gen, &c, p->found[i].silent);
+    }
+    return conn;
 }
 
 PGconn *pqri_plan_connect(struct pqri_views *vs, const struct pqri_libpq *pq, const char *const *kw,

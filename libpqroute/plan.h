@@ -24,6 +24,12 @@ struct pqri_plan {
     struct pqri_params params; /* what libpq is handed */
     bool leave_door_out;       /* members only: no front door at the end of the list */
     bool silent_left_out;      /* a member known to be silent is left out: the door may help */
+    bool door_silent;          /* the front door did not answer within connect_timeout */
+    /* Members this connect found unreachable: remembered for the whole connect, whatever the
+     * view does meanwhile (a changed view, PQROUTE_STALE_MS passing); silent ones are not tried
+     * again in it. */
+    struct pqri_failure found[PQR_MAX_MEMBERS];
+    size_t nfound;
 };
 
 /* NULL: pass the call through to libpq unchanged (the reason is in pqr_last_decision()). */

@@ -20,7 +20,8 @@
  *                                              lines "<epoch ms> OK|FAIL ...", for outage timing
  *   pqr-client reader SECONDS INTERVAL_MS CONNINFO   like writer, with a read instead of an INSERT
  *   pqr-client hold SECONDS CONNINFO           connect, report, sleep (for footprint checks)
- *   pqr-client series N CONNINFO               N connects in this one process, one line each
+ *   pqr-client series N CONNINFO [CONNINFO2]   N connects in this one process, one line each
+ *                                              (alternating with CONNINFO2 when given)
  */
 #include <poll.h>
 #include <pthread.h>
@@ -260,11 +261,11 @@ int main(int argc, char **argv)
         }
         return 0;
     }
-    if (strcmp(mode, "series") == 0 && argc == 4) {
+    if (strcmp(mode, "series") == 0 && (argc == 4 || argc == 5)) {
         int rc = 0;
         for (int i = 0; i < atoi(argv[2]); i++) {
             double t = now_ms();
-            PGconn *c = PQconnectdb(argv[3]);
+            PGconn *c = PQconnectdb(argv[argc == 5 && i % 2 ? 4 : 3]);
             rc |= print_conn(c, t);
             PQfinish(c);
         }

@@ -40,6 +40,9 @@ struct step {
     PostgresPollingStatusType ret; /* what the PQconnectPoll that leads to this step returns */
 };
 #define MAXSTEPS 8
+#define S(addr, port, st, ret) {addr, port, st, ret}
+#define W PGRES_POLLING_WRITING
+#define R PGRES_POLLING_READING
 static struct {
     int calls, cur, step, blocking_calls;
     char hostaddr[4][256];
@@ -47,7 +50,18 @@ static struct {
     PGconn *last;
     int ready_fd, silent_fd; /* always ready / never writable */
     bool silent;             /* the current attempt's socket never becomes writable */
+    bool members_silent;     /* every member's socket never becomes writable; the door answers */
+    bool blocking_door_only; /* the last PQconnectdbParams was given the front door alone */
+    bool no_door;            /* the current attempt's list has no front door: its steps end before */
+    char tail[64], tail_port[16]; /* ... at its last member */
+    char first[MAXSTEPS][64], first_port[MAXSTEPS][16];
 } fake;
+
+/* The first entry of a comma-separated list into out. */
+static void first_of(const char *list, char *out, size_t len)
+{
+    snprintf(out, len, "%.*s", (int)strcspn(list, ","), list);
+}
 
 static bool is_probe(const char *const *v)
 {
@@ -68,24 +82,55 @@ static PGconn *fake_start(const struct pqri_libpq *pq, const char *const *k, con
     (void)pq;
     if (is_probe(v))
         return PQconnectStartParams(k, v, e);
+    fake.no_door = false;
     for (size_t i = 0; k[i]; i++)
-        if (strcmp(k[i], "hostaddr") == 0 && fake.calls < 4)
-            snprintf(fake.hostaddr[fake.calls], sizeof fake.hostaddr[0], "%s", v[i]);
+        if (strcmp(k[i], "hostaddr") == 0) {
+            if (fake.calls < 4)
+                snprintf(fake.hostaddr[fake.calls], sizeof fake.hostaddr[0], "%s", v[i]);
+            fake.no_door = v[i][0] && v[i][strlen(v[i]) - 1] != ','; /* the door's entry is empty */
+            snprintf(fake.tail, sizeof fake.tail, "%s", strrchr(v[i], ',') ? strrchr(v[i], ',') + 1 : v[i]);
+        } else if (strcmp(k[i], "port") == 0)
+            snprintf(fake.tail_port, sizeof fake.tail_port, "%s", strrchr(v[i], ',') ? strrchr(v[i], ',') + 1 : v[i]);
     fake.cur = fake.calls++ < 4 ? fake.calls - 1 : 3;
     fake.step = 0;
+    if (fake.members_silent) { /* the script follows the list: its first entry, member or door */
+        char *a = fake.first[fake.cur], *pt = fake.first_port[fake.cur];
+        a[0] = 0, strcpy(pt, "5432");
+        for (size_t i = 0; k[i]; i++)
+            if (strcmp(k[i], "hostaddr") == 0)
+                first_of(v[i], a, sizeof fake.first[0]);
+            else if (strcmp(k[i], "port") == 0)
+                first_of(v[i], pt, sizeof fake.first_port[0]);
+        bool member = strncmp(a, "10.0.0.", 7) == 0;
+        struct step st = {member ? a : "192.0.2.1", pt, member ? CONNECTION_STARTED : CONNECTION_OK,
+                          member ? W : PGRES_POLLING_OK};
+        memset(fake.script[fake.cur], 0, sizeof fake.script[0]);
+        fake.script[fake.cur][0] = st;
+    }
     return fake.last = bogus_conn();
 }
 
 static PGconn *fake_connectdb(const struct pqri_libpq *pq, const char *const *k, const char *const *v, int e)
 {
-    (void)pq, (void)k, (void)v, (void)e;
+    (void)pq, (void)e;
     fake.blocking_calls++;
+    fake.blocking_door_only = true;
+    for (size_t i = 0; k[i]; i++)
+        if (strcmp(k[i], "hostaddr") == 0 && strstr(v[i], "10.0.0."))
+            fake.blocking_door_only = false;
     return bogus_conn();
 }
 
 static const struct step *now_step(void)
 {
-    return &fake.script[fake.cur][fake.step];
+    static struct step end;
+    const struct step *st = &fake.script[fake.cur][fake.step];
+    /* A list without the door: libpq fails on its last member. */
+    if (fake.no_door && fake.step > 0 && st->addr && strcmp(st->addr, "192.0.2.1") == 0) {
+        end = (struct step)S(fake.tail, fake.tail_port, CONNECTION_BAD, PGRES_POLLING_FAILED);
+        return &end;
+    }
+    return st;
 }
 
 static ConnStatusType fake_status(const PGconn *c)
@@ -115,7 +160,11 @@ static PostgresPollingStatusType fake_poll(PGconn *c)
 
 static int fake_socket(const PGconn *c)
 {
-    return c == fake.last ? (fake.silent && fake.cur == 0 ? fake.silent_fd : fake.ready_fd) : PQsocket(c);
+    if (c != fake.last)
+        return PQsocket(c);
+    if (fake.members_silent)
+        return now_step()->st == CONNECTION_STARTED ? fake.silent_fd : fake.ready_fd;
+    return fake.silent && fake.cur == 0 ? fake.silent_fd : fake.ready_fd;
 }
 
 static struct pqri_libpq fake_libpq(void)
@@ -136,9 +185,6 @@ static struct pqri_libpq fake_libpq(void)
     return pq;
 }
 
-#define S(addr, port, st, ret) {addr, port, st, ret}
-#define W PGRES_POLLING_WRITING
-#define R PGRES_POLLING_READING
 
 /* Forget what the host cache knows of members that were down. */
 static void clear_down(void)
@@ -420,7 +466,7 @@ int main(void)
         long long t0 = pqri_mono_ms();
         c = exec_fake(&pq, "host=fd.example port=5432 user=u");
         long long dt = pqri_mono_ms() - t0;
-        ok(fake.calls > 5 && fake.blocking_calls == 1,
+        ok(fake.calls > 5 && fake.blocking_calls == 0 && c && fake_status(c) == CONNECTION_BAD,
            "all members refused the role: the members are tried again every 100 ms, then walked once more (%d attempts)", fake.calls);
         ok(fake.hostaddr[1][0] && fake.hostaddr[1][strlen(fake.hostaddr[1]) - 1] != ',',
            "and the front door is never part of the retries (%s)", fake.hostaddr[1]);
@@ -482,6 +528,40 @@ int main(void)
         ok(!door && strstr(pqr_last_decision(), "no eligible member"),
            "every member silent: straight to the front door (%s)", pqr_last_decision());
         pqri_plan_free(door);
+        clear_down();
+
+        /* Every member silent and found so one by one, while the view's own memory lets go
+         * between members (PQROUTE_STALE_MS shorter than a connect_timeout): each member is paid
+         * once, the list shrinks, the door is reached, within members x connect_timeout. */
+        ((struct pqr_settings *)pqri_views_settings(r))->stale_ms = 100;
+        const char *doors[] = {"host=fd.example port=5432 user=u", "host=fd.example port=5433 user=u"};
+        const int members[] = {3, 2}; /* RW: every member with an address; RO: the healthy replicas */
+        for (int d = 0; d < 2; d++) {
+            pq = fake_libpq();
+            fake.members_silent = true;
+            inject(0);
+            clear_down();
+            t0 = pqri_mono_ms();
+            c = exec_fake(&pq, doors[d]);
+            dt = pqri_mono_ms() - t0;
+            bool shrinks = true, fresh = true;
+            for (int k = 1; k < fake.calls && k < 4; k++) {
+                shrinks = shrinks && strlen(fake.hostaddr[k]) < strlen(fake.hostaddr[k - 1]);
+                for (int j = 0; j < k; j++) /* no member is waited for twice */
+                    fresh = fresh && (!fake.first[k][0] || strcmp(fake.first[k], fake.first[j]) != 0);
+            }
+            /* The door: as one more attempt, or (the members' budget spent) libpq's own connect. */
+            bool at_door = (fake.calls == members[d] + 1 && !fake.first[members[d]][0] && c &&
+                         fake_status(c) == CONNECTION_OK && fake.blocking_calls == 0) ||
+                        (fake.calls == members[d] && fake.blocking_calls == 1 && fake.blocking_door_only);
+            ok(at_door, "%s, every member silent: each member once, then the door (%d attempts: %s | %s | %s | %s; %d blocking)",
+               d ? "RO" : "RW", fake.calls, fake.hostaddr[0], fake.hostaddr[1], fake.hostaddr[2], fake.hostaddr[3],
+               fake.blocking_calls);
+            ok(shrinks && fresh, "%s: each retry's list is shorter and starts at a member not tried yet", d ? "RO" : "RW");
+            ok(dt < members[d] * 2000 + 1000, "%s: within members x connect_timeout + 1 s (%lld ms)", d ? "RO" : "RW", dt);
+            PQfinish(c);
+        }
+        ((struct pqr_settings *)pqri_views_settings(r))->stale_ms = 10000;
         clear_down();
     }
 
