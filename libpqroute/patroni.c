@@ -92,12 +92,14 @@ void pqri_patroni_thread_done(void)
 
 /* Whether endpoint i may start now: one after another (the DCS fallback: the next only once every
  * earlier one failed), or all of them, STAGGER_MS apart, so that no poll reaches every node in the
- * same instant. */
-static bool may_start(const struct pqri_fetch_opts *o, const struct xfer *x, size_t i, long long t0,
-                      long long now)
+ * same instant. "Apart" counts from when the previous one's connect was made (last_start), not
+ * from a schedule: a process that lost its core, or took long to set up the first transfer, does
+ * not then start the rest together. */
+static bool may_start(const struct pqri_fetch_opts *o, const struct xfer *x, size_t i,
+                      long long last_start, long long now)
 {
     if (!o->one_at_a_time)
-        return now >= t0 + (long long)i * STAGGER_MS;
+        return i == 0 || now >= last_start + STAGGER_MS;
     for (size_t j = 0; j < i; j++)
         if (!x[j].done || x[j].good)
             return false;
@@ -111,7 +113,7 @@ struct pqr_topology *pqri_patroni_fetch(const struct pqri_fetch_opts *o, char *e
     struct xfer *x = calloc(o->nurls ? o->nurls : 1, sizeof *x);
     CURLM *multi = NULL;
     struct pqr_topology *best = NULL;
-    long long t0 = pqri_mono_ms(), settle = 0, deadline, now;
+    long long t0 = pqri_mono_ms(), settle = 0, deadline, now, last_start = 0;
     size_t started = 0;
     int running = 0;
 
@@ -134,7 +136,10 @@ struct pqr_topology *pqri_patroni_fetch(const struct pqri_fetch_opts *o, char *e
         int left;
 
         now = pqri_mono_ms();
-        while (started < o->nurls && may_start(o, x, started, t0, now)) {
+        bool added = false;
+        while (started < o->nurls && may_start(o, x, started, last_start, now) &&
+               (o->one_at_a_time || !added)) {
+            added = true;
             struct xfer *xs = &x[started++];
             xs->started = true;
             if (!(xs->h = cu->easy_init())) {
@@ -148,7 +153,9 @@ struct pqr_topology *pqri_patroni_fetch(const struct pqri_fetch_opts *o, char *e
             if (o->one_at_a_time && started > 1) /* a later endpoint gets what is left */
                 deadline = pqri_mono_ms() + s->rest_timeout_ms + SLICE_MS;
         }
-        cu->multi_perform(multi, &running);
+        cu->multi_perform(multi, &running); /* a new transfer's connect(2) is made here */
+        if (added)
+            last_start = pqri_mono_ms();
         while ((msg = cu->multi_info_read(multi, &left))) {
             struct xfer *xf;
             long code = 0;
@@ -193,8 +200,8 @@ struct pqr_topology *pqri_patroni_fetch(const struct pqri_fetch_opts *o, char *e
         }
         now = pqri_mono_ms();
         /* The grace for the others runs from the good view, or from the last start after it. */
-        if (best && !settle)
-            settle = now;
+        if (best && (!settle || (added && last_start > settle)))
+            settle = added ? last_start : now;
         bool all_started = started == o->nurls || (o->one_at_a_time && best);
         bool all_done = true;
         for (size_t i = 0; i < started; i++)
@@ -205,8 +212,8 @@ struct pqr_topology *pqri_patroni_fetch(const struct pqri_fetch_opts *o, char *e
         long long wait = deadline - now;
         if (best && GRACE_MS - (now - settle) < wait)
             wait = GRACE_MS - (now - settle);
-        if (!all_started && !o->one_at_a_time && t0 + (long long)started * STAGGER_MS - now < wait)
-            wait = t0 + (long long)started * STAGGER_MS - now;
+        if (!all_started && !o->one_at_a_time && last_start + STAGGER_MS - now < wait)
+            wait = last_start + STAGGER_MS - now;
         if (wait < 1)
             wait = 1;
         cu->multi_poll(multi, NULL, 0, (int)(wait < SLICE_MS ? wait : SLICE_MS), NULL);

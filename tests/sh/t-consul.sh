@@ -21,12 +21,18 @@ like "$out" 'c2 +replica +running +127.0.0.62:5432' "members from conn_url"
 PQROUTE_LOG=debug "$B/pqroute" agent >"$tmp/agent.log" 2>&1 &
 agent_pid=$!
 check "the agent follows Consul with blocking queries" wait_for 5 sh -c "\"$B/pqroute\" status 2>/dev/null | grep -q 'consul watch.*by pqroute agent'"
+stat() { curl -fsS "http://$FAKE/ctl/stats" | python3 -c "import json,sys; print(json.load(sys.stdin)['$1'])"; }
+changed0=$(stat changed)
 t0=$(ms)
 ctl "leader?name=c2"
-wait_for 3 sh -c "\"$B/pqroute\" status 2>/dev/null | grep -q 'leader c2'"
+wait_for 10 sh -c "\"$B/pqroute\" status 2>/dev/null | grep -q 'leader c2'"
 dt=$(( $(ms) - t0 ))
-ok $([ $dt -lt 700 ]; echo $?) "a leader change reaches the cache through the blocking query (${dt} ms, interval 1000 ms)"
-blocking=$(curl -fsS "http://$FAKE/ctl/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["blocking"])')
+changed=$(( $(stat changed) - changed0 ))
+# The path, not the speed: a blocking query (index=N) was answered with the change, and the cache
+# has the new leader (the exact figure is the benchmark's).
+ok $([ "$changed" -ge 1 ] && [ $dt -lt 10000 ]; echo $?) \
+    "a leader change reaches the cache through the blocking query ($changed answered with it; ${dt} ms)"
+blocking=$(stat blocking)
 ok $([ "$blocking" -ge 1 ]; echo $?) "blocking queries were used ($blocking)"
 ctl "mode?m=reset"
 sleep 0.3

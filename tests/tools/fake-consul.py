@@ -16,7 +16,7 @@ import urllib.parse
 addr, port = sys.argv[1].rsplit(":", 1)
 cv = threading.Condition()
 st = {"index": 10, "kv": {}, "mode": "ok", "token": None}
-stats = {"queries": 0, "blocking": 0, "forbidden": 0}
+stats = {"queries": 0, "blocking": 0, "changed": 0, "forbidden": 0}  # changed: a blocking query answered with a change
 PFX = "service/fake/"
 
 
@@ -90,6 +90,8 @@ class H(http.server.BaseHTTPRequestHandler):
                 deadline = time.time() + wait
                 while st["index"] <= index and time.time() < deadline and st["mode"] != "reset":
                     cv.wait(deadline - time.time())
+                if st["index"] > index:
+                    stats["changed"] += 1
             prefix = u.path[len("/v1/kv/"):]
             items = [{"Key": k, "Value": base64.b64encode(v.encode()).decode(), "ModifyIndex": i,
                       "CreateIndex": 1, "LockIndex": 0, "Flags": 0}
