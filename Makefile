@@ -153,6 +153,10 @@ check: all sanitizers fuzz-build
 check-unit: all sanitizers fuzz-build
 	tests/run unit
 
+# make check with two CPU-bound busy loops beside it (not part of make check).
+check-stress: all sanitizers fuzz-build
+	scripts/check-stress
+
 demo:
 	scripts/install-deps
 	$(MAKE) all
@@ -188,4 +192,4 @@ uninstall:
 clean:
 	rm -rf $(B) build-asan build-tsan
 
-.PHONY: soak all examples tests-build check check-unit demo bench install uninstall clean sanitizers fuzz fuzz-build mutants FORCE
+.PHONY: soak all examples tests-build check check-unit check-stress demo bench install uninstall clean sanitizers fuzz fuzz-build mutants FORCE

@@ -17,7 +17,8 @@
  *   pqr-client threads N ITER CONNINFO         N threads x ITER connects; summary line
  *   pqr-client prefork N ITER CONNINFO         connect, then N forked children x ITER connects
  *   pqr-client writer SECONDS INTERVAL_MS CONNINFO   new connection + INSERT every interval,
- *                                              lines "<epoch ms> OK|FAIL ...", for outage timing
+ *                                              lines "<epoch ms> OK|FAIL ...", for outage timing;
+ *                                              a failed INSERT adds "write=FAIL sqlstate=S ..." 
  *   pqr-client reader SECONDS INTERVAL_MS CONNINFO   like writer, with a read instead of an INSERT
  *   pqr-client hold SECONDS CONNINFO           connect, report, sleep (for footprint checks)
  *   pqr-client series N CONNINFO [CONNINFO2]   N connects in this one process, one line each
@@ -77,9 +78,12 @@ static int report(PGconn *c, double t0, const char *sql, char *line, size_t len)
     if (sql) {
         res = PQexec(c, sql);
         if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK) {
+            /* The SQLSTATE tells a read-only server (25006) from one that ended the work
+             * (57P01 shutting down; none: the connection was lost). */
+            const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
             size_t n = strlen(line);
-            snprintf(line + n, len - n, " write=FAIL %.*s", (int)strcspn(PQerrorMessage(c), "\n"),
-                     PQerrorMessage(c));
+            snprintf(line + n, len - n, " write=FAIL sqlstate=%s %.*s", state ? state : "none",
+                     (int)strcspn(PQerrorMessage(c), "\n"), PQerrorMessage(c));
             rc = 1;
         }
         PQclear(res);
