@@ -20,6 +20,8 @@ unlike() {
 diag() { printf '# %s\n' "$*"; }
 done_testing() { echo "1..$T_N"; [ "$T_FAIL" = 0 ]; }
 ms() { date +%s%3N; }
+# wait_for SECONDS command...: run the command every 0.1 s until it succeeds; 1 after SECONDS.
+wait_for() { local n=$(( $1 * 10 )); shift; for _ in $(seq $n); do "$@" && return 0; sleep 0.1; done; return 1; }
 
 # Run the client under the shim; stdout+stderr together.
 shim() { LD_PRELOAD=$PRELOAD "$CLIENT" "$@" 2>&1; }

@@ -17,7 +17,11 @@ for i in range(2):
     if pq.PQstatus(c) != 0: print("FAIL"); sys.exit(1)
     r = pq.PQexec(c, b"select concat_ws(chr(32), host(inet_client_addr()), pg_is_in_recovery())")
     print("OK", pq.PQgetvalue(r, 0, 0).decode())
-    time.sleep(1.5)'
+    # until the refresher has written its view (15 s at most), not for a fixed time
+    import glob, os
+    for _ in range(150):
+        if glob.glob(os.environ["PQROUTE_CACHE_DIR"] + "/*.json"): break
+        time.sleep(0.1)'
 export PQROUTE_CACHE_DIR=$(mktemp -d)
 out=$(LD_PRELOAD=$PRELOAD python3 -c "$py" "$RW" 2>&1)
 like "$(head -1 <<<"$out")" "^OK [0-9.]+ f$" "ctypes client, fresh process, no cached view: connects to the leader ($(head -1 <<<"$out"))"

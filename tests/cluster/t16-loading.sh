@@ -14,7 +14,11 @@ L=$(leader_ip)
 fresh() { # client-function conninfo-port -> prints "<server ip> <true|false>" (or an error)
     local c
     c=$(mktemp -d "$tmp/cache-XXXXXX")
-    PQROUTE_CACHE_DIR=$c LD_PRELOAD=$PRELOAD "$@" 2>&1 | tail -1
+    # Non-blocking clients (PHP async, psycopg 3, ruby-pg PG.connect) wait PQROUTE_START_WAIT_MS
+    # for a fresh process's first view (100 ms by default; the first fetch loads libcurl and asks
+    # Patroni): the test is about how each client reaches libpq, so give a loaded machine the most
+    # the setting allows.
+    PQROUTE_CACHE_DIR=$c PQROUTE_START_WAIT_MS=1000 LD_PRELOAD=$PRELOAD "$@" 2>&1 | tail -1
 }
 c_psql() { psql -X -At -h 127.0.0.20 -p "$1" -c "$Q"; }
 c_php() { php -r '$c = pg_connect("host=127.0.0.20 port='"$1"' connect_timeout=3"); if (!$c) exit(1); echo pg_fetch_row(pg_query($c, "'"$Q"'"))[0], "\n";'; }

@@ -33,9 +33,9 @@ ok $([ $rc = 1 ] && [[ $out =~ "127.0.0.14:18999".*ERROR ]] && [[ $out =~ "front
 
 "$PQ" watch --count 2 >"$B/watch.out" 2>&1 &
 w=$!
-sleep 1.5
+wait_for 15 grep -q 'cluster env: leader' "$B/watch.out" # its first view is printed
 "$CL" switchover >/dev/null 2>&1
-for _ in $(seq 100); do kill -0 $w 2>/dev/null || break; sleep 0.2; done
+for _ in $(seq 300); do kill -0 $w 2>/dev/null || break; sleep 0.2; done
 kill $w 2>/dev/null
 like "$(cat "$B/watch.out")" '^[0-9:.]+ cluster env: leader node[123];.*'$'\n''[0-9:.]+ cluster env: ' "watch: prints the view, then its change during a switchover"
 "$CL" wait 60 >/dev/null

@@ -26,7 +26,7 @@ status_line() { as_nobody "$B/pqroute" status 2>/dev/null | grep 'view from'; }
 agent_start() {
     setpriv --reuid=nobody --regid=nogroup --clear-groups "$B/pqroute" agent >>"$cache/agent.log" 2>&1 &
     agent_pid=$!
-    for _ in $(seq 50); do status_line | grep -q 'by pqroute agent' && return 0; sleep 0.1; done
+    for _ in $(seq 150); do status_line | grep -q 'by pqroute agent' && return 0; sleep 0.1; done
     return 1
 }
 wait_for() { local n=$(( $1 * 10 )); shift; for _ in $(seq $n); do "$@" && return 0; sleep 0.1; done; return 1; }
@@ -66,21 +66,32 @@ ok $([ "$n_dcs" = 0 ]; echo $?) "and open 0 connections to etcd or Patroni (stra
 lag=$(mktemp)
 python3 "$ROOT/tests/tools/leader-lag.py" $ETCD /service/pqroute/leader "$cache" 60 >"$lag" &
 lag_pid=$!
-wait_for 5 grep -q ready "$lag"
+check "switchover: leader-lag watches etcd" wait_for 30 grep -q ready "$lag"
+counters() { echo "$(stat_of watch_events) $(stat_of watch_reconnects) $(stat_of watch_compactions) $(stat_of rest_fallbacks)"; }
+before=$(counters)
 "$CL" switchover >/dev/null
 wait $lag_pid
 l=$(sed -n 's/lag_ms \([0-9.]*\).*/\1/p' "$lag")
-ok $([ -n "$l" ] && [ "${l%.*}" -lt 50 ]; echo $?) "switchover: the new leader key reached the shared cache ${l:-?} ms after etcd announced it"
+# The path: the change came as watch events, with no reconnect, re-read or REST fallback; the
+# figure (tens of ms) is the benchmark's, the bound here only says it came with the event.
+followed() { # before after
+    local b=($1) a=($2)
+    [ "${a[0]:-0}" -gt "${b[0]:-0}" ] && [ "${a[1]}" = "${b[1]}" ] && [ "${a[2]}" = "${b[2]}" ] && [ "${a[3]}" = "${b[3]}" ]
+}
+ok $(followed "$before" "$(counters)"; echo $?) "switchover: followed through the watch (events, reconnects, compactions, REST fallbacks: $before -> $(counters))"
+ok $([ -n "$l" ] && [ "${l%.*}" -lt 5000 ]; echo $?) "switchover: the new leader key reached the shared cache ${l:-?} ms after etcd announced it"
 wait_leader_writable 30
 check_rw "after the switchover, a fresh process" "$(app connectdb "$RW")"
 "$CL" wait 90 >/dev/null # every replica streaming again before the crash
 python3 "$ROOT/tests/tools/leader-lag.py" $ETCD /service/pqroute/leader "$cache" 60 >"$lag" &
 lag_pid=$!
-wait_for 5 grep -q ready "$lag"
+check "crash: leader-lag watches etcd" wait_for 30 grep -q ready "$lag"
+before=$(counters)
 killed=$("$CL" kill-leader)
 wait $lag_pid
 l=$(sed -n 's/lag_ms \([0-9.]*\).*/\1/p' "$lag")
-ok $([ -n "$l" ] && [ "${l%.*}" -lt 50 ]; echo $?) "crash: the new leader reached the shared cache ${l:-?} ms after etcd announced it"
+ok $(followed "$before" "$(counters)"; echo $?) "crash: followed through the watch ($before -> $(counters))"
+ok $([ -n "$l" ] && [ "${l%.*}" -lt 5000 ]; echo $?) "crash: the new leader reached the shared cache ${l:-?} ms after etcd announced it"
 wait_leader_writable 60
 check_rw "after the crash, a fresh process" "$(app connectdb "$RW")"
 "$CL" restart-node "$killed" >/dev/null
@@ -92,13 +103,13 @@ before=$(stat_of watch_reconnects)
 wait_for 20 sh -c "[ \"\$(setpriv --reuid=nobody --regid=nogroup --clear-groups \"$B/pqroute\" stats 2>/dev/null | awk '\$1==\"watch_reconnects\" {print \$2}')\" -gt ${before:-0} ]"
 ok $? "etcd restart: the agent reconnected ($(stat_of watch_reconnects) reconnects)"
 "$CL" wait 90 >/dev/null
-wait_for 10 sh -c "setpriv --reuid=nobody --regid=nogroup --clear-groups \"$B/pqroute\" status 2>/dev/null | grep -q 'etcd watch'"
+wait_for 30 sh -c "setpriv --reuid=nobody --regid=nogroup --clear-groups \"$B/pqroute\" status 2>/dev/null | grep -q 'etcd watch'"
 check_rw "after the etcd restart" "$(app connectdb "$RW")"
 
 # 5. etcd unreachable for the agent: REST fallback; a switchover and a compaction meanwhile; back.
 unblock 8008
 block 2379
-wait_for 10 sh -c "setpriv --reuid=nobody --regid=nogroup --clear-groups \"$B/pqroute\" status 2>/dev/null | grep -q 'view from http://127.0.0.1[123]:8008, by pqroute agent'"
+wait_for 30 sh -c "setpriv --reuid=nobody --regid=nogroup --clear-groups \"$B/pqroute\" status 2>/dev/null | grep -q 'view from http://127.0.0.1[123]:8008, by pqroute agent'"
 ok $? "etcd unreachable: the agent falls back to Patroni's REST API ($(status_line | cut -c1-90))"
 ok $([ "$(stat_of rest_fallbacks)" -ge 1 ]; echo $?) "REST fallbacks counted ($(stat_of rest_fallbacks))"
 "$CL" switchover >/dev/null
@@ -107,9 +118,9 @@ check_rw "during the etcd outage, after a switchover (REST fallback)" "$(app con
 rev=$(ETCDCTL_API=3 etcdctl --endpoints=$ETCD endpoint status -w json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["Status"]["header"]["revision"])')
 ETCDCTL_API=3 etcdctl --endpoints=$ETCD compact "$rev" >/dev/null
 unblock 2379
-wait_for 15 sh -c "[ \"\$(setpriv --reuid=nobody --regid=nogroup --clear-groups \"$B/pqroute\" stats 2>/dev/null | awk '\$1==\"watch_compactions\" {print \$2}')\" -ge 1 ]"
+wait_for 30 sh -c "[ \"\$(setpriv --reuid=nobody --regid=nogroup --clear-groups \"$B/pqroute\" stats 2>/dev/null | awk '\$1==\"watch_compactions\" {print \$2}')\" -ge 1 ]"
 ok $? "etcd back, revision compacted meanwhile: the agent read again ($(stat_of watch_compactions) compactions)"
-wait_for 10 sh -c "setpriv --reuid=nobody --regid=nogroup --clear-groups \"$B/pqroute\" status 2>/dev/null | grep -q 'etcd watch'"
+wait_for 30 sh -c "setpriv --reuid=nobody --regid=nogroup --clear-groups \"$B/pqroute\" status 2>/dev/null | grep -q 'etcd watch'"
 ok $? "and watches etcd again ($(status_line | cut -c1-90))"
 block 8008
 check_rw "back on the watch, REST dropped again" "$(app connectdb "$RW")"
@@ -119,15 +130,17 @@ check_rw "back on the watch, REST dropped again" "$(app connectdb "$RW")"
 kill -STOP $agent_pid
 sleep 2.5 # the file is now older than what processes accept (refresh interval)
 t0=$(ms)
-out=$(app connectdb "$RW")
+out=$(PQROUTE_LOG=debug app connectdb "$RW")
 dt=$(( $(ms) - t0 ))
 check_rw "agent stopped: a process asks etcd itself (${dt} ms)" "$out"
+like "$out" 'holding the shared cache wrote nothing for [0-9]+ ms; asking ourselves' "agent stopped: it waited for the lock holder's write, then asked itself"
 kill -KILL $agent_pid; kill -CONT $agent_pid 2>/dev/null; wait $agent_pid 2>/dev/null; agent_pid=
 sleep 2.5
 t0=$(ms)
-out=$(app connectdb "$RW")
+out=$(PQROUTE_LOG=debug app connectdb "$RW")
 dt=$(( $(ms) - t0 ))
 check_rw "agent killed: a process asks etcd itself (${dt} ms)" "$out"
-ok $([ $dt -lt 1500 ]; echo $?) "without waiting for the dead agent (${dt} ms)"
+# the dead agent's lock went with it: the process takes the lock and reads, never waits for a write
+ok $([[ $out =~ "shared cache "(too old|absent) ]] && ! [[ $out =~ "wrote nothing for" ]]; echo $?) "without waiting for the dead agent (${dt} ms)"
 like "$(status_line)" "view from etcd read $ETCD" "status: a process's own etcd read again"
 done_testing
