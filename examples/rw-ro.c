@@ -8,6 +8,7 @@
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <libpqroute.h>
 
@@ -25,6 +26,14 @@ static int show(const char *what, PGconn *conn)
            PQresultStatus(res) == PGRES_TUPLES_OK && PQgetvalue(res, 0, 0)[0] == 't' ? "a replica"
                                                                                     : "the leader");
     PQclear(res);
+    /* What the connection was asked for (the front door): what a reconnect should use. */
+    PQconninfoOption *opts = pqr_conninfo(conn);
+    printf("%s: asked for", what);
+    for (PQconninfoOption *o = opts; o && o->keyword; o++)
+        if (o->val && o->val[0] && (!strcmp(o->keyword, "host") || !strcmp(o->keyword, "port")))
+            printf(" %s=%s", o->keyword, o->val);
+    printf("\n");
+    PQconninfoFree(opts);
     return 0;
 }
 

@@ -11,6 +11,7 @@
 #include "patroni.h"
 #include "source.h"
 #include "plan.h"
+#include "asked.h"
 
 #define STR2(x) #x
 #define STR(x) STR2(x)
@@ -161,10 +162,17 @@ PGconn *pqr_connectdb(pqr_router *r, const char *conninfo)
     PGconn *conn = NULL;
 
     if (r && pqri_conninfo_parse(&ci, conninfo) == 0) {
-        conn = connect_arrays(r, ci.kw, ci.val, 0, PQR_ROLE_AUTO);
+        conn = connect_arrays(r, ci.call_kw, ci.call_val, ci.call_expand, PQR_ROLE_AUTO);
         pqri_conninfo_release(&ci);
     }
     return conn ? conn : PQconnectdb(conninfo);
+}
+
+PQconninfoOption *pqr_conninfo(const PGconn *conn)
+{
+    PQconninfoOption *opts = PQconninfo((PGconn *)conn);
+    pqri_asked_report(conn, opts);
+    return opts;
 }
 
 PGconn *pqr_connect(pqr_router *r, pqr_role role, const char *conninfo)
@@ -323,7 +331,8 @@ const char *pqr_router_explain(pqr_router *r, const char *conninfo)
         pqri_decision("libpq cannot parse that connection string");
         return pqr_last_decision();
     }
-    pqri_plan_free(pqri_plan_new(r->views, r->pq, ci.kw, ci.val, 0, PQR_BLOCKING, PQR_ROLE_AUTO));
+    pqri_plan_free(pqri_plan_new(r->views, r->pq, ci.call_kw, ci.call_val, ci.call_expand, PQR_BLOCKING,
+                                 PQR_ROLE_AUTO));
     pqri_conninfo_release(&ci);
     return pqr_last_decision();
 }
@@ -375,6 +384,6 @@ const struct pqri_shim_api *pqri_shim_api(int version)
 {
     static const struct pqri_shim_api api = {PQRI_SHIM_API_VERSION, shim_router_from_env,
                                              shim_connect, shim_ping, pqri_conninfo_parse,
-                                             pqri_conninfo_release};
+                                             pqri_conninfo_release, pqri_asked_report};
     return version == PQRI_SHIM_API_VERSION ? &api : NULL;
 }

@@ -108,6 +108,16 @@ PQR_EXPORT PGconn *pqr_connectdb_params(pqr_router *r, const char *const *keywor
                                         const char *const *values, int expand_dbname);
 
 /*
+ * PQconninfo() as the application asked: for a connection a router (or the shim) routed, the
+ * options of the call that made it — the front door, its own target_session_attrs and
+ * connect_timeout — not the member list libpq was handed, so that a reconnect built from them is
+ * routed afresh with the live view. Any other connection: PQconninfo() itself. Free the result with
+ * PQconninfoFree(). PQhost(), PQport() and PQhostaddr() describe the server actually connected.
+ * (Under the preload library, PQconninfo() itself answers this way.)
+ */
+PQR_EXPORT PQconninfoOption *pqr_conninfo(const PGconn *conn);
+
+/*
  * The last routing decision made by the calling thread (any router, or the shim), as one line of
  * text: routed or passed through, role, cluster, candidate list, reason, cache age. Never contains a
  * password. Valid until the thread's next connection.

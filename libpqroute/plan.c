@@ -20,6 +20,7 @@
 #include <strings.h>
 
 #include "plan.h"
+#include "asked.h"
 #include "log.h"
 
 #define PROBE_VALUE "pqroute-probe-invalid"
@@ -86,6 +87,7 @@ void pqri_plan_free(struct pqri_plan *p)
     free(p->door_hostaddr);
     free(p->door_port);
     free(p->tsa);
+    free(p->asked_tsa);
     pqri_params_free(&p->params);
     free(p);
 }
@@ -278,6 +280,12 @@ struct pqri_plan *pqri_plan_new(struct pqri_views *vs, const struct pqri_libpq *
     p->eff = pq->conninfo(p1);
     p->pgpass = strdup(pq->pass(p1) ? pq->pass(p1) : "");
     pq->finish(p1);
+    const char *kw_unpassable = pqri_conninfo_unpassable(p->eff);
+    if (kw_unpassable) {
+        pqri_decision("passed through: %s='' cannot be passed on as libpq reads it in a string",
+                      kw_unpassable);
+        goto pass;
+    }
     host = pqri_conninfo_value(p->eff, "host");
     port = pqri_conninfo_value(p->eff, "port");
     if (!host || strchr(host, ',') || host[0] == '/' || host[0] == '@' ||
@@ -298,6 +306,8 @@ struct pqri_plan *pqri_plan_new(struct pqri_views *vs, const struct pqri_libpq *
     const char *hostaddr = pqri_conninfo_value(p->eff, "hostaddr");
     p->door_hostaddr = hostaddr ? strdup(hostaddr) : NULL;
     tsa = app_tsa(pq, kw, val, expand);
+    if (tsa && !(p->asked_tsa = strdup(tsa)))
+        goto pass;
     if (tsa && role_of_tsa(tsa) == PQR_ROLE_AUTO) {
         /* A value libpq will reject: let libpq say so, exactly as without us. */
         pqri_decision("passed through: target_session_attrs=%.40s is not one libpq accepts", tsa);
@@ -658,6 +668,7 @@ PGconn *pqri_plan_connect(struct pqri_views *vs, const struct pqri_libpq *pq, co
     if (!p)
         return NULL;
     conn = pqri_plan_exec(vs, p);
+    pqri_asked_note(conn, p->eff, p->asked_tsa, &p->params);
     pqri_plan_free(p);
     return conn;
 }

@@ -17,6 +17,7 @@ struct pqri_plan {
     char *pgpass;
     char *door_host, *door_hostaddr, *door_port;
     char *tsa;
+    char *asked_tsa; /* the application's own target_session_attrs, or NULL */
     pqr_role role;
     enum pqri_mode mode;
     struct pqri_candidate cands[PQR_MAX_MEMBERS];

@@ -79,22 +79,39 @@ static int join(char *buf, size_t len, size_t *used, const char *item)
     return 0;
 }
 
+/* Replaced by the rewrite whatever the application gave. */
+static bool replaced(const char *keyword)
+{
+    static const char *const kws[] = {"host", "hostaddr", "port", "target_session_attrs", "service",
+                                      NULL};
+    for (size_t i = 0; kws[i]; i++)
+        if (strcmp(keyword, kws[i]) == 0)
+            return true;
+    return false;
+}
+
+/* Given as '' in a string, where keyword arrays would put something else: an empty value is skipped
+ * in arrays, so the PG* variable or libpq's non-empty built-in default would take its place (and
+ * libpq does not read '' as its default everywhere: sslsni='' is off, its default on). */
+static bool empty_not_passable(const PQconninfoOption *o)
+{
+    const char *env = o->envvar ? getenv(o->envvar) : NULL;
+    return o->val && !o->val[0] && !replaced(o->keyword) &&
+           ((env && env[0]) || (o->compiled && o->compiled[0]));
+}
+
 int pqri_rewrite(const struct pqri_rewrite_in *in, struct pqri_params *out)
 {
-    /* Replaced below, or (service) already applied by libpq in the effective options. */
-    static const char *const replaced[] = {"host", "hostaddr", "port", "target_session_attrs",
-                                           "service", NULL};
     char hosts[8192], addrs[4096], ports[1024], num[16];
     size_t hl = 0, al = 0, pl = 0;
 
     memset(out, 0, sizeof *out);
-    for (const PQconninfoOption *o = in->effective; o && o->keyword; o++) {
-        bool skip = !o->val || !o->val[0];
-        for (size_t i = 0; !skip && replaced[i]; i++)
-            skip = strcmp(o->keyword, replaced[i]) == 0;
-        if (!skip && pqri_params_add(out, o->keyword, o->val) < 0)
+    /* Replaced below, or (service) already applied by libpq in the effective options. An empty
+     * value is left out: the caller passed the call through where that changes what libpq reads
+     * (pqri_conninfo_unpassable()). */
+    for (const PQconninfoOption *o = in->effective; o && o->keyword; o++)
+        if (o->val && o->val[0] && !replaced(o->keyword) && pqri_params_add(out, o->keyword, o->val) < 0)
             goto fail;
-    }
     hosts[0] = addrs[0] = ports[0] = 0;
     for (size_t i = 0; i < in->ncands; i++) {
         snprintf(num, sizeof num, "%d", in->cands[i].port);
@@ -167,7 +184,22 @@ int pqri_conninfo_parse(struct pqri_conninfo *ci, const char *conninfo)
             ci->kw[k] = o->keyword;
             ci->val[k++] = o->val;
         }
+    /* A string that parsed and is not blank has a key=value or is a URI: libpq expands it as a
+     * dbname exactly as it reads it as a string. */
+    if (conninfo && conninfo[strspn(conninfo, " \t\n\r\f\v")]) {
+        ci->call_kw[0] = "dbname";
+        ci->call_val[0] = conninfo;
+        ci->call_expand = 1;
+    }
     return 0;
+}
+
+const char *pqri_conninfo_unpassable(const PQconninfoOption *effective)
+{
+    for (const PQconninfoOption *o = effective; o && o->keyword; o++)
+        if (empty_not_passable(o))
+            return o->keyword;
+    return NULL;
 }
 
 void pqri_conninfo_release(struct pqri_conninfo *ci)

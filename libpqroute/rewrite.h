@@ -21,9 +21,13 @@ int pqri_params_add(struct pqri_params *p, const char *k, const char *v);
 const char *pqri_conninfo_value(const PQconninfoOption *o, const char *kw);
 /* PQconninfoFree() with the password cleared first, with a given libpq's (pq NULL: ours). */
 void pqri_conninfo_free(const struct pqri_libpq *pq, PQconninfoOption *o);
-/* PQconninfoParse() into NULL-terminated arrays (-1 if it does not parse), and its release. */
+/* PQconninfoParse() into NULL-terminated arrays and a call with a string's rules (-1 if it does
+ * not parse), and its release. */
 int pqri_conninfo_parse(struct pqri_conninfo *ci, const char *conninfo);
 void pqri_conninfo_release(struct pqri_conninfo *ci);
+/* The keyword of an effective option that keyword arrays cannot pass on as libpq read it (a '' from
+ * a string where arrays would put the PG* variable or a non-empty built-in default), or NULL. */
+const char *pqri_conninfo_unpassable(const PQconninfoOption *effective);
 
 struct pqri_rewrite_in {
     const PQconninfoOption *effective; /* PQconninfo() of the probe */

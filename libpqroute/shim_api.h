@@ -44,10 +44,15 @@ struct pqri_libpq {
 /* A conninfo string parsed by libpq into NULL-terminated keyword/value arrays. */
 struct pqri_conninfo {
     PQconninfoOption *opts;
-    const char **kw, **val;
+    const char **kw, **val; /* the options as keyword/value arrays */
+    /* The string as a call libpq reads by a string's rules: handed over whole as an expanded
+     * dbname. In a string an empty value (port='') means libpq's built-in default and the PG*
+     * variable is not consulted; in arrays an empty value is skipped and the variable applies. */
+    const char *call_kw[2], *call_val[2];
+    int call_expand;
 };
 
-#define PQRI_SHIM_API_VERSION 5
+#define PQRI_SHIM_API_VERSION 6
 struct pqri_shim_api {
     int version;
     /* NULL with an empty message: nothing configured. */
@@ -60,6 +65,8 @@ struct pqri_shim_api {
     /* PQconninfoParse() into arrays / freed (password cleared), with the library's own libpq. */
     int (*conninfo_parse)(struct pqri_conninfo *ci, const char *conninfo);
     void (*conninfo_release)(struct pqri_conninfo *ci);
+    /* PQconninfo()'s result for conn, made the application's own when we routed conn. */
+    void (*conninfo_report)(const PGconn *conn, PQconninfoOption *opts);
 };
 
 #if defined(__GNUC__)

@@ -46,10 +46,11 @@ typedef PGconn *setdb_login_fn(const char *, const char *, const char *, const c
                                const char *, const char *, const char *);
 typedef PGPing ping_fn(const char *);
 typedef PGPing ping_params_fn(const char *const *, const char *const *, int);
+typedef PQconninfoOption *conninfo_fn(PGconn *);
 
 const char *const shim_wrapped_names[W_COUNT] = {
     "PQconnectdb",    "PQconnectdbParams",    "PQsetdbLogin", "PQconnectStart",
-    "PQconnectStartParams", "PQping", "PQpingParams",
+    "PQconnectStartParams", "PQping", "PQpingParams", "PQconninfo",
 };
 
 /* One libpq in this process. */
@@ -345,7 +346,8 @@ static void router_init(void)
     load_engine();
     if (!engine)
         return;
-    router = engine->router_from_env(err, sizeof err);
+    /* published for do_conninfo(), which reads it without the once */
+    __atomic_store_n(&router, engine->router_from_env(err, sizeof err), __ATOMIC_RELEASE);
     if (!router && err[0])
         shim_error("%s%s; routing disabled, connections go to libpq unchanged", err, "");
 }
@@ -379,7 +381,7 @@ static PGconn *do_string(struct instance *in, enum wrapped w, const char *connin
     if (!in || !in->fn[w])
         return missing(w), NULL;
     if ((r = active(in)) && engine->conninfo_parse(&ci, conninfo) == 0) {
-        conn = engine->connect(r, &in->pq, ci.kw, ci.val, 0,
+        conn = engine->connect(r, &in->pq, ci.call_kw, ci.call_val, ci.call_expand,
                                w == W_CONNECTDB ? PQR_BLOCKING : PQR_NONBLOCKING, &passed);
         engine->conninfo_release(&ci);
     }
@@ -461,7 +463,7 @@ static PGPing do_ping(struct instance *in, const char *conninfo)
     if (!in || !in->fn[W_PING])
         return missing(W_PING), PQPING_NO_ATTEMPT;
     if ((r = active(in)) && engine->conninfo_parse(&ci, conninfo) == 0) {
-        ping = engine->ping(r, &in->pq, ci.kw, ci.val, 0, &passed);
+        ping = engine->ping(r, &in->pq, ci.call_kw, ci.call_val, ci.call_expand, &passed);
         engine->conninfo_release(&ci);
     }
     if (passed) {
@@ -489,6 +491,20 @@ static PGPing do_ping_params(struct instance *in, const char *const *kw, const c
         in_libpq--;
     }
     return ping;
+}
+
+/* What the connection reports: the application's own options when we routed it. */
+static PQconninfoOption *do_conninfo(struct instance *in, PGconn *conn)
+{
+    PQconninfoOption *opts;
+
+    if (!in || !in->fn[W_CONNINFO])
+        return missing(W_CONNINFO), NULL;
+    opts = ((conninfo_fn *)in->fn[W_CONNINFO])(conn);
+    /* Only a process that routes has routed connections; the engine is loaded by then. */
+    if (!in_libpq && __atomic_load_n(&router, __ATOMIC_ACQUIRE))
+        engine->conninfo_report(conn, opts);
+    return opts;
 }
 
 /* ---- the exported names: the caller's own libpq ---- */
@@ -535,11 +551,16 @@ EXPORT PGPing PQpingParams(const char *const *keywords, const char *const *value
     return do_ping_params(CALLER(W_PING_PARAMS), keywords, values, expand_dbname);
 }
 
+EXPORT PQconninfoOption *PQconninfo(PGconn *conn)
+{
+    return do_conninfo(CALLER(W_CONNINFO), conn);
+}
+
 void *shim_global_wrapper(enum wrapped w)
 {
     static void *const global[W_COUNT] = {
         (void *)PQconnectdb, (void *)PQconnectdbParams, (void *)PQsetdbLogin, (void *)PQconnectStart,
-        (void *)PQconnectStartParams, (void *)PQping, (void *)PQpingParams,
+        (void *)PQconnectStartParams, (void *)PQping, (void *)PQpingParams, (void *)PQconninfo,
     };
     return global[w];
 }
@@ -569,11 +590,12 @@ void *shim_global_wrapper(enum wrapped w)
     static PGPing s##k##_ping_params(const char *const *kw, const char *const *v, int e)           \
     {                                                                                              \
         return do_ping_params(&instances[k], kw, v, e);                                            \
-    }
+    }                                                                                              \
+    static PQconninfoOption *s##k##_conninfo(PGconn *c) { return do_conninfo(&instances[k], c); }
 #define SLOT_ROW(k)                                                                                \
     {(void *)s##k##_connectdb, (void *)s##k##_connectdb_params, (void *)s##k##_setdb_login,        \
      (void *)s##k##_connect_start, (void *)s##k##_connect_start_params, (void *)s##k##_ping,       \
-     (void *)s##k##_ping_params}
+     (void *)s##k##_ping_params, (void *)s##k##_conninfo}
 
 SLOT(0) SLOT(1) SLOT(2) SLOT(3) SLOT(4) SLOT(5) SLOT(6) SLOT(7)
 static void *const slots[MAX_INSTANCES][W_COUNT] = {

@@ -16,6 +16,7 @@ enum wrapped {
     W_CONNECT_START_PARAMS,
     W_PING,
     W_PING_PARAMS,
+    W_CONNINFO,
     W_COUNT
 };
 extern const char *const shim_wrapped_names[W_COUNT];

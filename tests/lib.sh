@@ -2,7 +2,7 @@
 T_N=0
 T_FAIL=0
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-B=$ROOT/build
+B=${PQR_BUILD:-$ROOT/build} # PQR_BUILD: test another build directory
 PRELOAD=$B/libpqroute-preload.so
 CLIENT=$B/tests/pqr-client
 

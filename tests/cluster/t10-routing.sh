@@ -61,4 +61,32 @@ routed=$(awk '$1=="routed_rw" {print $2}' <<<"$st")
 fetches=$(awk '$1=="refresh_ok" || $1=="refresh_failed" {s += $2} END {print s + 0}' <<<"$st")
 ok $([ "$routed" = 20 ] && [ "$fetches" -le 10 ]; echo $?) "20 short-lived processes connect routed ($routed), asking Patroni $fetches times (the shared cache)"
 rm -rf "$c"
+
+# What a routed connection reports (issue 30): PQconninfo as the application asked — the same as
+# without the shim — PQhost the door's name, PQhostaddr the member it reached; a reconnect built
+# from PQconninfo (psql's \c, a pool) is routed afresh, directly.
+for ci in "$RW" "$RO"; do
+    with=$(shim conninfo "$ci")
+    without=$("$CLIENT" conninfo "$ci" 2>&1)
+    ok $([ "$(grep '^conninfo:' <<<"$with")" = "$(grep '^conninfo:' <<<"$without")" ]; echo $?) \
+        "${ci%% connect*}: PQconninfo reports what the application asked ($(grep '^conninfo:' <<<"$with"))"
+    like "$(grep '^reported:' <<<"$with")" "host=$PROXY port=[0-9]+ hostaddr=127\.0\.0\.1[123]$" \
+        "${ci%% connect*}: PQhost the door, PQhostaddr the member ($(grep '^reported:' <<<"$with"))"
+    ok $([ "$(path_of "$(grep '^again:' <<<"$with")")" = direct ]; echo $?) "${ci%% connect*}: a reconnect from PQconninfo is routed afresh"
+done
+# The same through the library API: pqr_conninfo() (examples/rw-ro.c).
+out=$("$B/examples/rw-ro" 2>&1)
+like "$out" "rw: connected to 127\.0\.0\.1[123]:5432, the leader"$'\n'"rw: asked for host=$PROXY port=5432" \
+    "library: pqr_conninfo() reports the front door the connection was asked for"
+# libpq's string rules: port='' in a string is libpq's 5432 (the RW door), PGPORT is not
+# consulted — not the RO door PGPORT names; host='' is the Unix socket, whatever PGHOST says.
+with=$(PGPORT=5433 shim connectdb "host=$PROXY port='' connect_timeout=3")
+without=$(PGPORT=5433 "$CLIENT" connectdb "host=$PROXY port='' connect_timeout=3" 2>&1)
+ok $([ "$(recovery_of "$with")" = f ] && [ "$(recovery_of "$without")" = f ] && [ "$(path_of "$with")" = direct ]; echo $?) \
+    "port='' with PGPORT=5433: the leader, as libpq alone (routed: $with | alone: $without)"
+with=$(PGHOST=$PROXY PQROUTE_LOG=debug shim connectdb "host='' port=5432 connect_timeout=3")
+without=$(PGHOST=$PROXY "$CLIENT" connectdb "host='' port=5432 connect_timeout=3" 2>&1)
+like "$with" 'passed through: not a single TCP host' "host='' with PGHOST=the door: not routed (the socket)"
+ok $([ "${with##*$'\n'}" = "${without##*$'\n'}" ] || { [[ ${with##*$'\n'} =~ ^FAIL ]] && [[ $without =~ ^FAIL ]]; }; echo $?) \
+    "host='': the same outcome as libpq alone (${without:0:80})"
 done_testing

@@ -21,6 +21,9 @@
  *                                              a failed INSERT adds "write=FAIL sqlstate=S ..." 
  *   pqr-client reader SECONDS INTERVAL_MS CONNINFO   like writer, with a read instead of an INSERT
  *   pqr-client hold SECONDS CONNINFO           connect, report, sleep (for footprint checks)
+ *   pqr-client conninfo CONNINFO               connect; print what PQconninfo, PQhost, PQport,
+ *                                              PQhostaddr report; connect again with the options
+ *                                              PQconninfo gave (as psql's \c or a pool would)
  *   pqr-client series N CONNINFO [CONNINFO2]   N connects in this one process, one line each
  *                                              (alternating with CONNINFO2 when given)
  */
@@ -273,6 +276,32 @@ int main(int argc, char **argv)
             rc |= print_conn(c, t);
             PQfinish(c);
         }
+        return rc;
+    }
+    if (strcmp(mode, "conninfo") == 0) {
+        PGconn *c = PQconnectdb(argv[2]);
+        int rc = print_conn(c, t0);
+        PQconninfoOption *opts = PQconninfo(c);
+        const char *k2[64], *v2[64];
+        int n = 0;
+        printf("conninfo:");
+        for (PQconninfoOption *o = opts; o && o->keyword; o++) {
+            if (o->val && (strcmp(o->keyword, "host") == 0 || strcmp(o->keyword, "hostaddr") == 0 ||
+                           strcmp(o->keyword, "port") == 0 || strcmp(o->keyword, "connect_timeout") == 0 ||
+                           strcmp(o->keyword, "target_session_attrs") == 0))
+                printf(" %s=%s", o->keyword, o->val);
+            if (o->val && o->val[0] && n < 63)
+                k2[n] = o->keyword, v2[n++] = o->val;
+        }
+        k2[n] = v2[n] = NULL;
+        printf("\nreported: host=%s port=%s hostaddr=%s\n", PQhost(c), PQport(c), PQhostaddr(c));
+        double t1 = now_ms();
+        PGconn *again = PQconnectdbParams(k2, v2, 0);
+        printf("again: ");
+        rc |= print_conn(again, t1);
+        PQfinish(again);
+        PQconninfoFree(opts);
+        PQfinish(c);
         return rc;
     }
     if (strcmp(mode, "hold") == 0 && argc == 4) {
