@@ -10,7 +10,7 @@ FAKE=127.0.0.34:18500
 export PQROUTE_CONSUL=http://$FAKE PQROUTE_SCOPE=fake PQROUTE_RW=127.0.0.1:1 PQROUTE_CACHE_DIR=$tmp/cache \
        PQROUTE_REFRESH_MS=1000 PQROUTE_REST_TIMEOUT_MS=300 PQROUTE_LOG=info
 unset PQROUTE_PATRONI PQROUTE_ETCD PQROUTE_CONFIG
-start_server "$tmp/fake.out" python3 "$ROOT/tests/tools/fake-consul.py" $FAKE
+check "fake Consul $FAKE started" start_server "$tmp/fake.out" python3 "$ROOT/tests/tools/fake-consul.py" $FAKE
 ctl() { curl -fsS "http://$FAKE/ctl/$1" >/dev/null; }
 status() { "$B/pqroute" status 2>&1; }
 wait_for() { local n=$(( $1 * 10 )); shift; for _ in $(seq $n); do "$@" && return 0; sleep 0.1; done; return 1; }
@@ -20,7 +20,7 @@ like "$out" 'view from consul read http://127.0.0.34:18500, [0-9.]+ s old, leade
 like "$out" 'c2 +replica +running +127.0.0.62:5432' "members from conn_url"
 PQROUTE_LOG=debug "$B/pqroute" agent >"$tmp/agent.log" 2>&1 &
 agent_pid=$!
-check "the agent follows Consul with blocking queries" wait_for 5 sh -c "\"$B/pqroute\" status 2>/dev/null | grep -q 'consul watch.*by pqroute agent'"
+check "the agent follows Consul with blocking queries" wait_for 10 sh -c "\"$B/pqroute\" status 2>/dev/null | grep -q 'consul watch.*by pqroute agent'"
 stat() { curl -fsS "http://$FAKE/ctl/stats" | python3 -c "import json,sys; print(json.load(sys.stdin)['$1'])"; }
 changed0=$(stat changed)
 t0=$(ms)
@@ -35,19 +35,23 @@ ok $([ "$changed" -ge 1 ] && [ $dt -lt 10000 ]; echo $?) \
 blocking=$(stat blocking)
 ok $([ "$blocking" -ge 1 ]; echo $?) "blocking queries were used ($blocking)"
 ctl "mode?m=reset"
-sleep 0.3
+# Every query counted from now on is answered with the index gone back: one that began after the
+# reset shows the agent has had such an answer (its queries go one after the other).
+q0=$(stat queries)
+queried_since() { [ "$(stat queries)" -gt "$1" ] 2>/dev/null; }
+check "the agent queries again after the index went back" wait_for 10 queried_since "$q0"
 ctl "mode?m=ok"
 ctl "leader?name=c1"
 check "an index that goes backwards (a restored snapshot): the watch starts over and goes on" \
-    wait_for 4 sh -c "\"$B/pqroute\" status 2>/dev/null | grep -q 'leader c1'"
+    wait_for 10 sh -c "\"$B/pqroute\" status 2>/dev/null | grep -q 'leader c1'"
 for m in "500:HTTP status 500" "garbage:not a JSON array"; do
     ctl "mode?m=${m%%:*}"
-    check "${m%%:*}: the agent says why (${m#*:})" wait_for 5 grep -q "consul http://$FAKE: ${m#*:}" "$tmp/agent.log"
+    check "${m%%:*}: the agent says why (${m#*:})" wait_for 10 grep -q "consul http://$FAKE: ${m#*:}" "$tmp/agent.log"
     ctl "mode?m=ok"
 done
 check "the agent is still running" kill -0 $agent_pid
 ctl "leader?name=c2"
-check "and follows Consul again" wait_for 8 sh -c "\"$B/pqroute\" status 2>/dev/null | grep -q 'consul watch.*leader c2'"
+check "and follows Consul again" wait_for 20 sh -c "\"$B/pqroute\" status 2>/dev/null | grep -q 'consul watch.*leader c2'"
 kill $agent_pid; wait $agent_pid 2>/dev/null; agent_pid=
 
 ctl "token?t=s3cret"

@@ -72,11 +72,11 @@ like "$out" 'permission denied' "the reader cannot read another scope's keys (RB
 # The agent with TLS and a token: a change arrives through the watch.
 "$B/pqroute" agent >"$tmp/agent.log" 2>&1 &
 agent_pid=$!
-for _ in $(seq 50); do "$B/pqroute" status 2>/dev/null | grep -q 'etcd watch' && break; sleep 0.1; done
+for _ in $(seq 150); do "$B/pqroute" status 2>/dev/null | grep -q 'etcd watch' && break; sleep 0.1; done
 like "$("$B/pqroute" status 2>&1)" "view from etcd watch https://$IP:22379, by pqroute agent $agent_pid" "the agent watches over TLS with a token"
 "${E[@]}" --user root:rootpw put /service/tls/leader b >/dev/null
 "${E[@]}" --user root:rootpw put /service/tls/members/a "$(member a 127.0.0.71 replica)" >/dev/null
-for _ in $(seq 30); do "$B/pqroute" status 2>/dev/null | grep -q 'leader b' && break; sleep 0.1; done
+for _ in $(seq 150); do "$B/pqroute" status 2>/dev/null | grep -q 'leader b' && break; sleep 0.1; done
 like "$("$B/pqroute" status 2>&1)" 'leader b' "a leader change reaches the cache through the TLS watch"
 kill $agent_pid; wait $agent_pid 2>/dev/null; agent_pid=
 ok $(! grep -q 'readerpw' "$tmp"/cache/* "$tmp/agent.log" 2>/dev/null; echo $?) "the password is in no cache file or log line"
