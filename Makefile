@@ -93,12 +93,17 @@ $(B)/examples/%: examples/%.c $(LIB_SO)
 UNIT := $(patsubst tests/unit/%.c,$(B)/tests/%,$(wildcard tests/unit/test_*.c))
 TOOLS := $(patsubst tests/tools/%.c,$(B)/tests/%,$(wildcard tests/tools/*.c))
 PRELOAD_TOOLS := $(patsubst tests/tools/preload/%.c,$(B)/tests/%.so,$(wildcard tests/tools/preload/*.c))
-tests-build: $(UNIT) $(TOOLS) $(PRELOAD_TOOLS) $(B)/tests/pqr-dlhost $(B)/bench/pqr-bench
+tests-build: $(UNIT) $(TOOLS) $(PRELOAD_TOOLS) $(B)/tests/pqr-dlhost $(B)/tests/pqr-loadstress $(B)/bench/pqr-bench
 
 # A host that does not link libpq (it dlopen()s it, as plugin hosts and FFI layers do).
 $(B)/tests/pqr-dlhost: tests/tools/dl/pqr-dlhost.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -std=gnu11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -o $@ $< -ldl
+
+# Threads loading, unloading and looking up while the shim patches (tests/sh/t-loader-stress.sh).
+$(B)/tests/pqr-loadstress: tests/tools/dl/pqr-loadstress.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -std=gnu11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -o $@ $< -ldl -lpthread
 
 # Fault-injecting preload libraries for the tests (a slow resolver, ...).
 $(B)/tests/%.so: tests/tools/preload/%.c

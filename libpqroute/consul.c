@@ -29,6 +29,7 @@ struct pqri_consul {
     unsigned long long index;
     struct pqri_http_conn conn; /* the agent's: kept between blocking queries */
     bool keep;
+    char bad[160]; /* the last key skipped and its index: said once */
 };
 
 struct pqri_consul *pqri_consul_open(const struct pqr_settings *s, const struct pqri_cluster_conf *c)
@@ -125,13 +126,19 @@ static int query(struct pqri_consul *e, unsigned long long index, int wait_s, co
         if (!(v = malloc(strlen(v64) / 4 * 3 + 4)))
             goto oom;
         vlen = *v64 ? b64_pton(v64, v, strlen(v64) / 4 * 3 + 3) : 0;
-        if (vlen < 0 || pqri_kvset_put(&set, k + plen, klen, (char *)v, (size_t)vlen,
-                                       json_integer_value(json_object_get(o, "ModifyIndex"))) < 0) {
-            free(v);
-            pqri_errf(err, errlen, "consul %s: key %.200s is unreadable or too large", e->shown, k);
-            goto out;
-        }
+        long long mod = json_integer_value(json_object_get(o, "ModifyIndex"));
+        int put = vlen < 0 ? PQRI_KV_SKIPPED : pqri_kvset_put(&set, k + plen, klen, (char *)v, (size_t)vlen, mod);
         free(v);
+        if (put < 0)
+            goto oom;
+        if (put == PQRI_KV_SKIPPED) { /* one bad key (any node writes its own) costs only itself */
+            char bad[sizeof e->bad];
+            snprintf(bad, sizeof bad, "%.120s@%lld", k, mod);
+            if (strcmp(bad, e->bad) != 0)
+                PQR_WARN("consul %s: key %.120s (index %lld) left out: its value is not base64, over "
+                         "64 KiB, contains a NUL byte, or one key too many", e->shown, k, mod);
+            memcpy(e->bad, bad, sizeof bad);
+        }
     }
     unsigned long long ni = strtoull(idx, NULL, 10);
     /* Consul's rule: an index that goes backwards (a restored snapshot) starts over. */
@@ -194,6 +201,7 @@ int pqri_consul_watch(struct pqri_consul *e, const int *stop, const struct pqri_
     if (query_any(e, stop, err, errlen) < 0)
         return -1;
     h->count(h->arg, PQR_STAT_DCS_READS);
+    int early = 0;
     while (!(stop && __atomic_load_n(stop, __ATOMIC_ACQUIRE))) {
         struct pqr_topology *t = topology(e, "watch", why, sizeof why);
         bool changed = false;
@@ -201,10 +209,19 @@ int pqri_consul_watch(struct pqri_consul *e, const int *stop, const struct pqri_
             h->view(h->arg, t);
         else
             PQR_DEBUG("cluster %s: %s", e->c->name, why);
+        long long asked = pqri_mono_ms();
         if (query(e, e->index ? e->index : 1, wait_s, stop, &changed, err, errlen) < 0)
             return stop && __atomic_load_n(stop, __ATOMIC_ACQUIRE) ? 0 : -1;
         if (changed)
             h->count(h->arg, PQR_STAT_WATCH_EVENTS);
+        /* A blocking query that keeps answering at once with nothing new (no X-Consul-Index, say)
+         * is no watch: the caller's back-off, not a loop as fast as the server answers. */
+        early = !changed && pqri_mono_ms() - asked < wait_s * 1000LL / 2 ? early + 1 : 0;
+        if (early >= 3) {
+            pqri_errf(err, errlen, "consul %s: blocking queries answer at once with nothing new "
+                      "(no X-Consul-Index?)", e->shown);
+            return -1;
+        }
     }
     return 0;
 }

@@ -44,8 +44,10 @@ int pqri_kvset_put(struct pqri_kvset *s, const char *key, size_t klen, const cha
     struct pqri_kv *kv;
     char *v;
 
-    if (!pqri_dcs_wanted(key, klen) || vlen > PQRI_DCS_MAX_VALUE || memchr(val, 0, vlen))
-        return -1;
+    if (!pqri_dcs_wanted(key, klen) || vlen > PQRI_DCS_MAX_VALUE || memchr(val, 0, vlen)) {
+        pqri_kvset_del(s, key, klen);
+        return PQRI_KV_SKIPPED;
+    }
     if (!(v = strndup(val, vlen)))
         return -1;
     if ((kv = find(s, key, klen))) {
@@ -56,7 +58,7 @@ int pqri_kvset_put(struct pqri_kvset *s, const char *key, size_t klen, const cha
     }
     if (s->n == PQRI_DCS_MAX_KEYS) {
         free(v);
-        return -1;
+        return PQRI_KV_SKIPPED;
     }
     kv = realloc(s->kv, (s->n + 1) * sizeof *kv);
     if (!kv || !(kv[s->n].key = strndup(key, klen))) {
@@ -215,8 +217,10 @@ struct pqr_topology *pqri_dcs_topology(const struct pqri_kvset *s, const char *s
                                                                 ? "standby_leader" : "leader")
                                                     : in_sync(sync, name) ? "sync_standby"
                                                                           : "replica"));
-        json_object_set(m, "state", json_object_get(d, "state") ? json_object_get(d, "state")
-                                                                : json_string("unknown"));
+        if (json_object_get(d, "state")) /* borrowed: set takes its own reference */
+            json_object_set(m, "state", json_object_get(d, "state"));
+        else /* new: set_new takes ours (set would leak it, 40 bytes a member a view) */
+            json_object_set_new(m, "state", json_string("unknown"));
         if (json_is_string(json_object_get(d, "api_url")))
             json_object_set(m, "api_url", json_object_get(d, "api_url"));
         if (json_is_integer(json_object_get(d, "timeline")))

@@ -23,7 +23,10 @@ struct pqri_kvset {
 };
 /* Whether routing needs a key (name relative to the prefix). */
 bool pqri_dcs_wanted(const char *key, size_t len);
-/* Insert or replace (0), or -1: not wanted, too large, or too many keys. */
+/* Insert or replace: 0; PQRI_KV_SKIPPED: a value routing cannot use (too large, a NUL byte, not
+ * wanted, or the set is full) is left out, and so is what the key held before (any one Patroni
+ * node can write its own key: one bad key must not cost the others); -1: out of memory. */
+#define PQRI_KV_SKIPPED 1
 int pqri_kvset_put(struct pqri_kvset *s, const char *key, size_t klen, const char *val, size_t vlen,
                    long long rev);
 void pqri_kvset_del(struct pqri_kvset *s, const char *key, size_t klen);

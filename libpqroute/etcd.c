@@ -16,6 +16,7 @@
 #include <netinet/tcp.h>
 #include <resolv.h>
 #include <stdio.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -47,6 +48,7 @@ struct pqri_etcd {
     char shown[600];     /* the endpoint in use, without credentials */
     struct pqri_http_conn conn; /* kept for the reads of the endpoint in use ... */
     bool keep;                  /* ... only in the agent: an application may close any fd */
+    char bad[160];              /* the last key skipped and its revision: said once */
 };
 
 static char *b64(const void *p, size_t n)
@@ -127,13 +129,18 @@ static const char *base(const struct pqri_etcd *e)
     return e->c->dcs.urls[e->cur];
 }
 
+/* A revision from etcd's JSON (a number, or a string of one), within [0, LLONG_MAX - 1]: a store
+ * (or a stand-in) that sends 9223372036854775807 must not make the resumed watch's rev + 1
+ * overflow. */
 static long long jrev(json_t *v)
 {
+    long long r = 0;
+
     if (json_is_integer(v))
-        return json_integer_value(v);
-    if (json_is_string(v))
-        return strtoll(json_string_value(v), NULL, 10);
-    return 0;
+        r = json_integer_value(v);
+    else if (json_is_string(v))
+        r = strtoll(json_string_value(v), NULL, 10);
+    return r < 0 ? 0 : r == LLONG_MAX ? LLONG_MAX - 1 : r;
 }
 
 /* One request to the endpoint in use; the parsed answer of a 200, else NULL with a message (and
@@ -162,8 +169,11 @@ static json_t *call(struct pqri_etcd *e, const char *path, const char *body, con
             snprintf(text, sizeof text, "%.*s", (int)strcspn(out.p, "\r\n"), out.p);
             msg = text;
         }
+        /* The server's words are shown (pqroute check prints them): control characters escaped. */
+        char shown_msg[200];
+        pqri_escape(shown_msg, sizeof shown_msg, msg ? msg : "");
         pqri_errf(err, errlen, "etcd %s: HTTP status %ld%s%.160s", e->shown, *status, msg ? ": " : "",
-                  msg ? msg : "");
+                  shown_msg);
         json_decref(ej);
     } else if (!(j = json_loadb(out.p ? out.p : "", out.len, 0, NULL)) || !json_is_object(j)) {
         pqri_errf(err, errlen, "etcd %s: not a JSON object", e->shown);
@@ -195,6 +205,13 @@ static int detect(struct pqri_etcd *e, const int *stop, char *err, size_t errlen
     return 0;
 }
 
+/* A secret in a jansson string, cleared before jansson frees it (it frees without clearing). */
+static void forget_string(json_t *s)
+{
+    if (json_is_string(s))
+        explicit_bzero((char *)json_string_value(s), json_string_length(s));
+}
+
 static int authenticate(struct pqri_etcd *e, const int *stop, char *err, size_t errlen)
 {
     char *pw, *body;
@@ -211,7 +228,8 @@ static int authenticate(struct pqri_etcd *e, const int *stop, char *err, size_t 
     req = json_pack("{s:s, s:s}", "name", e->c->dcs.user, "password", pw);
     pqri_free_secret(pw);
     body = req ? json_dumps(req, JSON_COMPACT) : NULL;
-    json_decref(req); /* jansson keeps its copy of the password in freed memory: short-lived */
+    forget_string(json_object_get(req, "password")); /* jansson's copy */
+    json_decref(req);
     if (!body) {
         pqri_errf(err, errlen, "out of memory");
         return -1;
@@ -228,6 +246,7 @@ static int authenticate(struct pqri_etcd *e, const int *stop, char *err, size_t 
     }
     e->token = strdup(tok);
     snprintf(e->auth_hdr, sizeof e->auth_hdr, "Authorization: %s", tok);
+    forget_string(json_object_get(j, "token"));
     json_decref(j);
     return e->token ? 0 : -1;
 }
@@ -262,21 +281,35 @@ static char *rel_key(const struct pqri_etcd *e, json_t *kv, size_t *klen)
     return k;
 }
 
+/* kv into set: 0, or -1 out of memory. A value routing cannot use (not base64, too large, a NUL
+ * byte: any one Patroni node writes its own key) is left out with one warning, and the others
+ * are used. */
 static int put_kv(struct pqri_etcd *e, struct pqri_kvset *set, json_t *kv)
 {
     size_t klen, vlen;
     char *k = rel_key(e, kv, &klen), *v;
     const char *v64 = json_string_value(json_object_get(kv, "value"));
-    int rc = 0;
+    long long rev = jrev(json_object_get(kv, "mod_revision"));
+    int rc = PQRI_KV_SKIPPED;
 
     if (!k)
         return 0; /* not one of ours */
     if ((v = unb64(v64 ? v64 : "", &vlen))) {
-        rc = pqri_kvset_put(set, k, klen, v, vlen, jrev(json_object_get(kv, "mod_revision")));
+        rc = pqri_kvset_put(set, k, klen, v, vlen, rev);
         free(v);
+    } else {
+        pqri_kvset_del(set, k, klen);
+    }
+    if (rc == PQRI_KV_SKIPPED) {
+        char bad[sizeof e->bad];
+        snprintf(bad, sizeof bad, "%.120s@%lld", k, rev);
+        if (strcmp(bad, e->bad) != 0) /* a watch resumed, a read again: not said again */
+            PQR_WARN("etcd %s: key %s%.120s (revision %lld) left out: its value is not base64, over "
+                     "64 KiB, contains a NUL byte, or one key too many", e->shown, e->prefix, k, rev);
+        memcpy(e->bad, bad, sizeof bad);
     }
     free(k);
-    return rc < 0 || !v ? -1 : 0;
+    return rc < 0 ? -1 : 0;
 }
 
 /* A range read of the prefix into e->kv and e->rev, at the endpoint in use. */
@@ -295,7 +328,7 @@ static int read_prefix(struct pqri_etcd *e, const int *stop, char *err, size_t e
     kvs = json_object_get(j, "kvs");
     for (size_t i = 0; i < json_array_size(kvs); i++)
         if (put_kv(e, &set, json_array_get(kvs, i)) < 0) {
-            pqri_errf(err, errlen, "etcd %s: a key under %s is unreadable or too large", e->shown,
+            pqri_errf(err, errlen, "etcd %s: out of memory reading the keys under %s", e->shown,
                       e->prefix);
             pqri_kvset_clear(&set);
             json_decref(j);
@@ -386,7 +419,9 @@ static int on_line(void *arg, const char *line, size_t len)
     }
     if (json_object_get(j, "error")) {
         const char *msg = json_string_value(json_object_get(json_object_get(j, "error"), "message"));
-        snprintf(w->why, sizeof w->why, "etcd %s: watch error: %.200s", e->shown, msg ? msg : "(none)");
+        char m[210];
+        pqri_escape(m, sizeof m, msg ? msg : "(none)"); /* the server's words, shown as text */
+        snprintf(w->why, sizeof w->why, "etcd %s: watch error: %.200s", e->shown, m);
         json_decref(j);
         return -1;
     }
@@ -394,10 +429,12 @@ static int on_line(void *arg, const char *line, size_t len)
     if (json_is_true(json_object_get(res, "canceled"))) {
         long long cr = jrev(json_object_get(res, "compact_revision"));
         const char *reason = json_string_value(json_object_get(res, "cancel_reason"));
+        char r[210];
+        pqri_escape(r, sizeof r, reason ? reason : "");
         w->compacted = cr > 0;
         snprintf(w->why, sizeof w->why, "etcd %s: watch cancelled%s%.200s", e->shown,
                  w->compacted ? " (revision compacted)" : reason ? ": " : "",
-                 w->compacted || !reason ? "" : reason);
+                 w->compacted || !reason ? "" : r);
         json_decref(j);
         return -1;
     }
@@ -415,7 +452,7 @@ static int on_line(void *arg, const char *line, size_t len)
                 pqri_kvset_del(&e->kv, k, klen);
             free(k);
         } else if (put_kv(e, &e->kv, kv) < 0) {
-            snprintf(w->why, sizeof w->why, "etcd %.300s: a key under %.300s is unreadable or too large",
+            snprintf(w->why, sizeof w->why, "etcd %.300s: out of memory reading the keys under %.300s",
                      e->shown, e->prefix);
             json_decref(j);
             return -1;
@@ -559,7 +596,7 @@ int pqri_etcd_watch(struct pqri_etcd *e, const int *stop, const struct pqri_watc
     CURLM *multi = NULL;
     CURL *stream = NULL;
     int rc = -1, running, failed_reads = 0;
-    long long next_check;
+    long long next_check, last_compaction = 0;
 
     if (!cu)
         return -1;
@@ -645,7 +682,7 @@ int pqri_etcd_watch(struct pqri_etcd *e, const int *stop, const struct pqri_watc
         cu->multi_remove_handle(multi, stream);
         cu->easy_cleanup(stream);
         stream = NULL;
-        cu->slist_free_all(hdrs);
+        pqri_http_headers_free(hdrs);
         hdrs = NULL;
         pqri_lines_free(&w.lines);
         if (stop_now(stop)) {
@@ -660,8 +697,15 @@ int pqri_etcd_watch(struct pqri_etcd *e, const int *stop, const struct pqri_watc
             pqri_errf(err, errlen, "%s", w.why);
             goto out;
         }
-        /* Compacted: read the prefix again and watch from there, on the same connection's terms. */
+        /* Compacted: read the prefix again and watch from there, on the same connection's terms —
+         * unless it was compacted a moment ago too: a store that cancels every watch gets the
+         * caller's back-off, not a read and a watch as fast as it answers. */
         h->count(h->arg, PQR_STAT_WATCH_COMPACTIONS);
+        if (last_compaction && pqri_mono_ms() - last_compaction < e->s->refresh_ms) {
+            pqri_errf(err, errlen, "%s, again within %d ms", w.why, e->s->refresh_ms);
+            goto out;
+        }
+        last_compaction = pqri_mono_ms();
         PQR_INFO("cluster %s: %s; reading %s again", e->c->name, w.why, e->prefix);
         if (read_any(e, stop, err, errlen) < 0)
             goto out;
@@ -675,7 +719,7 @@ out:
         cu->easy_cleanup(stream);
     }
     if (hdrs)
-        cu->slist_free_all(hdrs);
+        pqri_http_headers_free(hdrs);
     cu->multi_cleanup(multi);
     return rc;
 }

@@ -16,6 +16,8 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <pwd.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,73 +32,156 @@
  * corrected (or a forged file): it is stale, whatever its stamp says. */
 #define FUTURE_SKEW_MS 1000
 
-int pqri_cachedir_open(struct pqri_cache_dir *d, const struct pqr_settings *s)
+/* The directory at path, made if missing, held and checked; NULL with one warning (none if
+ * quiet). */
+static struct pqri_dir_id *hold(const char *dir, bool quiet)
 {
-    char dir[512];
+    struct pqri_dir_id *id;
     struct stat st;
     int fd;
 
-    memset(d, 0, sizeof *d);
-    d->fd = -1;
-    if (s->cache_dir) {
-        snprintf(dir, sizeof dir, "%s", s->cache_dir);
-    } else {
-        /* secure_getenv: a privileged process does not take its caller's directory */
-        const char *xdg = secure_getenv("XDG_RUNTIME_DIR");
-        if (xdg && xdg[0] == '/')
-            snprintf(dir, sizeof dir, "%s/libpqroute", xdg);
-        else
-            snprintf(dir, sizeof dir, "/tmp/libpqroute-%u", (unsigned)geteuid());
-    }
     if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
-        PQR_WARN("cache directory %s: %s; not sharing the topology cache", dir, strerror(errno));
-        return -1;
+        if (!quiet)
+            PQR_WARN("cache directory %s: %s; not sharing the topology cache", dir, strerror(errno));
+        return NULL;
     }
     fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0 || fstat(fd, &st) != 0 || !pqri_private_dir(&st)) {
-        PQR_WARN("cache directory %s is not a directory of yours closed to others; not sharing "
-                 "the topology cache",
-                 dir);
+        if (!quiet)
+            PQR_WARN("cache directory %s is not a directory of yours closed to others; not sharing "
+                     "the topology cache",
+                     dir);
         if (fd >= 0)
             close(fd);
-        return -1;
+        return NULL;
     }
-    if (!(d->path = strdup(dir))) {
+    if (!(id = malloc(sizeof *id))) {
         close(fd);
+        return NULL;
+    }
+    *id = (struct pqri_dir_id){fd, st.st_dev, st.st_ino, NULL};
+    return id;
+}
+
+/* id's fd if it is still that directory (a daemon may have closed it and reused the number). */
+static void close_held(const struct pqri_dir_id *id)
+{
+    struct stat st;
+    if (fstat(id->fd, &st) == 0 && st.st_dev == id->dev && st.st_ino == id->ino)
+        close(id->fd);
+}
+
+/* Without PQROUTE_CACHE_DIR and XDG_RUNTIME_DIR: /tmp/libpqroute-<uid>, unless another user made
+ * that name first (anyone can, in /tmp); then the home directory's ~/.cache/libpqroute, which
+ * nobody else can, and which every process of this user then finds the same way. */
+static struct pqri_dir_id *hold_default(char *dir, size_t len)
+{
+    struct pqri_dir_id *id;
+    const struct passwd *pw;
+    char home[400];
+
+    snprintf(dir, len, "/tmp/libpqroute-%u", (unsigned)geteuid());
+    if ((id = hold(dir, true)))
+        return id;
+    /* getpwuid, not $HOME: a privileged process does not take its caller's directory */
+    if (!(pw = getpwuid(geteuid())) || !pw->pw_dir || pw->pw_dir[0] != '/') {
+        PQR_WARN("cache directory %s is not a directory of yours closed to others, and there is no "
+                 "home directory to use instead; not sharing the topology cache", dir);
+        return NULL;
+    }
+    snprintf(home, sizeof home, "%s/.cache", pw->pw_dir);
+    mkdir(home, 0700);
+    PQR_WARN("cache directory %s is not a directory of yours closed to others (made by another "
+             "user?); using %s/libpqroute", dir, home);
+    snprintf(dir, len, "%s/libpqroute", home);
+    return hold(dir, false);
+}
+
+int pqri_cachedir_open(struct pqri_cache_dir *d, const struct pqr_settings *s)
+{
+    char dir[512];
+    struct pqri_dir_id *id;
+
+    memset(d, 0, sizeof *d);
+    /* secure_getenv: a privileged process does not take its caller's directory */
+    const char *xdg = secure_getenv("XDG_RUNTIME_DIR");
+    if (s->cache_dir) {
+        snprintf(dir, sizeof dir, "%s", s->cache_dir);
+        id = hold(dir, false);
+    } else if (xdg && xdg[0] == '/') {
+        snprintf(dir, sizeof dir, "%s/libpqroute", xdg);
+        id = hold(dir, false);
+    } else {
+        id = hold_default(dir, sizeof dir);
+    }
+    if (!id)
+        return -1;
+    if (!(d->path = strdup(dir))) {
+        close_held(id);
+        free(id);
         return -1;
     }
-    d->dev = st.st_dev;
-    d->ino = st.st_ino;
-    d->fd = fd;
+    d->id = id;
     return 0;
+}
+
+/* The held directory was removed: the one now at its path, held with the same checks. The old
+ * descriptor stays open (another thread may be using it this instant; one per replacement). */
+static int replaced(struct pqri_cache_dir *d, struct pqri_dir_id *old)
+{
+    static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+    struct pqri_dir_id *id;
+
+    pthread_mutex_lock(&lock);
+    id = __atomic_load_n(&d->id, __ATOMIC_ACQUIRE);
+    if (id == old) { /* not replaced by another thread meanwhile */
+        PQR_WARN("cache directory %s was removed (the agent's service stopped?); using the one now "
+                 "at its path",
+                 d->path);
+        if ((id = hold(d->path, false)))
+            id->prev = old;
+        else
+            __atomic_store_n(&d->retired, old, __ATOMIC_RELEASE); /* not sharing: freed at close */
+        __atomic_store_n(&d->id, id, __ATOMIC_RELEASE);
+    }
+    pthread_mutex_unlock(&lock);
+    return id ? id->fd : -1;
 }
 
 int pqri_cachedir_fd(struct pqri_cache_dir *d)
 {
-    int fd = __atomic_load_n(&d->fd, __ATOMIC_ACQUIRE);
+    struct pqri_dir_id *id = __atomic_load_n(&d->id, __ATOMIC_ACQUIRE);
     struct stat st;
 
-    if (fd < 0)
+    if (!id)
         return -1;
-    if (fstat(fd, &st) == 0 && st.st_dev == d->dev && st.st_ino == d->ino && pqri_private_dir(&st))
-        return fd;
+    if (fstat(id->fd, &st) == 0 && st.st_dev == id->dev && st.st_ino == id->ino &&
+        pqri_private_dir(&st))
+        return st.st_nlink > 0 ? id->fd : replaced(d, id);
     /* Closed by the application (the number may be its own file now), or the directory was made
      * accessible to others: stop sharing, and leave the fd alone. */
-    if (__atomic_exchange_n(&d->fd, -1, __ATOMIC_ACQ_REL) >= 0)
+    if (__atomic_compare_exchange_n(&d->id, &id, NULL, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+        __atomic_store_n(&d->retired, id, __ATOMIC_RELEASE); /* freed at close, fd left alone */
         PQR_WARN("cache directory %s changed under this process (its descriptor was closed, or its "
                  "owner or mode changed); not sharing the topology cache any more",
                  d->path);
+    }
     return -1;
 }
 
 void pqri_cachedir_close(struct pqri_cache_dir *d)
 {
-    /* Closed only if it is still ours. */
-    if (pqri_cachedir_fd(d) >= 0)
-        close(d->fd);
+    struct pqri_dir_id *id = d->id ? d->id : d->retired;
+
+    /* Closed only if still ours; the ones it replaced too. */
+    while (id) {
+        struct pqri_dir_id *prev = id->prev;
+        close_held(id);
+        free(id);
+        id = prev;
+    }
     free(d->path);
     memset(d, 0, sizeof *d);
-    d->fd = -1;
 }
 
 int pqri_cache_openat(struct pqri_cache_dir *d, const char *name, int flags)

@@ -12,16 +12,25 @@
 
 #include "policy.h"
 
-struct pqri_cache_dir {
-    int fd; /* held; -1: not sharing (atomic) */
+/* The directory held: its descriptor and identity, replaced together (atomically) when the
+ * directory was removed and made again. */
+struct pqri_dir_id {
+    int fd;
     dev_t dev;
     ino_t ino;
-    char *path; /* for messages only: never opened by name again */
+    struct pqri_dir_id *prev; /* the one it replaced (its fd kept open until close) */
+};
+struct pqri_cache_dir {
+    struct pqri_dir_id *id; /* NULL: not sharing (atomic) */
+    char *path;             /* for messages, and to open it again once it was removed */
+    struct pqri_dir_id *retired; /* removed and not made again: kept for close */
 };
 int pqri_cachedir_open(struct pqri_cache_dir *d, const struct pqr_settings *s);
 void pqri_cachedir_close(struct pqri_cache_dir *d);
 /* The held fd if it is still the directory we opened (owned by us, closed to others), else -1: the
- * directory is then dropped with one warning, without touching the fd. */
+ * directory is then dropped with one warning, without touching the fd. A directory that was
+ * removed (st_nlink 0: systemd's RuntimeDirectory= after the agent stopped) is opened again by its
+ * path with the same checks, with one warning. */
 int pqri_cachedir_fd(struct pqri_cache_dir *d);
 /* openat() in the held directory, never following a symlink; files are made 0600. */
 int pqri_cache_openat(struct pqri_cache_dir *d, const char *name, int flags);

@@ -106,10 +106,23 @@ size_t pqri_buf_write(char *p, size_t sz, size_t nm, void *ud)
 
 void pqri_buf_free(struct pqri_buf *b)
 {
+    /* An answer may hold a token (etcd's /auth/authenticate): cleared, not just freed. */
+    if (b->p)
+        explicit_bzero(b->p, b->len);
     free(b->p);
     b->p = NULL;
     b->len = 0;
     b->too_big = false;
+}
+
+void pqri_http_headers_free(struct curl_slist *l)
+{
+    /* curl copies each header: an Authorization one is cleared before it is freed. */
+    for (struct curl_slist *n = l; n; n = n->next)
+        if (n->data)
+            explicit_bzero(n->data, strlen(n->data));
+    if (l)
+        cu.slist_free_all(l);
 }
 
 void pqri_http_common(CURL *h, const char *url, long connect_timeout_ms, const struct pqri_tls *tls)
@@ -121,8 +134,12 @@ void pqri_http_common(CURL *h, const char *url, long connect_timeout_ms, const s
     cu.easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
     cu.easy_setopt(h, CURLOPT_USERAGENT, "libpqroute/0.1");
     cu.easy_setopt(h, CURLOPT_NOPROXY, "*"); /* internal services: never via an http_proxy */
-    if (tls && tls->ca)
+    if (tls && tls->ca) {
+        /* The CA given is the only one trusted (pinned): CAINFO replaces the default bundle, and
+         * the default directory (/etc/ssl/certs) is switched off too. */
         cu.easy_setopt(h, CURLOPT_CAINFO, tls->ca);
+        cu.easy_setopt(h, CURLOPT_CAPATH, (char *)NULL);
+    }
     if (tls && tls->cert)
         cu.easy_setopt(h, CURLOPT_SSLCERT, tls->cert);
     if (tls && tls->key)
@@ -233,8 +250,7 @@ out:
     } else if (rc < 0) {
         pqri_http_conn_close(rq->conn); /* a failed connection is not kept */
     }
-    if (hdrs)
-        cu.slist_free_all(hdrs);
+    pqri_http_headers_free(hdrs);
     return rc;
 }
 

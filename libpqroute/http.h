@@ -38,7 +38,9 @@ struct pqri_buf {
     bool too_big;
 };
 size_t pqri_buf_write(char *p, size_t sz, size_t nm, void *ud); /* a CURLOPT_WRITEFUNCTION */
-void pqri_buf_free(struct pqri_buf *b);
+void pqri_buf_free(struct pqri_buf *b); /* its bytes cleared first */
+/* curl_slist_free_all() with every header cleared first (they may carry a token). */
+void pqri_http_headers_free(struct curl_slist *l);
 
 /* TLS files for one service (any may be NULL). */
 struct pqri_tls {

@@ -108,14 +108,21 @@ char *pqri_read_secret(const char *path, char *err, size_t errlen)
     char buf[1024];
     struct stat st;
     ssize_t n;
-    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    /* O_NONBLOCK: a FIFO (or a device) put there would block open() for ever, in the refresher
+     * or the agent; only a regular file is read. */
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
 
     if (fd < 0) {
         pqri_errf(err, errlen, "cannot open \"%.200s\": %s", path, strerror(errno));
         return NULL;
     }
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        pqri_errf(err, errlen, "\"%.200s\" is not a regular file", path);
+        return NULL;
+    }
     /* Like libpq's .pgpass: a secret others can read or change is refused. */
-    if (fstat(fd, &st) != 0 || !pqri_trusted_file(&st) || (st.st_mode & (S_IRWXG | S_IRWXO))) {
+    if (!pqri_trusted_file(&st) || (st.st_mode & (S_IRWXG | S_IRWXO))) {
         close(fd);
         pqri_errf(err, errlen, "\"%.200s\" must be a file of yours (or root's) with no access for "
                   "group or others (chmod 0600)", path);

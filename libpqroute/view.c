@@ -14,6 +14,7 @@
  *   pqri_dns_lock  guards the name look-ups in flight and their answers (resolve.c)
  * No I/O is done under any of them: log lines are written after the lock is released.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -228,6 +229,35 @@ void pqri_view_publish(struct pqri_view *v, struct pqr_topology *t)
     pqri_topo_unref(old);
 }
 
+/* The host of an http(s)://host[:port] base, brackets of an IPv6 literal removed. */
+static void url_host(const char *base, char *out, size_t len)
+{
+    const char *h = strstr(base, "://");
+    size_t n;
+
+    h = h ? h + 3 : base;
+    if (h[0] == '[')
+        h++, n = strcspn(h, "]");
+    else
+        n = strcspn(h, ":/");
+    snprintf(out, len, "%.*s", (int)n, h);
+}
+
+/* An endpoint a member advertises is asked only where that member lives: its own host name or
+ * address (which PQROUTE_ALLOW vetted), or an address PQROUTE_ALLOW names. Any one node writes its
+ * own api_url: it must not send us, our credentials or our client certificate elsewhere. */
+static bool advertised_ok(const struct pqri_views *vs, const struct pqri_member *m, const char *base)
+{
+    char host[300];
+    unsigned char buf[sizeof(struct in6_addr)];
+
+    url_host(base, host, sizeof host);
+    if ((m->host && strcasecmp(host, m->host) == 0 && m->addr[0]) || (m->addr[0] && strcmp(host, m->addr) == 0))
+        return true;
+    return vs->s.nallow && (inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1) &&
+           pqri_cidr_allows(vs->s.allow, vs->s.nallow, host);
+}
+
 /* Seeds plus the REST endpoints members advertise, so a node added later is found. */
 static size_t endpoints(struct pqri_view *v, const struct pqr_topology *t, char **urls)
 {
@@ -237,6 +267,12 @@ static size_t endpoints(struct pqri_view *v, const struct pqr_topology *t, char 
         urls[n++] = strdup(v->conf->seeds[i]);
     for (size_t i = 0; t && i < t->n && n < PQR_MAX_ENDPOINTS; i++) {
         char *b = t->m[i].api_url ? pqri_api_base(t->m[i].api_url) : NULL;
+        if (b && !advertised_ok(v->vs, &t->m[i], b)) {
+            PQR_DEBUG("cluster %s: member %s advertises a REST endpoint elsewhere than its own host "
+                      "(%.200s): not asked", v->conf->name, t->m[i].name, b);
+            free(b);
+            b = NULL;
+        }
         bool dup = !b;
         for (size_t j = 0; b && j < n; j++)
             dup = dup || (urls[j] && strcasecmp(urls[j], b) == 0);
@@ -674,7 +710,7 @@ struct pqri_views *pqri_views_new(const struct pqr_settings *s, char *err, size_
         v->conf = &vs->s.clusters[i];
         pqri_cache_init(&v->cache, &vs->dir, v->conf->key);
         v->rest_next = pqri_views_spread(vs);
-        if (vs->dir.fd >= 0)
+        if (pqri_cachedir_fd(&vs->dir) >= 0)
             pqri_stats_init(&v->stats, &vs->dir, v->conf->key);
     }
     pthread_mutex_lock(&views_lock);

@@ -77,7 +77,7 @@ void *pqr_shim_dlopen_hook(const char *file, int mode)
         !shim_configured())
         return NULL;
     if ((h = shim_real_dlopen(file, mode)))
-        shim_patch_loaded_objects();
+        shim_patch_object(h);
     return h;
 }
 
@@ -119,34 +119,32 @@ struct object {
     ElfW(Addr) relro, relro_end;
 };
 
-#define MAX_OBJECTS 512
-
-struct scan {
-    struct object o[MAX_OBJECTS];
-    size_t n;
+/* The object whose dynamic section is at dyn, found while the loader lists its objects (and holds
+ * its lock); copied out, then patched after the listing, while our handle keeps it loaded. */
+struct find {
+    const void *dyn;
+    struct object o;
+    bool found;
 };
 
 static int collect(struct dl_phdr_info *info, size_t size, void *arg)
 {
-    struct scan *sc = arg;
-    struct object *o;
+    struct find *f = arg;
+    struct object o = {.base = info->dlpi_addr};
 
     (void)size;
-    if (sc->n == MAX_OBJECTS)
-        return 1;
-    o = &sc->o[sc->n];
-    memset(o, 0, sizeof *o);
-    o->base = info->dlpi_addr;
     for (int i = 0; i < info->dlpi_phnum; i++) {
         const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
         if (ph->p_type == PT_DYNAMIC)
-            o->dyn = (const ElfW(Dyn) *)(info->dlpi_addr + ph->p_vaddr);
+            o.dyn = (const ElfW(Dyn) *)(info->dlpi_addr + ph->p_vaddr);
         else if (ph->p_type == PT_GNU_RELRO)
-            o->relro = info->dlpi_addr + ph->p_vaddr, o->relro_end = o->relro + ph->p_memsz;
+            o.relro = info->dlpi_addr + ph->p_vaddr, o.relro_end = o.relro + ph->p_memsz;
     }
-    if (o->dyn)
-        sc->n++;
-    return 0;
+    if (!o.dyn || (const void *)o.dyn != f->dyn)
+        return 0;
+    f->o = o;
+    f->found = true;
+    return 1;
 }
 
 /* The loader rewrites these to absolute addresses on most targets; not on all. */
@@ -221,26 +219,32 @@ static void patch_object(const struct object *o)
         patch_table(o, rela, relasz / sizeof *rela, symtab, strtab);
 }
 
-void shim_patch_loaded_objects(void)
+/*
+ * The object a dlopen(RTLD_DEEPBIND) just returned (handle h, which keeps it loaded and which the
+ * caller cannot close before we return): its relocations for the wrapped names point at wrappers.
+ * Only that object, fully loaded and relocated: never one that another thread may be loading (its
+ * relocation not done, its RELRO not yet protected) or unloading at this moment. No lock of ours is
+ * held across the loader's functions (a constructor that holds the loader's lock may be calling
+ * dlopen, which comes here).
+ */
+void shim_patch_object(void *h)
 {
-    static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-    static struct scan sc; /* 16 KiB: not on an application thread's stack */
+    struct link_map *lm = NULL;
+    struct find f = {0};
 
-    pthread_mutex_lock(&lock);
-    sc.n = 0;
-    dl_iterate_phdr(collect, &sc);
-    /* Objects that bind through the global scope already reach our wrappers (their slots hold
-     * them, or a lazy PLT stub that will resolve to them), so rewriting every object is the same as
-     * rewriting only the deep-bound ones: no need to know which those are. */
-    for (size_t i = 0; i < sc.n; i++)
-        patch_object(&sc.o[i]);
-    pthread_mutex_unlock(&lock);
+    if (dlinfo(h, RTLD_DI_LINKMAP, &lm) != 0 || !lm || !lm->l_ld)
+        return;
+    f.dyn = lm->l_ld;
+    dl_iterate_phdr(collect, &f);
+    if (f.found)
+        patch_object(&f.o);
 }
 
 #else
 
-void shim_patch_loaded_objects(void)
+void shim_patch_object(void *h)
 {
+    (void)h;
 }
 
 #endif

@@ -185,11 +185,26 @@ static PGPing guarded_ping_params(const struct pqri_libpq *pq, const char *const
     return r;
 }
 
-/* Called with table_lock held: the instance defining real_fn, made (and pinned) if new. */
-static struct instance *instance_locked(void *real_fn)
+/* The instance at base, or NULL. Called with table_lock held. */
+static struct instance *known_locked(const void *base)
+{
+    for (int i = 0; i < ninstances; i++)
+        if (instances[i].base == base)
+            return &instances[i];
+    return NULL;
+}
+
+/*
+ * The instance defining real_fn, made (and pinned) if new. The loader's functions (dladdr, dlopen,
+ * dlsym, dlclose) are called with no lock of ours held: they take the loader's lock, which a
+ * constructor running in another thread holds while it may be calling dlsym()/dlopen() — ours —
+ * which would then wait for table_lock: a deadlock. So the entry is prepared outside the lock and
+ * only added under it.
+ */
+static struct instance *instance_of(void *real_fn)
 {
     Dl_info info;
-    struct instance *in;
+    struct instance fresh, *in;
     void *pin;
 
     /* Only the entry of one of the wrapped functions where a libpq defines it (not a PLT stub,
@@ -197,23 +212,22 @@ static struct instance *instance_locked(void *real_fn)
     if (!real_fn || ours(real_fn) || !dladdr(real_fn, &info) || !info.dli_fname ||
         info.dli_saddr != real_fn || !info.dli_sname || shim_wrapped_index(info.dli_sname) < 0)
         return NULL;
-    for (int i = 0; i < ninstances; i++)
-        if (instances[i].base == info.dli_fbase)
-            return &instances[i];
-    if (ninstances == MAX_INSTANCES)
-        return NULL;
+    pthread_mutex_lock(&table_lock);
+    in = known_locked(info.dli_fbase);
+    pthread_mutex_unlock(&table_lock);
+    if (in)
+        return in;
     /* A reference of our own; its handle searches this libpq first. */
     if (!(pin = shim_real_dlopen(info.dli_fname, RTLD_LAZY | RTLD_NOLOAD)))
         return NULL;
-    in = &instances[ninstances];
-    memset(in, 0, sizeof *in);
-    in->pin = pin;
-    in->base = info.dli_fbase;
+    memset(&fresh, 0, sizeof fresh);
+    fresh.pin = pin;
+    fresh.base = info.dli_fbase;
     for (int w = 0; w < W_COUNT; w++) {
         void *f = shim_real_dlsym(pin, shim_wrapped_names[w]);
-        in->fn[w] = f && object_base(f) == in->base ? f : NULL;
+        fresh.fn[w] = f && object_base(f) == fresh.base ? f : NULL;
     }
-#define GET(field, name) *(void **)&in->pq.field = shim_real_dlsym(pin, name)
+#define GET(field, name) *(void **)&fresh.pq.field = shim_real_dlsym(pin, name)
     GET(status, "PQstatus");
     GET(error_message, "PQerrorMessage");
     GET(finish, "PQfinish");
@@ -225,14 +239,23 @@ static struct instance *instance_locked(void *real_fn)
     GET(connect_poll, "PQconnectPoll");
     GET(socket, "PQsocket");
 #undef GET
-    in->pq.connectdb_params = guarded_connectdb_params;
-    in->pq.connect_start_params = guarded_connect_start_params;
-    in->pq.ping_params = guarded_ping_params;
-    in->routable = in->fn[W_CONNECTDB_PARAMS] && in->fn[W_CONNECT_START_PARAMS] &&
-                   in->fn[W_PING_PARAMS] && in->pq.status && in->pq.error_message &&
-                   in->pq.finish && in->pq.conninfo && in->pq.conninfo_free && in->pq.pass &&
-                   in->pq.hostaddr && in->pq.port && in->pq.connect_poll && in->pq.socket;
-    __atomic_store_n(&ninstances, ninstances + 1, __ATOMIC_RELEASE);
+    fresh.pq.connectdb_params = guarded_connectdb_params;
+    fresh.pq.connect_start_params = guarded_connect_start_params;
+    fresh.pq.ping_params = guarded_ping_params;
+    fresh.routable = fresh.fn[W_CONNECTDB_PARAMS] && fresh.fn[W_CONNECT_START_PARAMS] &&
+                     fresh.fn[W_PING_PARAMS] && fresh.pq.status && fresh.pq.error_message &&
+                     fresh.pq.finish && fresh.pq.conninfo && fresh.pq.conninfo_free && fresh.pq.pass &&
+                     fresh.pq.hostaddr && fresh.pq.port && fresh.pq.connect_poll && fresh.pq.socket;
+    pthread_mutex_lock(&table_lock);
+    if (!(in = known_locked(fresh.base)) && ninstances < MAX_INSTANCES) {
+        in = &instances[ninstances];
+        *in = fresh;
+        __atomic_store_n(&ninstances, ninstances + 1, __ATOMIC_RELEASE);
+        pin = NULL; /* kept */
+    }
+    pthread_mutex_unlock(&table_lock);
+    if (pin)
+        dlclose(pin); /* another thread made it first, or the table is full */
     return in;
 }
 
@@ -240,7 +263,7 @@ static struct instance *instance_locked(void *real_fn)
  * dynamic linker binds a call: the global scope first (after us: RTLD_NEXT), then the caller's
  * own dependencies (a wheel's bundled libpq, loaded RTLD_LOCAL). Objects that bind in their own
  * scope first (RTLD_DEEPBIND) are given wrappers bound to their exact target when they are loaded
- * (intercept.c), so they do not come here. */
+ * (intercept.c), so they do not come here. As above, no lock of ours across the loader. */
 static struct instance *instance_for_caller(void *ret, enum wrapped w)
 {
     struct link_map *lm = NULL;
@@ -256,22 +279,25 @@ static struct instance *instance_for_caller(void *ret, enum wrapped w)
     for (unsigned i = 0; lm && i < ncallers && i < MAX_CALLERS; i++)
         if (callers[i].lm == lm && callers[i].base == info.dli_fbase) {
             in = callers[i].in;
-            goto out;
+            break;
         }
+    pthread_mutex_unlock(&table_lock);
+    if (in)
+        return in;
     fn = shim_real_dlsym(RTLD_NEXT, shim_wrapped_names[w]);
     if (!fn && lm && lm->l_name && lm->l_name[0] &&
         (h = shim_real_dlopen(lm->l_name, RTLD_LAZY | RTLD_NOLOAD))) {
         fn = shim_real_dlsym(h, shim_wrapped_names[w]);
         dlclose(h);
     }
-    if ((in = instance_locked(fn)) && lm) {
+    if ((in = instance_of(fn)) && lm) {
+        pthread_mutex_lock(&table_lock);
         unsigned k = ncallers++ % MAX_CALLERS;
         callers[k].lm = lm;
         callers[k].base = info.dli_fbase;
         callers[k].in = in;
+        pthread_mutex_unlock(&table_lock);
     }
-out:
-    pthread_mutex_unlock(&table_lock);
     return in;
 }
 
@@ -608,9 +634,7 @@ void *shim_instance_wrapper(void *real_fn, enum wrapped w)
     struct instance *in;
 
     pthread_once(&atfork_once, register_atfork);
-    pthread_mutex_lock(&table_lock);
-    in = instance_locked(real_fn);
-    pthread_mutex_unlock(&table_lock);
+    in = instance_of(real_fn);
     /* Only for the function dlsym() found, from the libpq it found it in. */
     return in && in->fn[w] == real_fn ? slots[in - instances][w] : NULL;
 }

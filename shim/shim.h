@@ -29,9 +29,9 @@ void *shim_global_wrapper(enum wrapped w);
 void *shim_instance_wrapper(void *real_fn, enum wrapped w);
 /* Routing is configured in this (unprivileged) process. */
 bool shim_configured(void);
-/* Rewrite the wrapped names' relocations in objects that bind in their own scope (RTLD_DEEPBIND)
- * so that they reach the global wrappers. */
-void shim_patch_loaded_objects(void);
+/* Rewrite the wrapped names' relocations of the object a dlopen(RTLD_DEEPBIND) returned (h) so
+ * that they reach our wrappers. */
+void shim_patch_object(void *h);
 /* dlsym and dlopen as libc defines them (intercept.c). */
 extern void *(*shim_real_dlsym)(void *, const char *);
 extern void *(*shim_real_dlopen)(const char *, int);

@@ -2,8 +2,9 @@
 """A stand-in for Consul's KV HTTP API (Consul is not packaged for Debian; the etcd tests use the
 real thing): GET /v1/kv/<prefix>?recurse[&index=N&wait=Ns] with X-Consul-Index and blocking
 queries, as Patroni's consul DCS leaves its keys.  usage: fake-consul.py ADDR:PORT
-Orders on /ctl/...: leader?name=N (a change), mode?m=ok|500|garbage|reset (reset: the index goes
-back, as after a snapshot restore), token?t=T (require X-Consul-Token), stats."""
+Orders on /ctl/...: leader?name=N (a change), mode?m=ok|500|garbage|reset|noindex (reset: the index
+goes back, as after a snapshot restore; noindex: answers at once without X-Consul-Index), bad (a
+member value that is not base64), token?t=T (require X-Consul-Token), stats."""
 import base64
 import http.server
 import json
@@ -48,7 +49,8 @@ class H(http.server.BaseHTTPRequestHandler):
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
-        self.send_header("X-Consul-Index", str(index))
+        if st["mode"] != "noindex":
+            self.send_header("X-Consul-Index", str(index))
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
@@ -67,6 +69,9 @@ class H(http.server.BaseHTTPRequestHandler):
                         for k in st["kv"]:
                             st["kv"][k] = (st["kv"][k][0], 2)
                         cv.notify_all()
+                elif u.path == "/ctl/bad":
+                    put("members/c3", "x")
+                    st["bad"] = PFX + "members/c3"
                 elif u.path == "/ctl/token":
                     st["token"] = q.get("t") or None
                 elif u.path == "/ctl/stats":
@@ -84,7 +89,7 @@ class H(http.server.BaseHTTPRequestHandler):
             if st["mode"] == "garbage":
                 return self.send(200, b"<html>gateway</html>", st["index"])
             index = int(q.get("index", 0))
-            if index:
+            if index and st["mode"] != "noindex":
                 stats["blocking"] += 1
                 wait = float(q.get("wait", "5s").rstrip("s"))
                 deadline = time.time() + wait
@@ -93,7 +98,7 @@ class H(http.server.BaseHTTPRequestHandler):
                 if st["index"] > index:
                     stats["changed"] += 1
             prefix = u.path[len("/v1/kv/"):]
-            items = [{"Key": k, "Value": base64.b64encode(v.encode()).decode(), "ModifyIndex": i,
+            items = [{"Key": k, "Value": "not base64!" if k == st.get("bad") else base64.b64encode(v.encode()).decode(), "ModifyIndex": i,
                       "CreateIndex": 1, "LockIndex": 0, "Flags": 0}
                      for k, (v, i) in sorted(st["kv"].items()) if k.startswith(prefix)]
             if not items:

@@ -5,7 +5,11 @@ use the loopback cluster's real etcd).  usage: fake-etcd.py ADDR:PORT
 Holds a key space like etcd's (revisions, mod_revision) with a Patroni cluster under
 /service/fake/, answers /version, /v3/kv/range, /v3/auth/authenticate and /v3/watch (a chunked
 stream of newline-delimited JSON), and takes orders on /ctl/...:
-  /ctl/mode?watch=M   M: ok | truncated | garbage | canceled-once | error | silent | huge
+  /ctl/mode?watch=M   M: ok | truncated | garbage | canceled-once | canceled-always | error | silent
+                      | huge
+  /ctl/bad?kind=K     members/n3 gets a value routing cannot use: K = nul | big | notb64
+  /ctl/rangeerr?on=1  range reads answer 500 with terminal escapes in the message
+  /ctl/maxrev         the next change gets revision 9223372036854775807
   /ctl/leader?name=N  moves the leader key (a new revision), telling watchers unless silent
   /ctl/auth?on=1      requires a token; /ctl/expire drops the current one
   /ctl/stats          what was asked, as JSON
@@ -24,6 +28,7 @@ lock = threading.Condition()
 state = {"rev": 1, "kv": {}, "mode": "ok", "auth": False, "token": None, "ntoken": 0,
          "compacted_once": False}
 stats = {"range": 0, "range_keys_only": 0, "watch": 0, "auth": 0, "version": 0, "unauth": 0}
+raw = {}  # key -> a value sent as it is (not base64)
 PFX = "/service/fake/"
 
 
@@ -44,7 +49,7 @@ def kvjson(key, keys_only=False):
     value, rev = state["kv"][key]
     d = {"key": b64(key), "create_revision": "2", "mod_revision": str(rev), "version": "1"}
     if not keys_only:
-        d["value"] = b64(value)
+        d["value"] = raw[key] if key in raw else b64(value)
     return d
 
 
@@ -115,6 +120,23 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if u.path == "/ctl/expire":
                 state["token"] = None
                 return self.reply(200, {})
+            if u.path == "/ctl/bad":
+                kind = q["kind"]
+                value = {"nul": '{"conn_url":"postgres://127.0.0.53:5432/x"}\x00',
+                         "big": '{"x":"' + "y" * 70000 + '"}',
+                         "notb64": "{}"}[kind]
+                put(PFX + "members/n3", value)
+                if kind == "notb64":
+                    raw[PFX + "members/n3"] = "not base64 at all!"
+                else:
+                    raw.pop(PFX + "members/n3", None)
+                return self.reply(200, {"rev": state["rev"]})
+            if u.path == "/ctl/rangeerr":
+                state["rangeerr"] = q.get("on") == "1"
+                return self.reply(200, {})
+            if u.path == "/ctl/maxrev":
+                state["rev"] = 9223372036854775806
+                return self.reply(200, {})
             if u.path == "/ctl/stats":
                 return self.reply(200, stats)
         self.reply(404, {})
@@ -133,6 +155,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
                                         "message": "etcdserver: authentication failed"})
             if not self.authed():
                 return
+            if path == "/v3/kv/range" and state.get("rangeerr"):
+                stats["range"] += 1
+                return self.reply(500, {"error": "boom", "code": 2,
+                                        "message": "etcdserver: \x1b]0;owned\x07\x1b[2J\x1b[31mred"})
             if path == "/v3/kv/range":
                 keys_only = bool(body.get("keys_only"))
                 stats["range_keys_only" if keys_only else "range"] += 1
@@ -149,7 +175,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/json")
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
-        if mode == "canceled-once" and not state["compacted_once"]:
+        if mode == "canceled-always" or (mode == "canceled-once" and not state["compacted_once"]):
             state["compacted_once"] = True
             self.chunk(json.dumps({"result": {"header": header(), "created": True}}).encode() + b"\n")
             self.chunk(json.dumps({"result": {"header": header(), "canceled": True,

@@ -13,7 +13,7 @@
 
 static void put(struct pqri_kvset *s, const char *k, const char *v)
 {
-    if (pqri_kvset_put(s, k, strlen(k), v, strlen(v), 1) < 0)
+    if (pqri_kvset_put(s, k, strlen(k), v, strlen(v), 1) != 0)
         printf("# put %s refused\n", k);
 }
 
@@ -61,8 +61,8 @@ static void test_topology(void)
     put(&s, "leader", "node1");
     put(&s, "status", "{\"optime\":83886896}");
     put(&s, "sync", "{\"leader\":\"node1\",\"sync_standby\":\"node3\"}");
-    ok(pqri_kvset_put(&s, "config", 6, "{}", 2, 1) < 0, "keys routing does not need are not kept");
-    ok(pqri_kvset_put(&s, "members/a/b", 11, "{}", 2, 1) < 0, "nor keys deeper under members/");
+    ok(pqri_kvset_put(&s, "config", 6, "{}", 2, 1) == PQRI_KV_SKIPPED, "keys routing does not need are not kept");
+    ok(pqri_kvset_put(&s, "members/a/b", 11, "{}", 2, 1) == PQRI_KV_SKIPPED, "nor keys deeper under members/");
     t = topo(&s);
     ok(t && t->n == 3 && t->leader >= 0 && strcmp(t->m[t->leader].name, "node1") == 0,
        "three members, node1 leads (leader key)");
@@ -127,16 +127,36 @@ static void test_topology(void)
     pqri_topo_unref(t);
     pqri_kvset_clear(&s);
 
+    /* One member's key turns bad (any node writes its own): only that key is left out, and what
+     * it held before goes with it; the rest of the view is used. */
+    member(&s, 1, "master", 83886896, 1);
+    member(&s, 2, "replica", 83886896, 1);
+    member(&s, 3, "replica", 83886896, 1);
+    put(&s, "leader", "node1");
+    ok(pqri_kvset_put(&s, "members/node3", 13, "{\"conn_url\":\"x\0", 16, 2) == PQRI_KV_SKIPPED,
+       "a value with a NUL byte is skipped, not an error");
+    ok(!pqri_kvset_get(&s, "members/node3"), "and the key's earlier value is gone with it");
+    put(&s, "members/nostate", "{\"conn_url\":\"postgres://127.0.0.14:5432/x\",\"role\":\"replica\"}");
+    t = topo(&s);
+    ok(t && t->n == 3 && t->leader >= 0, "the other members and the leader are still used (%zu members)", t ? t->n : 0);
+    int ns = -1;
+    for (size_t j = 0; t && j < t->n; j++)
+        if (strcmp(t->m[j].name, "nostate") == 0)
+            ns = (int)j;
+    ok(ns >= 0 && strcmp(t->m[ns].state, "unknown") == 0, "a member without a state: \"unknown\" (and no leak: valgrind)");
+    pqri_topo_unref(t);
+    pqri_kvset_clear(&s);
+
     /* Limits */
     char big[PQRI_DCS_MAX_VALUE + 2];
     memset(big, 'x', sizeof big - 1);
     big[sizeof big - 1] = 0;
-    ok(pqri_kvset_put(&s, "members/x", 9, big, strlen(big), 1) < 0, "a value over 64 KiB is refused");
+    ok(pqri_kvset_put(&s, "members/x", 9, big, strlen(big), 1) == PQRI_KV_SKIPPED, "a value over 64 KiB is refused");
     int refused = 0;
     for (int k = 0; k < PQRI_DCS_MAX_KEYS + 10; k++) {
         char key[32];
         snprintf(key, sizeof key, "members/m%d", k);
-        refused += pqri_kvset_put(&s, key, strlen(key), "{}", 2, 1) < 0;
+        refused += pqri_kvset_put(&s, key, strlen(key), "{}", 2, 1) == PQRI_KV_SKIPPED;
     }
     ok(s.n == PQRI_DCS_MAX_KEYS && refused == 10, "at most %d keys are kept", PQRI_DCS_MAX_KEYS);
     pqri_kvset_clear(&s);
@@ -275,6 +295,16 @@ static void test_secret(void)
     ok(!pw && strstr(err, "0600"), "a password file others can read is refused (%s)", err);
     pqri_free_secret(pw);
     unlink(path);
+    /* A FIFO where the file should be: refused at once, never a blocked open() (the alarm fails
+     * the test instead of hanging it). */
+    if (mkfifo(path, 0600) == 0) {
+        alarm(10);
+        pw = pqri_read_secret(path, err, sizeof err);
+        alarm(0);
+        ok(!pw && strstr(err, "not a regular file"), "a FIFO as the password file: refused, no wait (%s)", err);
+        pqri_free_secret(pw);
+        unlink(path);
+    }
 }
 
 int main(void)

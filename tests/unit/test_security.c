@@ -126,6 +126,32 @@ static char *tmpdir(const char *name, mode_t mode)
     return d;
 }
 
+/* The directory removed under a running process (systemd's RuntimeDirectory= when the agent's
+ * service stops) and made again: noticed (st_nlink 0), and the new one is used, with one warning. */
+static void directory_removed(void)
+{
+    struct pqr_settings s = settings(tmpdir("removed", 0700), NULL, NULL);
+    struct pqri_cache_dir d;
+    struct pqri_cache_file f;
+    char cmd[700], path[400];
+
+    ok(pqri_cachedir_open(&d, &s) == 0, "removed: the directory is held");
+    pqri_cache_init(&f, &d, "k");
+    struct pqr_topology *t = view("{\"members\":[{\"name\":\"a\",\"role\":\"leader\",\"state\":\"running\",\"host\":\"10.0.0.1\",\"port\":5432}]}");
+    t->fetched_ms = pqri_now_ms();
+    snprintf(cmd, sizeof cmd, "rm -rf '%s' && mkdir -m 0700 '%s'", d.path, d.path);
+    ok(system(cmd) == 0, "removed: the directory removed and made again (an agent restart)");
+    ok(pqri_cache_write(&f, t) == 0, "removed: a write goes on");
+    snprintf(path, sizeof path, "%s/k.json", d.path);
+    ok(access(path, F_OK) == 0, "removed: into the directory now at the path, which the agent serves");
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", d.path);
+    ok(system(cmd) == 0 && pqri_cache_write(&f, t) == 0 && access(path, F_OK) == 0,
+       "removed and not made again: made by this process (0700), as at start");
+    pqri_topo_unref(t);
+    pqri_cachedir_close(&d);
+    pqri_settings_clear(&s);
+}
+
 static void cache_directory(void)
 {
     struct pqr_settings s = settings(tmpdir("open", 0777), NULL, NULL);
@@ -153,7 +179,7 @@ static void cache_directory(void)
     pqri_topo_unref(u);
 
     /* A daemon closes every fd, then the number is reused for the application's own locked file. */
-    int dfd = d.fd;
+    int dfd = d.id->fd;
     close(dfd);
     snprintf(path, sizeof path, "%s/app-file", base);
     int app = open(path, O_RDWR | O_CREAT, 0600);
@@ -317,6 +343,7 @@ int main(void)
     allow_list();
     forged_views();
     cache_directory();
+    directory_removed();
     shared_view_rules();
     no_io_under_lock();
     char cmd[300];

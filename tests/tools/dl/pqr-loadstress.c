@@ -1,0 +1,137 @@
+/*
+ * pqr-loadstress: the dynamic loader shared with threads the shim does not see (issue 20, rows
+ * 1-3). For SECONDS, at once:
+ *   - DEEPBIND loads and unloads of a tiny library (each one makes the shim patch that object);
+ *   - loads and unloads of a library with many relocations;
+ *   - loads and unloads of distinct libpq-linked -z now libraries (relocated while the others run);
+ *   - dlsym(libpq, "PQconnectdb") in a loop (as ctypes does);
+ *   - loads and unloads of a plugin whose constructor looks libpq's PQconnectdb up with dlsym();
+ *   - fork()s whose child looks PQconnectdb up and exits.
+ *   usage: pqr-loadstress SECONDS DIR   (DIR holds tiny.so, heavy.so, pq0.so..pqN-1.so, plugin.so)
+ * Prints "done <loads>" and exits 0; a crash or a deadlock (the caller's timeout) is the failure.
+ */
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char *dir;
+static volatile int stop;
+static long loads[6];
+
+static void path(char *out, size_t len, const char *name)
+{
+    snprintf(out, len, "%s/%s", dir, name);
+}
+
+static void *deep(void *arg)
+{
+    char p[1024];
+    (void)arg;
+    path(p, sizeof p, "tiny.so");
+    while (!stop) {
+        void *h = dlopen(p, RTLD_NOW | RTLD_DEEPBIND);
+        if (h)
+            dlclose(h), loads[0]++;
+    }
+    return NULL;
+}
+
+static void *heavy(void *arg)
+{
+    char p[1024];
+    (void)arg;
+    path(p, sizeof p, "heavy.so");
+    while (!stop) {
+        void *h = dlopen(p, RTLD_NOW);
+        if (h)
+            dlclose(h), loads[1]++;
+    }
+    return NULL;
+}
+
+static void *pq_linked(void *arg)
+{
+    char p[1024], name[32];
+    int n = (int)(long)arg;
+    for (int i = 0; !stop; i = (i + 1) % n) {
+        snprintf(name, sizeof name, "pq%d.so", i);
+        path(p, sizeof p, name);
+        void *h = dlopen(p, RTLD_NOW | (i % 2 ? RTLD_DEEPBIND : 0));
+        if (h)
+            dlclose(h), loads[2]++;
+    }
+    return NULL;
+}
+
+static void *lookups(void *arg)
+{
+    void *pq = arg;
+    while (!stop)
+        if (dlsym(pq, "PQconnectdb"))
+            loads[3]++;
+    return NULL;
+}
+
+static void *plugins(void *arg)
+{
+    char p[1024];
+    (void)arg;
+    path(p, sizeof p, "plugin.so");
+    while (!stop) {
+        void *h = dlopen(p, RTLD_NOW);
+        if (h)
+            dlclose(h), loads[4]++;
+    }
+    return NULL;
+}
+
+static void *forks(void *arg)
+{
+    void *pq = arg;
+    while (!stop) {
+        pid_t pid = fork();
+        if (pid == 0)
+            _exit(dlsym(pq, "PQconnectdb") ? 0 : 1);
+        if (pid > 0 && waitpid(pid, NULL, 0) == pid)
+            loads[5]++;
+        struct timespec ts = {0, 20 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    return NULL;
+}
+
+int main(int argc, char **argv)
+{
+    pthread_t th[6];
+    void *pq;
+
+    if (argc != 4)
+        return 2;
+    dir = argv[2];
+    if (!(pq = dlopen("libpq.so.5", RTLD_NOW | RTLD_GLOBAL))) {
+        fprintf(stderr, "no libpq: %s\n", dlerror());
+        return 2;
+    }
+    /* Once before the threads: the child of a fork() then finds this libpq known. (A child that is
+     * the first to see a libpq makes the shim pin it with dlopen(), which, like any dlopen() in the
+     * child of a threaded program, may meet the loader's state of the moment of the fork.) */
+    if (!dlsym(pq, "PQconnectdb"))
+        return 2;
+    pthread_create(&th[0], NULL, deep, NULL);
+    pthread_create(&th[1], NULL, heavy, NULL);
+    pthread_create(&th[2], NULL, pq_linked, (void *)(long)atoi(argv[3]));
+    pthread_create(&th[3], NULL, lookups, pq);
+    pthread_create(&th[4], NULL, plugins, NULL);
+    pthread_create(&th[5], NULL, forks, pq);
+    sleep((unsigned)atoi(argv[1]));
+    stop = 1;
+    for (int i = 0; i < 6; i++)
+        pthread_join(th[i], NULL);
+    printf("done deep=%ld heavy=%ld pq_linked=%ld dlsym=%ld plugin=%ld fork=%ld\n", loads[0], loads[1],
+           loads[2], loads[3], loads[4], loads[5]);
+    return 0;
+}
