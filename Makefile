@@ -93,7 +93,8 @@ $(B)/examples/%: examples/%.c $(LIB_SO)
 UNIT := $(patsubst tests/unit/%.c,$(B)/tests/%,$(wildcard tests/unit/test_*.c))
 TOOLS := $(patsubst tests/tools/%.c,$(B)/tests/%,$(wildcard tests/tools/*.c))
 PRELOAD_TOOLS := $(patsubst tests/tools/preload/%.c,$(B)/tests/%.so,$(wildcard tests/tools/preload/*.c))
-tests-build: $(UNIT) $(TOOLS) $(PRELOAD_TOOLS) $(B)/tests/pqr-dlhost $(B)/tests/pqr-loadstress $(B)/bench/pqr-bench
+tests-build: $(UNIT) $(TOOLS) $(PRELOAD_TOOLS) $(B)/tests/pqr-dlhost $(B)/tests/pqr-loadstress \
+             $(B)/tests/pqr-cancel $(B)/bench/pqr-bench
 
 # A host that does not link libpq (it dlopen()s it, as plugin hosts and FFI layers do).
 $(B)/tests/pqr-dlhost: tests/tools/dl/pqr-dlhost.c
@@ -104,6 +105,12 @@ $(B)/tests/pqr-dlhost: tests/tools/dl/pqr-dlhost.c
 $(B)/tests/pqr-loadstress: tests/tools/dl/pqr-loadstress.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -std=gnu11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -o $@ $< -ldl -lpthread
+
+# A routed connection's cancel, old and new API (tests/libpq/t-pg18.sh).
+$(B)/tests/pqr-cancel: tests/tools/dl/pqr-cancel.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -std=gnu11 -D_GNU_SOURCE $(WARN) $(shell pkg-config --cflags libpq) $(CFLAGS) -o $@ $< \
+	  $(shell pkg-config --libs libpq) -ldl
 
 # Fault-injecting preload libraries for the tests (a slow resolver, ...).
 $(B)/tests/%.so: tests/tools/preload/%.c
@@ -158,6 +165,10 @@ check: all sanitizers fuzz-build
 check-unit: all sanitizers fuzz-build
 	tests/run unit
 
+# The routing tests with each libpq from 12 to 18 (fetched with npm, checked, cached).
+check-libpq: all
+	tests/run libpq
+
 # make check with two CPU-bound busy loops beside it (not part of make check).
 check-stress: all sanitizers fuzz-build
 	scripts/check-stress
@@ -197,4 +208,4 @@ uninstall:
 clean:
 	rm -rf $(B) build-asan build-tsan
 
-.PHONY: soak all examples tests-build check check-unit check-stress demo bench install uninstall clean sanitizers fuzz fuzz-build mutants FORCE
+.PHONY: soak all examples tests-build check check-unit check-stress check-libpq demo bench install uninstall clean sanitizers fuzz fuzz-build mutants FORCE

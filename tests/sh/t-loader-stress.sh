@@ -42,7 +42,7 @@ ok $([ -f "$tmp/heavy.so" ] && [ -f "$tmp/pq$((N - 1)).so" ] && [ -f "$tmp/plugi
 
 export PQROUTE_PATRONI=http://127.0.0.1:1 PQROUTE_RW=127.0.0.1:1 PQROUTE_CACHE_DIR=$tmp/cache PQROUTE_LOG=error
 for run in 1 2 3; do
-    out=$(timeout -k 5 60 env LD_PRELOAD=$PRELOAD "$B/tests/pqr-loadstress" 8 "$tmp" $N 2>&1)
+    out=$(timeout -k 5 60 env LD_PRELOAD=$PRELOAD "$B/tests/pqr-loadstress" 5 "$tmp" $N 2>&1)
     rc=$?
     ok $([ $rc = 0 ] && [[ $out =~ ^done ]]; echo $?) "run $run, shim preloaded: no crash, no deadlock (exit $rc: ${out:0:160})"
 done

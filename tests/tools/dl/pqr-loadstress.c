@@ -27,28 +27,21 @@ static void path(char *out, size_t len, const char *name)
     snprintf(out, len, "%s/%s", dir, name);
 }
 
-static void *deep(void *arg)
-{
-    char p[1024];
-    (void)arg;
-    path(p, sizeof p, "tiny.so");
-    while (!stop) {
-        void *h = dlopen(p, RTLD_NOW | RTLD_DEEPBIND);
-        if (h)
-            dlclose(h), loads[0]++;
-    }
-    return NULL;
-}
+/* One library loaded and unloaded in a loop: its name, dlopen flags and counter. */
+struct loop {
+    const char *name;
+    int flags, counter;
+};
 
-static void *heavy(void *arg)
+static void *load_loop(void *arg)
 {
+    const struct loop *l = arg;
     char p[1024];
-    (void)arg;
-    path(p, sizeof p, "heavy.so");
+    path(p, sizeof p, l->name);
     while (!stop) {
-        void *h = dlopen(p, RTLD_NOW);
+        void *h = dlopen(p, l->flags);
         if (h)
-            dlclose(h), loads[1]++;
+            dlclose(h), loads[l->counter]++;
     }
     return NULL;
 }
@@ -73,19 +66,6 @@ static void *lookups(void *arg)
     while (!stop)
         if (dlsym(pq, "PQconnectdb"))
             loads[3]++;
-    return NULL;
-}
-
-static void *plugins(void *arg)
-{
-    char p[1024];
-    (void)arg;
-    path(p, sizeof p, "plugin.so");
-    while (!stop) {
-        void *h = dlopen(p, RTLD_NOW);
-        if (h)
-            dlclose(h), loads[4]++;
-    }
     return NULL;
 }
 
@@ -121,11 +101,13 @@ int main(int argc, char **argv)
      * child of a threaded program, may meet the loader's state of the moment of the fork.) */
     if (!dlsym(pq, "PQconnectdb"))
         return 2;
-    pthread_create(&th[0], NULL, deep, NULL);
-    pthread_create(&th[1], NULL, heavy, NULL);
+    static const struct loop deep = {"tiny.so", RTLD_NOW | RTLD_DEEPBIND, 0}, heavy = {"heavy.so", RTLD_NOW, 1},
+                             plugin = {"plugin.so", RTLD_NOW, 4};
+    pthread_create(&th[0], NULL, load_loop, (void *)&deep);
+    pthread_create(&th[1], NULL, load_loop, (void *)&heavy);
     pthread_create(&th[2], NULL, pq_linked, (void *)(long)atoi(argv[3]));
     pthread_create(&th[3], NULL, lookups, pq);
-    pthread_create(&th[4], NULL, plugins, NULL);
+    pthread_create(&th[4], NULL, load_loop, (void *)&plugin);
     pthread_create(&th[5], NULL, forks, pq);
     sleep((unsigned)atoi(argv[1]));
     stop = 1;
