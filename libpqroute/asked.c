@@ -1,9 +1,10 @@
 /*
  * The routed connections' own options, in a small table keyed by the PGconn's address. PQfinish
  * is not wrapped, so an address may be reused by a later connection: an entry is used only while
- * the connection still carries the host, hostaddr and port lists we passed it, which only a
- * connection we routed has. The table is bounded (the oldest entry makes room); a connection
- * whose entry was dropped reports what libpq reports, as before.
+ * the connection still carries every option we passed it (but the password), which a connection
+ * made otherwise — another user, another database, or a plain connection to the front door —
+ * does not. The table is bounded (the oldest entry makes room); a connection whose entry was
+ * dropped reports what libpq reports, as before.
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -17,10 +18,12 @@
 
 struct asked {
     const PGconn *conn;
-    unsigned long long seq;             /* 0: free; else the order of noting */
-    char *host, *hostaddr, *port;       /* what we passed: the fingerprint */
-    char *kw[ASKED_OPTS], *val[ASKED_OPTS]; /* what the application asked; val NULL: not set */
+    unsigned long long seq;                   /* 0: free; else the order of noting */
+    char *pkw[ASKED_OPTS], *pval[ASKED_OPTS]; /* what we passed (no password): the fingerprint */
+    size_t np;
+    char *kw[ASKED_OPTS], *val[ASKED_OPTS];   /* what the application asked; val NULL: not set */
     size_t n;
+    bool password;                            /* the application gave one (not .pgpass's) */
 };
 
 static struct asked table[ASKED_MAX];
@@ -29,18 +32,29 @@ static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void clear(struct asked *a)
 {
-    free(a->host), free(a->hostaddr), free(a->port);
+    for (size_t i = 0; i < a->np; i++)
+        free(a->pkw[i]), free(a->pval[i]);
     for (size_t i = 0; i < a->n; i++)
         free(a->kw[i]), free(a->val[i]);
     memset(a, 0, sizeof *a);
 }
 
-static const char *param(const struct pqri_params *p, const char *kw)
+/* A fork while another thread holds the lock: the child's first PQconninfo would wait for ever. */
+static void prepare(void)
 {
-    for (size_t i = 0; i < p->n; i++)
-        if (strcmp(p->kw[i], kw) == 0)
-            return p->val[i];
-    return NULL;
+    pthread_mutex_lock(&lock);
+}
+static void parent(void)
+{
+    pthread_mutex_unlock(&lock);
+}
+static void child(void)
+{
+    pthread_mutex_init(&lock, NULL);
+}
+static void register_fork(void)
+{
+    pthread_atfork(prepare, parent, child);
 }
 
 static char *dup_or_null(const char *s)
@@ -57,20 +71,27 @@ static bool same(const char *a, const char *b)
 void pqri_asked_note(const PGconn *conn, const PQconninfoOption *asked, const char *asked_tsa,
                      const struct pqri_params *passed)
 {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
     struct asked e = {.conn = conn};
-    bool oom;
+    bool oom = false;
 
     if (!conn)
         return;
-    e.host = dup_or_null(param(passed, "host"));
-    e.hostaddr = dup_or_null(param(passed, "hostaddr"));
-    e.port = dup_or_null(param(passed, "port"));
-    oom = (param(passed, "host") && !e.host) || (param(passed, "hostaddr") && !e.hostaddr) ||
-          (param(passed, "port") && !e.port);
+    pthread_once(&once, register_fork);
+    for (size_t i = 0; i < passed->n && e.np < ASKED_OPTS; i++) {
+        if (strcmp(passed->kw[i], "password") == 0)
+            continue; /* no copy of a secret here */
+        e.pkw[e.np] = strdup(passed->kw[i]);
+        e.pval[e.np] = strdup(passed->val[i]);
+        oom = oom || !e.pkw[e.np] || !e.pval[e.np];
+        e.np++;
+    }
     for (const PQconninfoOption *o = asked; o && o->keyword && e.n < ASKED_OPTS; o++) {
         const char *v = o->val;
-        if (strcmp(o->keyword, "password") == 0)
-            continue; /* the connection's own is reported: no copy of a secret here */
+        if (strcmp(o->keyword, "password") == 0) {
+            e.password = v && v[0]; /* the connection's own is reported, if the application gave one */
+            continue;
+        }
         if (strcmp(o->keyword, "target_session_attrs") == 0)
             v = asked_tsa; /* the probe's value is ours: the application's own, or its default */
         e.kw[e.n] = strdup(o->keyword);
@@ -125,10 +146,19 @@ void pqri_asked_report(const PGconn *conn, PQconninfoOption *opts)
         struct asked *a = &table[i];
         if (a->conn != conn || !a->seq)
             continue;
-        if (!same(value_of(opts, "host"), a->host) || !same(value_of(opts, "hostaddr"), a->hostaddr) ||
-            !same(value_of(opts, "port"), a->port))
+        bool carries = true;
+        for (size_t k = 0; carries && k < a->np; k++)
+            carries = same(value_of(opts, a->pkw[k]), a->pval[k]);
+        if (!carries)
             break; /* another connection at this address now */
-        for (PQconninfoOption *o = opts; o->keyword; o++)
+        for (PQconninfoOption *o = opts; o->keyword; o++) {
+            /* A password libpq found in .pgpass for the front door, passed by us: libpq alone
+             * reports none. */
+            if (!a->password && strcmp(o->keyword, "password") == 0 && o->val) {
+                explicit_bzero(o->val, strlen(o->val));
+                free(o->val);
+                o->val = NULL;
+            }
             for (size_t k = 0; k < a->n; k++) {
                 if (strcmp(o->keyword, a->kw[k]) != 0)
                     continue;
@@ -142,6 +172,7 @@ void pqri_asked_report(const PGconn *conn, PQconninfoOption *opts)
                     o->val = strdup(o->compiled); /* libpq shows its default, "any" */
                 break;
             }
+        }
         break;
     }
     pthread_mutex_unlock(&lock);

@@ -58,8 +58,11 @@ char *pqri_api_base(const char *api_url)
     if (!p || !(strncasecmp(api_url, "http://", 7) == 0 || strncasecmp(api_url, "https://", 8) == 0))
         return NULL;
     slash = strchr(p + 3, '/');
+    /* No user info, query, fragment or backslash in the authority: "http://node1:x@evil:8008" is
+     * evil's, whatever its first letters say (any one node writes its own api_url). */
     for (const char *q = api_url; *q && q != slash; q++)
-        if (isspace((unsigned char)*q) || iscntrl((unsigned char)*q))
+        if (isspace((unsigned char)*q) || iscntrl((unsigned char)*q) ||
+            (q > p && strchr("@?#\\", *q)))
             return NULL;
     return slash ? strndup(api_url, (size_t)(slash - api_url)) : strdup(api_url);
 }

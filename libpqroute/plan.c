@@ -96,7 +96,8 @@ void pqri_plan_free(struct pqri_plan *p)
 static char *app_tsa(const struct pqri_libpq *pq, const char *const *kw, const char *const *val,
                      int expand)
 {
-    PGconn *p2 = probe(pq, kw, val, expand, "channel_binding");
+    /* sslmode: every libpq knows it and quotes a bad value (channel_binding is 13+). */
+    PGconn *p2 = probe(pq, kw, val, expand, "sslmode");
     PQconninfoOption *o2 = p2 ? pq->conninfo(p2) : NULL;
     const char *v = pqri_conninfo_value(o2, "target_session_attrs");
     char *tsa = v && strcmp(v, "any") != 0 ? strdup(v) : NULL;
@@ -159,6 +160,7 @@ static void note_down(struct pqri_plan *p, const struct pqri_candidate *c, bool 
     }
     if (f) {
         f->at_ms = pqri_mono_ms();
+        f->gen = p->t->gen;
         f->silent = f->silent || silent;
     }
     pqri_view_note_down(p->v, p->t->gen, c, silent);
@@ -187,10 +189,13 @@ static int build(struct pqri_views *vs, struct pqri_plan *p, bool door_only_ok)
     struct pqri_failure fails[PQR_MAX_MEMBERS + PQR_MAX_FAILURES];
     struct pqri_policy_in in = {0};
 
-    /* What this connect found holds under whichever view it now plans with. */
+    /* A member found silent in this connect stays silent under whichever view it now plans
+     * with (it cost a connect_timeout); one that refused is quick to ask again, and a changed view
+     * forgives it (a restarted leader refuses for a moment). */
     for (size_t i = 0; i < p->nfound; i++) {
         fails[i] = p->found[i];
-        fails[i].gen = p->t->gen;
+        if (fails[i].silent)
+            fails[i].gen = p->t->gen;
     }
     in.nfailures = p->nfound + pqri_view_failures(p->v, fails + p->nfound, PQR_MAX_FAILURES);
     in.spread = pqri_views_spread(vs);
@@ -319,7 +324,10 @@ struct pqri_plan *pqri_plan_new(struct pqri_views *vs, const struct pqri_libpq *
                                                : ro_door ? PQR_ROLE_RO : PQR_ROLE_RW;
     if (tsa && forced == PQR_ROLE_AUTO)
         p->tsa = tsa, tsa = NULL;
-    else if (!(p->tsa = strdup(p->role == PQR_ROLE_RW ? "read-write" : "prefer-standby")))
+    /* prefer-standby is libpq 14's: an older libpq refuses it, so reads there go down the list of
+     * healthy replicas as it is, to whichever answers first. */
+    else if (!(p->tsa = strdup(p->role == PQR_ROLE_RW ? "read-write"
+                               : pq->lib_version && pq->lib_version() >= 140000 ? "prefer-standby" : "any")))
         goto pass;
     /* A non-blocking connect (an event loop's) may wait a little for a fresh process's first
      * view — Patroni answers in about a millisecond — rather than go to the front door. */
@@ -451,7 +459,7 @@ static PGconn *attempt(const struct pqri_plan *p, int host_ms, long long members
         long long left = host_ms > 0 ? until - pqri_mono_ms() : -1;
         int rc = host_ms > 0 && left <= 0 ? 0 : poll(&pfd, 1, host_ms > 0 ? (int)left : -1);
         if (rc == 0 || (rc < 0 && errno != EINTR)) {
-            a->timed_out = rc == 0;
+            a->timed_out = true; /* a poll() error too: this host is not getting through */
             return conn;
         }
         if (rc > 0)
@@ -589,7 +597,8 @@ static PGconn *connect_routed(struct pqri_views *vs, struct pqri_plan *p)
             note_failures(p, p->ncands);
             if (a.at == DOOR)
                 pqri_view_door_failed(p->v);
-            t = pqri_view_refresh(p->v, pqri_mono_ms(), pqri_rest_budget_ms(s));
+            long long budget = pqri_rest_budget_ms(s), room = members_end - pqri_mono_ms();
+            t = pqri_view_refresh(p->v, pqri_mono_ms(), (int)(room < budget ? (room > 0 ? room : 0) : budget));
             if (!t)
                 return conn; /* no view: the front door was already tried */
             pqri_topo_unref(p->t);
@@ -632,6 +641,9 @@ static PGconn *connect_routed(struct pqri_views *vs, struct pqri_plan *p)
         if (t) {
             pqri_topo_unref(p->t);
             p->t = t;
+            /* The next wait is for a view newer than this one: without it, once one view changed,
+             * every later wait would return at once and the members be asked in a tight loop. */
+            panic_gen = t->gen;
         }
         if (build(vs, p, true) < 0)
             break;
@@ -645,14 +657,19 @@ static PGconn *connect_routed(struct pqri_views *vs, struct pqri_plan *p)
 PGconn *pqri_plan_exec(struct pqri_views *vs, struct pqri_plan *p)
 {
     PGconn *conn = connect_routed(vs, p);
+    const char *at = conn && p->pq->status(conn) == CONNECTION_OK ? p->pq->hostaddr(conn) : NULL;
+    const char *at_port = at ? p->pq->port(conn) : NULL;
 
-    /* What this connect found is remembered from its end, not from each finding: a connect that
-     * walked several silent members would otherwise leave the first ones forgotten already, and
-     * the next connect would pay for them again. */
-    for (size_t i = 0; i < p->nfound; i++) {
+    /* The silent members this connect found are remembered from its end, not from each finding:
+     * a connect that walked several would otherwise leave the first ones forgotten already, and
+     * the next connect would pay for them again. (Never the member it connected to.) */
+    for (size_t i = 0; p->mode == PQR_BLOCKING && i < p->nfound; i++) {
         struct pqri_candidate c = {.port = p->found[i].port};
+        if (!p->found[i].silent ||
+            (at && strcmp(at, p->found[i].addr) == 0 && at_port && atoi(at_port) == p->found[i].port))
+            continue;
         snprintf(c.addr, sizeof c.addr, "%s", p->found[i].addr);
-        pqri_view_note_down(p->v, p->t->gen, &c, p->found[i].silent);
+        pqri_view_note_down(p->v, p->t->gen, &c, true);
     }
     return conn;
 }

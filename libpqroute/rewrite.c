@@ -90,14 +90,28 @@ static bool replaced(const char *keyword)
     return false;
 }
 
+/* Options for which libpq reads '' exactly as unset (it tests for NULL or empty before using
+ * them): there '' can be left out of the arrays — while no PG* variable would step in. */
+static bool empty_means_unset(const char *keyword)
+{
+    static const char *const kws[] = {"user", "dbname", "password", "passfile", "options",
+                                      "application_name", "fallback_application_name", "sslcert",
+                                      "sslkey", "sslrootcert", "sslcrl", "sslcrldir", NULL};
+    for (size_t i = 0; kws[i]; i++)
+        if (strcmp(keyword, kws[i]) == 0)
+            return true;
+    return false;
+}
+
 /* Given as '' in a string, where keyword arrays would put something else: an empty value is skipped
- * in arrays, so the PG* variable or libpq's non-empty built-in default would take its place (and
- * libpq does not read '' as its default everywhere: sslsni='' is off, its default on). */
+ * in arrays, so the PG* variable or libpq's built-in default would take its place, and libpq does
+ * not read '' as unset everywhere (sslsni='' is off, its default on; libpq 18 refuses
+ * min_protocol_version=''). */
 static bool empty_not_passable(const PQconninfoOption *o)
 {
     const char *env = o->envvar ? getenv(o->envvar) : NULL;
     return o->val && !o->val[0] && !replaced(o->keyword) &&
-           ((env && env[0]) || (o->compiled && o->compiled[0]));
+           ((env && env[0]) || (o->compiled && o->compiled[0]) || !empty_means_unset(o->keyword));
 }
 
 int pqri_rewrite(const struct pqri_rewrite_in *in, struct pqri_params *out)
@@ -236,5 +250,5 @@ static PGPing direct_ping_params(const struct pqri_libpq *pq, const char *const 
 const struct pqri_libpq pqri_direct_libpq = {
     direct_connectdb_params, direct_connect_start_params, direct_ping_params, PQstatus,
     PQerrorMessage, PQfinish, PQconninfo, PQconninfoFree, PQpass, PQhostaddr, PQport,
-    PQconnectPoll, PQsocket,
+    PQconnectPoll, PQsocket, PQlibVersion,
 };

@@ -39,6 +39,7 @@ struct pqri_libpq {
     char *(*port)(const PGconn *);
     PostgresPollingStatusType (*connect_poll)(PGconn *);
     int (*socket)(const PGconn *);
+    int (*lib_version)(void); /* PQlibVersion: what target_session_attrs values it knows */
 };
 
 /* A conninfo string parsed by libpq into NULL-terminated keyword/value arrays. */
@@ -52,7 +53,7 @@ struct pqri_conninfo {
     int call_expand;
 };
 
-#define PQRI_SHIM_API_VERSION 6
+#define PQRI_SHIM_API_VERSION 7
 struct pqri_shim_api {
     int version;
     /* NULL with an empty message: nothing configured. */

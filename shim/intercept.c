@@ -30,22 +30,23 @@
 
 void *(*shim_real_dlsym)(void *, const char *);
 void *(*shim_real_dlopen)(const char *, int);
-static pthread_once_t libc_once = PTHREAD_ONCE_INIT;
 
-static void bind_libc_once(void)
-{
-    /* dlvsym is not intercepted: RTLD_NEXT from here is libc. */
-    *(void **)&shim_real_dlsym = dlvsym(RTLD_NEXT, "dlsym", "GLIBC_2.34");
-    if (!shim_real_dlsym)
-        *(void **)&shim_real_dlsym = dlvsym(RTLD_NEXT, "dlsym", "GLIBC_2.2.5");
-    *(void **)&shim_real_dlopen = dlvsym(RTLD_NEXT, "dlopen", "GLIBC_2.34");
-    if (!shim_real_dlopen)
-        *(void **)&shim_real_dlopen = dlvsym(RTLD_NEXT, "dlopen", "GLIBC_2.2.5");
-}
-
+/* libc's dlsym and dlopen, found once. No pthread_once: a sanitizer's runtime calls dlsym() (ours)
+ * while it initialises, before its own pthread_once interceptor can run — so a plain idempotent
+ * look-up (two threads find the same pointers) published with release/acquire. dlvsym is not
+ * intercepted: RTLD_NEXT from here is libc. */
 void shim_bind_libc(void)
 {
-    pthread_once(&libc_once, bind_libc_once);
+    void *s, *o;
+
+    if (__atomic_load_n(&shim_real_dlopen, __ATOMIC_ACQUIRE))
+        return;
+    if (!(s = dlvsym(RTLD_NEXT, "dlsym", "GLIBC_2.34")))
+        s = dlvsym(RTLD_NEXT, "dlsym", "GLIBC_2.2.5");
+    if (!(o = dlvsym(RTLD_NEXT, "dlopen", "GLIBC_2.34")))
+        o = dlvsym(RTLD_NEXT, "dlopen", "GLIBC_2.2.5");
+    __atomic_store_n(&shim_real_dlsym, (void *(*)(void *, const char *))s, __ATOMIC_RELEASE);
+    __atomic_store_n(&shim_real_dlopen, (void *(*)(const char *, int))o, __ATOMIC_RELEASE);
 }
 
 #if defined(__x86_64__)
@@ -160,13 +161,19 @@ static void write_slot(const struct object *o, ElfW(Addr) at, void *value)
      * a slot on the last, partial page stays writable and must stay so. */
     bool ro = at >= (o->relro & ~(page - 1)) && at < (o->relro_end & ~(page - 1));
 
-    if (*(void **)at == value)
+    /* Two threads loading the same deep-bound object patch the same page: one must not make it
+     * read-only again while the other is about to write. (No loader call in here.) */
+    static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+
+    if (__atomic_load_n((void **)at, __ATOMIC_ACQUIRE) == value)
         return;
-    if (ro && mprotect((void *)start, (size_t)page, PROT_READ | PROT_WRITE) != 0)
-        return;
-    __atomic_store_n((void **)at, value, __ATOMIC_RELEASE);
-    if (ro)
-        mprotect((void *)start, (size_t)page, PROT_READ);
+    pthread_mutex_lock(&lock);
+    if ((!ro || mprotect((void *)start, (size_t)page, PROT_READ | PROT_WRITE) == 0)) {
+        __atomic_store_n((void **)at, value, __ATOMIC_RELEASE);
+        if (ro)
+            mprotect((void *)start, (size_t)page, PROT_READ);
+    }
+    pthread_mutex_unlock(&lock);
 }
 
 static void patch_table(const struct object *o, const ElfW(Rela) *rel, size_t count,
@@ -227,7 +234,7 @@ static void patch_object(const struct object *o)
  * held across the loader's functions (a constructor that holds the loader's lock may be calling
  * dlopen, which comes here).
  */
-void shim_patch_object(void *h)
+static void patch_handle(void *h, bool with_needed)
 {
     struct link_map *lm = NULL;
     struct find f = {0};
@@ -236,8 +243,30 @@ void shim_patch_object(void *h)
         return;
     f.dyn = lm->l_ld;
     dl_iterate_phdr(collect, &f);
-    if (f.found)
-        patch_object(&f.o);
+    if (!f.found)
+        return;
+    patch_object(&f.o);
+    if (!with_needed)
+        return;
+    /* Its direct dependencies bind in the same deep-bound scope: a plugin whose helper library
+     * calls libpq. Each is taken by name (RTLD_NOLOAD: loaded already, and fully), held while it is
+     * patched. */
+    const char *strtab = NULL;
+    for (const ElfW(Dyn) *d = f.o.dyn; d->d_tag != DT_NULL; d++)
+        if (d->d_tag == DT_STRTAB)
+            strtab = (const char *)dyn_ptr(&f.o, d->d_un.d_ptr);
+    for (const ElfW(Dyn) *d = f.o.dyn; strtab && d->d_tag != DT_NULL; d++) {
+        void *dep;
+        if (d->d_tag != DT_NEEDED || !(dep = shim_real_dlopen(strtab + d->d_un.d_val, RTLD_LAZY | RTLD_NOLOAD)))
+            continue;
+        patch_handle(dep, false);
+        dlclose(dep);
+    }
+}
+
+void shim_patch_object(void *h)
+{
+    patch_handle(h, true);
 }
 
 #else

@@ -238,6 +238,7 @@ static struct instance *instance_of(void *real_fn)
     GET(port, "PQport");
     GET(connect_poll, "PQconnectPoll");
     GET(socket, "PQsocket");
+    GET(lib_version, "PQlibVersion");
 #undef GET
     fresh.pq.connectdb_params = guarded_connectdb_params;
     fresh.pq.connect_start_params = guarded_connect_start_params;

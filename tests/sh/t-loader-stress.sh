@@ -48,4 +48,22 @@ for run in 1 2 3; do
 done
 out=$(timeout -k 5 60 "$B/tests/pqr-loadstress" 3 "$tmp" $N 2>&1)
 ok $([ $? = 0 ]; echo $?) "the same without the shim (${out:0:160})"
+# The same program built with TSan and with ASan+UBSan, the shim preloaded (their runtimes refuse
+# RTLD_DEEPBIND: those loads are plain). A sanitizer's runtime calls dlsym() — ours — while it
+# initialises: the shim must answer it before the runtime can run anything of its own.
+if command -v clang >/dev/null; then
+    for san in thread address,undefined; do
+        exe=$tmp/loadstress-${san%%,*}
+        if clang -fsanitize=$san -g -O1 -D_GNU_SOURCE -o "$exe" "$ROOT/tests/tools/dl/pqr-loadstress.c" -ldl -lpthread 2>/dev/null; then
+            out=$(PQR_NO_DEEPBIND=1 ASAN_OPTIONS=verify_asan_link_order=0:detect_leaks=0 TSAN_OPTIONS=halt_on_error=1 \
+                  timeout -k 5 120 env LD_PRELOAD=$PRELOAD "$exe" 4 "$tmp" $N 2>&1)
+            rc=$?
+            ok $([ $rc = 0 ] && [[ $out =~ done ]] && ! [[ $out =~ (ThreadSanitizer|AddressSanitizer|runtime error) ]]; echo $?) \
+                "${san%%,*} build, shim preloaded: no report, no crash (exit $rc: $(grep -m1 -E 'done|WARNING|ERROR|SUMMARY' <<<"$out" | cut -c1-160))" ||
+                diag "$(grep -E -A24 'WARNING|ERROR' <<<"$out" | head -40)"
+        else
+            diag "clang -fsanitize=$san: not available here"
+        fi
+    done
+fi
 done_testing

@@ -73,6 +73,16 @@ int main(void)
     is_str(val_of(o, "host"), "127.0.0.1", "a connection that does not carry what was noted: untouched");
     PQconninfoFree(o);
 
+    /* A password the application did not give (.pgpass's, passed by us): reported as libpq alone
+     * reports it, none. */
+    PQconninfoOption *nopw = effective("host=door.example port=5433 dbname=app user=u");
+    pqri_asked_note(routed, nopw, NULL, &passed);
+    o = PQconninfo(routed);
+    pqri_asked_report(routed, o);
+    ok(val_of(o, "password") == NULL, "a password from .pgpass (passed by us) is not reported");
+    PQconninfoFree(o);
+    PQconninfoFree(nopw);
+
     /* Bounded: many more notes than the table holds, and the newest is still reported. */
     for (int i = 0; i < 2000; i++)
         pqri_asked_note((PGconn *)(uintptr_t)(0x1000 + 16 * i), asked, NULL, &passed);

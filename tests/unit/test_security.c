@@ -16,6 +16,7 @@
 #include "tap.h"
 #include "plan.h"
 #include "log.h"
+#include "patroni.h"
 
 static char base[] = "/tmp/pqr-sec-XXXXXX";
 
@@ -336,10 +337,27 @@ static void no_io_under_lock(void)
     pqri_settings_clear(&s);
 }
 
+/* A member's api_url decides where a REST request (and our credentials) go: the base is taken
+ * only from a plain authority. */
+static void api_base(void)
+{
+    char *b = pqri_api_base("http://10.0.0.1:8008/patroni");
+    is_str(b, "http://10.0.0.1:8008", "api_url: the base of a plain URL");
+    free(b);
+    const char *bad[] = {"http://node1:x@evil.example:8008/patroni", "http://node1@evil/patroni",
+                         "http://node1?@evil/", "http://node1#@evil/", "http://node1\\@evil/"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        b = pqri_api_base(bad[i]);
+        ok(!b, "api_url with user info, a query or a fragment in the authority refused (%s)", bad[i]);
+        free(b);
+    }
+}
+
 int main(void)
 {
     if (!mkdtemp(base))
         return 1;
+    api_base();
     allow_list();
     forged_views();
     cache_directory();
