@@ -110,8 +110,9 @@ static bool empty_means_unset(const char *keyword)
 static bool empty_not_passable(const PQconninfoOption *o)
 {
     const char *env = o->envvar ? getenv(o->envvar) : NULL;
+    /* '' is also what arrays give where '' is the built-in default itself (libpq 12's tty) */
     return o->val && !o->val[0] && !replaced(o->keyword) &&
-           ((env && env[0]) || (o->compiled && o->compiled[0]) || !empty_means_unset(o->keyword));
+           ((env && env[0]) || (o->compiled ? o->compiled[0] != 0 : !empty_means_unset(o->keyword)));
 }
 
 int pqri_rewrite(const struct pqri_rewrite_in *in, struct pqri_params *out)
