@@ -173,6 +173,10 @@ check-libpq: all
 check-stress: all sanitizers fuzz-build
 	scripts/check-stress
 
+# psycopg 3's and ruby-pg's own test suites without the shim, passed through and routed (issue 30).
+check-peers: all
+	tests/peers/run "$(PSYCOPG_SRC)" "$(RUBYPG_SRC)"
+
 demo:
 	scripts/install-deps
 	$(MAKE) all
@@ -208,4 +212,4 @@ uninstall:
 clean:
 	rm -rf $(B) build-asan build-tsan
 
-.PHONY: soak all examples tests-build check check-unit check-stress check-libpq demo bench install uninstall clean sanitizers fuzz fuzz-build mutants FORCE
+.PHONY: soak all examples tests-build check check-unit check-stress check-libpq check-peers demo bench install uninstall clean sanitizers fuzz fuzz-build mutants FORCE
