@@ -384,6 +384,7 @@ const struct pqri_shim_api *pqri_shim_api(int version)
 {
     static const struct pqri_shim_api api = {PQRI_SHIM_API_VERSION, shim_router_from_env,
                                              shim_connect, shim_ping, pqri_conninfo_parse,
-                                             pqri_conninfo_release, pqri_asked_report};
+                                             pqri_conninfo_release, pqri_asked_report,
+                                             pqri_nb_poll, pqri_nb_socket, pqri_nb_forget};
     return version == PQRI_SHIM_API_VERSION ? &api : NULL;
 }

@@ -149,7 +149,7 @@ static size_t without_silent_found(struct pqri_plan *p)
 
 /* Member c was unreachable in this connect: remembered here for the rest of it, and by the view
  * (for this host, until the view changes or PQROUTE_STALE_MS passes). */
-static void note_down(struct pqri_plan *p, const struct pqri_candidate *c, bool silent)
+void pqri_plan_note_down(struct pqri_plan *p, const struct pqri_candidate *c, bool silent)
 {
     struct pqri_failure *f = (struct pqri_failure *)found(p, c->addr, c->port);
 
@@ -231,7 +231,7 @@ static int build(struct pqri_views *vs, struct pqri_plan *p, bool door_only_ok)
     return build_params(p);
 }
 
-static void describe(const struct pqri_plan *p, const char *what)
+void pqri_plan_describe(const struct pqri_plan *p, const char *what)
 {
     char list[512], door[300] = "";
     size_t used = 0;
@@ -347,7 +347,7 @@ struct pqri_plan *pqri_plan_new(struct pqri_views *vs, const struct pqri_libpq *
     }
     free(tsa);
     pqri_view_stat(p->v, p->role == PQR_ROLE_RW ? PQR_STAT_ROUTED_RW : PQR_STAT_ROUTED_RO);
-    describe(p, "routed");
+    pqri_plan_describe(p, "routed");
     return p;
 pass:
     free(tsa);
@@ -357,7 +357,7 @@ pass:
 
 /* Members before index n that should have served this role and did not: the leader for RW
  * (a replica refusing a read-write session is working as intended), every replica for RO. */
-static void note_failures(struct pqri_plan *p, size_t n)
+void pqri_plan_note_failures(struct pqri_plan *p, size_t n)
 {
     struct pqri_candidate bad[PQR_MAX_MEMBERS];
     size_t k = 0;
@@ -390,10 +390,10 @@ struct attempt {
     bool timed_out;    /* `at` did not get through within connect_timeout */
     bool door_skipped; /* given up at the door: members answered, none took the role */
 };
-#define DOOR (-1)
-#define NONE (-2)
+#define DOOR PQRI_DOOR
+#define NONE PQRI_NONE
 
-static int entry_of(const struct pqri_plan *p, PGconn *conn)
+int pqri_plan_entry(const struct pqri_plan *p, PGconn *conn)
 {
     const char *ip = p->pq->hostaddr(conn), *port = p->pq->port(conn);
     int portnum = port ? atoi(port) : -1;
@@ -406,7 +406,7 @@ static int entry_of(const struct pqri_plan *p, PGconn *conn)
     return DOOR;
 }
 
-static bool answered(ConnStatusType st)
+bool pqri_plan_answered(ConnStatusType st)
 {
     return st != CONNECTION_STARTED && st != CONNECTION_NEEDED && st != CONNECTION_BAD;
 }
@@ -435,12 +435,12 @@ static PGconn *attempt(const struct pqri_plan *p, int host_ms, long long members
     if (!conn || pq->status(conn) == CONNECTION_BAD)
         return conn;
     for (;;) {
-        int e = entry_of(p, conn);
+        int e = pqri_plan_entry(p, conn);
         if (e != cur)
             cur = e, since = pqri_mono_ms();
         if (e >= 0) {
             a->tried[e] = true;
-            a->answered[e] = a->answered[e] || answered(pq->status(conn));
+            a->answered[e] = a->answered[e] || pqri_plan_answered(pq->status(conn));
         }
         if (e != NONE)
             a->at = e;
@@ -468,7 +468,7 @@ static PGconn *attempt(const struct pqri_plan *p, int host_ms, long long members
 }
 
 /* The connect_timeout the routed parameters carry, in ms (0: none). */
-static int host_timeout_ms(const struct pqri_plan *p)
+int pqri_plan_host_ms(const struct pqri_plan *p)
 {
     for (size_t i = 0; i < p->params.n; i++)
         if (strcmp(p->params.kw[i], "connect_timeout") == 0) {
@@ -483,7 +483,7 @@ static int host_timeout_ms(const struct pqri_plan *p)
 
 /* Members with an address in p's view: the hosts libpq would be given, each worth its
  * connect_timeout. */
-static int members(const struct pqri_plan *p)
+int pqri_plan_members(const struct pqri_plan *p)
 {
     int n = 0;
 
@@ -530,7 +530,7 @@ static PGconn *last_call(struct pqri_plan *p, int host_ms, long long members_end
     }
     if (door_only(p) < 0)
         return NULL;
-    describe(p, "out of members or of time:");
+    pqri_plan_describe(p, "out of members or of time:");
     return pq->connectdb_params(pq, p->params.kw, p->params.val, 0);
 }
 
@@ -539,11 +539,11 @@ static PGconn *connect_routed(struct pqri_views *vs, struct pqri_plan *p)
     const struct pqri_libpq *pq = p->pq;
     const struct pqr_settings *s = pqri_views_settings(vs);
     bool adaptive = s->door_mode == PQRI_DOOR_ADAPTIVE, retried = false, panicked = false;
-    int host_ms = host_timeout_ms(p);
+    int host_ms = pqri_plan_host_ms(p);
     long long start = pqri_mono_ms();
     /* The hard bound, fixed now: one connect_timeout per member, as libpq would spend it on the
      * list; then only the front door. No retry below can outlast it. */
-    long long members_end = host_ms > 0 ? start + (long long)members(p) * host_ms : LLONG_MAX;
+    long long members_end = host_ms > 0 ? start + (long long)pqri_plan_members(p) * host_ms : LLONG_MAX;
     /* How long a connect may wait for a willing leader: its connect_timeout, or 2 s. */
     long long wait_end = start + (host_ms > 2000 ? host_ms : 2000);
     uint64_t panic_gen = 0;
@@ -551,15 +551,13 @@ static PGconn *connect_routed(struct pqri_views *vs, struct pqri_plan *p)
     struct attempt a;
     PGconn *conn;
 
-    if (p->mode == PQR_NONBLOCKING)
-        return pq->connect_start_params(pq, p->params.kw, p->params.val, 0);
     for (int round = 0; round < MAX_ROUNDS && pqri_mono_ms() < members_end; round++) {
         if (!(conn = attempt(p, host_ms, members_end, adaptive, &a)))
             return NULL;
         ConnStatusType st = pq->status(conn);
         if (st == CONNECTION_OK) {
             /* Everything before the landing place refused, timed out or had the wrong role. */
-            note_failures(p, a.at >= 0 ? (size_t)a.at : p->ncands);
+            pqri_plan_note_failures(p, a.at >= 0 ? (size_t)a.at : p->ncands);
             if (a.at == DOOR)
                 pqri_view_door_answered(p->v);
             PQR_DEBUG("landed on %s:%s", pq->hostaddr(conn), pq->port(conn));
@@ -569,7 +567,7 @@ static PGconn *connect_routed(struct pqri_views *vs, struct pqri_plan *p)
          * every role while others remain, here and in the other processes of this host. */
         for (size_t i = 0; i < p->ncands; i++)
             if (a.tried[i] && !a.answered[i] && ((int)i != a.at || a.timed_out || st == CONNECTION_BAD))
-                note_down(p, &p->cands[i], (int)i == a.at && a.timed_out);
+                pqri_plan_note_down(p, &p->cands[i], (int)i == a.at && a.timed_out);
         if (a.timed_out) {
             pq->finish(conn);
             if (a.at == DOOR) { /* the front door itself is silent */
@@ -579,7 +577,7 @@ static PGconn *connect_routed(struct pqri_views *vs, struct pqri_plan *p)
             }
             if (build(vs, p, true) < 0 || pqri_mono_ms() >= members_end)
                 break;
-            describe(p, "retrying without the member that did not answer:");
+            pqri_plan_describe(p, "retrying without the member that did not answer:");
             continue;
         }
         /* Stopped at a member that answered, before the end of the list (authentication and the
@@ -594,7 +592,7 @@ static PGconn *connect_routed(struct pqri_views *vs, struct pqri_plan *p)
             if (retried)
                 return conn;
             retried = true;
-            note_failures(p, p->ncands);
+            pqri_plan_note_failures(p, p->ncands);
             if (a.at == DOOR)
                 pqri_view_door_failed(p->v);
             long long budget = pqri_rest_budget_ms(s), room = members_end - pqri_mono_ms();
@@ -606,7 +604,7 @@ static PGconn *connect_routed(struct pqri_views *vs, struct pqri_plan *p)
             if (build(vs, p, true) < 0)
                 return conn;
             pqri_view_stat(p->v, PQR_STAT_RETRIES);
-            describe(p, "retrying");
+            pqri_plan_describe(p, "retrying");
             pq->finish(conn);
             continue;
         }
@@ -621,7 +619,7 @@ static PGconn *connect_routed(struct pqri_views *vs, struct pqri_plan *p)
             panic_gen = p->t->gen;
             pqri_view_panic(p->v, panic_gen);
         }
-        note_failures(p, p->ncands);
+        pqri_plan_note_failures(p, p->ncands);
         p->leave_door_out = true;
         long long left = wait_end - pqri_mono_ms();
         if (left <= 0) {
@@ -648,22 +646,21 @@ static PGconn *connect_routed(struct pqri_views *vs, struct pqri_plan *p)
         if (build(vs, p, true) < 0)
             break;
         if (round == 0 || new_leader) /* a line when it starts and per view change, not per try */
-            describe(p, "retrying while the leader changes:");
+            pqri_plan_describe(p, "retrying while the leader changes:");
     }
     /* Out of rounds, of members or of time. */
     return last_call(p, host_ms, members_end);
 }
 
-PGconn *pqri_plan_exec(struct pqri_views *vs, struct pqri_plan *p)
+/* The silent members this connect found are remembered from its end, not from each finding: a
+ * connect that walked several would otherwise leave the first ones forgotten already, and the
+ * next connect would pay for them again. (Never the member it connected to.) */
+void pqri_plan_remember_silent(struct pqri_plan *p, PGconn *conn)
 {
-    PGconn *conn = connect_routed(vs, p);
     const char *at = conn && p->pq->status(conn) == CONNECTION_OK ? p->pq->hostaddr(conn) : NULL;
     const char *at_port = at ? p->pq->port(conn) : NULL;
 
-    /* The silent members this connect found are remembered from its end, not from each finding:
-     * a connect that walked several would otherwise leave the first ones forgotten already, and
-     * the next connect would pay for them again. (Never the member it connected to.) */
-    for (size_t i = 0; p->mode == PQR_BLOCKING && i < p->nfound; i++) {
+    for (size_t i = 0; i < p->nfound; i++) {
         struct pqri_candidate c = {.port = p->found[i].port};
         if (!p->found[i].silent ||
             (at && strcmp(at, p->found[i].addr) == 0 && at_port && atoi(at_port) == p->found[i].port))
@@ -671,6 +668,13 @@ PGconn *pqri_plan_exec(struct pqri_views *vs, struct pqri_plan *p)
         snprintf(c.addr, sizeof c.addr, "%s", p->found[i].addr);
         pqri_view_note_down(p->v, p->t->gen, &c, true);
     }
+}
+
+PGconn *pqri_plan_exec(struct pqri_views *vs, struct pqri_plan *p)
+{
+    PGconn *conn = connect_routed(vs, p);
+
+    pqri_plan_remember_silent(p, conn);
     return conn;
 }
 
@@ -684,6 +688,12 @@ PGconn *pqri_plan_connect(struct pqri_views *vs, const struct pqri_libpq *pq, co
     *passed = !p;
     if (!p)
         return NULL;
+    if (p->mode == PQR_NONBLOCKING) {
+        /* The plan goes with the connection: the caller's PQconnectPoll() drives it (nb.c). */
+        conn = p->pq->connect_start_params(p->pq, p->params.kw, p->params.val, 0);
+        pqri_asked_note(conn, p->eff, p->asked_tsa, &p->params);
+        return pqri_nb_start(vs, p, conn);
+    }
     conn = pqri_plan_exec(vs, p);
     pqri_asked_note(conn, p->eff, p->asked_tsa, &p->params);
     pqri_plan_free(p);

@@ -47,6 +47,25 @@ PGconn *pqri_plan_connect(struct pqri_views *vs, const struct pqri_libpq *pq, co
 /* PQpingParams() of what a connection would reach; *passed as above. */
 PGPing pqri_plan_ping(struct pqri_views *vs, const struct pqri_libpq *pq, const char *const *kw,
                       const char *const *val, int expand, bool *passed);
+/* For the non-blocking connect (nb.c), which drives the same plan from the caller's polls. */
+#define PQRI_DOOR (-1) /* pqri_plan_entry(): libpq is on the front door */
+#define PQRI_NONE (-2) /* ... on no host yet */
+int pqri_plan_entry(const struct pqri_plan *p, PGconn *conn); /* a candidate's index, or the above */
+bool pqri_plan_answered(ConnStatusType st); /* the host spoke PostgreSQL */
+void pqri_plan_note_failures(struct pqri_plan *p, size_t n);
+void pqri_plan_note_down(struct pqri_plan *p, const struct pqri_candidate *c, bool silent);
+void pqri_plan_remember_silent(struct pqri_plan *p, PGconn *conn);
+int pqri_plan_host_ms(const struct pqri_plan *p); /* libpq's connect_timeout per host, ms (0: none) */
+int pqri_plan_members(const struct pqri_plan *p); /* members with an address (at least 1) */
+void pqri_plan_describe(const struct pqri_plan *p, const char *what);
+/* Takes p: registers conn (PQconnectStart*'s result) so that the caller's PQconnectPoll() calls
+ * run the connect policy on one socket (nb.c); returns conn. */
+PGconn *pqri_nb_start(struct pqri_views *vs, struct pqri_plan *p, PGconn *conn);
+/* The caller's PQconnectPoll()/PQfinish() for conn: false if conn is not one of ours in progress. */
+bool pqri_nb_poll(PGconn *conn, PostgresPollingStatusType *out);
+/* The caller's PQsocket(): the number it was given for conn, while that is libpq's socket's file. */
+bool pqri_nb_socket(const PGconn *conn, int libpq_fd, int *out);
+void pqri_nb_forget(PGconn *conn);
 void pqri_decision(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 #endif

@@ -248,8 +248,14 @@ static PGPing direct_ping_params(const struct pqri_libpq *pq, const char *const 
     return PQpingParams(k, v, e);
 }
 
+static int direct_reset_start(const struct pqri_libpq *pq, PGconn *conn)
+{
+    (void)pq;
+    return PQresetStart(conn);
+}
+
 const struct pqri_libpq pqri_direct_libpq = {
     direct_connectdb_params, direct_connect_start_params, direct_ping_params, PQstatus,
     PQerrorMessage, PQfinish, PQconninfo, PQconninfoFree, PQpass, PQhostaddr, PQport,
-    PQconnectPoll, PQsocket, PQlibVersion,
+    PQconnectPoll, PQsocket, PQlibVersion, direct_reset_start,
 };

@@ -40,6 +40,8 @@ struct pqri_libpq {
     PostgresPollingStatusType (*connect_poll)(PGconn *);
     int (*socket)(const PGconn *);
     int (*lib_version)(void); /* PQlibVersion: what target_session_attrs values it knows */
+    /* PQresetStart: another round of a non-blocking connect on the caller's PGconn (NULL: none) */
+    int (*reset_start)(const struct pqri_libpq *, PGconn *);
 };
 
 /* A conninfo string parsed by libpq into NULL-terminated keyword/value arrays. */
@@ -53,7 +55,7 @@ struct pqri_conninfo {
     int call_expand;
 };
 
-#define PQRI_SHIM_API_VERSION 7
+#define PQRI_SHIM_API_VERSION 8
 struct pqri_shim_api {
     int version;
     /* NULL with an empty message: nothing configured. */
@@ -68,6 +70,13 @@ struct pqri_shim_api {
     void (*conninfo_release)(struct pqri_conninfo *ci);
     /* PQconninfo()'s result for conn, made the application's own when we routed conn. */
     void (*conninfo_report)(const PGconn *conn, PQconninfoOption *opts);
+    /* The caller's PQconnectPoll() of a routed non-blocking connect in progress (false: not
+     * one, call libpq), and its PQfinish() (before libpq's). */
+    bool (*connect_poll)(PGconn *conn, PostgresPollingStatusType *out);
+    /* PQsocket(): the number the caller was given for a routed non-blocking connect (false: none,
+     * libpq's answer libpq_fd stands). */
+    bool (*socket)(const PGconn *conn, int libpq_fd, int *out);
+    void (*finish)(PGconn *conn);
 };
 
 #if defined(__GNUC__)

@@ -47,10 +47,13 @@ typedef PGconn *setdb_login_fn(const char *, const char *, const char *, const c
 typedef PGPing ping_fn(const char *);
 typedef PGPing ping_params_fn(const char *const *, const char *const *, int);
 typedef PQconninfoOption *conninfo_fn(PGconn *);
+typedef PostgresPollingStatusType poll_fn(PGconn *);
+typedef void finish_fn(PGconn *);
+typedef int socket_fn(const PGconn *);
 
 const char *const shim_wrapped_names[W_COUNT] = {
     "PQconnectdb",    "PQconnectdbParams",    "PQsetdbLogin", "PQconnectStart",
-    "PQconnectStartParams", "PQping", "PQpingParams", "PQconninfo",
+    "PQconnectStartParams", "PQping", "PQpingParams", "PQconninfo", "PQconnectPoll", "PQfinish", "PQsocket",
 };
 
 /* One libpq in this process. */
@@ -59,6 +62,7 @@ struct instance {
     void *pin;           /* our own reference: never unloaded under us */
     void *base;          /* load address, its identity */
     void *fn[W_COUNT];   /* its own definitions */
+    int (*reset_start)(PGconn *);
     bool routable;       /* it has everything the engine calls */
 };
 
@@ -77,7 +81,8 @@ static pthread_once_t router_once = PTHREAD_ONCE_INIT, config_once = PTHREAD_ONC
 static const struct pqri_shim_api *engine; /* libpqroute.so's routing functions */
 static pqr_router *router;                /* NULL: disabled */
 static bool is_configured;
-static __thread int in_libpq;
+/* initial-exec: a preloaded library has static TLS, and these are read on hot paths */
+static __thread int in_libpq __attribute__((tls_model("initial-exec")));
 
 #define STR2(x) #x
 #define STR(x) STR2(x)
@@ -174,6 +179,16 @@ static PGconn *guarded_connect_start_params(const struct pqri_libpq *pq, const c
     return c;
 }
 
+static int guarded_reset_start(const struct pqri_libpq *pq, PGconn *conn)
+{
+    int (*reset_start)(PGconn *) = ((const struct instance *)pq)->reset_start;
+    int r;
+    in_libpq++; /* it polls through the PLT: our PQconnectPoll passes that on */
+    r = reset_start(conn);
+    in_libpq--;
+    return r;
+}
+
 static PGPing guarded_ping_params(const struct pqri_libpq *pq, const char *const *k,
                                   const char *const *v, int e)
 {
@@ -240,6 +255,9 @@ static struct instance *instance_of(void *real_fn)
     GET(socket, "PQsocket");
     GET(lib_version, "PQlibVersion");
 #undef GET
+    *(void **)&fresh.reset_start = shim_real_dlsym(pin, "PQresetStart");
+    if (fresh.reset_start)
+        fresh.pq.reset_start = guarded_reset_start;
     fresh.pq.connectdb_params = guarded_connectdb_params;
     fresh.pq.connect_start_params = guarded_connect_start_params;
     fresh.pq.ping_params = guarded_ping_params;
@@ -534,9 +552,62 @@ static PQconninfoOption *do_conninfo(struct instance *in, PGconn *conn)
     return opts;
 }
 
+/* A routed non-blocking connect is driven by the caller's own polls (the engine's nb.c); every
+ * other goes straight to libpq. Only a process that routes has such connects. */
+static PostgresPollingStatusType do_connect_poll(struct instance *in, PGconn *conn)
+{
+    PostgresPollingStatusType ps;
+
+    if (!in || !in->fn[W_CONNECT_POLL])
+        return missing(W_CONNECT_POLL), PGRES_POLLING_FAILED;
+    if (!in_libpq && conn && __atomic_load_n(&router, __ATOMIC_ACQUIRE) && engine->connect_poll(conn, &ps))
+        return ps;
+    return ((poll_fn *)in->fn[W_CONNECT_POLL])(conn);
+}
+
+static void do_finish(struct instance *in, PGconn *conn)
+{
+    if (!in || !in->fn[W_FINISH]) {
+        missing(W_FINISH);
+        return;
+    }
+    if (!in_libpq && conn && __atomic_load_n(&router, __ATOMIC_ACQUIRE))
+        engine->finish(conn);
+    ((finish_fn *)in->fn[W_FINISH])(conn);
+}
+
+static int do_socket(struct instance *in, const PGconn *conn)
+{
+    int fd;
+
+    if (!in || !in->fn[W_SOCKET])
+        return missing(W_SOCKET), -1;
+    fd = ((socket_fn *)in->fn[W_SOCKET])(conn);
+    if (!in_libpq && conn && __atomic_load_n(&router, __ATOMIC_ACQUIRE) && engine->socket(conn, fd, &fd))
+        return fd;
+    return fd;
+}
+
 /* ---- the exported names: the caller's own libpq ---- */
 
 #define CALLER(w) instance_for_caller(__builtin_return_address(0), w)
+
+/* PQsocket, PQconnectPoll and PQfinish are called for every query or connection of every libpq
+ * program, routed or not: the last call site's libpq is remembered per thread (a call site is
+ * code of one object, which binds one libpq). */
+static __thread struct {
+    void *ret;
+    struct instance *in;
+} hot[W_COUNT] __attribute__((tls_model("initial-exec")));
+static struct instance *caller_cached(void *ret, enum wrapped w)
+{
+    if (hot[w].ret != ret || !hot[w].in) {
+        hot[w].in = instance_for_caller(ret, w);
+        hot[w].ret = ret;
+    }
+    return hot[w].in;
+}
+#define CALLER_HOT(w) caller_cached(__builtin_return_address(0), w)
 
 EXPORT PGconn *PQconnectdb(const char *conninfo)
 {
@@ -583,11 +654,27 @@ EXPORT PQconninfoOption *PQconninfo(PGconn *conn)
     return do_conninfo(CALLER(W_CONNINFO), conn);
 }
 
+EXPORT PostgresPollingStatusType PQconnectPoll(PGconn *conn)
+{
+    return do_connect_poll(CALLER_HOT(W_CONNECT_POLL), conn);
+}
+
+EXPORT void PQfinish(PGconn *conn)
+{
+    do_finish(CALLER_HOT(W_FINISH), conn);
+}
+
+EXPORT int PQsocket(const PGconn *conn)
+{
+    return do_socket(CALLER_HOT(W_SOCKET), conn);
+}
+
 void *shim_global_wrapper(enum wrapped w)
 {
     static void *const global[W_COUNT] = {
         (void *)PQconnectdb, (void *)PQconnectdbParams, (void *)PQsetdbLogin, (void *)PQconnectStart,
         (void *)PQconnectStartParams, (void *)PQping, (void *)PQpingParams, (void *)PQconninfo,
+        (void *)PQconnectPoll, (void *)PQfinish, (void *)PQsocket,
     };
     return global[w];
 }
@@ -618,11 +705,18 @@ void *shim_global_wrapper(enum wrapped w)
     {                                                                                              \
         return do_ping_params(&instances[k], kw, v, e);                                            \
     }                                                                                              \
-    static PQconninfoOption *s##k##_conninfo(PGconn *c) { return do_conninfo(&instances[k], c); }
+    static PQconninfoOption *s##k##_conninfo(PGconn *c) { return do_conninfo(&instances[k], c); } \
+    static PostgresPollingStatusType s##k##_connect_poll(PGconn *c)                                \
+    {                                                                                              \
+        return do_connect_poll(&instances[k], c);                                                  \
+    }                                                                                              \
+    static void s##k##_finish(PGconn *c) { do_finish(&instances[k], c); }                         \
+    static int s##k##_socket(const PGconn *c) { return do_socket(&instances[k], c); }
 #define SLOT_ROW(k)                                                                                \
     {(void *)s##k##_connectdb, (void *)s##k##_connectdb_params, (void *)s##k##_setdb_login,        \
      (void *)s##k##_connect_start, (void *)s##k##_connect_start_params, (void *)s##k##_ping,       \
-     (void *)s##k##_ping_params, (void *)s##k##_conninfo}
+     (void *)s##k##_ping_params, (void *)s##k##_conninfo, (void *)s##k##_connect_poll,            \
+     (void *)s##k##_finish, (void *)s##k##_socket}
 
 SLOT(0) SLOT(1) SLOT(2) SLOT(3) SLOT(4) SLOT(5) SLOT(6) SLOT(7)
 static void *const slots[MAX_INSTANCES][W_COUNT] = {

@@ -17,6 +17,9 @@ enum wrapped {
     W_PING,
     W_PING_PARAMS,
     W_CONNINFO,
+    W_CONNECT_POLL,
+    W_FINISH,
+    W_SOCKET,
     W_COUNT
 };
 extern const char *const shim_wrapped_names[W_COUNT];

@@ -24,6 +24,11 @@
  *   pqr-client conninfo CONNINFO               connect; print what PQconninfo, PQhost, PQport,
  *                                              PQhostaddr report; connect again with the options
  *                                              PQconninfo gave (as psql's \c or a pool would)
+ *   pqr-client epoll CONNINFO                  PQconnectStart, then an epoll loop that registers
+ *                                              PQsocket() once and only modifies it (as asyncio's
+ *                                              add_reader/add_writer do); "maxcall=" the longest
+ *                                              PQconnectPoll call in ms
+ *   pqr-client epollwriter SECONDS INTERVAL_MS CONNINFO   the writer, connecting that way
  *   pqr-client series N CONNINFO [CONNINFO2]   N connects in this one process, one line each
  *                                              (alternating with CONNINFO2 when given)
  */
@@ -32,6 +37,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <sys/epoll.h>
 #include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -131,6 +138,69 @@ static PGconn *poll_loop(PGconn *c)
         st = PQconnectPoll(c);
     }
     return c;
+}
+
+/* The socket is taken once, after PQconnectStart, and registered once; each state only modifies
+ * the registration. A socket libpq replaced makes EPOLL_CTL_MOD fail (ENOENT, EBADF): reported as
+ * a failed connect, as such event loops fail. */
+static PGconn *epoll_connect(const char *conninfo, double *maxcall, char *err, size_t errlen)
+{
+    PGconn *c = PQconnectStart(conninfo);
+    PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+    double deadline = now_ms() + 30000;
+    int fd = c ? PQsocket(c) : -1, ep = epoll_create1(EPOLL_CLOEXEC);
+    struct epoll_event ev = {.events = EPOLLOUT};
+
+    err[0] = 0;
+    *maxcall = 0;
+    if (!c || PQstatus(c) == CONNECTION_BAD || fd < 0 || ep < 0) {
+        if (ep >= 0)
+            close(ep);
+        return c;
+    }
+    if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) < 0)
+        snprintf(err, errlen, "epoll_ctl ADD: %s", strerror(errno));
+    while (!err[0] && st != PGRES_POLLING_OK && st != PGRES_POLLING_FAILED) {
+        struct epoll_event got;
+        ev.events = st == PGRES_POLLING_READING ? EPOLLIN : EPOLLOUT;
+        if (epoll_ctl(ep, EPOLL_CTL_MOD, fd, &ev) < 0) {
+            snprintf(err, errlen, "epoll_ctl MOD of fd %d: %s", fd, strerror(errno));
+            break;
+        }
+        int left = (int)(deadline - now_ms());
+        if (left <= 0) {
+            snprintf(err, errlen, "no event on fd %d for 30 s", fd);
+            break;
+        }
+        int n = epoll_wait(ep, &got, 1, left);
+        if (n < 0 && errno != EINTR) {
+            snprintf(err, errlen, "epoll_wait: %s", strerror(errno));
+            break;
+        }
+        if (n <= 0)
+            continue;
+        double t = now_ms();
+        st = PQconnectPoll(c);
+        if (now_ms() - t > *maxcall)
+            *maxcall = now_ms() - t;
+    }
+    close(ep);
+    return c;
+}
+
+static int epoll_report(const char *conninfo, const char *sql, char *line, size_t len)
+{
+    char err[160];
+    double maxcall, t0 = now_ms();
+    PGconn *c = epoll_connect(conninfo, &maxcall, err, sizeof err);
+    int rc = report(c, t0, sql, line, len);
+    size_t n = strlen(line);
+
+    if (err[0] && rc != 1)
+        rc = 1; /* cannot happen: a connect the loop gave up on is not OK */
+    snprintf(line + n, len - n, " maxcall=%.1f%s%s", maxcall, err[0] ? " loop=" : "", err);
+    PQfinish(c);
+    return rc;
 }
 
 struct job {
@@ -262,6 +332,28 @@ int main(int argc, char **argv)
             printf("%lld %s\n", epoch_ms(), line);
             fflush(stdout);
             PQfinish(c);
+            double left = interval - (now_ms() - t1);
+            if (left > 0)
+                usleep((useconds_t)(left * 1000));
+        }
+        return 0;
+    }
+    if (strcmp(mode, "epoll") == 0 && argc == 3) {
+        char line[640];
+        int rc = epoll_report(argv[2], NULL, line, sizeof line);
+        printf("%s\n", line);
+        return rc == 1;
+    }
+    if (strcmp(mode, "epollwriter") == 0 && argc == 5) {
+        double end = now_ms() + atof(argv[2]) * 1000;
+        int interval = atoi(argv[3]);
+        char line[640];
+        while (now_ms() < end) {
+            double t1 = now_ms();
+            epoll_report(argv[4], "insert into writes(src) values (current_setting('application_name'))",
+                         line, sizeof line);
+            printf("%lld %s\n", epoch_ms(), line);
+            fflush(stdout);
             double left = interval - (now_ms() - t1);
             if (left > 0)
                 usleep((useconds_t)(left * 1000));
