@@ -36,7 +36,11 @@ def analyse(rows, event, new_ip):
         "longest_call_ms": max([took(l) for t, _, l in rows if event <= t <= window_end] or [0.0]),
         "first_new": first_new,
         "outage_ms": first_new - last_before if first_new and last_before else None,
-        "failed": sum(1 for t, s, _ in rows if s == "FAIL" and t > event - 1000),
+        # failed connects: not a connection the server ended before its first query
+        "failed": sum(1 for t, s, l in rows if s == "FAIL" and " query: " not in l and t > event - 1000),
+        # the longest single PQconnectPoll call (writers that report it: maxcall=)
+        "longest_poll_ms": max([float(l.split("maxcall=")[1].split()[0]) for t, _, l in rows
+                                if "maxcall=" in l and event <= t <= window_end] or [0.0]),
         "read_only": sum(1 for _, _, l in rows if "read-only" in l and "write=FAIL" in l),
         "writes": len(good),
     }

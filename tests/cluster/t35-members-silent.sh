@@ -50,8 +50,21 @@ for role in RW RO; do
     out=$(app start "$ci")
     dt=$(( $(ms) - t0 ))
     ok $([[ $out =~ OK.*client=$PROXY ]] && [ $dt -lt 1500 ]; echo $?) "$role: a non-blocking connect leaves the silent members out too (${dt} ms)"
+    # A non-blocking connect on a fresh host pays too, once: each silent member is ended at its
+    # connect_timeout (libpq's non-blocking connect has none of its own), the door is reached, and
+    # what it found is the host's (issue 29). Its socket is the one the caller registered once.
+    rm -f "$cache"/*
+    out=$(app epoll "$ci")
+    first=$(awk '$1=="OK"||$1=="FAIL" {print $2; exit}' <<<"$out")
+    like "$out" "OK .*client=$PROXY .*maxcall=" "$role: a non-blocking connect (epoll, registered once) on a fresh host reaches the door"
+    ok $([ -n "$first" ] && [ "${first%.*}" -ge $((members * 2000 - 500)) ] && [ "${first%.*}" -lt $((members * 2000 + 3000)) ]; echo $?) \
+        "$role: ... after one connect_timeout per silent member, within members x connect_timeout + the door (${first} ms)"
+    t0=$(ms)
+    out=$(app epoll "$ci")
+    dt=$(( $(ms) - t0 ))
+    ok $([[ $out =~ OK.*client=$PROXY ]] && [ $dt -lt 1500 ]; echo $?) "$role: the next process does not pay again (${dt} ms)"
 done
 
 total=$(( $(ms) - start_run ))
-ok $([ $total -lt 60000 ]; echo $?) "the whole run within a minute (${total} ms)"
+ok $([ $total -lt 90000 ]; echo $?) "the whole run within 90 s (${total} ms)"
 done_testing

@@ -1,7 +1,8 @@
 # Non-blocking connects through a switchover and a crash (issue 29): writers that open a new
 # connection for every write the way event-loop clients connect — a C epoll loop that registers
 # the socket once and only modifies it, psycopg 3 (its own PQconnectPoll loop), psycopg 3 under
-# asyncio, psycopg2's async mode under asyncio with the socket taken once — each through the shim,
+# asyncio, psycopg2's async mode under asyncio with the socket taken once, ruby-pg's PG.connect,
+# PHP's PGSQL_CONNECT_ASYNC with pg_connect_poll and the socket taken once — each through the shim,
 # beside a direct libpq writer. Each must land on the new leader directly, soon after the direct
 # one, with no write on a replica, no failed connect and no connect past its budget.
 . "$(dirname "$0")/lib-cluster.sh"
@@ -9,7 +10,7 @@ tmp=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; [ -n "$NB_KEEP" ] && cp -r "$tmp" "$NB_KEEP"; rm -rf "$tmp"' EXIT
 DIRECT="host=127.0.0.11,127.0.0.12,127.0.0.13 target_session_attrs=read-write connect_timeout=1"
 PY=/usr/bin/python3
-WRITERS="epoll psycopg psycopg-async psycopg2-async"
+WRITERS="epoll psycopg psycopg-async psycopg2-async ruby-pg php-async"
 BUDGET_MS=${NB_BUDGET_MS:-6000} # generous: connect_timeout=3 is 3 s per host for libpq
 
 first_ok_on() { # file epoch_ms ip -> epoch ms of the first write after it that landed on ip
@@ -24,6 +25,10 @@ start_writers() { # tag
     for w in $WRITERS; do
         if [ "$w" = epoll ]; then
             PQROUTE_LOG=info LD_PRELOAD=$PRELOAD "$CLIENT" epollwriter 180 100 "$RW application_name=nb-$w" >"$tmp/$1-$w" 2>&1 &
+        elif [ "$w" = ruby-pg ]; then
+            PQROUTE_LOG=info LD_PRELOAD=$PRELOAD /usr/bin/ruby "$ROOT/tests/tools/nb-writer.rb" 180 100 "$RW application_name=nb-$w" >"$tmp/$1-$w" 2>&1 &
+        elif [ "$w" = php-async ]; then
+            PQROUTE_LOG=info LD_PRELOAD=$PRELOAD /usr/bin/php "$ROOT/tests/tools/nb-writer.php" 180 100 "$RW application_name=nb-$w" >"$tmp/$1-$w" 2>&1 &
         else
             PQROUTE_LOG=info LD_PRELOAD=$PRELOAD "$PY" "$ROOT/tests/tools/nb-writer.py" "$w" 180 100 "$RW application_name=nb-$w" >"$tmp/$1-$w" 2>&1 &
         fi
@@ -55,6 +60,27 @@ check_writers() { # tag label t_event new
         diag "$2, $w: first write on the new leader $((${s:-0} - $3)) ms after the event (direct writer: $((${d:-0} - $3)) ms)"
     done
 }
+
+# ---- the first candidate refuses: the socket libpq had is closed, the next host gets another ----
+# A view whose leader is an address where nothing listens (refused at once), the real leader
+# listed as a replica: each client connects while libpq walks from the refusing member to the
+# next. Without the one-socket rule the epoll loop's EPOLL_CTL_MOD fails (ENOENT) and asyncio
+# raises FileNotFoundError: a failed connect every time.
+leader=$(leader_ip)
+cat >"$tmp/ghost.json" <<J
+{"members": [
+ {"name": "ghost", "role": "leader", "state": "running", "host": "127.0.0.19", "port": 5432, "timeline": 1},
+ {"name": "real", "role": "replica", "state": "running", "host": "$leader", "port": 5432, "timeline": 1, "lag": 0}]}
+J
+check "a stand-in Patroni serves that view" start_server "$tmp/ghost.out" python3 "$ROOT/tests/tools/fake-patroni.py" 127.0.0.39:18008 ok "$tmp/ghost.json"
+ghost() { env -u PQROUTE_ETCD PQROUTE_PATRONI=http://127.0.0.39:18008 PQROUTE_CACHE_DIR="$tmp/ghost-cache" LD_PRELOAD=$PRELOAD timeout 60 "$@" 2>&1; }
+out=$(ghost "$CLIENT" epoll "$RW")
+like "$out" "OK .*server=$leader:.*recovery=f maxcall=" "first member refuses: an epoll loop that registered the socket once lands on the leader"
+out=$(ghost "$PY" "$ROOT/tests/tools/nb-writer.py" psycopg2-async 0.5 100 "$RW")
+ok $([ "$(grep -c '^[0-9]* OK .*recovery=f' <<<"$out")" -ge 2 ] && ! grep -q FAIL <<<"$out"; echo $?) \
+    "first member refuses: psycopg2's async mode under asyncio (socket taken once) connects every time"
+grep FAIL <<<"$out" | head -2 | sed 's/^/#   /'
+stop_servers
 
 # ---- switchover ----
 old=$(leader_ip)

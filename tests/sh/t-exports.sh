@@ -1,7 +1,7 @@
 # The preload library exports only the libpq names it wraps; libpqroute.so only the pqr_* API.
 . "$(dirname "$0")/../lib.sh"
 got=$(nm -D --defined-only "$PRELOAD" | awk '$2 ~ /[TDBW]/ {print $3}' | sort | tr '\n' ' ')
-ok $([ "$got" = "PQconnectStart PQconnectStartParams PQconnectdb PQconnectdbParams PQconninfo PQping PQpingParams PQsetdbLogin dlopen dlsym " ]; echo $?) \
+ok $([ "$got" = "PQconnectPoll PQconnectStart PQconnectStartParams PQconnectdb PQconnectdbParams PQconninfo PQfinish PQping PQpingParams PQsetdbLogin PQsocket dlopen dlsym " ]; echo $?) \
    "preload exports exactly the wrapped libpq names and dlopen/dlsym ($got)"
 want=$( (grep -o '^PQR_EXPORT [^(]*(' "$ROOT/libpqroute/libpqroute.h" | sed 's/.*[ *]\(pqr_[a-z_]*\)($/\1/'; echo pqri_shim_api) | sort | tr '\n' ' ')
 got=$(nm -D --defined-only "$B/libpqroute.so" | awk '$2 ~ /[TDBW]/ {sub(/@.*/, "", $3); print $3}' | sort | tr '\n' ' ')
