@@ -30,8 +30,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,11 +59,13 @@ struct nb {
     struct pqri_plan *p; /* NULL once landed: only the caller's number is kept */
     const struct pqri_libpq *pq;
     int fd;        /* the caller's number: ours, a reference to the connection's file */
+    int old;       /* a file the caller's number named before libpq left its family (or -1) */
     dev_t dev;     /* that file's identity */
     ino_t ino;
     int family;
     bool busy;     /* a poll of it is running: the waker leaves it alone */
     bool paused;   /* connected to our listener, waiting for the next round */
+    bool landed;   /* CONNECTION_OK: only the caller's number is kept, until PQfinish */
     bool woken;    /* the waker made the socket ready */
     bool timed_out; /* ... ending the attempt at `cur` */
     enum wake wake;
@@ -137,6 +142,18 @@ static void nb_parent(void)
  * (the entries are left, not freed: their PGconns are the parent's business). */
 static void nb_child(void)
 {
+    /* Not the child's to keep: the parent's listeners (the child's waker would accept the
+     * parent's paused connects) and its references to the parent's connections. */
+    for (int i = 0; i < 2; i++)
+        if (listeners[i].fd >= 0 && same_file(listeners[i].fd, listeners[i].dev, listeners[i].ino))
+            close(listeners[i].fd), listeners[i].fd = -1;
+    for (unsigned b = 0; b < BUCKETS; b++)
+        for (struct nb *nb = table[b]; nb; nb = nb->next) {
+            if (fd_ok(nb))
+                close(nb->fd);
+            if (nb->old >= 0)
+                close(nb->old);
+        }
     pthread_mutex_init(&lock, NULL);
     memset(table, 0, sizeof table);
     live = npaused = 0;
@@ -164,7 +181,11 @@ static void waker_start(void)
     pthread_condattr_destroy(&ca);
     pthread_attr_init(&ta);
     pthread_attr_setdetachstate(&ta, PTHREAD_CREATE_DETACHED);
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old); /* the application's signals are not the waker's */
     waker_running = pthread_create(&th, &ta, waker, NULL) == 0;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
     pthread_attr_destroy(&ta);
     if (!waker_running)
         PQR_WARN("cannot start the thread that keeps non-blocking connects' deadlines: they go "
@@ -223,34 +244,64 @@ static void drain_listeners(void)
     }
 }
 
-static bool view_moved(struct nb *nb)
+/* A member's connect still waiting for its SYN to be answered: the only state in which ending it
+ * makes libpq move on (ECONNRESET); past it, libpq would fail the whole connect. */
+static bool syn_sent(int fd)
 {
-    struct pqr_topology *t = pqri_view_snapshot(nb->p->v, 0);
-    bool moved = t && t->gen != nb->pause_gen;
-
-    pqri_topo_unref(t);
-    return moved;
+    struct tcp_info ti;
+    socklen_t len = sizeof ti;
+    return getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0 && ti.tcpi_state == TCP_SYN_SENT;
 }
 
+#define MAX_VIEWS 16
 static void *waker(void *arg)
 {
+    struct {
+        struct pqri_view *v;
+        uint64_t gen;
+    } views[MAX_VIEWS];
     (void)arg;
     pthread_mutex_lock(&lock);
     for (;;) {
+        /* The views of paused connects, looked at without our lock held (a view may read the
+         * host cache or log): a pause ends as soon as its view changes. */
+        size_t nv = 0;
+        for (unsigned b = 0; npaused && b < BUCKETS; b++)
+            for (struct nb *nb = table[b]; nb; nb = nb->next) {
+                if (nb->busy || nb->wake != WAKE_PAUSE || !nb->p)
+                    continue;
+                size_t k = 0;
+                while (k < nv && views[k].v != nb->p->v)
+                    k++;
+                if (k == nv && nv < MAX_VIEWS)
+                    views[nv++].v = nb->p->v;
+            }
+        pthread_mutex_unlock(&lock);
+        for (size_t k = 0; k < nv; k++) {
+            struct pqr_topology *t = pqri_view_snapshot(views[k].v, 0);
+            views[k].gen = t ? t->gen : 0;
+            pqri_topo_unref(t);
+        }
+        pthread_mutex_lock(&lock);
         long long now = pqri_mono_ms(), next = LLONG_MAX;
         for (unsigned b = 0; live && b < BUCKETS; b++)
             for (struct nb *nb = table[b]; nb; nb = nb->next) {
                 if (nb->busy || nb->wake == WAKE_NONE || !nb->p)
                     continue;
-                bool fire = now >= nb->due || (nb->wake == WAKE_PAUSE && view_moved(nb));
+                bool fire = now >= nb->due;
+                for (size_t k = 0; !fire && nb->wake == WAKE_PAUSE && k < nv; k++)
+                    fire = views[k].v == nb->p->v && views[k].gen && views[k].gen != nb->pause_gen;
                 if (!fire) {
                     next = min_ll(next, nb->wake == WAKE_PAUSE ? now + TICK_MS : nb->due);
                     continue;
                 }
-                if (fd_ok(nb))
-                    (void)shutdown(nb->fd, nb->wake == WAKE_PAUSE ? SHUT_RD : SHUT_RDWR);
-                nb->timed_out = nb->wake == WAKE_TIMEOUT;
-                nb->woken = true;
+                if (nb->wake == WAKE_PAUSE && fd_ok(nb)) {
+                    (void)shutdown(nb->fd, SHUT_RD);
+                    nb->woken = true;
+                } else if (nb->wake == WAKE_TIMEOUT && fd_ok(nb) && syn_sent(nb->fd)) {
+                    (void)shutdown(nb->fd, SHUT_RDWR);
+                    nb->timed_out = nb->woken = true;
+                }
                 nb->wake = WAKE_NONE;
             }
         if (!npaused)
@@ -267,27 +318,26 @@ static void *waker(void *arg)
 
 /* ---- one connect ---- */
 
-/* The address libpq is connecting to now, in the file's family. */
+/* The address libpq is connecting to now, in the file's family (scoped IPv6 literals too). */
 static bool target(const struct nb *nb, struct sockaddr_storage *ss, socklen_t *len)
 {
     const char *ip = nb->pq->hostaddr(nb->conn), *port = nb->pq->port(nb->conn);
-    long pn = port ? strtol(port, NULL, 10) : 0;
+    struct addrinfo hints, *ai = NULL;
+    bool found;
 
-    memset(ss, 0, sizeof *ss);
-    if (!ip || pn <= 0 || pn > 65535)
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = nb->family;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
+    if (!ip || !ip[0] || !port || !port[0] || getaddrinfo(ip, port, &hints, &ai) != 0)
         return false;
-    if (nb->family == AF_INET) {
-        struct sockaddr_in *a = (struct sockaddr_in *)ss;
-        a->sin_family = AF_INET;
-        a->sin_port = htons((uint16_t)pn);
-        *len = sizeof *a;
-        return inet_pton(AF_INET, ip, &a->sin_addr) == 1;
+    found = ai && ai->ai_addrlen <= sizeof *ss;
+    if (found) {
+        memcpy(ss, ai->ai_addr, ai->ai_addrlen);
+        *len = ai->ai_addrlen;
     }
-    struct sockaddr_in6 *a = (struct sockaddr_in6 *)ss;
-    a->sin6_family = AF_INET6;
-    a->sin6_port = htons((uint16_t)pn);
-    *len = sizeof *a;
-    return inet_pton(AF_INET6, ip, &a->sin6_addr) == 1;
+    freeaddrinfo(ai);
+    return found;
 }
 
 /* After every call into libpq: libpq's socket is the connection's file. false: our number is
@@ -309,8 +359,14 @@ static bool keep_socket(struct nb *nb)
             PQR_DEBUG("non-blocking connect: %s", strerror(errno)); /* libpq's next step reports it */
         return dup3(nb->fd, s, O_CLOEXEC) == s;
     }
-    /* Another family (or already past the TCP connect): our number follows libpq's socket. */
-    if (fstat(s, &st) < 0 || dup3(s, nb->fd, O_CLOEXEC) != nb->fd)
+    /* Another family (or already past the TCP connect): our number follows libpq's socket. The
+     * file it named is kept, shut down, so that a registration of it reports an error (EPOLLHUP)
+     * rather than nothing ever again. */
+    if (fstat(s, &st) < 0)
+        return false;
+    if (nb->old < 0 && (nb->old = fcntl(nb->fd, F_DUPFD_CLOEXEC, 0)) >= 0)
+        (void)shutdown(nb->old, SHUT_RDWR);
+    if (dup3(s, nb->fd, O_CLOEXEC) != nb->fd)
         return false;
     nb->dev = st.st_dev;
     nb->ino = st.st_ino;
@@ -355,10 +411,12 @@ static void observe(struct nb *nb)
  * of the budget. (The front door has its own: the caller's.) Under lock. */
 static void arm(struct nb *nb)
 {
-    if (!nb->p || nb->paused || nb->host_ms <= 0 || nb->cur < 0)
+    if (!nb->p || nb->landed || nb->paused || nb->host_ms <= 0 || nb->cur < 0)
         return;
     nb->wake = WAKE_TIMEOUT;
     nb->due = min_ll(nb->since + nb->host_ms, nb->members_end);
+    if (pqri_plan_found_silent(nb->p, (size_t)nb->cur))
+        nb->due = nb->since; /* found silent earlier in this connect: not waited for twice */
 }
 
 /* Wait for the next round (a new view, or PAUSE_MS) without blocking the caller: the connection's
@@ -412,6 +470,8 @@ static PostgresPollingStatusType resume(struct nb *nb)
         p->t = t;
     }
     nb->paused = false;
+    nb->cur = PQRI_NONE; /* a new walk: each member's deadline from its own start */
+    nb->timed_out = false;
     disconnect(nb->fd);
     pqri_view_stat(p->v, PQR_STAT_RETRIES);
     if (new_view || !nb->retried)
@@ -442,7 +502,16 @@ static PostgresPollingStatusType decide(struct nb *nb, PostgresPollingStatusType
     if (nb->cur == PQRI_DOOR && st == CONNECTION_STARTED && any && in_time && !p->silent_left_out &&
         s->door_mode == PQRI_DOOR_ADAPTIVE) {
         pqri_view_stat(p->v, PQR_STAT_DOOR_SKIPPED);
-        return pause_connect(nb, ps);
+        ps = pause_connect(nb, ps);
+        *done = ps == PGRES_POLLING_FAILED;
+        return ps;
+    }
+    /* Stopped at a member that answered, before the end of the list (a password refused, too
+     * many clients, no such database): libpq did not try the rest; neither do we, as blocking. */
+    if (ps == PGRES_POLLING_FAILED && nb->cur >= 0 && nb->answered[nb->cur] &&
+        (size_t)nb->cur + 1 < p->ncands + !p->leave_door_out) {
+        *done = true;
+        return ps;
     }
     if (ps == PGRES_POLLING_FAILED) {
         /* Members refused the role (and the door, if listed, failed): a leader change, retried
@@ -471,7 +540,7 @@ static void count_paused_locked(void)
     npaused = 0;
     for (unsigned b = 0; b < BUCKETS; b++)
         for (struct nb *o = table[b]; o; o = o->next)
-            npaused += o->paused;
+            npaused += o->busy || o->paused; /* a busy one's fields are its poller's */
 }
 
 /* The connect is over: what it learned goes to the view; the plan goes. */
@@ -507,6 +576,7 @@ PGconn *pqri_nb_start(struct pqri_views *vs, struct pqri_plan *p, PGconn *conn)
     nb->conn = conn;
     nb->p = p;
     nb->pq = pq;
+    nb->old = -1;
     nb->dev = st.st_dev;
     nb->ino = st.st_ino;
     nb->family = ss.ss_family;
@@ -531,16 +601,35 @@ PGconn *pqri_nb_start(struct pqri_views *vs, struct pqri_plan *p, PGconn *conn)
     return conn;
 }
 
+/* Under lock: out of the table, its descriptors closed; the caller frees it. */
+static struct nb *drop_locked(struct nb **pp)
+{
+    struct nb *nb = *pp;
+    *pp = nb->next;
+    __atomic_store_n(&live, live - 1, __ATOMIC_RELEASE);
+    if (fd_ok(nb))
+        close(nb->fd);
+    if (nb->old >= 0)
+        close(nb->old);
+    count_paused_locked();
+    return nb;
+}
+
 bool pqri_nb_poll(PGconn *conn, PostgresPollingStatusType *out)
 {
-    struct nb **pp, *nb = NULL;
+    struct nb **pp, *nb = NULL, *gone = NULL;
     bool woken = false, done = false;
     PostgresPollingStatusType ps;
 
     if (!__atomic_load_n(&live, __ATOMIC_ACQUIRE))
         return false;
     pthread_mutex_lock(&lock);
-    if ((pp = find_locked(conn)) && (*pp)->p && !(*pp)->busy) {
+    if ((pp = find_locked(conn)) && (*pp)->landed) {
+        /* A PQreset* of a connection we routed: libpq opened another socket, ours is done. */
+        int s = (*pp)->pq->socket(conn);
+        if (s >= 0 && !same_file(s, (*pp)->dev, (*pp)->ino))
+            gone = drop_locked(pp);
+    } else if (pp && !(*pp)->busy) {
         nb = *pp;
         nb->busy = true;
         woken = nb->woken;
@@ -549,6 +638,7 @@ bool pqri_nb_poll(PGconn *conn, PostgresPollingStatusType *out)
             nb->wake = WAKE_NONE;
     }
     pthread_mutex_unlock(&lock);
+    free(gone);
     if (!nb)
         return false; /* not ours, or landed: libpq's own answer */
     if (nb->paused && !woken) {
@@ -568,16 +658,26 @@ bool pqri_nb_poll(PGconn *conn, PostgresPollingStatusType *out)
         finish_plan(nb, ps == PGRES_POLLING_OK ? conn : NULL);
     pthread_mutex_lock(&lock);
     nb->busy = false;
-    arm(nb);
+    if (done && ps == PGRES_POLLING_OK && fd_ok(nb)) {
+        nb->landed = true; /* the caller's number stays the connection's until PQfinish */
+        if (nb->old >= 0)
+            close(nb->old), nb->old = -1;
+    } else if (done) {
+        gone = drop_locked(find_locked(conn)); /* failed: libpq has no socket; neither do we */
+    }
+    if (!gone)
+        arm(nb);
     count_paused_locked();
     pthread_cond_signal(&cond);
     pthread_mutex_unlock(&lock);
+    free(gone);
     *out = ps;
     return true;
 }
 
 /* The caller's number for conn while its file is libpq's socket's (the number libpq returned is
- * `libpq_fd`); after a failed connect, or a PQreset that opened another socket, libpq's own. */
+ * `libpq_fd`); after a failed connect, or a PQreset that opened another socket, libpq's own. One
+ * fstat: drivers call PQsocket() for every query. */
 bool pqri_nb_socket(const PGconn *conn, int libpq_fd, int *out)
 {
     struct nb **pp;
@@ -588,7 +688,7 @@ bool pqri_nb_socket(const PGconn *conn, int libpq_fd, int *out)
     pthread_mutex_lock(&lock);
     if ((pp = find_locked(conn))) {
         struct nb *nb = *pp;
-        ours = fd_ok(nb) && (libpq_fd < 0 ? nb->p != NULL : same_file(libpq_fd, nb->dev, nb->ino));
+        ours = libpq_fd < 0 ? !nb->landed && fd_ok(nb) : same_file(libpq_fd, nb->dev, nb->ino);
         if (ours)
             *out = nb->fd;
     }
@@ -603,18 +703,12 @@ void pqri_nb_forget(PGconn *conn)
     if (!__atomic_load_n(&live, __ATOMIC_ACQUIRE))
         return;
     pthread_mutex_lock(&lock);
-    if ((pp = find_locked(conn))) {
-        nb = *pp;
-        *pp = nb->next;
-        __atomic_store_n(&live, live - 1, __ATOMIC_RELEASE);
-        count_paused_locked();
-    }
+    if ((pp = find_locked(conn)))
+        nb = drop_locked(pp);
     pthread_mutex_unlock(&lock);
     if (!nb)
         return;
     if (nb->p)
         finish_plan(nb, NULL);
-    if (fd_ok(nb))
-        close(nb->fd);
     free(nb);
 }

@@ -134,6 +134,12 @@ static const struct pqri_failure *found(const struct pqri_plan *p, const char *a
     return NULL;
 }
 
+bool pqri_plan_found_silent(const struct pqri_plan *p, size_t i)
+{
+    const struct pqri_failure *f = i < p->ncands ? found(p, p->cands[i].addr, p->cands[i].port) : NULL;
+    return f && f->silent;
+}
+
 /* The candidates less the members this connect found silent; the new count. */
 static size_t without_silent_found(struct pqri_plan *p)
 {

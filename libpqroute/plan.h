@@ -55,6 +55,7 @@ bool pqri_plan_answered(ConnStatusType st); /* the host spoke PostgreSQL */
 void pqri_plan_note_failures(struct pqri_plan *p, size_t n);
 void pqri_plan_note_down(struct pqri_plan *p, const struct pqri_candidate *c, bool silent);
 void pqri_plan_remember_silent(struct pqri_plan *p, PGconn *conn);
+bool pqri_plan_found_silent(const struct pqri_plan *p, size_t i); /* candidate i, in this connect */
 int pqri_plan_host_ms(const struct pqri_plan *p); /* libpq's connect_timeout per host, ms (0: none) */
 int pqri_plan_members(const struct pqri_plan *p); /* members with an address (at least 1) */
 void pqri_plan_describe(const struct pqri_plan *p, const char *what);

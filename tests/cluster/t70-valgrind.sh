@@ -11,6 +11,10 @@ for ci in "host=$PROXY port=5432 connect_timeout=10" "host=$PROXY port=5433 conn
     out=$(LD_PRELOAD=$PRELOAD "${VG[@]}" "$CLIENT" connectdb "$ci" 2>&1)
     rc=$?
     ok $([ $rc = 0 ] && grep -q '^OK' <<<"$out" && ! grep -q '==[0-9]*==' <<<"$out"; echo $?) "valgrind: routed connect ($ci)" || diag "$(grep -m8 '==\|FAIL' <<<"$out")"
+    # non-blocking: the caller's PQconnectPoll loop (nb.c), its own socket number, PQfinish
+    out=$(LD_PRELOAD=$PRELOAD "${VG[@]}" "$CLIENT" epoll "$ci" 2>&1)
+    rc=$?
+    ok $([ $rc = 0 ] && grep -q '^OK' <<<"$out" && ! grep -q '==[0-9]*==' <<<"$out"; echo $?) "valgrind: routed non-blocking connect, epoll ($ci)" || diag "$(grep -m8 '==\|FAIL' <<<"$out")"
 done
 # Under valgrind on a busy machine a connect takes seconds: connect_timeout 10 s (libpq's own, per
 # host), so that a slow one is not counted as a failure of the code under test.
