@@ -21,6 +21,26 @@ static bool cu_ok;
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 static char curl_error[256];
 
+/* OpenSSL cleans itself up from an atexit handler; if the application exits while our thread is
+ * still initialising or using it, that handler pulls the library from under us (a crash at exit, in
+ * the application's process). A library must not leave that behind: ask OpenSSL, before anyone in
+ * this process initialises it, not to register the handler. Called when a router opens — before
+ * its first routed connect, whose libpq would otherwise initialise OpenSSL (TLS is tried by
+ * default) while the refresher thread is still starting — and again before libcurl initialises it.
+ * Harmless when the application already initialised OpenSSL itself (then its handler exists, and
+ * ours, registered after, runs first and stops the thread). */
+void pqri_openssl_no_atexit(void)
+{
+    void *ssl = dlopen("libcrypto.so.3", RTLD_LAZY | RTLD_NOLOAD);
+    if (ssl) {
+        int (*init)(uint64_t, const void *);
+        *(void **)&init = dlsym(ssl, "OPENSSL_init_crypto");
+        if (init)
+            init(0x00080000L /* OPENSSL_INIT_NO_ATEXIT */, NULL);
+        dlclose(ssl);
+    }
+}
+
 static void curl_load(void)
 {
     static const char *const names[] = {"libcurl.so.4", "libcurl-gnutls.so.4", NULL};
@@ -54,20 +74,7 @@ static void curl_load(void)
     SYM(cu.slist_free_all, "curl_slist_free_all")
     SYM(cu.easy_reset, "curl_easy_reset")
 #undef SYM
-    /* OpenSSL cleans itself up from an atexit handler; if the application exits while our thread
-     * is still initialising or using it, that handler pulls the library from under us (a crash at
-     * exit, in the application's process). A library must not leave that behind: ask OpenSSL, before
-     * libcurl initialises it, not to register the handler. Harmless when the application already
-     * initialised OpenSSL itself (then its handler exists, and ours, registered after, runs first
-     * and stops the thread). */
-    void *ssl = dlopen("libcrypto.so.3", RTLD_LAZY | RTLD_NOLOAD);
-    if (ssl) {
-        int (*init)(uint64_t, const void *);
-        *(void **)&init = dlsym(ssl, "OPENSSL_init_crypto");
-        if (init)
-            init(0x00080000L /* OPENSSL_INIT_NO_ATEXIT */, NULL);
-        dlclose(ssl);
-    }
+    pqri_openssl_no_atexit();
     if (cu_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         snprintf(curl_error, sizeof curl_error, "libcurl failed to initialise");
         return;

@@ -76,4 +76,5 @@ struct pqri_http_req {
 int pqri_http_do(const struct pqri_http_req *rq, struct pqri_buf *out, long *status, char *err,
                  size_t errlen);
 
+void pqri_openssl_no_atexit(void); /* see http.c */
 #endif

@@ -75,7 +75,9 @@ struct nb {
     int host_ms;
     int cur; /* the entry libpq is on: a candidate, PQRI_DOOR or PQRI_NONE */
     bool panicked, retried;
+    bool auth_retried; /* one more round was given after a password was sent and refused */
     bool answered[PQR_MAX_MEMBERS];
+    bool authed[PQR_MAX_MEMBERS]; /* seen past authentication in this connect */
 };
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -403,8 +405,13 @@ static void observe(struct nb *nb)
         nb->since = pqri_mono_ms();
         nb->timed_out = false;
     }
-    if (e >= 0)
-        nb->answered[e] = nb->answered[e] || pqri_plan_answered(nb->pq->status(nb->conn));
+    if (e >= 0) {
+        ConnStatusType st = nb->pq->status(nb->conn);
+        nb->answered[e] = nb->answered[e] || pqri_plan_answered(st);
+        nb->authed[e] = nb->authed[e] || st == CONNECTION_AUTH_OK || st == CONNECTION_SETENV ||
+                        st == CONNECTION_CHECK_WRITABLE || st == CONNECTION_CONSUME ||
+                        st == CONNECTION_CHECK_TARGET || st == CONNECTION_CHECK_STANDBY;
+    }
 }
 
 /* The waker's deadline for the attempt at a member: its connect_timeout, within the members' share
@@ -506,12 +513,25 @@ static PostgresPollingStatusType decide(struct nb *nb, PostgresPollingStatusType
         *done = ps == PGRES_POLLING_FAILED;
         return ps;
     }
-    /* Stopped at a member that answered, before the end of the list (a password refused, too
-     * many clients, no such database): libpq did not try the rest; neither do we, as blocking. */
-    if (ps == PGRES_POLLING_FAILED && nb->cur >= 0 && nb->answered[nb->cur] &&
+    /* Stopped at a member that answered, before the end of the list: libpq did not try the rest.
+     * A password needed and not given: neither do we (the application may prompt for it, as
+     * PQconnectionNeedsPassword() says). A password sent and then the end, without the
+     * authentication going through: a refused password, or the old leader's shutdown ending the
+     * backend in the middle — libpq does not say which (no SQLSTATE for a failed connect), so one
+     * more round, never more: a refused password is tried twice at most, not for the whole
+     * budget. Otherwise (shutting down or starting up, the connection ended before a password or
+     * after one it accepted, too many clients): the moment of a leader change, rounds as below. */
+    if (ps == PGRES_POLLING_FAILED && nb->cur >= 0 && nb->answered[nb->cur] && !nb->authed[nb->cur] &&
         (size_t)nb->cur + 1 < p->ncands + !p->leave_door_out) {
-        *done = true;
-        return ps;
+        bool needs = !nb->pq->needs_password || nb->pq->needs_password(nb->conn);
+        bool used = !nb->pq->used_password || nb->pq->used_password(nb->conn);
+        if (needs || (used && nb->auth_retried)) {
+            PQR_DEBUG("non-blocking connect: ended at a member that refused the login (%s:%s)",
+                      nb->pq->hostaddr(nb->conn), nb->pq->port(nb->conn));
+            *done = true;
+            return ps;
+        }
+        nb->auth_retried = nb->auth_retried || used;
     }
     if (ps == PGRES_POLLING_FAILED) {
         /* Members refused the role (and the door, if listed, failed): a leader change, retried
@@ -521,6 +541,8 @@ static PostgresPollingStatusType decide(struct nb *nb, PostgresPollingStatusType
             if (ps != PGRES_POLLING_FAILED)
                 return ps;
         }
+        PQR_DEBUG("non-blocking connect: failed (%s; budget %s)", any ? "members answered" : "no member answered",
+                  in_time ? "left" : "spent");
         *done = true;
     }
     return ps;

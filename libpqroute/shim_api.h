@@ -42,6 +42,10 @@ struct pqri_libpq {
     int (*lib_version)(void); /* PQlibVersion: what target_session_attrs values it knows */
     /* PQresetStart: another round of a non-blocking connect on the caller's PGconn (NULL: none) */
     int (*reset_start)(const struct pqri_libpq *, PGconn *);
+    /* PQconnectionUsedPassword / PQconnectionNeedsPassword: a connect that failed at
+     * authentication is not tried again (NULL: unknown, taken as yes) */
+    int (*used_password)(const PGconn *);
+    int (*needs_password)(const PGconn *);
 };
 
 /* A conninfo string parsed by libpq into NULL-terminated keyword/value arrays. */

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "view.h"
+#include "http.h"
 #include "log.h"
 #include "patroni.h"
 #include "resolve.h"
@@ -686,6 +687,7 @@ struct pqri_views *pqri_views_new(const struct pqr_settings *s, char *err, size_
     struct pqri_views *vs;
 
     pthread_once(&global_once, global_init);
+    pqri_openssl_no_atexit(); /* before any routed connect's libpq initialises OpenSSL */
     if (!(vs = calloc(1, sizeof *vs)) || pqri_settings_copy(&vs->s, s) < 0 ||
         !(vs->clusters = calloc(s->nclusters ? s->nclusters : 1, sizeof *vs->clusters))) {
         if (vs)

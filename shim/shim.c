@@ -254,6 +254,8 @@ static struct instance *instance_of(void *real_fn)
     GET(connect_poll, "PQconnectPoll");
     GET(socket, "PQsocket");
     GET(lib_version, "PQlibVersion");
+    GET(used_password, "PQconnectionUsedPassword");
+    GET(needs_password, "PQconnectionNeedsPassword");
 #undef GET
     *(void **)&fresh.reset_start = shim_real_dlsym(pin, "PQresetStart");
     if (fresh.reset_start)

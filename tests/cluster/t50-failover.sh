@@ -1,9 +1,11 @@
 # A switchover and a crash of the leader (kill -9 of Patroni and the postmaster), with writers
 # running through the shim: new RW connections reach the new leader once it accepts writes, never
 # a replica; PQreset on an old connection reaches the new leader; threads connecting at once are safe.
+# Non-blocking writers of every kind (lib-nb.sh, issue 29) run through the same two events.
 . "$(dirname "$0")/lib-cluster.sh"
+. "$(dirname "$0")/lib-nb.sh"
 tmp=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$tmp"' EXIT
+trap 'kill $(jobs -p) 2>/dev/null; [ -n "${NB_KEEP:-}" ] && cp -r "$tmp" "$NB_KEEP"; rm -rf "$tmp"' EXIT
 DIRECT="host=127.0.0.11,127.0.0.12,127.0.0.13 target_session_attrs=read-write connect_timeout=1"
 
 first_ok_on() { # file epoch_ms ip -> epoch ms of the first write after it that landed on ip
@@ -38,6 +40,7 @@ w1=$!
 w2=$!
 LD_PRELOAD=$PRELOAD "$CLIENT" threads 16 25 "$RW" >"$tmp/threads" 2>&1 &
 threads_pid=$!
+nb_start sw
 wait_for 30 has_ok "$tmp/sw-shim" && wait_for 30 has_ok "$tmp/sw-direct"
 t_event=$(ms)
 "$CL" switchover
@@ -45,9 +48,12 @@ wait_leader_writable 30
 new=$(leader_ip)
 ok $([ "$new" != "$old" ]; echo $?) "switchover: leader moved from $old to $new"
 wait_for 60 landed_on "$tmp/sw-shim" "$new" 3 && wait_for 60 landed_on "$tmp/sw-direct" "$new" 1
+wait_for 60 nb_landed sw "$new"
 touch "$tmp/go"
 kill $w1 $w2 2>/dev/null
+nb_stop
 wait
+nb_check sw switchover "$t_event" "$new" "$tmp/sw-direct"
 check_writer "$tmp/sw-shim" "switchover"
 d=$(first_ok_on "$tmp/sw-direct" "$t_event" "$new"); s=$(first_ok_on "$tmp/sw-shim" "$t_event" "$new")
 diag "switchover: first direct write on the new leader $((d - t_event)) ms after it began, first through the shim $((s - t_event)) ms"
@@ -64,6 +70,7 @@ LD_PRELOAD=$PRELOAD "$CLIENT" writer 180 100 "$RW application_name=shim" >"$tmp/
 w1=$!
 "$CLIENT" writer 180 50 "$DIRECT" >"$tmp/kill-direct" 2>&1 &
 w2=$!
+nb_start kill
 wait_for 30 has_ok "$tmp/kill-shim" && wait_for 30 has_ok "$tmp/kill-direct"
 t_event=$(ms)
 "$CL" kill-leader >/dev/null
@@ -71,8 +78,11 @@ wait_leader_writable 40
 new=$(leader_ip)
 ok $([ "$new" != "$old" ]; echo $?) "crash: leader moved from $old to $new"
 wait_for 60 landed_on "$tmp/kill-shim" "$new" 3 && wait_for 60 landed_on "$tmp/kill-direct" "$new" 1
+wait_for 60 nb_landed kill "$new"
 kill $w1 $w2 2>/dev/null
+nb_stop
 wait
+nb_check kill crash "$t_event" "$new" "$tmp/kill-direct"
 check_writer "$tmp/kill-shim" "crash"
 d=$(first_ok_on "$tmp/kill-direct" "$t_event" "$new"); s=$(first_ok_on "$tmp/kill-shim" "$t_event" "$new")
 diag "crash: first direct write on the new leader $((d - t_event)) ms after the kill, first through the shim $((s - t_event)) ms"

@@ -20,7 +20,7 @@
 #include "plan.h"
 #include "log.h"
 
-enum kind { NONE, LEADER, STANDBY, REFUSE, SILENT, HELD, AUTHFAIL };
+enum kind { NONE, LEADER, STANDBY, REFUSE, SILENT, HELD, AUTHFAIL, SHUTDOWN };
 #define NPORTS 6
 static struct {
     int port;
@@ -54,6 +54,8 @@ static void *serve(void *arg)
                 if (srv[i].lfd == p[j].fd && (KIND(i) == LEADER || KIND(i) == STANDBY || KIND(i) == AUTHFAIL)) {
                     (void)!write(c, "x", 1);
                     close(c); /* the client reads the byte before the end */
+                } else if (srv[i].lfd == p[j].fd && KIND(i) == SHUTDOWN) {
+                    close(c); /* a server shutting down: the connection ends before any word */
                 } else if (srv[i].lfd == p[j].fd) {
                     __atomic_add_fetch(&held_open, 1, __ATOMIC_RELAXED); /* a held one never ends */
                 }
@@ -102,6 +104,7 @@ struct fconn {
     int port[8], n, idx, sock;
     ConnStatusType st;
     int resets;
+    int password_tries; /* startups that reached a member refusing the password */
 };
 
 static struct fconn *fake(const PGconn *c)
@@ -199,8 +202,11 @@ static PostgresPollingStatusType f_poll(PGconn *c)
             return PGRES_POLLING_READING;
         }
         char b;
-        if (read(f->sock, &b, 1) == 1 && kind_of(f->port[f->idx]) == AUTHFAIL) {
-            close(f->sock); /* as libpq after a refused password: no other host is tried */
+        ssize_t got = read(f->sock, &b, 1);
+        if (got == 1 && kind_of(f->port[f->idx]) == AUTHFAIL)
+            f->password_tries++;
+        if (got == 0 || (got == 1 && kind_of(f->port[f->idx]) == AUTHFAIL)) {
+            close(f->sock); /* as libpq after an error or an end during the startup: no other host */
             f->sock = -1;
             f->st = CONNECTION_BAD;
             return PGRES_POLLING_FAILED;
@@ -258,6 +264,15 @@ static int f_reset_start(const struct pqri_libpq *pq, PGconn *c)
     start_host(f);
     return f->st != CONNECTION_BAD;
 }
+static int f_used_password(const PGconn *c)
+{
+    struct fconn *f = fake(c);
+    return f ? f->idx < f->n && kind_of(f->port[f->idx]) == AUTHFAIL : PQconnectionUsedPassword(c);
+}
+static int f_needs_password(const PGconn *c)
+{
+    return fake(c) ? 0 : PQconnectionNeedsPassword(c);
+}
 static PQconninfoOption *f_conninfo(PGconn *c)
 {
     return fake(c) ? NULL : PQconninfo(c);
@@ -275,6 +290,8 @@ static struct pqri_libpq fake_libpq(void)
     pq.finish = f_finish;
     pq.reset_start = f_reset_start;
     pq.conninfo = f_conninfo;
+    pq.used_password = f_used_password;
+    pq.needs_password = f_needs_password;
     return pq;
 }
 
@@ -544,9 +561,24 @@ int main(void)
     u = (struct run){.conn = start(ci)};
     u.fd = caller_socket(u.conn);
     drive(&u, 4000, -1, NULL);
-    ok(u.ps == PGRES_POLLING_FAILED && fake(u.conn)->resets == 0 && u.took_ms < 1000,
-       "a member that answers and refuses the login ends the connect, no retry (%d rounds, %lld ms)",
-       fake(u.conn)->resets, u.took_ms);
+    ok(u.ps == PGRES_POLLING_FAILED && fake(u.conn)->password_tries == 2 && u.took_ms < 1000,
+       "a member that refuses the password ends the connect: tried twice at most, not for the budget (%d tries, %lld ms)",
+       fake(u.conn)->password_tries, u.took_ms);
+    finish(&u);
+
+    /* 6b. the old leader shutting down ends the connection before authentication: that is a leader
+     * change, not a refusal; rounds until the new leader takes the connect */
+    SETK(0, SHUTDOWN), SETK(1, STANDBY);
+    inject(P[0], P, 3);
+    u = (struct run){.conn = start(ci)};
+    u.fd = caller_socket(u.conn);
+    drive(&u, 300, -1, NULL);
+    ok(u.ps != PGRES_POLLING_FAILED && fake(u.conn)->resets >= 1, "the first member ends the startup (shutting down): rounds (%d)",
+       fake(u.conn)->resets);
+    promote_second();
+    drive(&u, 4000, -1, NULL);
+    ok(u.ps == PGRES_POLLING_OK && atoi(PQ->port(u.conn)) == P[1] && !u.bad_between,
+       "... and the new leader takes the connect: no failed connect in the switchover");
     finish(&u);
 
     /* 7. a member that accepts TCP and then says nothing is not ended by us (libpq would fail the
