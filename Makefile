@@ -137,7 +137,7 @@ $(B)/bench/pqr-bench: bench/pqr-bench.c
 ASAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 TSAN := -fsanitize=thread
 sanitizers:
-	$(MAKE) --no-print-directory B=build-asan SAN="$(ASAN)" tests-build
+	$(MAKE) --no-print-directory B=build-asan SAN="$(ASAN)" tests-build all
 	$(MAKE) --no-print-directory B=build-tsan SAN="$(TSAN)" tests-build
 
 CLANG ?= clang
