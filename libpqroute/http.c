@@ -3,6 +3,7 @@
  * about 5 ms and 1 MiB to load, and a process that finds a fresh shared cache never needs it.
  */
 #include <dlfcn.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -16,7 +17,8 @@
 #define SLICE_MS 50
 
 static struct pqri_curl cu;
-static CURLcode (*cu_global_init)(long);
+static CURLcode (*cu_global_init_mem)(long, curl_malloc_callback, curl_free_callback, curl_realloc_callback,
+                                      curl_strdup_callback, curl_calloc_callback);
 static bool cu_ok;
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 static char curl_error[256];
@@ -41,6 +43,32 @@ void pqri_openssl_no_atexit(void)
     }
 }
 
+static void clearing_free(void *p)
+{
+    if (p)
+        explicit_bzero(p, malloc_usable_size(p));
+    free(p);
+}
+
+/* realloc() would free the old block as it was: a new one, the old cleared. */
+static void *clearing_realloc(void *p, size_t n)
+{
+    size_t old = p ? malloc_usable_size(p) : 0;
+    void *q;
+
+    if (!p)
+        return malloc(n);
+    if (n == 0) {
+        clearing_free(p);
+        return NULL;
+    }
+    if (!(q = malloc(n)))
+        return NULL;
+    memcpy(q, p, old < n ? old : n);
+    clearing_free(p);
+    return q;
+}
+
 static void curl_load(void)
 {
     static const char *const names[] = {"libcurl.so.4", "libcurl-gnutls.so.4", NULL};
@@ -57,7 +85,7 @@ static void curl_load(void)
         snprintf(curl_error, sizeof curl_error, "libcurl lacks %s", name);                       \
         return;                                                                                  \
     }
-    SYM(cu_global_init, "curl_global_init")
+    SYM(cu_global_init_mem, "curl_global_init_mem")
     SYM(cu.multi_init, "curl_multi_init")
     SYM(cu.easy_init, "curl_easy_init")
     SYM(cu.easy_setopt, "curl_easy_setopt")
@@ -75,7 +103,11 @@ static void curl_load(void)
     SYM(cu.easy_reset, "curl_easy_reset")
 #undef SYM
     pqri_openssl_no_atexit();
-    if (cu_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+    /* libcurl frees its request buffers (an etcd authentication body with the password, every
+     * header with a token) without clearing them: its allocator clears every block first. A
+     * process that initialised libcurl itself keeps its own (this call then changes nothing). */
+    if (cu_global_init_mem(CURL_GLOBAL_DEFAULT, malloc, clearing_free, clearing_realloc, strdup, calloc) !=
+        CURLE_OK) {
         snprintf(curl_error, sizeof curl_error, "libcurl failed to initialise");
         return;
     }
@@ -141,6 +173,9 @@ void pqri_http_common(CURL *h, const char *url, long connect_timeout_ms, const s
     cu.easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
     cu.easy_setopt(h, CURLOPT_USERAGENT, "libpqroute/0.1");
     cu.easy_setopt(h, CURLOPT_NOPROXY, "*"); /* internal services: never via an http_proxy */
+    /* HTTP/1.1: small requests to Patroni and etcd gain nothing from HTTP/2, and nghttp2 frees
+     * its frame buffers (an authentication body, a token header) without clearing them. */
+    cu.easy_setopt(h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
     if (tls && tls->ca) {
         /* The CA given is the only one trusted (pinned): CAINFO replaces the default bundle, and
          * the default directory (/etc/ssl/certs) is switched off too. */

@@ -1,5 +1,8 @@
 /* The DCS client behind one interface, and what its implementations share. */
 #include <errno.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <malloc.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -101,6 +104,29 @@ void pqri_lines_free(struct pqri_lines *l)
     free(l->buf);
     l->buf = NULL;
     l->len = 0;
+}
+
+/* jansson frees what it allocated without clearing it: the strings it copies, and the buffers
+ * json_dumps() grows (each intermediate one held part of a request with the etcd password or a
+ * token in it) go back to the allocator as they were. Every block jansson frees in this process is
+ * cleared first (the application's own jansson use included: clearing freed memory changes
+ * nothing it can observe). Called once, before the first secret reaches jansson. */
+static void json_clearing_free(void *p)
+{
+    if (p)
+        explicit_bzero(p, malloc_usable_size(p));
+    free(p);
+}
+
+static void json_alloc_init(void)
+{
+    json_set_alloc_funcs(malloc, json_clearing_free);
+}
+
+void pqri_json_clear_freed(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, json_alloc_init);
 }
 
 char *pqri_read_secret(const char *path, char *err, size_t errlen)

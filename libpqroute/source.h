@@ -60,5 +60,7 @@ void pqri_lines_free(struct pqri_lines *l);
 /* A secret read from a file we may trust (ours or root's, not writable by others): its first
  * line, or NULL with a message. Free with pqri_free_secret(). */
 char *pqri_read_secret(const char *path, char *err, size_t errlen);
+/* From now on every block jansson frees is cleared first (source.c). */
+void pqri_json_clear_freed(void);
 
 #endif

@@ -161,6 +161,7 @@ static void at_exit(void)
 static void global_init(void)
 {
     pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+    pqri_json_clear_freed(); /* before any password or token reaches jansson */
 }
 
 static pthread_once_t exit_once = PTHREAD_ONCE_INIT;
