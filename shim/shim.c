@@ -585,8 +585,9 @@ static int do_socket(struct instance *in, const PGconn *conn)
     if (!in || !in->fn[W_SOCKET])
         return missing(W_SOCKET), -1;
     fd = ((socket_fn *)in->fn[W_SOCKET])(conn);
-    if (!in_libpq && conn && __atomic_load_n(&router, __ATOMIC_ACQUIRE) && engine->socket(conn, fd, &fd))
-        return fd;
+    /* the number the caller was given, when conn is a routed non-blocking connection */
+    if (!in_libpq && conn && __atomic_load_n(&router, __ATOMIC_ACQUIRE))
+        (void)engine->socket(conn, fd, &fd);
     return fd;
 }
 
