@@ -43,13 +43,6 @@ void pqri_openssl_no_atexit(void)
     }
 }
 
-static void clearing_free(void *p)
-{
-    if (p)
-        explicit_bzero(p, malloc_usable_size(p));
-    free(p);
-}
-
 /* realloc() would free the old block as it was: a new one, the old cleared. */
 static void *clearing_realloc(void *p, size_t n)
 {
@@ -59,13 +52,13 @@ static void *clearing_realloc(void *p, size_t n)
     if (!p)
         return malloc(n);
     if (n == 0) {
-        clearing_free(p);
+        pqri_clearing_free(p);
         return NULL;
     }
     if (!(q = malloc(n)))
         return NULL;
     memcpy(q, p, old < n ? old : n);
-    clearing_free(p);
+    pqri_clearing_free(p);
     return q;
 }
 
@@ -106,7 +99,7 @@ static void curl_load(void)
     /* libcurl frees its request buffers (an etcd authentication body with the password, every
      * header with a token) without clearing them: its allocator clears every block first. A
      * process that initialised libcurl itself keeps its own (this call then changes nothing). */
-    if (cu_global_init_mem(CURL_GLOBAL_DEFAULT, malloc, clearing_free, clearing_realloc, strdup, calloc) !=
+    if (cu_global_init_mem(CURL_GLOBAL_DEFAULT, malloc, pqri_clearing_free, clearing_realloc, strdup, calloc) !=
         CURLE_OK) {
         snprintf(curl_error, sizeof curl_error, "libcurl failed to initialise");
         return;

@@ -1,6 +1,7 @@
 /* Logging: one line per message on stderr, prefixed "libpqroute:", level from PQROUTE_LOG. */
 #include <stdarg.h>
 #include <stdio.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -148,6 +149,13 @@ void pqri_free_secret(char *s)
         explicit_bzero(s, strlen(s));
         free(s);
     }
+}
+
+void pqri_clearing_free(void *p)
+{
+    if (p)
+        explicit_bzero(p, malloc_usable_size(p));
+    free(p);
 }
 
 bool pqri_privileged(void)

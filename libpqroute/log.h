@@ -26,6 +26,8 @@ char *pqri_escape_dup(const char *s);
 void pqri_url_display(char *out, size_t len, const char *url);
 /* explicit_bzero and free. */
 void pqri_free_secret(char *s);
+/* free() of a block cleared first (jansson's and libcurl's allocation hooks: they free secrets). */
+void pqri_clearing_free(void *p);
 /* The kernel's secure-execution flag (setuid, setgid, file capabilities): trust no environment. */
 bool pqri_privileged(void);
 /* FNV-1a over a string, continuing from h (PQRI_FNV_SEED to start). */

@@ -2,7 +2,6 @@
 #include <errno.h>
 #include <jansson.h>
 #include <pthread.h>
-#include <malloc.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -111,16 +110,9 @@ void pqri_lines_free(struct pqri_lines *l)
  * token in it) go back to the allocator as they were. Every block jansson frees in this process is
  * cleared first (the application's own jansson use included: clearing freed memory changes
  * nothing it can observe). Called once, before the first secret reaches jansson. */
-static void json_clearing_free(void *p)
-{
-    if (p)
-        explicit_bzero(p, malloc_usable_size(p));
-    free(p);
-}
-
 static void json_alloc_init(void)
 {
-    json_set_alloc_funcs(malloc, json_clearing_free);
+    json_set_alloc_funcs(malloc, pqri_clearing_free);
 }
 
 void pqri_json_clear_freed(void)

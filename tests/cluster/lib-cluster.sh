@@ -21,3 +21,12 @@ wait_leader_writable() { # seconds
     done
     return 1
 }
+# A Patroni view whose leader is an address where nothing listens (refused at once) and the real
+# leader listed as a replica: a routed connect walks from a refusing member to the next.
+ghost_view() { # file leader_ip
+    cat >"$1" <<J
+{"members": [
+ {"name": "ghost", "role": "leader", "state": "running", "host": "127.0.0.19", "port": 5432, "timeline": 1},
+ {"name": "real", "role": "replica", "state": "running", "host": "$2", "port": 5432, "timeline": 1, "lag": 0}]}
+J
+}

@@ -12,11 +12,7 @@ PY=/usr/bin/python3
 # next. Without the one-socket rule the epoll loop's EPOLL_CTL_MOD fails (ENOENT) and asyncio
 # raises FileNotFoundError: a failed connect every time.
 leader=$(leader_ip)
-cat >"$tmp/ghost.json" <<J
-{"members": [
- {"name": "ghost", "role": "leader", "state": "running", "host": "127.0.0.19", "port": 5432, "timeline": 1},
- {"name": "real", "role": "replica", "state": "running", "host": "$leader", "port": 5432, "timeline": 1, "lag": 0}]}
-J
+ghost_view "$tmp/ghost.json" "$leader"
 check "a stand-in Patroni serves that view" start_server "$tmp/ghost.out" python3 "$ROOT/tests/tools/fake-patroni.py" 127.0.0.39:18008 ok "$tmp/ghost.json"
 ghost() { env -u PQROUTE_ETCD PQROUTE_PATRONI=http://127.0.0.39:18008 PQROUTE_CACHE_DIR="$tmp/ghost-cache" LD_PRELOAD=$PRELOAD timeout 60 "$@" 2>&1; }
 out=$(ghost "$CLIENT" epoll "$RW")

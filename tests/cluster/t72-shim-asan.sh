@@ -26,11 +26,7 @@ out=$(asan prefork 2 3 "$RW")
 ok $(clean "$out" && ! grep -q FAIL <<<"$out"; echo $?) "ASan shim: connects in forked children, no report" ||
     diag "$(grep -m6 -E 'ERROR|runtime error|#[0-9] |FAIL' <<<"$out")"
 leader=$(leader_ip)
-cat >"$tmp/ghost.json" <<J
-{"members": [
- {"name": "ghost", "role": "leader", "state": "running", "host": "127.0.0.19", "port": 5432, "timeline": 1},
- {"name": "real", "role": "replica", "state": "running", "host": "$leader", "port": 5432, "timeline": 1, "lag": 0}]}
-J
+ghost_view "$tmp/ghost.json" "$leader"
 check "a stand-in Patroni serves a view whose first member refuses" start_server "$tmp/ghost.out" python3 "$ROOT/tests/tools/fake-patroni.py" 127.0.0.38:18008 ok "$tmp/ghost.json"
 out=$(env -u PQROUTE_ETCD PQROUTE_PATRONI=http://127.0.0.38:18008 PQROUTE_CACHE_DIR="$tmp/ghost-cache" LD_PRELOAD=$RT:$A/libpqroute-preload.so \
     timeout 120 "$A/tests/pqr-client" epoll "$RW" 2>&1)
