@@ -24,7 +24,7 @@ endif
 VISIBILITY ?= -fvisibility=hidden
 PQR_CFLAGS := -std=gnu11 -fPIC $(VISIBILITY) -D_GNU_SOURCE -DPQR_BUILDING $(WARN) \
               $(shell pkg-config --cflags $(DEPS))
-# libcurl: headers only; it is loaded with dlopen() on the first fetch (see patroni.c).
+# libcurl: headers only; it is loaded with dlopen() on the first fetch (see http.c).
 PQR_LIBS := $(shell pkg-config --libs libpq jansson libconfig) -lresolv -lpthread -ldl
 SAN ?=
 

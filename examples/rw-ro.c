@@ -56,10 +56,16 @@ int main(int argc, char **argv)
     if ((t = pqr_router_topology(r, NULL))) {
         printf("view: %zu members from %s, %.1f s old\n", pqr_topology_size(t),
                pqr_topology_source(t), pqr_topology_age(t));
-        for (size_t i = 0; i < pqr_topology_size(t); i++)
-            printf("  %-8s %-14s %-10s %s:%d lag %lld\n", pqr_member_name(t, i),
+        for (size_t i = 0; i < pqr_topology_size(t); i++) {
+            /* The leader has no lag, and a replica's may be unknown (-1 for both). */
+            char lag[32] = "";
+            if ((int)i != pqr_topology_leader(t))
+                snprintf(lag, sizeof lag, pqr_member_lag(t, i) < 0 ? " lag unknown" : " lag %lld",
+                         pqr_member_lag(t, i));
+            printf("  %-8s %-14s %-10s %s:%d%s\n", pqr_member_name(t, i),
                    pqr_member_role_name(pqr_member_role_of(t, i)), pqr_member_state(t, i),
-                   pqr_member_addr(t, i), pqr_member_port(t, i), pqr_member_lag(t, i));
+                   pqr_member_addr(t, i), pqr_member_port(t, i), lag);
+        }
         pqr_topology_release(t);
     }
     PQfinish(rw);

@@ -88,6 +88,10 @@ static int npaused;
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 static pid_t waker_pid; /* the process whose waker runs (a fork child has none) */
 static bool waker_running;
+/* When the waker, waiting, will look next (LLONG_MIN while it is looking): a poll wakes it only
+ * when it needs it sooner. Each wake takes the lock, and a waker preempted while it holds the lock
+ * (a busy machine) makes the caller's next PQconnectPoll wait for it. */
+static long long waker_due = LLONG_MIN;
 /* The listening sockets a paused connect is connected to: 127.0.0.1 and ::1, made on first need. */
 static struct {
     int fd;
@@ -308,12 +312,14 @@ static void *waker(void *arg)
             }
         if (!npaused)
             drain_listeners();
+        waker_due = next;
         if (next == LLONG_MAX) {
             pthread_cond_wait(&cond, &lock);
         } else {
             struct timespec ts = {.tv_sec = next / 1000, .tv_nsec = (next % 1000) * 1000000L};
             pthread_cond_timedwait(&cond, &lock, &ts);
         }
+        waker_due = LLONG_MIN;
     }
     return NULL;
 }
@@ -424,6 +430,20 @@ static void arm(struct nb *nb)
     nb->due = min_ll(nb->since + nb->host_ms, nb->members_end);
     if (pqri_plan_found_silent(nb->p, (size_t)nb->cur))
         nb->due = nb->since; /* found silent earlier in this connect: not waited for twice */
+}
+
+/* Under lock: nb's deadline (or its pause, looked at every TICK_MS) comes before the waker will
+ * look again, or a resume left listeners to drain: wake it. */
+static void wake_waker_if_needed(const struct nb *nb, bool drain)
+{
+    long long when = LLONG_MAX;
+
+    if (nb && nb->wake == WAKE_PAUSE)
+        when = pqri_mono_ms() + TICK_MS;
+    else if (nb && nb->wake == WAKE_TIMEOUT)
+        when = nb->due;
+    if (when < waker_due || (drain && waker_due != LLONG_MIN))
+        pthread_cond_signal(&cond);
 }
 
 /* Wait for the next round (a new view, or PAUSE_MS) without blocking the caller: the connection's
@@ -618,7 +638,7 @@ PGconn *pqri_nb_start(struct pqri_views *vs, struct pqri_plan *p, PGconn *conn)
     table[bucket(conn)] = nb;
     __atomic_store_n(&live, live + 1, __ATOMIC_RELEASE);
     arm(nb);
-    pthread_cond_signal(&cond);
+    wake_waker_if_needed(nb, false);
     pthread_mutex_unlock(&lock);
     return conn;
 }
@@ -640,7 +660,7 @@ static struct nb *drop_locked(struct nb **pp)
 bool pqri_nb_poll(PGconn *conn, PostgresPollingStatusType *out)
 {
     struct nb **pp, *nb = NULL, *gone = NULL;
-    bool woken = false, done = false;
+    bool woken = false, done = false, was_paused = false;
     PostgresPollingStatusType ps;
 
     if (!__atomic_load_n(&live, __ATOMIC_ACQUIRE))
@@ -654,6 +674,7 @@ bool pqri_nb_poll(PGconn *conn, PostgresPollingStatusType *out)
     } else if (pp && !(*pp)->busy) {
         nb = *pp;
         nb->busy = true;
+        was_paused = nb->paused;
         woken = nb->woken;
         nb->woken = false;
         if (woken || !nb->paused)
@@ -690,7 +711,7 @@ bool pqri_nb_poll(PGconn *conn, PostgresPollingStatusType *out)
     if (!gone)
         arm(nb);
     count_paused_locked();
-    pthread_cond_signal(&cond);
+    wake_waker_if_needed(gone ? NULL : nb, was_paused && (gone || !nb->paused) && !npaused);
     pthread_mutex_unlock(&lock);
     free(gone);
     *out = ps;

@@ -41,6 +41,11 @@ def analyse(rows, event, new_ip):
         # the longest single PQconnectPoll call (writers that report it: maxcall=)
         "longest_poll_ms": max([float(l.split("maxcall=")[1].split()[0]) for t, _, l in rows
                                 if "maxcall=" in l and event <= t <= window_end] or [0.0]),
+        # ... in CPU time, and the calls that gave up the CPU (slept on a lock or a wait) there
+        "longest_poll_cpu_ms": max([float(l.split("maxcpu=")[1].split()[0]) for t, _, l in rows
+                                    if "maxcpu=" in l and event <= t <= window_end] or [0.0]),
+        "blocked_polls": sum(int(l.split("blocked=")[1].split()[0]) for t, _, l in rows
+                             if "blocked=" in l and event <= t <= window_end),
         "read_only": sum(1 for _, _, l in rows if "read-only" in l and "write=FAIL" in l),
         "writes": len(good),
     }
