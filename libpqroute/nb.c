@@ -414,9 +414,7 @@ static void observe(struct nb *nb)
     if (e >= 0) {
         ConnStatusType st = nb->pq->status(nb->conn);
         nb->answered[e] = nb->answered[e] || pqri_plan_answered(st);
-        nb->authed[e] = nb->authed[e] || st == CONNECTION_AUTH_OK || st == CONNECTION_SETENV ||
-                        st == CONNECTION_CHECK_WRITABLE || st == CONNECTION_CONSUME ||
-                        st == CONNECTION_CHECK_TARGET || st == CONNECTION_CHECK_STANDBY;
+        nb->authed[e] = nb->authed[e] || pqri_plan_authed(st);
     }
 }
 
@@ -533,14 +531,16 @@ static PostgresPollingStatusType decide(struct nb *nb, PostgresPollingStatusType
         *done = ps == PGRES_POLLING_FAILED;
         return ps;
     }
-    /* Stopped at a member that answered, before the end of the list: libpq did not try the rest.
-     * A password needed and not given: neither do we (the application may prompt for it, as
-     * PQconnectionNeedsPassword() says). A password sent and then the end, without the
-     * authentication going through: a refused password, or the old leader's shutdown ending the
-     * backend in the middle — libpq does not say which (no SQLSTATE for a failed connect), so one
-     * more round, never more: a refused password is tried twice at most, not for the whole
-     * budget. Otherwise (shutting down or starting up, the connection ended before a password or
-     * after one it accepted, too many clients): the moment of a leader change, rounds as below. */
+    /* Stopped at a member that answered, before the end of the list: libpq did not try the rest,
+     * so it was not a refused role (libpq moves on after those). A password needed and not
+     * given: neither do we (the application may prompt for it, as PQconnectionNeedsPassword()
+     * says). A password sent and then the end, without the authentication going through: a
+     * refused password, or the old leader's shutdown ending the backend in the middle — libpq
+     * does not say which (no SQLSTATE for a failed connect), so one more round, never more: a
+     * refused password is tried twice at most, not for the whole budget. Otherwise (shutting
+     * down or starting up, the connection ended before a password or after one it accepted, too
+     * many clients): the moment of a leader change, rounds as below. The same rule as a
+     * blocking connect's (plan.c). */
     if (ps == PGRES_POLLING_FAILED && nb->cur >= 0 && nb->answered[nb->cur] && !nb->authed[nb->cur] &&
         (size_t)nb->cur + 1 < p->ncands + !p->leave_door_out) {
         bool needs = !nb->pq->needs_password || nb->pq->needs_password(nb->conn);

@@ -392,6 +392,7 @@ void pqri_plan_note_failures(struct pqri_plan *p, size_t n)
 struct attempt {
     bool tried[PQR_MAX_MEMBERS];
     bool answered[PQR_MAX_MEMBERS];
+    bool authed[PQR_MAX_MEMBERS]; /* seen past authentication */
     int at;            /* the entry libpq was on when it stopped: a member, DOOR, or NONE */
     bool timed_out;    /* `at` did not get through within connect_timeout */
     bool door_skipped; /* given up at the door: members answered, none took the role */
@@ -415,6 +416,12 @@ int pqri_plan_entry(const struct pqri_plan *p, PGconn *conn)
 bool pqri_plan_answered(ConnStatusType st)
 {
     return st != CONNECTION_STARTED && st != CONNECTION_NEEDED && st != CONNECTION_BAD;
+}
+
+bool pqri_plan_authed(ConnStatusType st)
+{
+    return st == CONNECTION_AUTH_OK || st == CONNECTION_SETENV || st == CONNECTION_CHECK_WRITABLE ||
+           st == CONNECTION_CONSUME || st == CONNECTION_CHECK_TARGET || st == CONNECTION_CHECK_STANDBY;
 }
 
 static bool any_answered(const struct pqri_plan *p, const struct attempt *a)
@@ -447,6 +454,7 @@ static PGconn *attempt(const struct pqri_plan *p, int host_ms, long long members
         if (e >= 0) {
             a->tried[e] = true;
             a->answered[e] = a->answered[e] || pqri_plan_answered(pq->status(conn));
+            a->authed[e] = a->authed[e] || pqri_plan_authed(pq->status(conn));
         }
         if (e != NONE)
             a->at = e;
@@ -545,6 +553,7 @@ static PGconn *connect_routed(struct pqri_views *vs, struct pqri_plan *p)
     const struct pqri_libpq *pq = p->pq;
     const struct pqr_settings *s = pqri_views_settings(vs);
     bool adaptive = s->door_mode == PQRI_DOOR_ADAPTIVE, retried = false, panicked = false;
+    bool auth_retried = false;
     int host_ms = pqri_plan_host_ms(p);
     long long start = pqri_mono_ms();
     /* The hard bound, fixed now: one connect_timeout per member, as libpq would spend it on the
@@ -586,11 +595,23 @@ static PGconn *connect_routed(struct pqri_views *vs, struct pqri_plan *p)
             pqri_plan_describe(p, "retrying without the member that did not answer:");
             continue;
         }
-        /* Stopped at a member that answered, before the end of the list (authentication and the
-         * like): libpq did not try the rest; neither do we. */
-        if (st == CONNECTION_BAD && a.at >= 0 && a.answered[a.at] &&
-            (size_t)a.at + 1 < p->ncands + !p->leave_door_out)
-            return conn;
+        /* Stopped at a member that answered, before the end of the list: libpq did not try the
+         * rest, so it was not a refused role (libpq moves on after those, and may decide one
+         * inside a single poll, unseen). A password needed and not given: neither do we (the
+         * application may prompt for it). A password sent and then the end, the login not seen
+         * through: a refused password, or the old leader's shutdown ending the backend in the
+         * middle (libpq does not say which), so one more round, never more. Otherwise (shutting
+         * down, the connection ended before a password or after a login, too many clients): the
+         * moment of a leader change, rounds as below. The same rule as a non-blocking connect's
+         * (nb.c). */
+        if (st == CONNECTION_BAD && a.at >= 0 && a.answered[a.at] && !a.authed[a.at] &&
+            (size_t)a.at + 1 < p->ncands + !p->leave_door_out) {
+            bool needs = !pq->needs_password || pq->needs_password(conn);
+            bool used = !pq->used_password || pq->used_password(conn);
+            if (needs || (used && auth_retried))
+                return conn;
+            auth_retried = auth_retried || used;
+        }
         if (!a.door_skipped && (a.at == DOOR || !any_answered(p, &a))) {
             /* Failed everywhere, the front door included (or no member could be reached and the
              * door was left out): one refresh, one retry of the members; not the front door

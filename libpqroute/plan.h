@@ -52,6 +52,7 @@ PGPing pqri_plan_ping(struct pqri_views *vs, const struct pqri_libpq *pq, const 
 #define PQRI_NONE (-2) /* ... on no host yet */
 int pqri_plan_entry(const struct pqri_plan *p, PGconn *conn); /* a candidate's index, or the above */
 bool pqri_plan_answered(ConnStatusType st); /* the host spoke PostgreSQL */
+bool pqri_plan_authed(ConnStatusType st);   /* ... and its login went through */
 void pqri_plan_note_failures(struct pqri_plan *p, size_t n);
 void pqri_plan_note_down(struct pqri_plan *p, const struct pqri_candidate *c, bool silent);
 void pqri_plan_remember_silent(struct pqri_plan *p, PGconn *conn);

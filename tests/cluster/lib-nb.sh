@@ -2,9 +2,13 @@
 # for every write the way event-loop clients connect — a C epoll loop that registers the socket once
 # and only modifies it, psycopg 3 (its own PQconnectPoll loop), psycopg 3 under asyncio, psycopg2's
 # async mode under asyncio with the socket taken once, ruby-pg's PG.connect, PHP's
-# PGSQL_CONNECT_ASYNC with the socket taken once — each through the shim. Sourced after
-# lib-cluster.sh; $tmp is the test's directory.
-NB_WRITERS="epoll psycopg psycopg-async psycopg2-async ruby-pg php-async"
+# PGSQL_CONNECT_ASYNC with the socket taken once — each through the shim; and node's pg-native
+# (libpq's blocking connect on a libuv worker thread), fetched with npm (scripts/fetch-node-pg).
+# Sourced after lib-cluster.sh; $tmp is the test's directory.
+NB_WRITERS="epoll psycopg psycopg-async psycopg2-async ruby-pg php-async node-pg-native"
+NODE_PG_DIR=${PQR_NODE_DIR:-/var/cache/pqroute-node}
+"$ROOT/scripts/fetch-node-pg" "$NODE_PG_DIR" ||
+    echo "# fetching node's pg-native failed: its writer's rows fail"
 NB_BUDGET_MS=${NB_BUDGET_MS:-6000} # generous: connect_timeout=3 is 3 s per host for libpq
 NB_PIDS=()
 
@@ -15,6 +19,7 @@ nb_start() { # tag
         epoll) cmd=("$CLIENT" epollwriter) ;;
         ruby-pg) cmd=(/usr/bin/ruby "$ROOT/tests/tools/nb-writer.rb") ;;
         php-async) cmd=(/usr/bin/php "$ROOT/tests/tools/nb-writer.php") ;;
+        node-pg-native) cmd=(env NODE_PATH="$NODE_PG_DIR/node_modules" node "$ROOT/tests/tools/nb-writer.js") ;;
         *) cmd=(/usr/bin/python3 "$ROOT/tests/tools/nb-writer.py" "$w") ;;
         esac
         PQROUTE_LOG=${NB_LOG:-info} LD_PRELOAD=$PRELOAD "${cmd[@]}" 180 100 "$RW application_name=nb-$w" >"$tmp/$1-nb-$w" 2>&1 &

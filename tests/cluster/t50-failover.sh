@@ -17,6 +17,7 @@ check_writer() { # file label
     # shutdown ended (57P01, or the connection lost) is reported, not counted as one
     bad=$(grep -c '^[0-9]* OK .*\(recovery=t\|write=FAIL sqlstate=25006\)' "$1")
     ok $([ "$bad" = 0 ]; echo $?) "$2: no write landed on a replica ($(grep -c ' OK ' "$1") OK, $(grep -c ' FAIL ' "$1") failed, $(grep ' OK .*recovery=f' "$1" | grep 'write=FAIL' | grep -vc 'sqlstate=25006') ended by the server)"
+    grep ' FAIL ' "$1" | head -3 | sed 's/^/# failed: /'
     like "$(tail -3 "$1")" "OK .*server=$(leader_ip):.*recovery=f" "$2: writes end up on the new leader"
 }
 

@@ -55,6 +55,8 @@ static struct {
     bool no_door;            /* the current attempt's list has no front door: its steps end before */
     char tail[64], tail_port[16]; /* ... at its last member */
     char first[MAXSTEPS][64], first_port[MAXSTEPS][16];
+    bool needs_password, used_password; /* what libpq says of a failed attempt's login */
+    bool login_fails;                   /* every attempt ends at its first entry's login */
 } fake;
 
 /* The first entry of a comma-separated list into out. */
@@ -93,7 +95,7 @@ static PGconn *fake_start(const struct pqri_libpq *pq, const char *const *k, con
             snprintf(fake.tail_port, sizeof fake.tail_port, "%s", strrchr(v[i], ',') ? strrchr(v[i], ',') + 1 : v[i]);
     fake.cur = fake.calls++ < 4 ? fake.calls - 1 : 3;
     fake.step = 0;
-    if (fake.members_silent) { /* the script follows the list: its first entry, member or door */
+    if (fake.members_silent || fake.login_fails) { /* the script follows the list: its first entry */
         char *a = fake.first[fake.cur], *pt = fake.first_port[fake.cur];
         a[0] = 0, strcpy(pt, "5432");
         for (size_t i = 0; k[i]; i++)
@@ -106,6 +108,11 @@ static PGconn *fake_start(const struct pqri_libpq *pq, const char *const *k, con
                           member ? W : PGRES_POLLING_OK};
         memset(fake.script[fake.cur], 0, sizeof fake.script[0]);
         fake.script[fake.cur][0] = st;
+        if (fake.login_fails) {
+            struct step login[] = {S(a, pt, CONNECTION_STARTED, W), S(a, pt, CONNECTION_AWAITING_RESPONSE, R),
+                                   S(a, pt, CONNECTION_BAD, PGRES_POLLING_FAILED)};
+            memcpy(fake.script[fake.cur], login, sizeof login);
+        }
     }
     return fake.last = bogus_conn();
 }
@@ -158,6 +165,16 @@ static PostgresPollingStatusType fake_poll(PGconn *c)
     return now_step()->ret;
 }
 
+static int fake_needs_password(const PGconn *c)
+{
+    return c == fake.last ? fake.needs_password : PQconnectionNeedsPassword(c);
+}
+
+static int fake_used_password(const PGconn *c)
+{
+    return c == fake.last ? fake.used_password : PQconnectionUsedPassword(c);
+}
+
 static int fake_socket(const PGconn *c)
 {
     if (c != fake.last)
@@ -178,6 +195,8 @@ static struct pqri_libpq fake_libpq(void)
     pq.port = fake_port;
     pq.connect_poll = fake_poll;
     pq.socket = fake_socket;
+    pq.needs_password = fake_needs_password;
+    pq.used_password = fake_used_password;
     memset(&fake, 0, sizeof fake);
     fake.ready_fd = open("/dev/null", O_RDWR);
     if (pipe(fds) == 0)
@@ -446,13 +465,37 @@ int main(void)
         struct pqri_failure f[PQR_MAX_FAILURES];
         PGconn *c;
 
-        /* Authentication fails at the first member: libpq stops there, so do we. */
+        /* A password is needed and none was given: libpq stops at the first member, so do we
+         * (the application may ask for one). */
         inject(0);
         struct step auth[] = {S("10.0.0.2", "5432", CONNECTION_STARTED, W), S("10.0.0.2", "5432", CONNECTION_AWAITING_RESPONSE, R),
                               S("10.0.0.2", "5432", CONNECTION_BAD, PGRES_POLLING_FAILED)};
         memcpy(fake.script[0], auth, sizeof auth);
+        fake.needs_password = true;
         c = exec_fake(&pq, "host=fd.example port=5432 user=u");
-        ok(fake.calls == 1 && fake.blocking_calls == 0, "stopped at the first member (authentication): no retry (%d)", fake.calls);
+        ok(fake.calls == 1 && fake.blocking_calls == 0, "stopped at the first member, password needed: no retry (%d)", fake.calls);
+        PQfinish(c);
+
+        /* A password was sent and the attempt ended without the login going through: refused,
+         * or a shutdown in the middle (libpq does not say which): one more round, never more. */
+        pq = fake_libpq();
+        inject(0);
+        fake.login_fails = true;
+        fake.used_password = true;
+        c = exec_fake(&pq, "host=fd.example port=5432 user=u");
+        ok(fake.calls == 2 && fake.blocking_calls == 0, "a password sent and refused: one more round, no more (%d)", fake.calls);
+        PQfinish(c);
+
+        /* The old leader's shutdown ends the backend in the middle of the startup, no password
+         * involved: the moment of a leader change, tried again (as a non-blocking connect is). */
+        pq = fake_libpq();
+        inject(0);
+        memcpy(fake.script[0], auth, sizeof auth);
+        struct step lands[] = {S("10.0.0.2", "5432", CONNECTION_STARTED, W), S("10.0.0.2", "5432", CONNECTION_OK, PGRES_POLLING_OK)};
+        memcpy(fake.script[1], lands, sizeof lands);
+        c = exec_fake(&pq, "host=fd.example port=5432 user=u");
+        ok(fake.calls == 2 && fake_status(c) == CONNECTION_OK,
+           "ended mid-startup by a shutdown: another round lands (%d)", fake.calls);
         PQfinish(c);
 
         /* Every member refused (TCP) and so did the door: one refresh, one retry without the
