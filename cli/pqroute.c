@@ -43,7 +43,7 @@ static pqr_router *open_router(int *rc)
     char err[1024] = "";
     pqr_router *r = pqr_router_open_env(err, sizeof err);
 
-    if (!r && !err[0])
+    if (!r && pqr_last_error() == PQR_ERR_NOT_CONFIGURED)
         fprintf(stderr, "pqroute: nothing configured: set PQROUTE_PATRONI (or PQROUTE_ETCD/PQROUTE_CONSUL with PQROUTE_SCOPE) and PQROUTE_RW/PQROUTE_RO, or PQROUTE_CONFIG\n");
     else if (!r)
         fprintf(stderr, "pqroute: %s\n", err);

@@ -151,18 +151,26 @@ out:
 
 int pqr_agent_run(pqr_router *r, const volatile int *stop, char *err, size_t errlen)
 {
-    struct pqri_views *vs = pqri_router_views(r);
-    size_t n = pqri_views_count(vs), started = 0;
-    struct agent_cluster *acs = calloc(n ? n : 1, sizeof *acs);
+    struct pqri_views *vs;
+    size_t n, started = 0;
+    struct agent_cluster *acs;
     sigset_t all, old;
 
-    if (!acs) {
-        pqri_errf(err, errlen, "out of memory");
+    pqri_error_set(PQR_OK);
+    if (!r || !stop) {
+        pqri_errc(PQR_ERR_ARGUMENT, err, errlen, "no router or no stop flag");
+        return -1;
+    }
+    vs = pqri_router_views(r);
+    n = pqri_views_count(vs);
+    if (!(acs = calloc(n ? n : 1, sizeof *acs))) {
+        pqri_errc(PQR_ERR_RESOURCE, err, errlen, "out of memory");
         return -1;
     }
     if (pqri_view_hold(pqri_views_at(vs, 0)) < 0) {
-        pqri_errf(err, errlen, "no shared cache directory (see PQROUTE_CACHE_DIR): an agent "
-                  "serves nothing without one");
+        pqri_errc(PQR_ERR_NO_SHARED_CACHE, err, errlen,
+                  "no shared cache directory (see PQROUTE_CACHE_DIR): an agent serves nothing "
+                  "without one");
         free(acs);
         return -1;
     }
@@ -186,7 +194,7 @@ int pqr_agent_run(pqr_router *r, const volatile int *stop, char *err, size_t err
             pthread_join(acs[i].thread, NULL);
     free(acs);
     if (!started) {
-        pqri_errf(err, errlen, "cannot start threads");
+        pqri_errc(PQR_ERR_RESOURCE, err, errlen, "cannot start threads");
         return -1;
     }
     return 0;

@@ -32,6 +32,35 @@ const char *pqr_version(void)
     return STR(PQR_VERSION_MAJOR) "." STR(PQR_VERSION_MINOR) "." STR(PQR_VERSION_PATCH);
 }
 
+pqr_error pqr_last_error(void)
+{
+    return (pqr_error)pqri_error_get();
+}
+
+const char *pqr_strerror(pqr_error code)
+{
+    switch (code) {
+    case PQR_OK: return "no error";
+    case PQR_ERR_NOT_CONFIGURED: return "not configured";
+    case PQR_ERR_SETTING: return "invalid setting";
+    case PQR_ERR_CONFIG_FILE: return "invalid configuration file";
+    case PQR_ERR_PRIVILEGED: return "elevated privileges: environment not trusted";
+    case PQR_ERR_NO_SUCH: return "no such cluster, endpoint or DCS";
+    case PQR_ERR_UNREACHABLE: return "no usable answer";
+    case PQR_ERR_NO_SHARED_CACHE: return "no shared cache directory";
+    case PQR_ERR_RESOURCE: return "out of memory or resources";
+    case PQR_ERR_ARGUMENT: return "invalid argument";
+    }
+    return "unknown error code";
+}
+
+/* A public call failed: its own code, unless a part below named the cause (pqri_errc). */
+static void failed(pqr_error code)
+{
+    if (pqri_error_get() == PQR_OK)
+        pqri_error_set(code);
+}
+
 pqr_settings *pqr_settings_new(void)
 {
     pqr_settings *s = malloc(sizeof *s);
@@ -43,11 +72,16 @@ pqr_settings *pqr_settings_new(void)
 int pqr_settings_set(pqr_settings *s, const char *name, const char *value, char *err,
                      size_t errlen)
 {
+    pqri_error_set(PQR_OK);
     if (!s || !name) {
-        pqri_errf(err, errlen, "no settings or no name");
+        pqri_errc(PQR_ERR_ARGUMENT, err, errlen, "no settings or no name");
         return -1;
     }
-    return pqri_settings_set(s, name, value, err, errlen);
+    if (pqri_settings_set(s, name, value, err, errlen) < 0) {
+        failed(PQR_ERR_SETTING);
+        return -1;
+    }
+    return 0;
 }
 
 void pqr_settings_free(pqr_settings *s)
@@ -66,12 +100,9 @@ static pqr_router *router_new(const struct pqr_settings *s, char *err, size_t er
 
     for (size_t i = 0; i < s->nclusters; i++)
         n += s->clusters[i].nseeds;
-    if (!r || !(r->shown = calloc(n + 1, sizeof *r->shown)) ||
-        !(r->views = pqri_views_new(s, err, errlen))) {
-        if (r)
-            free(r->shown);
+    if (!r || !(r->shown = calloc(n + 1, sizeof *r->shown))) {
         free(r);
-        pqri_errf(err, errlen, "out of memory");
+        pqri_errc(PQR_ERR_RESOURCE, err, errlen, "out of memory");
         return NULL;
     }
     r->pq = &pqri_direct_libpq;
@@ -79,8 +110,17 @@ static pqr_router *router_new(const struct pqr_settings *s, char *err, size_t er
         for (size_t j = 0; j < s->clusters[i].nseeds; j++) {
             char buf[600];
             pqri_url_display(buf, sizeof buf, s->clusters[i].seeds[j]);
-            r->shown[k++] = strdup(buf);
+            if (!(r->shown[k++] = strdup(buf))) {
+                pqri_errc(PQR_ERR_RESOURCE, err, errlen, "out of memory");
+                pqr_router_close(r);
+                return NULL;
+            }
         }
+    if (!(r->views = pqri_views_new(s, err, errlen))) {
+        failed(PQR_ERR_RESOURCE); /* its message says what could not be made */
+        pqr_router_close(r);
+        return NULL;
+    }
     return r;
 }
 
@@ -90,20 +130,24 @@ pqr_router *pqr_router_open(const pqr_settings *s, char *err, size_t errlen)
     pqr_router *r = NULL;
     int rc;
 
+    pqri_error_set(PQR_OK);
     if (!s) {
-        pqri_errf(err, errlen, "no settings");
+        pqri_errc(PQR_ERR_ARGUMENT, err, errlen, "no settings");
         return NULL;
     }
     if (pqri_settings_copy(&tmp, s) < 0) {
         pqri_settings_clear(&tmp);
-        pqri_errf(err, errlen, "out of memory");
+        pqri_errc(PQR_ERR_RESOURCE, err, errlen, "out of memory");
         return NULL;
     }
     rc = pqri_settings_finish(&tmp, err, errlen);
     if (rc == 1)
-        pqri_errf(err, errlen, "no cluster configured (set PATRONI, ETCD or CONSUL, and RW and/or RO)");
+        pqri_errc(PQR_ERR_NOT_CONFIGURED, err, errlen,
+                  "no cluster configured (set PATRONI, ETCD or CONSUL, and RW and/or RO)");
     else if (rc == 0)
         r = router_new(&tmp, err, errlen);
+    else
+        failed(PQR_ERR_SETTING);
     pqri_settings_clear(&tmp);
     return r;
 }
@@ -116,17 +160,20 @@ pqr_router *pqr_router_open_env(char *err, size_t errlen)
 
     /* setuid, setgid or file capabilities: the environment belongs to whoever started the
      * program, and would decide where its connections and passwords go. */
+    pqri_error_set(PQR_OK);
     if (pqri_privileged()) {
-        pqri_errf(err, errlen, "this process runs with elevated privileges (setuid, setgid or "
-                               "capabilities): PQROUTE_* and the configuration file named by the "
-                               "environment are ignored");
+        pqri_errc(PQR_ERR_PRIVILEGED, err, errlen,
+                  "this process runs with elevated privileges (setuid, setgid or capabilities): "
+                  "PQROUTE_* and the configuration file named by the environment are ignored");
         return NULL;
     }
     rc = pqri_settings_load(&s, err, errlen);
     if (rc == 0)
         r = router_new(&s, err, errlen);
-    else if (rc == 1 && err && errlen)
-        err[0] = 0;
+    else if (rc == 1)
+        pqri_errc(PQR_ERR_NOT_CONFIGURED, err, errlen, "%s", "");
+    else
+        failed(PQR_ERR_SETTING); /* the file's own errors say PQR_ERR_CONFIG_FILE */
     pqri_settings_clear(&s);
     return r;
 }
@@ -283,8 +330,9 @@ pqr_topology *pqr_router_ask(pqr_router *r, const char *cluster, size_t i, char 
     const struct pqri_cluster_conf *c = v ? pqri_view_conf(v) : NULL;
     struct pqr_topology *t;
 
+    pqri_error_set(PQR_OK);
     if (!c || i >= c->nseeds) {
-        pqri_errf(err, errlen, "no such cluster or endpoint");
+        pqri_errc(PQR_ERR_NO_SUCH, err, errlen, "no such cluster or endpoint");
         return NULL;
     }
     const struct pqr_settings *s = pqri_views_settings(r->views);
@@ -292,6 +340,8 @@ pqr_topology *pqr_router_ask(pqr_router *r, const char *cluster, size_t i, char 
     struct pqri_fetch_opts o = {s, c, one, 1, NULL};
     if ((t = pqri_patroni_fetch(&o, err, errlen)))
         pqri_topo_complete(t, s, c);
+    else
+        failed(PQR_ERR_UNREACHABLE);
     return t;
 }
 
@@ -306,17 +356,20 @@ const char *pqr_router_dcs(const pqr_router *r, const char *cluster)
 pqr_topology *pqr_router_ask_dcs(pqr_router *r, const char *cluster, char *err, size_t errlen)
 {
     struct pqri_view *v = view_named(r, cluster);
-    const struct pqr_settings *s = pqri_views_settings(r->views);
+    const struct pqr_settings *s = v ? pqri_views_settings(r->views) : NULL;
     struct pqri_source *src;
     struct pqr_topology *t;
 
+    pqri_error_set(PQR_OK);
     /* A client of its own: the refresher's may be in use by its thread. */
     if (!v || !(src = pqri_source_open(s, pqri_view_conf(v)))) {
-        pqri_errf(err, errlen, "no DCS configured for this cluster");
+        pqri_errc(PQR_ERR_NO_SUCH, err, errlen, "no DCS configured for this cluster");
         return NULL;
     }
     if ((t = pqri_source_read(src, NULL, err, errlen)))
         pqri_topo_complete(t, s, pqri_view_conf(v));
+    else
+        failed(PQR_ERR_UNREACHABLE);
     pqri_source_close(src);
     return t;
 }

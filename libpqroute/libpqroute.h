@@ -61,6 +61,29 @@ typedef enum {
 PQR_EXPORT const char *pqr_version(void);
 
 /*
+ * Why a call failed. Every function that takes an err buffer writes a one-line message there for
+ * people, and sets this code for programs: read it with pqr_last_error() in the same thread, right
+ * after the call (the next such call sets it again, PQR_OK when it succeeds).
+ */
+typedef enum {
+    PQR_OK = 0,
+    PQR_ERR_NOT_CONFIGURED, /* nothing configured: no PQROUTE_* variable, no configuration file */
+    PQR_ERR_SETTING,        /* a setting's name or value is not valid (environment or API) */
+    PQR_ERR_CONFIG_FILE,    /* the configuration file cannot be read, is not private, or is invalid */
+    PQR_ERR_PRIVILEGED,     /* setuid/setgid/capabilities: the environment is not trusted */
+    PQR_ERR_NO_SUCH,        /* no such cluster, endpoint, or DCS */
+    PQR_ERR_UNREACHABLE,    /* asked, and no usable answer (refused, timed out, an error, garbage) */
+    PQR_ERR_NO_SHARED_CACHE, /* the agent needs a shared cache directory it can own */
+    PQR_ERR_RESOURCE,       /* out of memory, or a thread or file could not be made */
+    PQR_ERR_ARGUMENT        /* a required argument is NULL */
+} pqr_error;
+
+/* The code of the calling thread's last call that takes an err buffer. */
+PQR_EXPORT pqr_error pqr_last_error(void);
+/* A short description of a code ("not configured", ...); never NULL. */
+PQR_EXPORT const char *pqr_strerror(pqr_error code);
+
+/*
  * Settings. Names are those of the environment variables, with or without the PQROUTE_ prefix
  * (e.g. "PATRONI", "RW", "RO", "REFRESH_MS", "MEMBER_PORT"; see README.md or libpqroute(3)).
  * pqr_settings_set() validates the value: on error it returns -1 and writes a one-line message to
@@ -75,8 +98,8 @@ PQR_EXPORT void pqr_settings_free(pqr_settings *s);
  * Open a router from explicit settings, or from the environment and the configuration file
  * (PQROUTE_CONFIG, default /etc/libpqroute.conf when it exists) exactly as the LD_PRELOAD shim does.
  * Returns NULL with a message in err on error. pqr_router_open_env() also returns NULL, with an empty
- * message, when nothing is configured. No thread is started and no network I/O is done until the
- * first routed connection.
+ * message and PQR_ERR_NOT_CONFIGURED, when nothing is configured. No thread is started and no
+ * network I/O is done until the first routed connection.
  */
 PQR_EXPORT pqr_router *pqr_router_open(const pqr_settings *s, char *err, size_t errlen);
 PQR_EXPORT pqr_router *pqr_router_open_env(char *err, size_t errlen);

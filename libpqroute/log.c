@@ -71,6 +71,32 @@ void pqri_errf(char *err, size_t errlen, const char *fmt, ...)
     va_end(ap);
 }
 
+/* Per thread, like errno: the public calls that fail return NULL or -1, and a code beside the
+ * message must not be another thread's. */
+static __thread int error_code;
+
+void pqri_error_set(int code)
+{
+    error_code = code;
+}
+
+int pqri_error_get(void)
+{
+    return error_code;
+}
+
+void pqri_errc(int code, char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+
+    error_code = code;
+    if (!err || errlen == 0)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
 long long pqri_now_ms(void)
 {
     struct timespec ts;

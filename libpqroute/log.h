@@ -16,6 +16,12 @@ void pqri_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 
 #define PQR_INFO(...) pqri_log(PQR_LOG_INFO, __VA_ARGS__)
 #define PQR_DEBUG(...) pqri_log(PQR_LOG_DEBUG, __VA_ARGS__)
 void pqri_errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* The same, and the calling thread's error code (pqr_last_error()): where the cause is known. */
+void pqri_errc(int code, char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* The calling thread's error code: set (a public call starts with PQR_OK), and read. */
+void pqri_error_set(int code);
+int pqri_error_get(void);
 /* Appends "; what" (or what, to an empty message). */
 void pqri_errcat(char *err, size_t errlen, const char *what);
 

@@ -939,11 +939,12 @@ int pqri_settings_load(struct pqr_settings *s, char *err, size_t errlen)
     if (path) {
         char ferr[512];
         if (pqri_settings_from_file(s, path, ferr, sizeof ferr) < 0) {
-            pqri_errf(err, errlen, "%s: %s", PQR_ENV_CONFIG, ferr);
+            pqri_errc(PQR_ERR_CONFIG_FILE, err, errlen, "%s: %s", PQR_ENV_CONFIG, ferr);
             return -1;
         }
     } else if (access(PQR_DEFAULT_CONFIG, F_OK) == 0 &&
                pqri_settings_from_file(s, PQR_DEFAULT_CONFIG, err, errlen) < 0) {
+        pqri_error_set(PQR_ERR_CONFIG_FILE);
         return -1;
     }
     if (pqri_settings_from_env(s, err, errlen) < 0)
