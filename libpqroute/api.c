@@ -10,7 +10,8 @@
 #include "log.h"
 #include "patroni.h"
 #include "source.h"
-#include "plan.h"
+#include "connect.h"
+#include "nb.h"
 #include "asked.h"
 
 #define STR2(x) #x
@@ -193,7 +194,7 @@ static PGconn *connect_arrays(pqr_router *r, const char *const *kw, const char *
                               int expand, pqr_role role)
 {
     bool passed;
-    return pqri_plan_connect(r->views, r->pq, kw, val, expand, PQR_BLOCKING, role, &passed);
+    return pqri_connect(r->views, r->pq, kw, val, expand, PQR_BLOCKING, role, &passed);
 }
 
 PGconn *pqr_connectdb_params(pqr_router *r, const char *const *keywords,
@@ -424,7 +425,7 @@ static pqr_router *shim_router_from_env(char *err, size_t errlen)
 static PGconn *shim_connect(pqr_router *r, const struct pqri_libpq *pq, const char *const *kw,
                             const char *const *val, int expand, enum pqri_mode mode, bool *passed)
 {
-    return pqri_plan_connect(r->views, pq, kw, val, expand, mode, PQR_ROLE_AUTO, passed);
+    return pqri_connect(r->views, pq, kw, val, expand, mode, PQR_ROLE_AUTO, passed);
 }
 
 static PGPing shim_ping(pqr_router *r, const struct pqri_libpq *pq, const char *const *kw,

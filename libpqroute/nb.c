@@ -43,7 +43,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "plan.h"
+#include "nb.h"
 #include "log.h"
 
 #define PAUSE_MS 100 /* between rounds while a leader changes, as a blocking connect waits */

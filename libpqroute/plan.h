@@ -39,11 +39,6 @@ struct pqri_plan *pqri_plan_new(struct pqri_views *vs, const struct pqri_libpq *
                                 enum pqri_mode mode, pqr_role forced);
 PGconn *pqri_plan_exec(struct pqri_views *vs, struct pqri_plan *p);
 void pqri_plan_free(struct pqri_plan *p);
-/* Plan and connect: *passed says the connection is not ours to route (the caller then makes the
- * application's own call to libpq); otherwise the connection, or NULL if out of memory. */
-PGconn *pqri_plan_connect(struct pqri_views *vs, const struct pqri_libpq *pq, const char *const *kw,
-                          const char *const *val, int expand, enum pqri_mode mode, pqr_role forced,
-                          bool *passed);
 /* PQpingParams() of what a connection would reach; *passed as above. */
 PGPing pqri_plan_ping(struct pqri_views *vs, const struct pqri_libpq *pq, const char *const *kw,
                       const char *const *val, int expand, bool *passed);
@@ -60,14 +55,6 @@ bool pqri_plan_found_silent(const struct pqri_plan *p, size_t i); /* candidate i
 int pqri_plan_host_ms(const struct pqri_plan *p); /* libpq's connect_timeout per host, ms (0: none) */
 int pqri_plan_members(const struct pqri_plan *p); /* members with an address (at least 1) */
 void pqri_plan_describe(const struct pqri_plan *p, const char *what);
-/* Takes p: registers conn (PQconnectStart*'s result) so that the caller's PQconnectPoll() calls
- * run the connect policy on one socket (nb.c); returns conn. */
-PGconn *pqri_nb_start(struct pqri_views *vs, struct pqri_plan *p, PGconn *conn);
-/* The caller's PQconnectPoll()/PQfinish() for conn: false if conn is not one of ours in progress. */
-bool pqri_nb_poll(PGconn *conn, PostgresPollingStatusType *out);
-/* The caller's PQsocket(): the number it was given for conn, while that is libpq's socket's file. */
-bool pqri_nb_socket(const PGconn *conn, int libpq_fd, int *out);
-void pqri_nb_forget(PGconn *conn);
 void pqri_decision(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 #endif

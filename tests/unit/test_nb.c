@@ -17,7 +17,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "tap.h"
-#include "plan.h"
+#include "connect.h"
+#include "nb.h"
 #include "log.h"
 
 enum kind { NONE, LEADER, STANDBY, REFUSE, SILENT, HELD, AUTHFAIL, SHUTDOWN };
@@ -367,7 +368,7 @@ static PGconn *start(const char *conninfo)
     PGconn *c;
     if (pqri_conninfo_parse(&ci, conninfo) < 0)
         return NULL;
-    c = pqri_plan_connect(r, PQ, ci.call_kw, ci.call_val, ci.call_expand, PQR_NONBLOCKING, PQR_ROLE_AUTO, &passed);
+    c = pqri_connect(r, PQ, ci.call_kw, ci.call_val, ci.call_expand, PQR_NONBLOCKING, PQR_ROLE_AUTO, &passed);
     pqri_conninfo_release(&ci);
     return passed ? NULL : c;
 }

@@ -8,7 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "tap.h"
-#include "plan.h"
+#include "connect.h"
 #include "log.h"
 
 static const char *VIEW =
@@ -221,7 +221,7 @@ static PGconn *exec_fake(const struct pqri_libpq *pq, const char *conninfo)
     PGconn *c;
     if (pqri_conninfo_parse(&ci, conninfo) < 0)
         return NULL;
-    c = pqri_plan_connect(r, pq, ci.call_kw, ci.call_val, ci.call_expand, PQR_BLOCKING, PQR_ROLE_AUTO, &passed);
+    c = pqri_connect(r, pq, ci.call_kw, ci.call_val, ci.call_expand, PQR_BLOCKING, PQR_ROLE_AUTO, &passed);
     pqri_conninfo_release(&ci);
     return c;
 }
