@@ -11,11 +11,12 @@
  * Global locks (all taken by the fork prepare handler, in this order):
  *   views_lock     guards the list of live view sets
  *   vs->lock       guards that set's cluster state and the refresher's control fields
- *   pqri_dns_lock  guards the name look-ups in flight and their answers (resolve.c)
+ *   resolve.c's    guards the name look-ups in flight and their answers (its atfork trio)
  * No I/O is done under any of them: log lines are written after the lock is released.
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -80,12 +81,12 @@ static void atfork_prepare(void)
     pthread_mutex_lock(&views_lock);
     for (struct pqri_views *vs = all_views; vs; vs = vs->next)
         pthread_mutex_lock(&vs->lock);
-    pthread_mutex_lock(&pqri_dns_lock);
+    pqri_dns_atfork_prepare();
 }
 
 static void atfork_parent(void)
 {
-    pthread_mutex_unlock(&pqri_dns_lock);
+    pqri_dns_atfork_parent();
     for (struct pqri_views *vs = all_views; vs; vs = vs->next)
         pthread_mutex_unlock(&vs->lock);
     pthread_mutex_unlock(&views_lock);
