@@ -48,7 +48,7 @@ static void cond_init(void)
     cond_ready = true;
 }
 
-/* Called by the views' fork handlers (view.c), not registered here: pthread_atfork() runs
+/* Called by the views' fork handlers (refresher.c), not registered here: pthread_atfork() runs
  * prepare handlers in the reverse order of registration, and this lock is taken last, after the
  * views' locks, in the one order listed there. */
 void pqri_dns_atfork_prepare(void)

@@ -6,7 +6,7 @@
 
 #include "topology.h"
 
-/* The fork handlers of this file's lock, called by the views' (view.c) in their lock
+/* The fork handlers of this file's lock, called by the views' (refresher.c) in their lock
  * order: prepare takes it, parent releases it, child makes it (and the look-up state) anew. */
 void pqri_dns_atfork_prepare(void);
 void pqri_dns_atfork_parent(void);

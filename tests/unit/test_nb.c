@@ -18,6 +18,7 @@
 #include <unistd.h>
 #include "tap.h"
 #include "plan.h"
+#include "failures.h"
 #include "log.h"
 
 enum kind { NONE, LEADER, STANDBY, REFUSE, SILENT, HELD, AUTHFAIL, SHUTDOWN };
