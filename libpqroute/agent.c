@@ -16,8 +16,11 @@
 #include <time.h>
 
 #include "libpqroute.h"
+#include "fetch.h"
 #include "patroni.h"
 #include "log.h"
+#include "refresher.h"
+#include "serve.h"
 #include "source.h"
 #include "view.h"
 

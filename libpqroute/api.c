@@ -13,6 +13,7 @@
 #include "connect.h"
 #include "nb.h"
 #include "asked.h"
+#include "refresher.h"
 
 #define STR2(x) #x
 #define STR(x) STR2(x)

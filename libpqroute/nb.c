@@ -44,6 +44,7 @@
 #include <unistd.h>
 
 #include "nb.h"
+#include "failures.h"
 #include "log.h"
 
 #define PAUSE_MS 100 /* between rounds while a leader changes, as a blocking connect waits */

@@ -21,7 +21,9 @@
 
 #include "plan.h"
 #include "asked.h"
+#include "failures.h"
 #include "log.h"
+#include "refresher.h"
 
 #define PROBE_VALUE "pqroute-probe-invalid"
 

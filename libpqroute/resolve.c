@@ -10,6 +10,7 @@
  * name, not one per refresh.
  */
 #include <netdb.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,8 +31,8 @@ struct slot {
     bool warned;
 };
 
-/* Guards slots[]; taken by the fork handlers (see router.c). Never held across a look-up. */
-pthread_mutex_t pqri_dns_lock = PTHREAD_MUTEX_INITIALIZER;
+/* Guards slots[]; taken before fork() by pqri_dns_atfork_prepare(). Never held across a look-up. */
+static pthread_mutex_t dns_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t dns_cond = PTHREAD_COND_INITIALIZER;
 static bool cond_ready;
 static struct slot slots[SLOTS];
@@ -47,9 +48,22 @@ static void cond_init(void)
     cond_ready = true;
 }
 
+/* Called by the views' fork handlers (refresher.c), not registered here: pthread_atfork() runs
+ * prepare handlers in the reverse order of registration, and this lock is taken last, after the
+ * views' locks, in the one order listed there. */
+void pqri_dns_atfork_prepare(void)
+{
+    pthread_mutex_lock(&dns_lock);
+}
+
+void pqri_dns_atfork_parent(void)
+{
+    pthread_mutex_unlock(&dns_lock);
+}
+
 void pqri_dns_atfork_child(void)
 {
-    pthread_mutex_init(&pqri_dns_lock, NULL);
+    pthread_mutex_init(&dns_lock, NULL);
     cond_init();
     /* The look-up threads do not exist in the child. */
     for (size_t i = 0; i < SLOTS; i++)
@@ -62,9 +76,9 @@ static void *lookup_main(void *arg)
     char host[256], addr[PQR_ADDRLEN] = "";
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_ADDRCONFIG}, *ai;
 
-    pthread_mutex_lock(&pqri_dns_lock);
+    pthread_mutex_lock(&dns_lock);
     memcpy(host, sl->host, sizeof host);
-    pthread_mutex_unlock(&pqri_dns_lock);
+    pthread_mutex_unlock(&dns_lock);
     if (getaddrinfo(host, NULL, &hints, &ai) == 0) {
         void *a = ai->ai_family == AF_INET ? (void *)&((struct sockaddr_in *)ai->ai_addr)->sin_addr
                                            : (void *)&((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr;
@@ -72,14 +86,14 @@ static void *lookup_main(void *arg)
             addr[0] = 0;
         freeaddrinfo(ai);
     }
-    pthread_mutex_lock(&pqri_dns_lock);
+    pthread_mutex_lock(&dns_lock);
     if (strcmp(sl->host, host) == 0) {
         memcpy(sl->addr, addr, sizeof addr);
         sl->at_mono = pqri_mono_ms();
     }
     sl->busy = false;
     pthread_cond_broadcast(&dns_cond);
-    pthread_mutex_unlock(&pqri_dns_lock);
+    pthread_mutex_unlock(&dns_lock);
     return NULL;
 }
 
@@ -126,7 +140,7 @@ int pqri_dns_resolve(const char *host, char *addr, size_t len, long long deadlin
 
     if (strlen(host) >= sizeof sl->host)
         return -1;
-    pthread_mutex_lock(&pqri_dns_lock);
+    pthread_mutex_lock(&dns_lock);
     if (!cond_ready)
         cond_init();
     if (!(sl = slot_of(host)))
@@ -138,7 +152,7 @@ int pqri_dns_resolve(const char *host, char *addr, size_t len, long long deadlin
     ts.tv_sec = deadline_mono / 1000;
     ts.tv_nsec = (deadline_mono % 1000) * 1000000L;
     while (sl->busy && pqri_mono_ms() < deadline_mono &&
-           pthread_cond_timedwait(&dns_cond, &pqri_dns_lock, &ts) == 0)
+           pthread_cond_timedwait(&dns_cond, &dns_lock, &ts) == 0)
         ;
     if (strcmp(sl->host, host) != 0)
         goto out; /* the slot was reused meanwhile */
@@ -151,7 +165,7 @@ int pqri_dns_resolve(const char *host, char *addr, size_t len, long long deadlin
         rc = -2; /* not in time: the caller says so, once per name */
     }
 out:
-    pthread_mutex_unlock(&pqri_dns_lock);
+    pthread_mutex_unlock(&dns_lock);
     return rc;
 }
 

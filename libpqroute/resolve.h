@@ -2,13 +2,14 @@
 #ifndef PQRI_RESOLVE_H
 #define PQRI_RESOLVE_H
 
-#include <pthread.h>
 #include <stddef.h>
 
 #include "topology.h"
 
-/* Guards the look-ups in flight and their answers; taken by the fork handlers (view.c). */
-extern pthread_mutex_t pqri_dns_lock;
+/* The fork handlers of this file's lock, called by the views' (refresher.c) in their lock
+ * order: prepare takes it, parent releases it, child makes it (and the look-up state) anew. */
+void pqri_dns_atfork_prepare(void);
+void pqri_dns_atfork_parent(void);
 void pqri_dns_atfork_child(void);
 /* 0 with the address; -1 unresolvable or no answer yet; -2 no answer in time, first time for this
  * name (worth a warning). Never waits past deadline_mono. */

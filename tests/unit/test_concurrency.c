@@ -11,6 +11,7 @@
 #include <pthread.h>
 #include "tap.h"
 #include "plan.h"
+#include "failures.h"
 #include "log.h"
 
 #define VIEW(leader, other)                                                                        \

@@ -19,6 +19,7 @@
 #include "tap.h"
 #include "connect.h"
 #include "nb.h"
+#include "failures.h"
 #include "log.h"
 
 enum kind { NONE, LEADER, STANDBY, REFUSE, SILENT, HELD, AUTHFAIL, SHUTDOWN };

@@ -9,6 +9,7 @@
 #include <unistd.h>
 #include "tap.h"
 #include "connect.h"
+#include "failures.h"
 #include "log.h"
 
 static const char *VIEW =
