@@ -17,6 +17,7 @@
 #include <arpa/inet.h>
 
 #include "resolve.h"
+#include "addr.h"
 #include "log.h"
 
 #define SLOTS 64

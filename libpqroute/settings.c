@@ -3,7 +3,6 @@
  * Every value goes through pqri_settings_set(), whichever source it came from, so the file and the
  * environment accept exactly the same syntax and report errors the same way.
  */
-#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <stddef.h>
@@ -19,6 +18,7 @@
 #include <libconfig.h>
 
 #include "settings.h"
+#include "addr.h"
 #include "log.h"
 #include "shim_api.h"
 
@@ -169,57 +169,6 @@ int pqri_settings_copy(struct pqr_settings *d, const struct pqr_settings *s)
     return 0;
 }
 
-static int parse_int(const char *v, long long lo, long long hi, long long *out)
-{
-    char *end;
-    long long x;
-
-    errno = 0;
-    if (!*v || isspace((unsigned char)*v))
-        return -1;
-    x = strtoll(v, &end, 10);
-    if (errno || *end || x < lo || x > hi)
-        return -1;
-    *out = x;
-    return 0;
-}
-
-/* "host:port", "[v6]:port" or "host" (port 5432). No spaces or commas: it becomes a libpq host. */
-int pqri_parse_hostport(const char *v, char **host, int *port)
-{
-    const char *colon, *h = v;
-    size_t hl;
-    long long p = 5432;
-
-    if (v[0] == '[') {
-        const char *rb = strchr(v, ']');
-        if (!rb)
-            return -1;
-        h = v + 1;
-        hl = (size_t)(rb - h);
-        colon = rb[1] == ':' ? rb + 1 : NULL;
-        if (rb[1] && !colon)
-            return -1;
-    } else {
-        colon = strrchr(v, ':');
-        hl = colon ? (size_t)(colon - v) : strlen(v);
-        if (colon && memchr(v, ':', hl))
-            return -1; /* a bare IPv6 address needs brackets */
-    }
-    if (colon && parse_int(colon + 1, 1, 65535, &p) < 0)
-        return -1;
-    if (hl == 0 || hl > 255)
-        return -1;
-    for (size_t i = 0; i < hl; i++)
-        if (isspace((unsigned char)h[i]) || h[i] == ',' || h[i] == '\'' || h[i] == '"' ||
-            h[i] == '=' || h[i] == '\\' || h[i] == '/')
-            return -1;
-    if (!(*host = strndup(h, hl)))
-        return -1;
-    *port = (int)p;
-    return 0;
-}
-
 /* Comma-separated http(s) base URLs. */
 static int parse_urls(const char *v, char ***out, size_t *nout, char *err, size_t errlen,
                       const char *name)
@@ -278,72 +227,6 @@ fail:
     return -1;
 }
 
-int pqri_addr_parse(const char *s, unsigned char bytes[16])
-{
-    if (inet_pton(AF_INET, s, bytes) == 1)
-        return AF_INET;
-    if (inet_pton(AF_INET6, s, bytes) == 1)
-        return AF_INET6;
-    return 0;
-}
-
-bool pqri_numeric_addr(const char *s, char out[PQR_ADDRLEN])
-{
-    unsigned char b[16];
-    char tmp[PQR_ADDRLEN];
-    int fam = pqri_addr_parse(s, b);
-
-    if (!fam || !inet_ntop(fam, b, out ? out : tmp, PQR_ADDRLEN))
-        return false;
-    return true;
-}
-
-static int parse_cidr(const char *v, size_t len, struct pqri_cidr *c)
-{
-    char buf[64];
-    const char *slash;
-    long long bits;
-
-    if (len == 0 || len >= sizeof buf)
-        return -1;
-    memcpy(buf, v, len);
-    buf[len] = 0;
-    slash = strchr(buf, '/');
-    if (slash)
-        buf[slash - buf] = 0;
-    memset(c, 0, sizeof *c);
-    if (!(c->family = pqri_addr_parse(buf, c->addr)))
-        return -1;
-    c->bits = c->family == AF_INET ? 32 : 128;
-    if (slash) {
-        if (parse_int(slash + 1, 0, c->bits, &bits) < 0)
-            return -1;
-        c->bits = (int)bits;
-    }
-    return 0;
-}
-
-bool pqri_cidr_allows(const struct pqri_cidr *list, size_t n, const char *addr)
-{
-    unsigned char a[16];
-    int fam;
-
-    if (n == 0)
-        return true;
-    if (!(fam = pqri_addr_parse(addr, a)))
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        const struct pqri_cidr *c = &list[i];
-        int full = c->bits / 8, rest = c->bits % 8;
-        if (c->family != fam || memcmp(a, c->addr, (size_t)full) != 0)
-            continue;
-        if (rest && ((a[full] ^ c->addr[full]) & (0xff << (8 - rest)) & 0xff))
-            continue;
-        return true;
-    }
-    return false;
-}
-
 static int set_str(char **dst, const char *v)
 {
     char *d = strdup(v);
@@ -373,7 +256,7 @@ static int parse_cidrs(const char *value, struct pqri_cidr **out, size_t *nout)
             return -1;
         }
         list = nl;
-        if (parse_cidr(p, len, &list[n]) < 0) {
+        if (pqri_cidr_parse(p, len, &list[n]) < 0) {
             free(list);
             return -1;
         }
@@ -433,7 +316,9 @@ int pqri_settings_set(struct pqr_settings *s, const char *name, const char *valu
                       size_t errlen)
 {
     const struct setting *st = NULL;
-    char *field, *host = NULL;
+    char *field;
+    const char *host;
+    size_t hostlen;
     long long x;
     int port;
 
@@ -453,7 +338,7 @@ int pqri_settings_set(struct pqr_settings *s, const char *name, const char *valu
     field = (char *)s + st->off;
     switch (st->kind) {
     case K_INT:
-        if (parse_int(value, st->lo, st->hi, &x) < 0)
+        if (pqri_parse_int(value, st->lo, st->hi, &x) < 0)
             break;
         if (st->size == sizeof(int))
             *(int *)field = (int)x;
@@ -469,9 +354,8 @@ int pqri_settings_set(struct pqr_settings *s, const char *name, const char *valu
         return set_str((char **)field, value);
     }
     case K_HOSTPORT:
-        if (pqri_parse_hostport(value, &host, &port) < 0)
+        if (pqri_parse_hostport(value, &host, &hostlen, &port) < 0)
             break;
-        free(host);
         return set_str((char **)field, value);
     case K_FRONT_DOOR:
         if (strcmp(value, "adaptive") == 0)
@@ -583,6 +467,17 @@ static int dcs_take(struct pqri_dcs_conf *c, const struct cluster_src *src,
     return 0;
 }
 
+/* A front door's host:port: its host copied out. */
+static int door_take(const char *v, char **host, int *port)
+{
+    const char *h;
+    size_t hl;
+
+    if (pqri_parse_hostport(v, &h, &hl, port) < 0)
+        return -1;
+    return (*host = strndup(h, hl)) ? 0 : -1;
+}
+
 static int add_cluster(struct pqr_settings *s, const struct cluster_src *src, bool first, char *err,
                        size_t errlen)
 {
@@ -602,8 +497,8 @@ static int add_cluster(struct pqr_settings *s, const struct cluster_src *src, bo
         cluster_clear(&c);
         return -1;
     }
-    if ((src->rw && pqri_parse_hostport(src->rw, &c.rw_host, &c.rw_port) < 0) ||
-        (src->ro && pqri_parse_hostport(src->ro, &c.ro_host, &c.ro_port) < 0)) {
+    if ((src->rw && door_take(src->rw, &c.rw_host, &c.rw_port) < 0) ||
+        (src->ro && door_take(src->ro, &c.ro_host, &c.ro_port) < 0)) {
         pqri_errf(err, errlen, "cluster %s: expected host:port, got \"%.80s\"", src->name,
                   src->rw && !c.rw_host ? src->rw : src->ro);
         cluster_clear(&c);
