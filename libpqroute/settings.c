@@ -269,53 +269,72 @@ static int parse_cidrs(const char *value, struct pqri_cidr **out, size_t *nout)
 }
 
 /* Every setting, once: its name (PQROUTE_ + name in the environment, lower case in the file), what
- * it takes, and where it goes. */
+ * it takes, where it goes, and where it may be given — the environment takes every one. */
 enum kind { K_INT, K_URLS, K_HOSTPORT, K_FRONT_DOOR, K_LOG, K_READABLE, K_ABSPATH, K_CIDRS,
             K_NAME, K_NAMESPACE };
+/* Like the properties libpq's PQconninfoOptions carries per option: said here, once, and not in a
+ * list of names elsewhere that could drift from the table. */
+enum where {
+    W_TOP,     /* the file's top level: every cluster */
+    W_CLUSTER, /* ... or a clusters entry: that cluster's own value */
+    W_ENTRY    /* what makes a cluster, the environment's or a clusters entry's own key: never the
+                  file's top level */
+};
 static const struct setting {
     const char *name;
     enum kind kind;
     size_t off, size;
     long long lo, hi;
     const char *what; /* "expected ..." */
+    enum where where;
 } settings_table[] = {
 #define AT(field) offsetof(struct pqr_settings, field), sizeof(((struct pqr_settings *)0)->field)
-    {"PATRONI", K_URLS, AT(env_patroni), 0, 0, "http(s)://host:port[,...]"},
-    {"RW", K_HOSTPORT, AT(env_rw), 0, 0, "host:port"},
-    {"RO", K_HOSTPORT, AT(env_ro), 0, 0, "host:port"},
-    {"LOG", K_LOG, AT(log_level), 0, 0, "error, warn, info or debug"},
-    {"REFRESH_MS", K_INT, AT(refresh_ms), 50, 3600000, "milliseconds from 50 to 3600000"},
-    {"STALE_MS", K_INT, AT(stale_ms), 100, 86400000, "milliseconds from 100 to 86400000"},
-    {"REST_TIMEOUT_MS", K_INT, AT(rest_timeout_ms), 10, 60000, "milliseconds from 10 to 60000"},
-    {"CONNECT_TIMEOUT", K_INT, AT(connect_timeout_s), 0, 3600, "seconds from 0 to 3600"},
-    {"START_WAIT_MS", K_INT, AT(start_wait_ms), 0, 1000, "milliseconds from 0 to 1000"},
-    {"MAX_LAG", K_INT, AT(max_lag), 0, LLONG_MAX, "a number of bytes"},
-    {"MEMBER_PORT", K_INT, AT(member_port), 1, 65535, "a port number"},
-    {"REST_CA", K_READABLE, AT(rest_ca), 0, 0, "a readable file"},
-    {"REST_CERT", K_READABLE, AT(rest_cert), 0, 0, "a readable file"},
-    {"REST_KEY", K_READABLE, AT(rest_key), 0, 0, "a readable file"},
-    {"CACHE_DIR", K_ABSPATH, AT(cache_dir), 0, 0, "an absolute path"},
-    {"ALLOW", K_CIDRS, AT(allow), 0, 0, "address/bits[,...]"},
-    {"FRONT_DOOR", K_FRONT_DOOR, AT(door_mode), 0, 0, "adaptive, last or stale-only"},
-    {"ETCD", K_URLS, AT(etcd), 0, 0, "http(s)://host:port[,...]"},
-    {"CONSUL", K_URLS, AT(consul), 0, 0, "http(s)://host:port[,...]"},
-    {"SCOPE", K_NAME, AT(dcs.scope), 0, 0, "Patroni's scope (no '/')"},
-    {"NAMESPACE", K_NAMESPACE, AT(dcs.ns), 0, 0, "a path such as /service"},
-    {"CITUS_GROUP", K_INT, AT(dcs.group), 0, 1000000, "a Citus group number"},
-    {"ETCD_CA", K_READABLE, AT(dcs.ca), 0, 0, "a readable file"},
-    {"ETCD_CERT", K_READABLE, AT(dcs.cert), 0, 0, "a readable file"},
-    {"ETCD_KEY", K_READABLE, AT(dcs.key), 0, 0, "a readable file"},
-    {"ETCD_USER", K_NAME, AT(dcs.user), 0, 0, "a user name"},
-    {"ETCD_PASSWORD_FILE", K_READABLE, AT(dcs.password_file), 0, 0, "a readable file"},
-    {"CONSUL_TOKEN_FILE", K_READABLE, AT(dcs.token_file), 0, 0, "a readable file"},
+    {"PATRONI", K_URLS, AT(env_patroni), 0, 0, "http(s)://host:port[,...]", W_ENTRY},
+    {"RW", K_HOSTPORT, AT(env_rw), 0, 0, "host:port", W_ENTRY},
+    {"RO", K_HOSTPORT, AT(env_ro), 0, 0, "host:port", W_ENTRY},
+    {"LOG", K_LOG, AT(log_level), 0, 0, "error, warn, info or debug", W_TOP},
+    {"REFRESH_MS", K_INT, AT(refresh_ms), 50, 3600000, "milliseconds from 50 to 3600000", W_TOP},
+    {"STALE_MS", K_INT, AT(stale_ms), 100, 86400000, "milliseconds from 100 to 86400000", W_TOP},
+    {"REST_TIMEOUT_MS", K_INT, AT(rest_timeout_ms), 10, 60000, "milliseconds from 10 to 60000",
+     W_TOP},
+    {"CONNECT_TIMEOUT", K_INT, AT(connect_timeout_s), 0, 3600, "seconds from 0 to 3600", W_TOP},
+    {"START_WAIT_MS", K_INT, AT(start_wait_ms), 0, 1000, "milliseconds from 0 to 1000", W_TOP},
+    {"MAX_LAG", K_INT, AT(max_lag), 0, LLONG_MAX, "a number of bytes", W_CLUSTER},
+    {"MEMBER_PORT", K_INT, AT(member_port), 1, 65535, "a port number", W_CLUSTER},
+    {"REST_CA", K_READABLE, AT(rest_ca), 0, 0, "a readable file", W_TOP},
+    {"REST_CERT", K_READABLE, AT(rest_cert), 0, 0, "a readable file", W_TOP},
+    {"REST_KEY", K_READABLE, AT(rest_key), 0, 0, "a readable file", W_TOP},
+    {"CACHE_DIR", K_ABSPATH, AT(cache_dir), 0, 0, "an absolute path", W_TOP},
+    {"ALLOW", K_CIDRS, AT(allow), 0, 0, "address/bits[,...]", W_TOP},
+    {"FRONT_DOOR", K_FRONT_DOOR, AT(door_mode), 0, 0, "adaptive, last or stale-only", W_TOP},
+    {"ETCD", K_URLS, AT(etcd), 0, 0, "http(s)://host:port[,...]", W_CLUSTER},
+    {"CONSUL", K_URLS, AT(consul), 0, 0, "http(s)://host:port[,...]", W_CLUSTER},
+    {"SCOPE", K_NAME, AT(dcs.scope), 0, 0, "Patroni's scope (no '/')", W_CLUSTER},
+    {"NAMESPACE", K_NAMESPACE, AT(dcs.ns), 0, 0, "a path such as /service", W_CLUSTER},
+    {"CITUS_GROUP", K_INT, AT(dcs.group), 0, 1000000, "a Citus group number", W_CLUSTER},
+    {"ETCD_CA", K_READABLE, AT(dcs.ca), 0, 0, "a readable file", W_CLUSTER},
+    {"ETCD_CERT", K_READABLE, AT(dcs.cert), 0, 0, "a readable file", W_CLUSTER},
+    {"ETCD_KEY", K_READABLE, AT(dcs.key), 0, 0, "a readable file", W_CLUSTER},
+    {"ETCD_USER", K_NAME, AT(dcs.user), 0, 0, "a user name", W_CLUSTER},
+    {"ETCD_PASSWORD_FILE", K_READABLE, AT(dcs.password_file), 0, 0, "a readable file", W_CLUSTER},
+    {"CONSUL_TOKEN_FILE", K_READABLE, AT(dcs.token_file), 0, 0, "a readable file", W_CLUSTER},
 #undef AT
 };
 #define NSETTINGS (sizeof settings_table / sizeof *settings_table)
 
+/* name exactly as the table spells it (no PQROUTE_), else NULL. */
+static const struct setting *find_setting(const char *name)
+{
+    for (size_t i = 0; i < NSETTINGS; i++)
+        if (strcmp(name, settings_table[i].name) == 0)
+            return &settings_table[i];
+    return NULL;
+}
+
 int pqri_settings_set(struct pqr_settings *s, const char *name, const char *value, char *err,
                       size_t errlen)
 {
-    const struct setting *st = NULL;
+    const struct setting *st;
     char *field;
     const char *host;
     size_t hostlen;
@@ -324,10 +343,7 @@ int pqri_settings_set(struct pqr_settings *s, const char *name, const char *valu
 
     if (strncmp(name, ENV_PREFIX, strlen(ENV_PREFIX)) == 0)
         name += strlen(ENV_PREFIX);
-    for (size_t i = 0; i < NSETTINGS && !st; i++)
-        if (strcmp(name, settings_table[i].name) == 0)
-            st = &settings_table[i];
-    if (!st) {
+    if (!(st = find_setting(name))) {
         pqri_errf(err, errlen, "unknown setting %s%s", ENV_PREFIX, name);
         return -1;
     }
@@ -710,12 +726,13 @@ int pqri_settings_from_file(struct pqr_settings *s, const char *path, char *err,
     for (int i = 0; i < config_setting_length(root); i++) {
         config_setting_t *st = config_setting_get_elem(root, (unsigned)i);
         const char *key = config_setting_name(st), *v;
+        const struct setting *t;
         if (strcmp(key, "clusters") == 0)
             continue;
         snprintf(name, sizeof name, "%s", key);
         for (char *p = name; *p; p++)
             *p = (char)toupper((unsigned char)*p);
-        if (strcmp(name, "PATRONI") == 0 || strcmp(name, "RW") == 0 || strcmp(name, "RO") == 0) {
+        if ((t = find_setting(name)) && t->where == W_ENTRY) {
             pqri_errf(err, errlen, "%s:%d: \"%s\" belongs inside a clusters entry", path,
                       config_setting_source_line(st), key);
             goto out;
@@ -758,11 +775,7 @@ int pqri_settings_from_file(struct pqr_settings *s, const char *path, char *err,
         for (int k = 0; k < config_setting_length(c) && !bad_line; k++) {
             config_setting_t *st = config_setting_get_elem(c, (unsigned)k);
             const char *key = config_setting_name(st), *v;
-            static const char *const per_cluster[] = {
-                "MEMBER_PORT", "MAX_LAG", "ETCD", "CONSUL", "SCOPE", "NAMESPACE", "CITUS_GROUP",
-                "ETCD_CA", "ETCD_CERT", "ETCD_KEY", "ETCD_USER", "ETCD_PASSWORD_FILE",
-                "CONSUL_TOKEN_FILE"};
-            bool known = false;
+            const struct setting *t;
             if (strcmp(key, "name") == 0 || strcmp(key, "rw") == 0 || strcmp(key, "ro") == 0)
                 continue;
             if (strcmp(key, "patroni") == 0) {
@@ -773,9 +786,7 @@ int pqri_settings_from_file(struct pqr_settings *s, const char *path, char *err,
             snprintf(name, sizeof name, "%s", key);
             for (char *p = name; *p; p++)
                 *p = (char)toupper((unsigned char)*p);
-            for (size_t j = 0; j < sizeof per_cluster / sizeof *per_cluster; j++)
-                known = known || strcmp(name, per_cluster[j]) == 0;
-            if (!known) {
+            if (!(t = find_setting(name)) || t->where != W_CLUSTER) {
                 bad_line = config_setting_source_line(st);
                 snprintf(why, sizeof why, "\"%.60s\" is not a per-cluster setting", key);
             } else if (!(v = setting_text(st, buf, sizeof buf)) ||

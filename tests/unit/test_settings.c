@@ -1,7 +1,9 @@
-/* Settings: every variable, malformed values, the configuration file. */
+/* Settings: every variable, malformed values, the configuration file, where each setting may be
+ * given. */
 #include <sys/stat.h>
 #include <unistd.h>
 #include "tap.h"
+#include "addr.h"
 #include "settings.h"
 #include "log.h"
 
@@ -10,7 +12,11 @@ static const char *vars[] = {"PQROUTE_PATRONI", "PQROUTE_RW", "PQROUTE_RO", "PQR
                              "PQROUTE_REST_TIMEOUT_MS", "PQROUTE_CONNECT_TIMEOUT", "PQROUTE_MAX_LAG",
                              "PQROUTE_MEMBER_PORT", "PQROUTE_REST_CA", "PQROUTE_REST_CERT",
                              "PQROUTE_REST_KEY", "PQROUTE_CACHE_DIR", "PQROUTE_ALLOW",
-                             "PQROUTE_FRONT_DOOR", "PQROUTE_START_WAIT_MS", NULL};
+                             "PQROUTE_FRONT_DOOR", "PQROUTE_START_WAIT_MS", "PQROUTE_ETCD",
+                             "PQROUTE_CONSUL", "PQROUTE_SCOPE", "PQROUTE_NAMESPACE",
+                             "PQROUTE_CITUS_GROUP", "PQROUTE_ETCD_CA", "PQROUTE_ETCD_CERT",
+                             "PQROUTE_ETCD_KEY", "PQROUTE_ETCD_USER", "PQROUTE_ETCD_PASSWORD_FILE",
+                             "PQROUTE_CONSUL_TOKEN_FILE", NULL};
 
 static void clear_env(void)
 {
@@ -48,6 +54,108 @@ static const char *write_file(const char *text, mode_t mode)
     close(fd);
     chmod(path, mode);
     return path;
+}
+
+/* Where each setting may be given in the file: every per-cluster one in a clusters entry, and
+ * exactly these; the rest refused there, with the message they always had. */
+static void per_cluster(void)
+{
+    struct pqr_settings s;
+    char err[512], text[2048], f[64], want[600];
+    const char *path;
+    int rc;
+
+    snprintf(f, sizeof f, "%s", write_file("readable\n", 0600));
+    snprintf(text, sizeof text,
+             "clusters = (\n"
+             "  { name = \"e\"; rw = \"db:5432\"; member_port = 6432; max_lag = 5;\n"
+             "    etcd = \"http://e1:2379\"; scope = \"batman\"; namespace = \"/pg\"; citus_group = 2;\n"
+             "    etcd_ca = \"%s\"; etcd_cert = \"%s\"; etcd_key = \"%s\"; etcd_user = \"u\";\n"
+             "    etcd_password_file = \"%s\"; },\n"
+             "  { name = \"c\"; rw = \"db:5432\"; consul = \"http://c1:8500\"; scope = \"robin\";\n"
+             "    consul_token_file = \"%s\"; }\n"
+             ");\n",
+             f, f, f, f, f);
+    path = write_file(text, 0600);
+    clear_env();
+    setenv("PQROUTE_CONFIG", path, 1);
+    rc = load(&s, err, sizeof err);
+    ok(rc == 0 && s.nclusters == 2, "every per-cluster setting is accepted in a clusters entry (%s)",
+       err);
+    if (rc == 0 && s.nclusters == 2) {
+        const struct pqri_cluster_conf *e = &s.clusters[0], *c = &s.clusters[1];
+        ok(e->member_port == 6432 && e->max_lag == 5 && e->dcs.kind == PQRI_DCS_ETCD &&
+               strcmp(e->dcs.scope, "batman") == 0 && strcmp(e->dcs.ns, "/pg") == 0 &&
+               e->dcs.group == 2 && strcmp(e->dcs.ca, f) == 0 && strcmp(e->dcs.cert, f) == 0 &&
+               strcmp(e->dcs.key, f) == 0 && strcmp(e->dcs.user, "u") == 0 &&
+               strcmp(e->dcs.password_file, f) == 0,
+           "... and each holds for its cluster");
+        ok(c->dcs.kind == PQRI_DCS_CONSUL && strcmp(c->dcs.scope, "robin") == 0 &&
+               strcmp(c->dcs.token_file, f) == 0 && c->member_port == 0 && c->max_lag == -1,
+           "... and only for its cluster");
+    }
+    pqri_settings_clear(&s);
+    unlink(path);
+
+    /* every other setting, and the entry's own keys in capitals, refused in a clusters entry */
+    static const char *const global_only[] = {
+        "log = \"info\"", "refresh_ms = 500", "stale_ms = 5000", "rest_timeout_ms = 500",
+        "connect_timeout = 3", "start_wait_ms = 50", "rest_ca = \"/dev/null\"",
+        "rest_cert = \"/dev/null\"", "rest_key = \"/dev/null\"", "cache_dir = \"/tmp\"",
+        "allow = \"10.0.0.0/8\"", "front_door = \"last\"", "PATRONI = \"http://a:8008\"",
+        "RW = \"db:5432\"", "bogus = 1", "pqroute_member_port = 6432"};
+    for (size_t i = 0; i < sizeof global_only / sizeof *global_only; i++) {
+        char key[32];
+        snprintf(key, sizeof key, "%.*s", (int)strcspn(global_only[i], " "), global_only[i]);
+        snprintf(text, sizeof text,
+                 "clusters = (\n  { patroni = \"http://a:8008\"; rw = \"db:5432\";\n    %s; }\n);\n",
+                 global_only[i]);
+        path = write_file(text, 0600);
+        clear_env();
+        setenv("PQROUTE_CONFIG", path, 1);
+        rc = load(&s, err, sizeof err);
+        snprintf(want, sizeof want, "PQROUTE_CONFIG: %s:3: \"%s\" is not a per-cluster setting",
+                 path, key);
+        ok(rc == -1 && strcmp(err, want) == 0, "%s refused in a clusters entry: %s", key, err);
+        pqri_settings_clear(&s);
+        unlink(path);
+    }
+
+    /* what makes a cluster belongs inside an entry, in any case; the rest is fine at the top */
+    static const char *const entry_only[] = {"patroni", "rw", "ro", "Patroni"};
+    for (size_t i = 0; i < sizeof entry_only / sizeof *entry_only; i++) {
+        snprintf(text, sizeof text,
+                 "log = \"error\";\n%s = \"db:5432\";\n"
+                 "clusters = ( { patroni = \"http://a:8008\"; rw = \"db:5432\"; } );\n",
+                 entry_only[i]);
+        path = write_file(text, 0600);
+        clear_env();
+        setenv("PQROUTE_CONFIG", path, 1);
+        rc = load(&s, err, sizeof err);
+        snprintf(want, sizeof want, "PQROUTE_CONFIG: %s:2: \"%s\" belongs inside a clusters entry",
+                 path, entry_only[i]);
+        ok(rc == -1 && strcmp(err, want) == 0, "%s refused at the top level: %s", entry_only[i],
+           err);
+        pqri_settings_clear(&s);
+        unlink(path);
+    }
+    snprintf(text, sizeof text,
+             "member_port = 6000; max_lag = 7; scope = \"top\"; namespace = \"/ns\";\n"
+             "etcd_user = \"top\"; etcd_ca = \"%s\"; citus_group = 3;\n"
+             "clusters = ( { etcd = \"http://e1:2379\"; rw = \"db:5432\"; } );\n", f);
+    path = write_file(text, 0600);
+    clear_env();
+    setenv("PQROUTE_CONFIG", path, 1);
+    rc = load(&s, err, sizeof err);
+    ok(rc == 0 && s.nclusters == 1 && s.member_port == 6000 && s.max_lag == 7 &&
+           pqri_member_port(&s, &s.clusters[0]) == 6000 && pqri_max_lag(&s, &s.clusters[0]) == 7 &&
+           strcmp(s.clusters[0].dcs.scope, "top") == 0 && strcmp(s.clusters[0].dcs.ns, "/ns") == 0 &&
+           strcmp(s.clusters[0].dcs.user, "top") == 0 && strcmp(s.clusters[0].dcs.ca, f) == 0 &&
+           s.clusters[0].dcs.group == 3,
+       "per-cluster settings at the top level are every cluster's (%s)", err);
+    pqri_settings_clear(&s);
+    unlink(path);
+    unlink(f);
 }
 
 int main(void)
@@ -209,5 +317,7 @@ int main(void)
     rc = load(&s, err, sizeof err);
     ok(rc == -1 && !strstr(err, "hunter2") && strstr(err, "ftp://b"), "a bad URL is quoted without its password: %s", err);
     pqri_settings_clear(&s);
+
+    per_cluster();
     return done_testing();
 }
