@@ -89,24 +89,26 @@ void pqri_settings_clear(struct pqr_settings *s)
     memset(s, 0, sizeof *s);
 }
 
-static char *xstrdup(const char *s)
+/* *dst = a copy of src (NULL stays NULL): 0, or -1 out of memory with *dst NULL. */
+static int dup_str(char **dst, const char *src)
 {
-    return s ? strdup(s) : NULL;
+    *dst = NULL;
+    return src && !(*dst = strdup(src)) ? -1 : 0;
 }
 
+/* The copies below fail as a whole (-1: out of memory), never by leaving a setting out. Even then
+ * every pointer in the copy is its own or NULL, so clearing it is right: the strings are copied
+ * with | (each one tried, none left pointing into the original), lists counted as they are filled. */
 static int copy_dcs(struct pqri_dcs_conf *d, const struct pqri_dcs_conf *c)
 {
     *d = *c;
-    d->scope = xstrdup(c->scope);
-    d->ns = xstrdup(c->ns);
-    d->ca = xstrdup(c->ca);
-    d->cert = xstrdup(c->cert);
-    d->key = xstrdup(c->key);
-    d->user = xstrdup(c->user);
-    d->password_file = xstrdup(c->password_file);
-    d->token_file = xstrdup(c->token_file);
     d->urls = NULL;
     d->nurls = 0;
+    if ((dup_str(&d->scope, c->scope) | dup_str(&d->ns, c->ns) | dup_str(&d->ca, c->ca) |
+         dup_str(&d->cert, c->cert) | dup_str(&d->key, c->key) | dup_str(&d->user, c->user) |
+         dup_str(&d->password_file, c->password_file) |
+         dup_str(&d->token_file, c->token_file)) != 0)
+        return -1;
     if (c->nurls) {
         if (!(d->urls = calloc(c->nurls, sizeof(char *))))
             return -1;
@@ -120,17 +122,16 @@ static int copy_dcs(struct pqri_dcs_conf *d, const struct pqri_dcs_conf *c)
 static int copy_cluster(struct pqri_cluster_conf *d, const struct pqri_cluster_conf *c)
 {
     *d = *c;
-    if (copy_dcs(&d->dcs, &c->dcs) < 0)
+    d->seeds = NULL;
+    d->nseeds = 0;
+    if ((copy_dcs(&d->dcs, &c->dcs) | dup_str(&d->name, c->name) |
+         dup_str(&d->rw_host, c->rw_host) | dup_str(&d->ro_host, c->ro_host) |
+         dup_str(&d->key, c->key)) != 0)
         return -1;
-    d->name = xstrdup(c->name);
-    d->rw_host = xstrdup(c->rw_host);
-    d->ro_host = xstrdup(c->ro_host);
-    d->key = xstrdup(c->key);
-    d->seeds = calloc(c->nseeds ? c->nseeds : 1, sizeof(char *));
-    if (!d->seeds)
+    if (!(d->seeds = calloc(c->nseeds ? c->nseeds : 1, sizeof(char *))))
         return -1;
-    for (size_t i = 0; i < c->nseeds; i++)
-        if (!(d->seeds[i] = strdup(c->seeds[i])))
+    for (; d->nseeds < c->nseeds; d->nseeds++)
+        if (!(d->seeds[d->nseeds] = strdup(c->seeds[d->nseeds])))
             return -1;
     return 0;
 }
@@ -140,33 +141,38 @@ int pqri_settings_copy(struct pqr_settings *d, const struct pqr_settings *s)
     *d = *s;
     d->clusters = NULL;
     d->nclusters = 0;
-    d->rest_ca = xstrdup(s->rest_ca);
-    d->rest_cert = xstrdup(s->rest_cert);
-    d->rest_key = xstrdup(s->rest_key);
-    d->cache_dir = xstrdup(s->cache_dir);
-    d->env_patroni = xstrdup(s->env_patroni);
-    d->env_rw = xstrdup(s->env_rw);
-    d->env_ro = xstrdup(s->env_ro);
-    d->etcd = xstrdup(s->etcd);
-    d->consul = xstrdup(s->consul);
-    if (copy_dcs(&d->dcs, &s->dcs) < 0)
-        return -1;
     d->allow = NULL;
+    d->nallow = 0;
+    if ((dup_str(&d->rest_ca, s->rest_ca) | dup_str(&d->rest_cert, s->rest_cert) |
+         dup_str(&d->rest_key, s->rest_key) | dup_str(&d->cache_dir, s->cache_dir) |
+         dup_str(&d->env_patroni, s->env_patroni) | dup_str(&d->env_rw, s->env_rw) |
+         dup_str(&d->env_ro, s->env_ro) | dup_str(&d->etcd, s->etcd) |
+         dup_str(&d->consul, s->consul) | copy_dcs(&d->dcs, &s->dcs)) != 0)
+        return -1;
     if (s->nallow) {
-        d->allow = malloc(s->nallow * sizeof *s->allow);
-        if (!d->allow)
+        if (!(d->allow = malloc(s->nallow * sizeof *s->allow)))
             return -1;
         memcpy(d->allow, s->allow, s->nallow * sizeof *s->allow);
+        d->nallow = s->nallow;
     }
     if (s->nclusters) {
         d->clusters = calloc(s->nclusters, sizeof *d->clusters);
         if (!d->clusters)
             return -1;
-        for (; d->nclusters < s->nclusters; d->nclusters++)
-            if (copy_cluster(&d->clusters[d->nclusters], &s->clusters[d->nclusters]) < 0)
+        for (size_t i = 0; i < s->nclusters; i++) {
+            d->nclusters = i + 1; /* counted first: a half copy is cleared with the rest */
+            if (copy_cluster(&d->clusters[i], &s->clusters[i]) < 0)
                 return -1;
+        }
     }
     return 0;
+}
+
+/* An allocation failed: the setting is refused, with a message, never silently left out. */
+static int no_memory(char *err, size_t errlen, const char *name)
+{
+    pqri_errf(err, errlen, "%s%s: out of memory", ENV_PREFIX, name);
+    return -1;
 }
 
 /* Comma-separated http(s) base URLs. */
@@ -178,7 +184,7 @@ static int parse_urls(const char *v, char ***out, size_t *nout, char *err, size_
     const char *p = v;
 
     if (!urls)
-        return -1;
+        return no_memory(err, errlen, name);
     while (*p) {
         const char *e = strchr(p, ',');
         size_t len = e ? (size_t)(e - p) : strlen(p);
@@ -207,8 +213,10 @@ static int parse_urls(const char *v, char ***out, size_t *nout, char *err, size_
             pqri_errf(err, errlen, "%s%s: more than %d URLs", ENV_PREFIX, name, PQR_MAX_ENDPOINTS);
             goto fail;
         }
-        if (!(urls[n++] = strndup(p, len)))
+        if (!(urls[n++] = strndup(p, len))) {
+            no_memory(err, errlen, name);
             goto fail;
+        }
         p += e ? (size_t)(e - p) + 1 : strlen(p);
         if (e && !*p) {
             pqri_errf(err, errlen, "%s%s: trailing comma", ENV_PREFIX, name);
@@ -227,16 +235,19 @@ fail:
     return -1;
 }
 
-static int set_str(char **dst, const char *v)
+/* The first len bytes of v as the setting's text; the old text is kept when there is no memory. */
+static int set_str(char **dst, const char *v, size_t len, char *err, size_t errlen,
+                   const char *name)
 {
-    char *d = strdup(v);
+    char *d = strndup(v, len);
     if (!d)
-        return -1;
+        return no_memory(err, errlen, name);
     free(*dst);
     *dst = d;
     return 0;
 }
 
+/* Comma-separated prefixes: 0, -1 malformed, -2 out of memory. */
 static int parse_cidrs(const char *value, struct pqri_cidr **out, size_t *nout)
 {
     struct pqri_cidr *list = NULL;
@@ -253,7 +264,7 @@ static int parse_cidrs(const char *value, struct pqri_cidr **out, size_t *nout)
             len--;
         if (!(nl = realloc(list, (n + 1) * sizeof *list))) {
             free(list);
-            return -1;
+            return -2;
         }
         list = nl;
         if (pqri_cidr_parse(p, len, &list[n]) < 0) {
@@ -367,12 +378,12 @@ int pqri_settings_set(struct pqr_settings *s, const char *name, const char *valu
         if (parse_urls(value, &urls, &n, err, errlen, name) < 0)
             return -1; /* its own message: which URL, without its credentials */
         free_strv(urls, n);
-        return set_str((char **)field, value);
+        return set_str((char **)field, value, strlen(value), err, errlen, name);
     }
     case K_HOSTPORT:
         if (pqri_parse_hostport(value, &host, &hostlen, &port) < 0)
             break;
-        return set_str((char **)field, value);
+        return set_str((char **)field, value, strlen(value), err, errlen, name);
     case K_FRONT_DOOR:
         if (strcmp(value, "adaptive") == 0)
             *(int *)field = PQRI_DOOR_ADAPTIVE;
@@ -394,18 +405,18 @@ int pqri_settings_set(struct pqr_settings *s, const char *name, const char *valu
                       strerror(errno));
             return -1;
         }
-        return set_str((char **)field, value);
+        return set_str((char **)field, value, strlen(value), err, errlen, name);
     case K_ABSPATH:
         if (value[0] != '/')
             break;
-        return set_str((char **)field, value);
+        return set_str((char **)field, value, strlen(value), err, errlen, name);
     case K_NAME:
         if (strlen(value) > 128 || strchr(value, '/'))
             break;
         for (const char *q = value; *q; q++)
             if (iscntrl((unsigned char)*q) || isspace((unsigned char)*q))
                 goto bad;
-        return set_str((char **)field, value);
+        return set_str((char **)field, value, strlen(value), err, errlen, name);
     case K_NAMESPACE: {
         size_t len = strlen(value);
         while (len > 1 && value[len - 1] == '/')
@@ -415,17 +426,16 @@ int pqri_settings_set(struct pqr_settings *s, const char *name, const char *valu
         for (size_t i = 0; i < len; i++)
             if (iscntrl((unsigned char)value[i]) || isspace((unsigned char)value[i]))
                 goto bad;
-        char *d = strndup(value, len == 1 ? 0 : len); /* "/" is the root: no prefix */
-        if (!d)
-            return -1;
-        free(*(char **)field);
-        *(char **)field = d;
-        return 0;
+        /* "/" is the root: no prefix */
+        return set_str((char **)field, value, len == 1 ? 0 : len, err, errlen, name);
     }
     case K_CIDRS: {
         struct pqri_cidr *list;
         size_t n;
-        if (parse_cidrs(value, &list, &n) < 0)
+        int rc = parse_cidrs(value, &list, &n);
+        if (rc == -2)
+            return no_memory(err, errlen, name);
+        if (rc < 0)
             break;
         free(s->allow);
         s->allow = list;
@@ -453,7 +463,7 @@ static int dcs_take(struct pqri_dcs_conf *c, const struct cluster_src *src,
     const struct pqri_dcs_conf *e = src->dcs;
     const char *urls = src->etcd ? src->etcd : src->consul;
 
-#define TAKE(f) (c->f = xstrdup(e && e->f ? e->f : d->f), (e && e->f ? e->f : d->f) && !c->f)
+#define TAKE(f) (dup_str(&c->f, e && e->f ? e->f : d->f) < 0)
     if (TAKE(scope) || TAKE(ns) || TAKE(ca) || TAKE(cert) || TAKE(key) || TAKE(user) ||
         TAKE(password_file) || TAKE(token_file)) {
         pqri_errf(err, errlen, "out of memory");
@@ -483,15 +493,22 @@ static int dcs_take(struct pqri_dcs_conf *c, const struct cluster_src *src,
     return 0;
 }
 
-/* A front door's host:port: its host copied out. */
-static int door_take(const char *v, char **host, int *port)
+/* A cluster's front door, host:port, with its host copied out: 0, or -1 with a message. */
+static int door_take(const char *cluster, const char *v, char **host, int *port, char *err,
+                     size_t errlen)
 {
     const char *h;
     size_t hl;
 
-    if (pqri_parse_hostport(v, &h, &hl, port) < 0)
+    if (pqri_parse_hostport(v, &h, &hl, port) < 0) {
+        pqri_errf(err, errlen, "cluster %s: expected host:port, got \"%.80s\"", cluster, v);
         return -1;
-    return (*host = strndup(h, hl)) ? 0 : -1;
+    }
+    if (!(*host = strndup(h, hl))) {
+        pqri_errf(err, errlen, "out of memory");
+        return -1;
+    }
+    return 0;
 }
 
 static int add_cluster(struct pqr_settings *s, const struct cluster_src *src, bool first, char *err,
@@ -513,10 +530,8 @@ static int add_cluster(struct pqr_settings *s, const struct cluster_src *src, bo
         cluster_clear(&c);
         return -1;
     }
-    if ((src->rw && door_take(src->rw, &c.rw_host, &c.rw_port) < 0) ||
-        (src->ro && door_take(src->ro, &c.ro_host, &c.ro_port) < 0)) {
-        pqri_errf(err, errlen, "cluster %s: expected host:port, got \"%.80s\"", src->name,
-                  src->rw && !c.rw_host ? src->rw : src->ro);
+    if ((src->rw && door_take(src->name, src->rw, &c.rw_host, &c.rw_port, err, errlen) < 0) ||
+        (src->ro && door_take(src->name, src->ro, &c.ro_host, &c.ro_port, err, errlen) < 0)) {
         cluster_clear(&c);
         return -1;
     }
@@ -544,8 +559,8 @@ static int add_cluster(struct pqr_settings *s, const struct cluster_src *src, bo
         if (!isalnum((unsigned char)*p) && *p != '-' && *p != '_')
             *p = '_';
     c.key = strdup(key);
-    nc = realloc(s->clusters, (s->nclusters + 1) * sizeof *nc);
-    if (!nc || !c.name || !c.key) {
+    /* s->clusters is replaced only once nothing can fail */
+    if (!c.name || !c.key || !(nc = realloc(s->clusters, (s->nclusters + 1) * sizeof *nc))) {
         cluster_clear(&c);
         pqri_errf(err, errlen, "out of memory");
         return -1;
@@ -639,6 +654,7 @@ static char *read_checked(const char *path, int depth, char *err, size_t errlen)
     size_t len = 0, outlen = 0;
     ssize_t n;
     FILE *mem = NULL;
+    bool short_of_memory;
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
 
     if (fd < 0) {
@@ -652,15 +668,17 @@ static char *read_checked(const char *path, int depth, char *err, size_t errlen)
                   path);
         goto out;
     }
-    if (st.st_size > MAX_CONFIG_BYTES || !(text = malloc((size_t)st.st_size + 1))) {
+    if (st.st_size > MAX_CONFIG_BYTES) {
         pqri_errf(err, errlen, "%s: too large", path);
         goto out;
     }
+    if (!(text = malloc((size_t)st.st_size + 1)))
+        goto no_memory;
     while (len < (size_t)st.st_size && (n = read(fd, text + len, (size_t)st.st_size - len)) > 0)
         len += (size_t)n;
     text[len] = 0;
     if (!(mem = open_memstream(&out, &outlen)))
-        goto out;
+        goto no_memory;
     for (char *line = text, *next; line && *line; line = next) {
         char *nl = strchr(line, '\n'), *p = line, *q;
         next = nl ? nl + 1 : NULL;
@@ -693,10 +711,15 @@ static char *read_checked(const char *path, int depth, char *err, size_t errlen)
         fprintf(mem, "%s\n", sub);
         free(sub);
     }
-    if (fclose(mem) == 0) {
-        mem = NULL;
+    /* a write that found no memory shows in the stream's error flag, or when fclose writes */
+    short_of_memory = ferror(mem);
+    if (fclose(mem) != 0)
+        short_of_memory = true;
+    mem = NULL;
+    if (!short_of_memory)
         goto out;
-    }
+no_memory:
+    pqri_errf(err, errlen, "%s: out of memory", path);
 fail:
     if (mem)
         fclose(mem);
