@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "hostcache.h"
+#include "addr.h"
 #include "log.h"
 
 /* A shared view stamped further in the future than this came from a clock that has since been

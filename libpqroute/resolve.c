@@ -18,6 +18,7 @@
 #include <arpa/inet.h>
 
 #include "resolve.h"
+#include "addr.h"
 #include "log.h"
 
 #define SLOTS 64

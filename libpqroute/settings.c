@@ -3,7 +3,6 @@
  * Every value goes through pqri_settings_set(), whichever source it came from, so the file and the
  * environment accept exactly the same syntax and report errors the same way.
  */
-#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <stddef.h>
@@ -19,6 +18,7 @@
 #include <libconfig.h>
 
 #include "settings.h"
+#include "addr.h"
 #include "log.h"
 #include "shim_api.h"
 
@@ -89,24 +89,26 @@ void pqri_settings_clear(struct pqr_settings *s)
     memset(s, 0, sizeof *s);
 }
 
-static char *xstrdup(const char *s)
+/* *dst = a copy of src (NULL stays NULL): 0, or -1 out of memory with *dst NULL. */
+static int dup_str(char **dst, const char *src)
 {
-    return s ? strdup(s) : NULL;
+    *dst = NULL;
+    return src && !(*dst = strdup(src)) ? -1 : 0;
 }
 
+/* The copies below fail as a whole (-1: out of memory), never by leaving a setting out. Even then
+ * every pointer in the copy is its own or NULL, so clearing it is right: the strings are copied
+ * with | (each one tried, none left pointing into the original), lists counted as they are filled. */
 static int copy_dcs(struct pqri_dcs_conf *d, const struct pqri_dcs_conf *c)
 {
     *d = *c;
-    d->scope = xstrdup(c->scope);
-    d->ns = xstrdup(c->ns);
-    d->ca = xstrdup(c->ca);
-    d->cert = xstrdup(c->cert);
-    d->key = xstrdup(c->key);
-    d->user = xstrdup(c->user);
-    d->password_file = xstrdup(c->password_file);
-    d->token_file = xstrdup(c->token_file);
     d->urls = NULL;
     d->nurls = 0;
+    if ((dup_str(&d->scope, c->scope) | dup_str(&d->ns, c->ns) | dup_str(&d->ca, c->ca) |
+         dup_str(&d->cert, c->cert) | dup_str(&d->key, c->key) | dup_str(&d->user, c->user) |
+         dup_str(&d->password_file, c->password_file) |
+         dup_str(&d->token_file, c->token_file)) != 0)
+        return -1;
     if (c->nurls) {
         if (!(d->urls = calloc(c->nurls, sizeof(char *))))
             return -1;
@@ -120,17 +122,16 @@ static int copy_dcs(struct pqri_dcs_conf *d, const struct pqri_dcs_conf *c)
 static int copy_cluster(struct pqri_cluster_conf *d, const struct pqri_cluster_conf *c)
 {
     *d = *c;
-    if (copy_dcs(&d->dcs, &c->dcs) < 0)
+    d->seeds = NULL;
+    d->nseeds = 0;
+    if ((copy_dcs(&d->dcs, &c->dcs) | dup_str(&d->name, c->name) |
+         dup_str(&d->rw_host, c->rw_host) | dup_str(&d->ro_host, c->ro_host) |
+         dup_str(&d->key, c->key)) != 0)
         return -1;
-    d->name = xstrdup(c->name);
-    d->rw_host = xstrdup(c->rw_host);
-    d->ro_host = xstrdup(c->ro_host);
-    d->key = xstrdup(c->key);
-    d->seeds = calloc(c->nseeds ? c->nseeds : 1, sizeof(char *));
-    if (!d->seeds)
+    if (!(d->seeds = calloc(c->nseeds ? c->nseeds : 1, sizeof(char *))))
         return -1;
-    for (size_t i = 0; i < c->nseeds; i++)
-        if (!(d->seeds[i] = strdup(c->seeds[i])))
+    for (; d->nseeds < c->nseeds; d->nseeds++)
+        if (!(d->seeds[d->nseeds] = strdup(c->seeds[d->nseeds])))
             return -1;
     return 0;
 }
@@ -140,84 +141,38 @@ int pqri_settings_copy(struct pqr_settings *d, const struct pqr_settings *s)
     *d = *s;
     d->clusters = NULL;
     d->nclusters = 0;
-    d->rest_ca = xstrdup(s->rest_ca);
-    d->rest_cert = xstrdup(s->rest_cert);
-    d->rest_key = xstrdup(s->rest_key);
-    d->cache_dir = xstrdup(s->cache_dir);
-    d->env_patroni = xstrdup(s->env_patroni);
-    d->env_rw = xstrdup(s->env_rw);
-    d->env_ro = xstrdup(s->env_ro);
-    d->etcd = xstrdup(s->etcd);
-    d->consul = xstrdup(s->consul);
-    if (copy_dcs(&d->dcs, &s->dcs) < 0)
-        return -1;
     d->allow = NULL;
+    d->nallow = 0;
+    if ((dup_str(&d->rest_ca, s->rest_ca) | dup_str(&d->rest_cert, s->rest_cert) |
+         dup_str(&d->rest_key, s->rest_key) | dup_str(&d->cache_dir, s->cache_dir) |
+         dup_str(&d->env_patroni, s->env_patroni) | dup_str(&d->env_rw, s->env_rw) |
+         dup_str(&d->env_ro, s->env_ro) | dup_str(&d->etcd, s->etcd) |
+         dup_str(&d->consul, s->consul) | copy_dcs(&d->dcs, &s->dcs)) != 0)
+        return -1;
     if (s->nallow) {
-        d->allow = malloc(s->nallow * sizeof *s->allow);
-        if (!d->allow)
+        if (!(d->allow = malloc(s->nallow * sizeof *s->allow)))
             return -1;
         memcpy(d->allow, s->allow, s->nallow * sizeof *s->allow);
+        d->nallow = s->nallow;
     }
     if (s->nclusters) {
         d->clusters = calloc(s->nclusters, sizeof *d->clusters);
         if (!d->clusters)
             return -1;
-        for (; d->nclusters < s->nclusters; d->nclusters++)
-            if (copy_cluster(&d->clusters[d->nclusters], &s->clusters[d->nclusters]) < 0)
+        for (size_t i = 0; i < s->nclusters; i++) {
+            d->nclusters = i + 1; /* counted first: a half copy is cleared with the rest */
+            if (copy_cluster(&d->clusters[i], &s->clusters[i]) < 0)
                 return -1;
+        }
     }
     return 0;
 }
 
-static int parse_int(const char *v, long long lo, long long hi, long long *out)
+/* An allocation failed: the setting is refused, with a message, never silently left out. */
+static int no_memory(char *err, size_t errlen, const char *name)
 {
-    char *end;
-    long long x;
-
-    errno = 0;
-    if (!*v || isspace((unsigned char)*v))
-        return -1;
-    x = strtoll(v, &end, 10);
-    if (errno || *end || x < lo || x > hi)
-        return -1;
-    *out = x;
-    return 0;
-}
-
-/* "host:port", "[v6]:port" or "host" (port 5432). No spaces or commas: it becomes a libpq host. */
-int pqri_parse_hostport(const char *v, char **host, int *port)
-{
-    const char *colon, *h = v;
-    size_t hl;
-    long long p = 5432;
-
-    if (v[0] == '[') {
-        const char *rb = strchr(v, ']');
-        if (!rb)
-            return -1;
-        h = v + 1;
-        hl = (size_t)(rb - h);
-        colon = rb[1] == ':' ? rb + 1 : NULL;
-        if (rb[1] && !colon)
-            return -1;
-    } else {
-        colon = strrchr(v, ':');
-        hl = colon ? (size_t)(colon - v) : strlen(v);
-        if (colon && memchr(v, ':', hl))
-            return -1; /* a bare IPv6 address needs brackets */
-    }
-    if (colon && parse_int(colon + 1, 1, 65535, &p) < 0)
-        return -1;
-    if (hl == 0 || hl > 255)
-        return -1;
-    for (size_t i = 0; i < hl; i++)
-        if (isspace((unsigned char)h[i]) || h[i] == ',' || h[i] == '\'' || h[i] == '"' ||
-            h[i] == '=' || h[i] == '\\' || h[i] == '/')
-            return -1;
-    if (!(*host = strndup(h, hl)))
-        return -1;
-    *port = (int)p;
-    return 0;
+    pqri_errf(err, errlen, "%s%s: out of memory", ENV_PREFIX, name);
+    return -1;
 }
 
 /* Comma-separated http(s) base URLs. */
@@ -229,7 +184,7 @@ static int parse_urls(const char *v, char ***out, size_t *nout, char *err, size_
     const char *p = v;
 
     if (!urls)
-        return -1;
+        return no_memory(err, errlen, name);
     while (*p) {
         const char *e = strchr(p, ',');
         size_t len = e ? (size_t)(e - p) : strlen(p);
@@ -258,8 +213,10 @@ static int parse_urls(const char *v, char ***out, size_t *nout, char *err, size_
             pqri_errf(err, errlen, "%s%s: more than %d URLs", ENV_PREFIX, name, PQR_MAX_ENDPOINTS);
             goto fail;
         }
-        if (!(urls[n++] = strndup(p, len)))
+        if (!(urls[n++] = strndup(p, len))) {
+            no_memory(err, errlen, name);
             goto fail;
+        }
         p += e ? (size_t)(e - p) + 1 : strlen(p);
         if (e && !*p) {
             pqri_errf(err, errlen, "%s%s: trailing comma", ENV_PREFIX, name);
@@ -278,82 +235,19 @@ fail:
     return -1;
 }
 
-int pqri_addr_parse(const char *s, unsigned char bytes[16])
+/* The first len bytes of v as the setting's text; the old text is kept when there is no memory. */
+static int set_str(char **dst, const char *v, size_t len, char *err, size_t errlen,
+                   const char *name)
 {
-    if (inet_pton(AF_INET, s, bytes) == 1)
-        return AF_INET;
-    if (inet_pton(AF_INET6, s, bytes) == 1)
-        return AF_INET6;
-    return 0;
-}
-
-bool pqri_numeric_addr(const char *s, char out[PQR_ADDRLEN])
-{
-    unsigned char b[16];
-    char tmp[PQR_ADDRLEN];
-    int fam = pqri_addr_parse(s, b);
-
-    if (!fam || !inet_ntop(fam, b, out ? out : tmp, PQR_ADDRLEN))
-        return false;
-    return true;
-}
-
-static int parse_cidr(const char *v, size_t len, struct pqri_cidr *c)
-{
-    char buf[64];
-    const char *slash;
-    long long bits;
-
-    if (len == 0 || len >= sizeof buf)
-        return -1;
-    memcpy(buf, v, len);
-    buf[len] = 0;
-    slash = strchr(buf, '/');
-    if (slash)
-        buf[slash - buf] = 0;
-    memset(c, 0, sizeof *c);
-    if (!(c->family = pqri_addr_parse(buf, c->addr)))
-        return -1;
-    c->bits = c->family == AF_INET ? 32 : 128;
-    if (slash) {
-        if (parse_int(slash + 1, 0, c->bits, &bits) < 0)
-            return -1;
-        c->bits = (int)bits;
-    }
-    return 0;
-}
-
-bool pqri_cidr_allows(const struct pqri_cidr *list, size_t n, const char *addr)
-{
-    unsigned char a[16];
-    int fam;
-
-    if (n == 0)
-        return true;
-    if (!(fam = pqri_addr_parse(addr, a)))
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        const struct pqri_cidr *c = &list[i];
-        int full = c->bits / 8, rest = c->bits % 8;
-        if (c->family != fam || memcmp(a, c->addr, (size_t)full) != 0)
-            continue;
-        if (rest && ((a[full] ^ c->addr[full]) & (0xff << (8 - rest)) & 0xff))
-            continue;
-        return true;
-    }
-    return false;
-}
-
-static int set_str(char **dst, const char *v)
-{
-    char *d = strdup(v);
+    char *d = strndup(v, len);
     if (!d)
-        return -1;
+        return no_memory(err, errlen, name);
     free(*dst);
     *dst = d;
     return 0;
 }
 
+/* Comma-separated prefixes: 0, -1 malformed, -2 out of memory. */
 static int parse_cidrs(const char *value, struct pqri_cidr **out, size_t *nout)
 {
     struct pqri_cidr *list = NULL;
@@ -370,10 +264,10 @@ static int parse_cidrs(const char *value, struct pqri_cidr **out, size_t *nout)
             len--;
         if (!(nl = realloc(list, (n + 1) * sizeof *list))) {
             free(list);
-            return -1;
+            return -2;
         }
         list = nl;
-        if (parse_cidr(p, len, &list[n]) < 0) {
+        if (pqri_cidr_parse(p, len, &list[n]) < 0) {
             free(list);
             return -1;
         }
@@ -386,63 +280,81 @@ static int parse_cidrs(const char *value, struct pqri_cidr **out, size_t *nout)
 }
 
 /* Every setting, once: its name (PQROUTE_ + name in the environment, lower case in the file), what
- * it takes, and where it goes. */
+ * it takes, where it goes, and where it may be given — the environment takes every one. */
 enum kind { K_INT, K_URLS, K_HOSTPORT, K_FRONT_DOOR, K_LOG, K_READABLE, K_ABSPATH, K_CIDRS,
             K_NAME, K_NAMESPACE };
+/* Like the properties libpq's PQconninfoOptions carries per option: said here, once, and not in a
+ * list of names elsewhere that could drift from the table. */
+enum where {
+    W_TOP,     /* the file's top level: every cluster */
+    W_CLUSTER, /* ... or a clusters entry: that cluster's own value */
+    W_ENTRY    /* what makes a cluster, the environment's or a clusters entry's own key: never the
+                  file's top level */
+};
 static const struct setting {
     const char *name;
     enum kind kind;
     size_t off, size;
     long long lo, hi;
     const char *what; /* "expected ..." */
+    enum where where;
 } settings_table[] = {
 #define AT(field) offsetof(struct pqr_settings, field), sizeof(((struct pqr_settings *)0)->field)
-    {"PATRONI", K_URLS, AT(env_patroni), 0, 0, "http(s)://host:port[,...]"},
-    {"RW", K_HOSTPORT, AT(env_rw), 0, 0, "host:port"},
-    {"RO", K_HOSTPORT, AT(env_ro), 0, 0, "host:port"},
-    {"LOG", K_LOG, AT(log_level), 0, 0, "error, warn, info or debug"},
-    {"REFRESH_MS", K_INT, AT(refresh_ms), 50, 3600000, "milliseconds from 50 to 3600000"},
-    {"STALE_MS", K_INT, AT(stale_ms), 100, 86400000, "milliseconds from 100 to 86400000"},
-    {"REST_TIMEOUT_MS", K_INT, AT(rest_timeout_ms), 10, 60000, "milliseconds from 10 to 60000"},
-    {"CONNECT_TIMEOUT", K_INT, AT(connect_timeout_s), 0, 3600, "seconds from 0 to 3600"},
-    {"START_WAIT_MS", K_INT, AT(start_wait_ms), 0, 1000, "milliseconds from 0 to 1000"},
-    {"MAX_LAG", K_INT, AT(max_lag), 0, LLONG_MAX, "a number of bytes"},
-    {"MEMBER_PORT", K_INT, AT(member_port), 1, 65535, "a port number"},
-    {"REST_CA", K_READABLE, AT(rest_ca), 0, 0, "a readable file"},
-    {"REST_CERT", K_READABLE, AT(rest_cert), 0, 0, "a readable file"},
-    {"REST_KEY", K_READABLE, AT(rest_key), 0, 0, "a readable file"},
-    {"CACHE_DIR", K_ABSPATH, AT(cache_dir), 0, 0, "an absolute path"},
-    {"ALLOW", K_CIDRS, AT(allow), 0, 0, "address/bits[,...]"},
-    {"FRONT_DOOR", K_FRONT_DOOR, AT(door_mode), 0, 0, "adaptive, last or stale-only"},
-    {"ETCD", K_URLS, AT(etcd), 0, 0, "http(s)://host:port[,...]"},
-    {"CONSUL", K_URLS, AT(consul), 0, 0, "http(s)://host:port[,...]"},
-    {"SCOPE", K_NAME, AT(dcs.scope), 0, 0, "Patroni's scope (no '/')"},
-    {"NAMESPACE", K_NAMESPACE, AT(dcs.ns), 0, 0, "a path such as /service"},
-    {"CITUS_GROUP", K_INT, AT(dcs.group), 0, 1000000, "a Citus group number"},
-    {"ETCD_CA", K_READABLE, AT(dcs.ca), 0, 0, "a readable file"},
-    {"ETCD_CERT", K_READABLE, AT(dcs.cert), 0, 0, "a readable file"},
-    {"ETCD_KEY", K_READABLE, AT(dcs.key), 0, 0, "a readable file"},
-    {"ETCD_USER", K_NAME, AT(dcs.user), 0, 0, "a user name"},
-    {"ETCD_PASSWORD_FILE", K_READABLE, AT(dcs.password_file), 0, 0, "a readable file"},
-    {"CONSUL_TOKEN_FILE", K_READABLE, AT(dcs.token_file), 0, 0, "a readable file"},
+    {"PATRONI", K_URLS, AT(env_patroni), 0, 0, "http(s)://host:port[,...]", W_ENTRY},
+    {"RW", K_HOSTPORT, AT(env_rw), 0, 0, "host:port", W_ENTRY},
+    {"RO", K_HOSTPORT, AT(env_ro), 0, 0, "host:port", W_ENTRY},
+    {"LOG", K_LOG, AT(log_level), 0, 0, "error, warn, info or debug", W_TOP},
+    {"REFRESH_MS", K_INT, AT(refresh_ms), 50, 3600000, "milliseconds from 50 to 3600000", W_TOP},
+    {"STALE_MS", K_INT, AT(stale_ms), 100, 86400000, "milliseconds from 100 to 86400000", W_TOP},
+    {"REST_TIMEOUT_MS", K_INT, AT(rest_timeout_ms), 10, 60000, "milliseconds from 10 to 60000",
+     W_TOP},
+    {"CONNECT_TIMEOUT", K_INT, AT(connect_timeout_s), 0, 3600, "seconds from 0 to 3600", W_TOP},
+    {"START_WAIT_MS", K_INT, AT(start_wait_ms), 0, 1000, "milliseconds from 0 to 1000", W_TOP},
+    {"MAX_LAG", K_INT, AT(max_lag), 0, LLONG_MAX, "a number of bytes", W_CLUSTER},
+    {"MEMBER_PORT", K_INT, AT(member_port), 1, 65535, "a port number", W_CLUSTER},
+    {"REST_CA", K_READABLE, AT(rest_ca), 0, 0, "a readable file", W_TOP},
+    {"REST_CERT", K_READABLE, AT(rest_cert), 0, 0, "a readable file", W_TOP},
+    {"REST_KEY", K_READABLE, AT(rest_key), 0, 0, "a readable file", W_TOP},
+    {"CACHE_DIR", K_ABSPATH, AT(cache_dir), 0, 0, "an absolute path", W_TOP},
+    {"ALLOW", K_CIDRS, AT(allow), 0, 0, "address/bits[,...]", W_TOP},
+    {"FRONT_DOOR", K_FRONT_DOOR, AT(door_mode), 0, 0, "adaptive, last or stale-only", W_TOP},
+    {"ETCD", K_URLS, AT(etcd), 0, 0, "http(s)://host:port[,...]", W_CLUSTER},
+    {"CONSUL", K_URLS, AT(consul), 0, 0, "http(s)://host:port[,...]", W_CLUSTER},
+    {"SCOPE", K_NAME, AT(dcs.scope), 0, 0, "Patroni's scope (no '/')", W_CLUSTER},
+    {"NAMESPACE", K_NAMESPACE, AT(dcs.ns), 0, 0, "a path such as /service", W_CLUSTER},
+    {"CITUS_GROUP", K_INT, AT(dcs.group), 0, 1000000, "a Citus group number", W_CLUSTER},
+    {"ETCD_CA", K_READABLE, AT(dcs.ca), 0, 0, "a readable file", W_CLUSTER},
+    {"ETCD_CERT", K_READABLE, AT(dcs.cert), 0, 0, "a readable file", W_CLUSTER},
+    {"ETCD_KEY", K_READABLE, AT(dcs.key), 0, 0, "a readable file", W_CLUSTER},
+    {"ETCD_USER", K_NAME, AT(dcs.user), 0, 0, "a user name", W_CLUSTER},
+    {"ETCD_PASSWORD_FILE", K_READABLE, AT(dcs.password_file), 0, 0, "a readable file", W_CLUSTER},
+    {"CONSUL_TOKEN_FILE", K_READABLE, AT(dcs.token_file), 0, 0, "a readable file", W_CLUSTER},
 #undef AT
 };
 #define NSETTINGS (sizeof settings_table / sizeof *settings_table)
 
+/* name exactly as the table spells it (no PQROUTE_), else NULL. */
+static const struct setting *find_setting(const char *name)
+{
+    for (size_t i = 0; i < NSETTINGS; i++)
+        if (strcmp(name, settings_table[i].name) == 0)
+            return &settings_table[i];
+    return NULL;
+}
+
 int pqri_settings_set(struct pqr_settings *s, const char *name, const char *value, char *err,
                       size_t errlen)
 {
-    const struct setting *st = NULL;
-    char *field, *host = NULL;
+    const struct setting *st;
+    char *field;
+    const char *host;
+    size_t hostlen;
     long long x;
     int port;
 
     if (strncmp(name, ENV_PREFIX, strlen(ENV_PREFIX)) == 0)
         name += strlen(ENV_PREFIX);
-    for (size_t i = 0; i < NSETTINGS && !st; i++)
-        if (strcmp(name, settings_table[i].name) == 0)
-            st = &settings_table[i];
-    if (!st) {
+    if (!(st = find_setting(name))) {
         pqri_errf(err, errlen, "unknown setting %s%s", ENV_PREFIX, name);
         return -1;
     }
@@ -453,7 +365,7 @@ int pqri_settings_set(struct pqr_settings *s, const char *name, const char *valu
     field = (char *)s + st->off;
     switch (st->kind) {
     case K_INT:
-        if (parse_int(value, st->lo, st->hi, &x) < 0)
+        if (pqri_parse_int(value, st->lo, st->hi, &x) < 0)
             break;
         if (st->size == sizeof(int))
             *(int *)field = (int)x;
@@ -466,13 +378,12 @@ int pqri_settings_set(struct pqr_settings *s, const char *name, const char *valu
         if (parse_urls(value, &urls, &n, err, errlen, name) < 0)
             return -1; /* its own message: which URL, without its credentials */
         free_strv(urls, n);
-        return set_str((char **)field, value);
+        return set_str((char **)field, value, strlen(value), err, errlen, name);
     }
     case K_HOSTPORT:
-        if (pqri_parse_hostport(value, &host, &port) < 0)
+        if (pqri_parse_hostport(value, &host, &hostlen, &port) < 0)
             break;
-        free(host);
-        return set_str((char **)field, value);
+        return set_str((char **)field, value, strlen(value), err, errlen, name);
     case K_FRONT_DOOR:
         if (strcmp(value, "adaptive") == 0)
             *(int *)field = PQRI_DOOR_ADAPTIVE;
@@ -494,18 +405,18 @@ int pqri_settings_set(struct pqr_settings *s, const char *name, const char *valu
                       strerror(errno));
             return -1;
         }
-        return set_str((char **)field, value);
+        return set_str((char **)field, value, strlen(value), err, errlen, name);
     case K_ABSPATH:
         if (value[0] != '/')
             break;
-        return set_str((char **)field, value);
+        return set_str((char **)field, value, strlen(value), err, errlen, name);
     case K_NAME:
         if (strlen(value) > 128 || strchr(value, '/'))
             break;
         for (const char *q = value; *q; q++)
             if (iscntrl((unsigned char)*q) || isspace((unsigned char)*q))
                 goto bad;
-        return set_str((char **)field, value);
+        return set_str((char **)field, value, strlen(value), err, errlen, name);
     case K_NAMESPACE: {
         size_t len = strlen(value);
         while (len > 1 && value[len - 1] == '/')
@@ -515,17 +426,16 @@ int pqri_settings_set(struct pqr_settings *s, const char *name, const char *valu
         for (size_t i = 0; i < len; i++)
             if (iscntrl((unsigned char)value[i]) || isspace((unsigned char)value[i]))
                 goto bad;
-        char *d = strndup(value, len == 1 ? 0 : len); /* "/" is the root: no prefix */
-        if (!d)
-            return -1;
-        free(*(char **)field);
-        *(char **)field = d;
-        return 0;
+        /* "/" is the root: no prefix */
+        return set_str((char **)field, value, len == 1 ? 0 : len, err, errlen, name);
     }
     case K_CIDRS: {
         struct pqri_cidr *list;
         size_t n;
-        if (parse_cidrs(value, &list, &n) < 0)
+        int rc = parse_cidrs(value, &list, &n);
+        if (rc == -2)
+            return no_memory(err, errlen, name);
+        if (rc < 0)
             break;
         free(s->allow);
         s->allow = list;
@@ -553,7 +463,7 @@ static int dcs_take(struct pqri_dcs_conf *c, const struct cluster_src *src,
     const struct pqri_dcs_conf *e = src->dcs;
     const char *urls = src->etcd ? src->etcd : src->consul;
 
-#define TAKE(f) (c->f = xstrdup(e && e->f ? e->f : d->f), (e && e->f ? e->f : d->f) && !c->f)
+#define TAKE(f) (dup_str(&c->f, e && e->f ? e->f : d->f) < 0)
     if (TAKE(scope) || TAKE(ns) || TAKE(ca) || TAKE(cert) || TAKE(key) || TAKE(user) ||
         TAKE(password_file) || TAKE(token_file)) {
         pqri_errf(err, errlen, "out of memory");
@@ -583,6 +493,24 @@ static int dcs_take(struct pqri_dcs_conf *c, const struct cluster_src *src,
     return 0;
 }
 
+/* A cluster's front door, host:port, with its host copied out: 0, or -1 with a message. */
+static int door_take(const char *cluster, const char *v, char **host, int *port, char *err,
+                     size_t errlen)
+{
+    const char *h;
+    size_t hl;
+
+    if (pqri_parse_hostport(v, &h, &hl, port) < 0) {
+        pqri_errf(err, errlen, "cluster %s: expected host:port, got \"%.80s\"", cluster, v);
+        return -1;
+    }
+    if (!(*host = strndup(h, hl))) {
+        pqri_errf(err, errlen, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
 static int add_cluster(struct pqr_settings *s, const struct cluster_src *src, bool first, char *err,
                        size_t errlen)
 {
@@ -602,10 +530,8 @@ static int add_cluster(struct pqr_settings *s, const struct cluster_src *src, bo
         cluster_clear(&c);
         return -1;
     }
-    if ((src->rw && pqri_parse_hostport(src->rw, &c.rw_host, &c.rw_port) < 0) ||
-        (src->ro && pqri_parse_hostport(src->ro, &c.ro_host, &c.ro_port) < 0)) {
-        pqri_errf(err, errlen, "cluster %s: expected host:port, got \"%.80s\"", src->name,
-                  src->rw && !c.rw_host ? src->rw : src->ro);
+    if ((src->rw && door_take(src->name, src->rw, &c.rw_host, &c.rw_port, err, errlen) < 0) ||
+        (src->ro && door_take(src->name, src->ro, &c.ro_host, &c.ro_port, err, errlen) < 0)) {
         cluster_clear(&c);
         return -1;
     }
@@ -633,8 +559,8 @@ static int add_cluster(struct pqr_settings *s, const struct cluster_src *src, bo
         if (!isalnum((unsigned char)*p) && *p != '-' && *p != '_')
             *p = '_';
     c.key = strdup(key);
-    nc = realloc(s->clusters, (s->nclusters + 1) * sizeof *nc);
-    if (!nc || !c.name || !c.key) {
+    /* s->clusters is replaced only once nothing can fail */
+    if (!c.name || !c.key || !(nc = realloc(s->clusters, (s->nclusters + 1) * sizeof *nc))) {
         cluster_clear(&c);
         pqri_errf(err, errlen, "out of memory");
         return -1;
@@ -728,6 +654,7 @@ static char *read_checked(const char *path, int depth, char *err, size_t errlen)
     size_t len = 0, outlen = 0;
     ssize_t n;
     FILE *mem = NULL;
+    bool short_of_memory;
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
 
     if (fd < 0) {
@@ -741,15 +668,17 @@ static char *read_checked(const char *path, int depth, char *err, size_t errlen)
                   path);
         goto out;
     }
-    if (st.st_size > MAX_CONFIG_BYTES || !(text = malloc((size_t)st.st_size + 1))) {
+    if (st.st_size > MAX_CONFIG_BYTES) {
         pqri_errf(err, errlen, "%s: too large", path);
         goto out;
     }
+    if (!(text = malloc((size_t)st.st_size + 1)))
+        goto no_memory;
     while (len < (size_t)st.st_size && (n = read(fd, text + len, (size_t)st.st_size - len)) > 0)
         len += (size_t)n;
     text[len] = 0;
     if (!(mem = open_memstream(&out, &outlen)))
-        goto out;
+        goto no_memory;
     for (char *line = text, *next; line && *line; line = next) {
         char *nl = strchr(line, '\n'), *p = line, *q;
         next = nl ? nl + 1 : NULL;
@@ -782,10 +711,15 @@ static char *read_checked(const char *path, int depth, char *err, size_t errlen)
         fprintf(mem, "%s\n", sub);
         free(sub);
     }
-    if (fclose(mem) == 0) {
-        mem = NULL;
+    /* a write that found no memory shows in the stream's error flag, or when fclose writes */
+    short_of_memory = ferror(mem);
+    if (fclose(mem) != 0)
+        short_of_memory = true;
+    mem = NULL;
+    if (!short_of_memory)
         goto out;
-    }
+no_memory:
+    pqri_errf(err, errlen, "%s: out of memory", path);
 fail:
     if (mem)
         fclose(mem);
@@ -815,12 +749,13 @@ int pqri_settings_from_file(struct pqr_settings *s, const char *path, char *err,
     for (int i = 0; i < config_setting_length(root); i++) {
         config_setting_t *st = config_setting_get_elem(root, (unsigned)i);
         const char *key = config_setting_name(st), *v;
+        const struct setting *t;
         if (strcmp(key, "clusters") == 0)
             continue;
         snprintf(name, sizeof name, "%s", key);
         for (char *p = name; *p; p++)
             *p = (char)toupper((unsigned char)*p);
-        if (strcmp(name, "PATRONI") == 0 || strcmp(name, "RW") == 0 || strcmp(name, "RO") == 0) {
+        if ((t = find_setting(name)) && t->where == W_ENTRY) {
             pqri_errf(err, errlen, "%s:%d: \"%s\" belongs inside a clusters entry", path,
                       config_setting_source_line(st), key);
             goto out;
@@ -863,11 +798,7 @@ int pqri_settings_from_file(struct pqr_settings *s, const char *path, char *err,
         for (int k = 0; k < config_setting_length(c) && !bad_line; k++) {
             config_setting_t *st = config_setting_get_elem(c, (unsigned)k);
             const char *key = config_setting_name(st), *v;
-            static const char *const per_cluster[] = {
-                "MEMBER_PORT", "MAX_LAG", "ETCD", "CONSUL", "SCOPE", "NAMESPACE", "CITUS_GROUP",
-                "ETCD_CA", "ETCD_CERT", "ETCD_KEY", "ETCD_USER", "ETCD_PASSWORD_FILE",
-                "CONSUL_TOKEN_FILE"};
-            bool known = false;
+            const struct setting *t;
             if (strcmp(key, "name") == 0 || strcmp(key, "rw") == 0 || strcmp(key, "ro") == 0)
                 continue;
             if (strcmp(key, "patroni") == 0) {
@@ -878,9 +809,7 @@ int pqri_settings_from_file(struct pqr_settings *s, const char *path, char *err,
             snprintf(name, sizeof name, "%s", key);
             for (char *p = name; *p; p++)
                 *p = (char)toupper((unsigned char)*p);
-            for (size_t j = 0; j < sizeof per_cluster / sizeof *per_cluster; j++)
-                known = known || strcmp(name, per_cluster[j]) == 0;
-            if (!known) {
+            if (!(t = find_setting(name)) || t->where != W_CLUSTER) {
                 bad_line = config_setting_source_line(st);
                 snprintf(why, sizeof why, "\"%.60s\" is not a per-cluster setting", key);
             } else if (!(v = setting_text(st, buf, sizeof buf)) ||

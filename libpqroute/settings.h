@@ -8,17 +8,11 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "addr.h"
 #include "libpqroute.h"
 
 #define PQR_MAX_ENDPOINTS 16
-#define PQR_ADDRLEN 46 /* INET6_ADDRSTRLEN */
 #define PQR_ENV_LOG "PQROUTE_LOG"
-
-struct pqri_cidr {
-    int family;
-    unsigned char addr[16];
-    int bits;
-};
 
 /* Where Patroni's state is read first: its DCS (REST is then the fallback). */
 enum pqri_dcs_kind { PQRI_DCS_NONE, PQRI_DCS_ETCD, PQRI_DCS_CONSUL };
@@ -92,17 +86,11 @@ int pqri_settings_from_file(struct pqr_settings *s, const char *path, char *err,
 /* The configuration file (PQROUTE_CONFIG, or /etc/libpqroute.conf when it exists) and the
  * environment over it, as the shim reads them: 0 ok, 1 nothing configured, -1 error. */
 int pqri_settings_load(struct pqr_settings *s, char *err, size_t errlen);
-int pqri_parse_hostport(const char *v, char **host, int *port);
 /* How long a fetch may take, all told (REST timeout plus scheduling slack): the wait of a blocking
  * connect and of a process that lets another one fetch. */
 int pqri_rest_budget_ms(const struct pqr_settings *s);
 int pqri_member_port(const struct pqr_settings *s, const struct pqri_cluster_conf *c);
 long long pqri_max_lag(const struct pqr_settings *s, const struct pqri_cluster_conf *c);
-bool pqri_cidr_allows(const struct pqri_cidr *list, size_t n, const char *addr);
-/* A numeric IPv4 or IPv6 address: its family (AF_INET, AF_INET6) and bytes, else 0. */
-int pqri_addr_parse(const char *s, unsigned char bytes[16]);
-/* s is a numeric address: its normal form in out (may be NULL). */
-bool pqri_numeric_addr(const char *s, char out[PQR_ADDRLEN]);
 
 
 #endif

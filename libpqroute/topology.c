@@ -11,6 +11,7 @@
 #include <jansson.h>
 
 #include "topology.h"
+#include "addr.h"
 #include "log.h"
 
 static const struct {

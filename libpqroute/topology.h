@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "addr.h"
 #include "settings.h"
 
 #define PQR_MAX_MEMBERS 64
