@@ -12,6 +12,7 @@
 #include "source.h"
 #include "plan.h"
 #include "asked.h"
+#include "direct.h"
 
 #define STR2(x) #x
 #define STR(x) STR2(x)

@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "tap.h"
+#include "direct.h"
 #include "plan.h"
 #include "log.h"
 

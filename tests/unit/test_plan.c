@@ -8,6 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "tap.h"
+#include "direct.h"
 #include "plan.h"
 #include "log.h"
 
