@@ -539,7 +539,7 @@ static void *refresher_main(void *arg)
     }
     pthread_mutex_unlock(&vs->lock);
     free(tm);
-    pqri_patroni_thread_done();
+    pqri_http_thread_done();
     return NULL;
 }
 
