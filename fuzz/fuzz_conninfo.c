@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "direct.h"
 #include "plan.h"
 #include "log.h"
 

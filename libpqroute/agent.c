@@ -17,6 +17,7 @@
 
 #include "libpqroute.h"
 #include "fetch.h"
+#include "http.h"
 #include "patroni.h"
 #include "log.h"
 #include "refresher.h"
@@ -24,7 +25,8 @@
 #include "source.h"
 #include "view.h"
 
-#define SLICE_MS 50
+/* How late a stop may be noticed while the agent sleeps. */
+#define STOP_CHECK_MS 50
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
 
@@ -46,7 +48,7 @@ static void sleep_ms(const int *stop, long long ms)
     long long until = pqri_mono_ms() + ms;
     while (!stopping(stop) && pqri_mono_ms() < until) {
         long long left = until - pqri_mono_ms();
-        struct timespec ts = {0, (left < SLICE_MS ? (left > 0 ? left : 1) : SLICE_MS) * 1000000L};
+        struct timespec ts = {0, (left < STOP_CHECK_MS ? (left > 0 ? left : 1) : STOP_CHECK_MS) * 1000000L};
         nanosleep(&ts, NULL);
     }
 }
@@ -148,7 +150,7 @@ static void *cluster_main(void *arg)
     }
 out:
     pqri_view_release(ac->v);
-    pqri_patroni_thread_done();
+    pqri_http_thread_done();
     return NULL;
 }
 

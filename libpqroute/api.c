@@ -14,6 +14,7 @@
 #include "nb.h"
 #include "asked.h"
 #include "refresher.h"
+#include "direct.h"
 
 #define STR2(x) #x
 #define STR(x) STR2(x)

@@ -15,6 +15,7 @@
 #include "source.h"
 #include "http.h"
 #include "log.h"
+#include "secret.h"
 
 #define MAX_READ (4 * 1024 * 1024)
 
@@ -27,7 +28,7 @@ struct pqri_consul {
     char shown[600];
     struct pqri_kvset kv;
     unsigned long long index;
-    struct pqri_http_conn conn; /* the agent's: kept between blocking queries */
+    struct pqri_http_conn *conn; /* the agent's: kept between blocking queries */
     bool keep;
     char bad[160]; /* the last key skipped and its index: said once */
 };
@@ -58,8 +59,7 @@ void pqri_consul_close(struct pqri_consul *e)
     if (!e)
         return;
     pqri_kvset_clear(&e->kv);
-    if (e->conn.h)
-        pqri_http_conn_close(&e->conn);
+    pqri_http_conn_close(&e->conn);
     free(e);
 }
 
@@ -167,7 +167,7 @@ static int query_any(struct pqri_consul *e, const int *stop, char *err, size_t e
 
     err[0] = 0;
     for (size_t k = 0; k < n; k++) {
-        if (e->cur != (first + k) % n && e->conn.h)
+        if (e->cur != (first + k) % n)
             pqri_http_conn_close(&e->conn);
         e->cur = (first + k) % n;
         if (query(e, 0, 0, stop, &changed, why, sizeof why) == 0)

@@ -241,7 +241,11 @@ struct pqr_topology *pqri_dcs_topology(const struct pqri_kvset *s, const char *s
     }
     if ((t = pqri_topo_parse(text, strlen(text), err, errlen))) {
         free(t->source);
-        t->source = strdup(source);
+        if (!(t->source = strdup(source))) {
+            pqri_errf(err, errlen, "out of memory");
+            pqri_topo_unref(t);
+            t = NULL;
+        }
     }
 out:
     free(text);

@@ -12,22 +12,19 @@
  * Compaction: a watch from a revision etcd has compacted is cancelled with compact_revision; the
  * prefix is read again and watched from there.
  */
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <resolv.h>
 #include <stdio.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 
 #include <jansson.h>
 
 #include "source.h"
 #include "http.h"
 #include "log.h"
+#include "secret.h"
 
-#define SLICE_MS 50
 #define MAX_LINE (4 * 1024 * 1024) /* one watch answer: a batch of events with their values */
 #define MAX_READ (4 * 1024 * 1024)
 
@@ -46,7 +43,7 @@ struct pqri_etcd {
     long long rev;       /* the store revision kv reflects */
     bool resume;         /* the last watch ran and broke: watch again from rev + 1, no read */
     char shown[600];     /* the endpoint in use, without credentials */
-    struct pqri_http_conn conn; /* kept for the reads of the endpoint in use ... */
+    struct pqri_http_conn *conn; /* kept for the reads of the endpoint in use ... */
     bool keep;                  /* ... only in the agent: an application may close any fd */
     char bad[160];              /* the last key skipped and its revision: said once */
 };
@@ -63,15 +60,18 @@ static char *b64(const void *p, size_t n)
     return out;
 }
 
-/* Decoded into a new NUL-terminated buffer (*n: its length); NULL if it is not base64. */
-static char *unb64(const char *s, size_t *n)
+/* Decoded into a new NUL-terminated buffer (*n: its length); NULL if it is not base64, or out of
+ * memory (then *oom is set). */
+static char *unb64(const char *s, size_t *n, bool *oom)
 {
     size_t cap = strlen(s) / 4 * 3 + 4;
     unsigned char *out = malloc(cap);
     int len;
 
-    if (!out)
+    if (!out) {
+        *oom = true;
         return NULL;
+    }
     if (!*s) {
         out[0] = 0;
         *n = 0;
@@ -119,8 +119,7 @@ void pqri_etcd_close(struct pqri_etcd *e)
     pqri_free_secret(e->token);
     explicit_bzero(e->auth_hdr, sizeof e->auth_hdr);
     pqri_kvset_clear(&e->kv);
-    if (e->conn.h)
-        pqri_http_conn_close(&e->conn);
+    pqri_http_conn_close(&e->conn);
     free(e);
 }
 
@@ -248,7 +247,11 @@ static int authenticate(struct pqri_etcd *e, const int *stop, char *err, size_t 
     snprintf(e->auth_hdr, sizeof e->auth_hdr, "Authorization: %s", tok);
     forget_string(json_object_get(j, "token"));
     json_decref(j);
-    return e->token ? 0 : -1;
+    if (!e->token) {
+        pqri_errf(err, errlen, "out of memory");
+        return -1;
+    }
+    return 0;
 }
 
 /* A request made once more after a new token when the first said the token is not (or no longer)
@@ -264,12 +267,13 @@ static json_t *call_authed(struct pqri_etcd *e, const char *path, const char *bo
     return j;
 }
 
-/* A kv object of the gateway's: its key relative to the prefix (NULL if outside or unwanted). */
-static char *rel_key(const struct pqri_etcd *e, json_t *kv, size_t *klen)
+/* A kv object of the gateway's: its key relative to the prefix (NULL if outside or unwanted, or
+ * out of memory: then *oom is set). */
+static char *rel_key(const struct pqri_etcd *e, json_t *kv, size_t *klen, bool *oom)
 {
     const char *k64 = json_string_value(json_object_get(kv, "key"));
     size_t n;
-    char *k = k64 ? unb64(k64, &n) : NULL;
+    char *k = k64 ? unb64(k64, &n, oom) : NULL;
 
     if (!k || n <= e->plen || memcmp(k, e->prefix, e->plen) != 0 ||
         !pqri_dcs_wanted(k + e->plen, n - e->plen)) {
@@ -287,16 +291,20 @@ static char *rel_key(const struct pqri_etcd *e, json_t *kv, size_t *klen)
 static int put_kv(struct pqri_etcd *e, struct pqri_kvset *set, json_t *kv)
 {
     size_t klen, vlen;
-    char *k = rel_key(e, kv, &klen), *v;
+    bool oom = false;
+    char *k = rel_key(e, kv, &klen, &oom), *v;
     const char *v64 = json_string_value(json_object_get(kv, "value"));
     long long rev = jrev(json_object_get(kv, "mod_revision"));
     int rc = PQRI_KV_SKIPPED;
 
     if (!k)
-        return 0; /* not one of ours */
-    if ((v = unb64(v64 ? v64 : "", &vlen))) {
+        return oom ? -1 : 0; /* else not one of ours */
+    if ((v = unb64(v64 ? v64 : "", &vlen, &oom))) {
         rc = pqri_kvset_put(set, k, klen, v, vlen, rev);
         free(v);
+    } else if (oom) {
+        free(k);
+        return -1;
     } else {
         pqri_kvset_del(set, k, klen);
     }
@@ -344,8 +352,7 @@ static int read_prefix(struct pqri_etcd *e, const int *stop, char *err, size_t e
 static void use_endpoint(struct pqri_etcd *e, size_t i)
 {
     if (i != e->cur || !e->shown[0]) {
-        if (e->conn.h)
-            pqri_http_conn_close(&e->conn);
+        pqri_http_conn_close(&e->conn);
         e->cur = i;
         e->api[0] = 0;
         pqri_free_secret(e->token);
@@ -394,14 +401,29 @@ struct pqr_topology *pqri_etcd_read(struct pqri_etcd *e, const int *stop, char *
 struct watch {
     struct pqri_etcd *e;
     const struct pqri_watch_hooks *h;
-    struct pqri_lines lines;
-    char why[1024];     /* why the stream is abandoned; "" while it is fine */
-    bool compacted;     /* cancelled: the revision we asked for is compacted */
-    bool changed;       /* events applied since the last view was reported */
-    bool created;       /* etcd accepted the watch */
-    bool distrust;      /* it missed a change: read again rather than resume */
-    long long suspect;  /* a read saw this revision which the stream had not delivered */
+    const int *stop;
+    char why[1024];       /* why the stream is abandoned; "" while it is fine */
+    bool compacted;       /* cancelled: the revision we asked for is compacted */
+    bool changed;         /* events applied since the last view was reported */
+    bool created;         /* etcd accepted the watch */
+    bool distrust;        /* it missed a change: read again rather than resume */
+    long long suspect;    /* a read saw this revision which the stream had not delivered */
+    long long next_check; /* monotonic: the next proof of life */
+    int failed_reads;     /* proofs of life that failed in a row */
 };
+
+/* A DELETE event's key out of e->kv: 0, or -1 out of memory. */
+static int del_kv(struct pqri_etcd *e, json_t *kv)
+{
+    size_t klen;
+    bool oom = false;
+    char *k = rel_key(e, kv, &klen, &oom);
+
+    if (k)
+        pqri_kvset_del(&e->kv, k, klen);
+    free(k);
+    return oom ? -1 : 0;
+}
 
 static int on_line(void *arg, const char *line, size_t len)
 {
@@ -445,13 +467,7 @@ static int on_line(void *arg, const char *line, size_t len)
         json_t *ev = json_array_get(events, i), *kv = json_object_get(ev, "kv");
         const char *type = json_string_value(json_object_get(ev, "type"));
         long long mr = jrev(json_object_get(kv, "mod_revision"));
-        if (type && strcmp(type, "DELETE") == 0) {
-            size_t klen;
-            char *k = rel_key(e, kv, &klen);
-            if (k)
-                pqri_kvset_del(&e->kv, k, klen);
-            free(k);
-        } else if (put_kv(e, &e->kv, kv) < 0) {
+        if ((type && strcmp(type, "DELETE") == 0 ? del_kv(e, kv) : put_kv(e, &e->kv, kv)) < 0) {
             snprintf(w->why, sizeof w->why, "etcd %.300s: out of memory reading the keys under %.300s",
                      e->shown, e->prefix);
             json_decref(j);
@@ -470,20 +486,9 @@ static int on_line(void *arg, const char *line, size_t len)
     return 0;
 }
 
-static size_t on_stream(char *p, size_t sz, size_t nm, void *ud)
-{
-    struct watch *w = ud;
-
-    if (w->why[0] || pqri_lines_feed(&w->lines, p, sz * nm) < 0) {
-        if (!w->why[0])
-            snprintf(w->why, sizeof w->why, "etcd %s: watch answer too long", w->e->shown);
-        return 0; /* abandons the stream */
-    }
-    return sz * nm;
-}
-
-/* Whether the keys-only read j shows a change the stream has not delivered twice in a row. */
-static bool stalled(struct watch *w, json_t *j)
+/* Whether the keys-only read j shows a change the stream has not delivered twice in a row: 1 it
+ * does, 0 not, -1 out of memory. */
+static int stalled(struct watch *w, json_t *j)
 {
     struct pqri_etcd *e = w->e;
     json_t *kvs = json_object_get(j, "kvs");
@@ -493,7 +498,10 @@ static bool stalled(struct watch *w, json_t *j)
     for (size_t i = 0; i < json_array_size(kvs); i++) {
         json_t *kv = json_array_get(kvs, i);
         size_t klen;
-        char *k = rel_key(e, kv, &klen);
+        bool oom = false;
+        char *k = rel_key(e, kv, &klen, &oom);
+        if (oom)
+            return -1;
         if (!k)
             continue;
         wanted++;
@@ -507,32 +515,20 @@ static bool stalled(struct watch *w, json_t *j)
     long long hr = jrev(json_object_get(json_object_get(j, "header"), "revision"));
     if (hr > 0 && hr < e->rev) {
         w->suspect = hr;
-        return true;
+        return 1;
     }
     /* Deleted keys leave no revision behind: a count that differs counts as newer too. */
     if (!newest && wanted != e->kv.n)
         newest = jrev(json_object_get(json_object_get(j, "header"), "revision"));
     if (!newest) {
         w->suspect = 0;
-        return false;
+        return 0;
     }
     if (w->suspect && e->rev < w->suspect)
-        return true;
+        return 1;
     if (!w->suspect)
         w->suspect = newest;
-    return false;
-}
-
-static int keepalive(void *ud, curl_socket_t fd, curlsocktype purpose)
-{
-    const struct pqri_etcd *e = ud;
-    /* As Patroni sets its own etcd sockets: a peer that stops acknowledging is given up on within
-     * about the REST timeout, rather than TCP's minutes. */
-    unsigned int ms = (unsigned int)(e->s->rest_timeout_ms * 2);
-
-    (void)purpose;
-    setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ms, sizeof ms);
-    return CURL_SOCKOPT_OK;
+    return 0;
 }
 
 static void report(struct watch *w)
@@ -547,38 +543,68 @@ static void report(struct watch *w)
     w->changed = false;
 }
 
-static CURL *start_stream(const struct pqri_curl *cu, struct watch *w, struct curl_slist **hdrs,
-                          char *url, size_t urllen, char *body, size_t bodylen)
+/* After each round of the stream's reading: what it changed reported, and once per interval the
+ * proof of life. -1 ends the stream (w->why says why). */
+static int on_tick(void *arg, struct pqri_http_stream *s)
+{
+    struct watch *w = arg;
+    struct pqri_etcd *e = w->e;
+    char rb[1200], why[1024];
+    json_t *j;
+    int st;
+
+    if (w->changed)
+        report(w);
+    if (pqri_mono_ms() < w->next_check)
+        return 0;
+    /* The proof of life: blocking, so the stream waits in the socket meanwhile (a read on
+     * loopback takes about a millisecond; at most the REST timeout). */
+    snprintf(rb, sizeof rb, "{\"key\":\"%s\",\"range_end\":\"%s\",\"keys_only\":true}", e->key64,
+             e->end64);
+    j = call_authed(e, "/kv/range", rb, w->stop, why, sizeof why);
+    if (!j && ++w->failed_reads >= 2) {
+        snprintf(w->why, sizeof w->why, "%s", why);
+        return -1;
+    } else if (j) {
+        w->failed_reads = 0;
+        /* Deliver what is already in the socket before judging the stream. */
+        pqri_http_stream_pump(s);
+        if ((st = stalled(w, j)) != 0) {
+            if (st < 0)
+                snprintf(w->why, sizeof w->why, "etcd %s: out of memory checking the watch", e->shown);
+            else if (w->suspect < e->rev)
+                snprintf(w->why, sizeof w->why, "etcd %s: the store's revision (%lld) is behind the "
+                         "watch's (%lld): reading it again", e->shown, w->suspect, e->rev);
+            else
+                snprintf(w->why, sizeof w->why, "etcd %s: watch stalled (revision %lld not delivered)",
+                         e->shown, w->suspect);
+            w->distrust = st > 0;
+            json_decref(j);
+            return -1;
+        } else if (!w->why[0]) {
+            report(w);
+        }
+        json_decref(j);
+    }
+    w->next_check = pqri_mono_ms() + e->s->refresh_ms;
+    return 0;
+}
+
+/* A new stream's request (from the revision after the last one known) and a clean slate. */
+static void start_stream(struct watch *w, char *url, size_t urllen, char *body, size_t bodylen)
 {
     struct pqri_etcd *e = w->e;
-    CURL *h = cu->easy_init();
 
-    if (!h)
-        return NULL;
     snprintf(url, urllen, "%s%s/watch", base(e), e->api);
     snprintf(body, bodylen,
              "{\"create_request\":{\"key\":\"%s\",\"range_end\":\"%s\",\"start_revision\":\"%lld\"}}",
              e->key64, e->end64, e->rev + 1);
-    pqri_http_common(h, url, e->s->rest_timeout_ms, &e->tls);
-    cu->easy_setopt(h, CURLOPT_POSTFIELDS, body);
-    *hdrs = cu->slist_append(NULL, "Content-Type: application/json");
-    if (e->token)
-        *hdrs = cu->slist_append(*hdrs, e->auth_hdr);
-    cu->easy_setopt(h, CURLOPT_HTTPHEADER, *hdrs);
-    cu->easy_setopt(h, CURLOPT_WRITEFUNCTION, on_stream);
-    cu->easy_setopt(h, CURLOPT_WRITEDATA, w);
-    cu->easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
-    cu->easy_setopt(h, CURLOPT_TCP_KEEPIDLE, 1L);
-    cu->easy_setopt(h, CURLOPT_TCP_KEEPINTVL, 1L);
-    cu->easy_setopt(h, CURLOPT_SOCKOPTFUNCTION, keepalive);
-    cu->easy_setopt(h, CURLOPT_SOCKOPTDATA, e);
-    w->lines = (struct pqri_lines){NULL, 0, MAX_LINE, on_line, w};
     w->why[0] = 0;
     w->compacted = false;
     w->created = false;
     w->distrust = false;
     w->suspect = 0;
-    return h;
+    w->next_check = pqri_mono_ms() + e->s->refresh_ms;
 }
 
 static bool stop_now(const int *stop)
@@ -589,16 +615,15 @@ static bool stop_now(const int *stop)
 int pqri_etcd_watch(struct pqri_etcd *e, const int *stop, const struct pqri_watch_hooks *h,
                     char *err, size_t errlen)
 {
-    const struct pqri_curl *cu = pqri_curl(err, errlen);
-    struct watch w = {.e = e, .h = h};
-    struct curl_slist *hdrs = NULL;
-    char url[700], body[1400], why[1024];
-    CURLM *multi = NULL;
-    CURL *stream = NULL;
-    int rc = -1, running, failed_reads = 0;
-    long long next_check, last_compaction = 0;
+    struct watch w = {.e = e, .h = h, .stop = stop};
+    char url[700], body[1400], why[256];
+    const char *hdr[1] = {e->auth_hdr};
+    struct pqri_http_req rq = {url, body, hdr, 0, &e->tls, e->s->rest_timeout_ms, MAX_LINE, stop,
+                               NULL, NULL, 0, NULL};
+    struct pqri_http_stream_opts so = {&rq, on_line, on_tick, &w};
+    long long last_compaction = 0;
 
-    if (!cu)
+    if (pqri_http_load(err, errlen) < 0)
         return -1;
     /* After a broken stream, etcd replays what we missed from the revision we had (unless it was
      * compacted meanwhile: see below); otherwise, and after a failed resume, read first. */
@@ -617,85 +642,27 @@ int pqri_etcd_watch(struct pqri_etcd *e, const int *stop, const struct pqri_watc
         h->count(h->arg, PQR_STAT_DCS_READS);
         report(&w);
     }
-    if (!(multi = cu->multi_init())) {
-        pqri_errf(err, errlen, "out of memory");
-        return -1;
-    }
     for (;;) {
-        if (!(stream = start_stream(cu, &w, &hdrs, url, sizeof url, body, sizeof body))) {
-            pqri_errf(err, errlen, "out of memory");
-            goto out;
+        start_stream(&w, url, sizeof url, body, sizeof body);
+        rq.nheaders = e->token ? 1 : 0;
+        enum pqri_http_stream_end end = pqri_http_stream_run(&so, why, sizeof why);
+        if (end == PQRI_STREAM_FAILED) {
+            pqri_errf(err, errlen, "%s", why);
+            return -1;
         }
-        cu->multi_add_handle(multi, stream);
-        next_check = pqri_mono_ms() + e->s->refresh_ms;
-        bool done = false;
-        while (!done && !stop_now(stop)) {
-            CURLMsg *msg;
-            int left;
-            cu->multi_perform(multi, &running);
-            while ((msg = cu->multi_info_read(multi, &left)))
-                if (msg->msg == CURLMSG_DONE && msg->easy_handle == stream) {
-                    if (!w.why[0])
-                        snprintf(w.why, sizeof w.why, "etcd %s: watch ended: %s", e->shown,
-                                 msg->data.result == CURLE_OK ? "the server closed it"
-                                                              : cu->easy_strerror(msg->data.result));
-                    done = true;
-                }
-            if (w.why[0])
-                done = true;
-            if (w.changed && !done)
-                report(&w);
-            if (!done && pqri_mono_ms() >= next_check) {
-                /* The proof of life: blocking, so the stream waits in the socket meanwhile (a
-                 * read on loopback takes about a millisecond; at most the REST timeout). */
-                char rb[1200];
-                snprintf(rb, sizeof rb, "{\"key\":\"%s\",\"range_end\":\"%s\",\"keys_only\":true}",
-                         e->key64, e->end64);
-                json_t *j = call_authed(e, "/kv/range", rb, stop, why, sizeof why);
-                if (!j && ++failed_reads >= 2) {
-                    snprintf(w.why, sizeof w.why, "%s", why);
-                    done = true;
-                } else if (j) {
-                    failed_reads = 0;
-                    /* Deliver what is already in the socket before judging the stream. */
-                    cu->multi_perform(multi, &running);
-                    if (stalled(&w, j)) {
-                        if (w.suspect < e->rev)
-                            snprintf(w.why, sizeof w.why, "etcd %s: the store's revision (%lld) is "
-                                     "behind the watch's (%lld): reading it again", e->shown,
-                                     w.suspect, e->rev);
-                        else
-                            snprintf(w.why, sizeof w.why, "etcd %s: watch stalled (revision %lld not "
-                                     "delivered)", e->shown, w.suspect);
-                        w.distrust = true;
-                        done = true;
-                    } else if (!w.why[0]) {
-                        report(&w);
-                    }
-                    json_decref(j);
-                }
-                next_check = pqri_mono_ms() + e->s->refresh_ms;
-            }
-            if (!done)
-                cu->multi_poll(multi, NULL, 0, SLICE_MS, NULL);
-        }
-        cu->multi_remove_handle(multi, stream);
-        cu->easy_cleanup(stream);
-        stream = NULL;
-        pqri_http_headers_free(hdrs);
-        hdrs = NULL;
-        pqri_lines_free(&w.lines);
-        if (stop_now(stop)) {
-            rc = 0;
-            goto out;
-        }
+        if (!w.why[0] && end == PQRI_STREAM_CLOSED)
+            snprintf(w.why, sizeof w.why, "etcd %s: watch ended: %s", e->shown, why);
+        else if (!w.why[0] && end == PQRI_STREAM_TOO_LONG)
+            snprintf(w.why, sizeof w.why, "etcd %s: watch answer too long", e->shown);
+        if (stop_now(stop))
+            return 0;
         if (!w.compacted) {
             /* A stream that broke is resumed; one that never started is resumed elsewhere. */
             e->resume = (w.created || resumed) && !w.distrust;
             if (!w.created)
                 use_endpoint(e, (e->cur + 1) % e->c->dcs.nurls);
             pqri_errf(err, errlen, "%s", w.why);
-            goto out;
+            return -1;
         }
         /* Compacted: read the prefix again and watch from there, on the same connection's terms —
          * unless it was compacted a moment ago too: a store that cancels every watch gets the
@@ -703,23 +670,13 @@ int pqri_etcd_watch(struct pqri_etcd *e, const int *stop, const struct pqri_watc
         h->count(h->arg, PQR_STAT_WATCH_COMPACTIONS);
         if (last_compaction && pqri_mono_ms() - last_compaction < e->s->refresh_ms) {
             pqri_errf(err, errlen, "%s, again within %d ms", w.why, e->s->refresh_ms);
-            goto out;
+            return -1;
         }
         last_compaction = pqri_mono_ms();
         PQR_INFO("cluster %s: %s; reading %s again", e->c->name, w.why, e->prefix);
         if (read_any(e, stop, err, errlen) < 0)
-            goto out;
+            return -1;
         h->count(h->arg, PQR_STAT_DCS_READS);
         report(&w);
     }
-out:
-    pqri_lines_free(&w.lines);
-    if (stream) {
-        cu->multi_remove_handle(multi, stream);
-        cu->easy_cleanup(stream);
-    }
-    if (hdrs)
-        pqri_http_headers_free(hdrs);
-    cu->multi_cleanup(multi);
-    return rc;
 }

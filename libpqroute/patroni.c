@@ -1,11 +1,10 @@
 /*
- * The Patroni client: GET /cluster from every known REST endpoint at once (libcurl multi), keep the
- * best answer. Each member serves /cluster from its own view of the DCS, so asking all of them and
- * preferring the newest timeline tolerates members that are down or lagging behind an election.
+ * The Patroni client: GET /cluster from every known REST endpoint at once (http.c's race), keep
+ * the best answer. Each member serves /cluster from its own view of the DCS, so asking all of them
+ * and preferring the newest timeline tolerates members that are down or lagging behind an
+ * election.
  */
 #include <ctype.h>
-#include <dlfcn.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,34 +13,24 @@
 #include "patroni.h"
 #include "http.h"
 #include "log.h"
-#include "resolve.h"
 
 /* Once one good view is in, wait at most this long for the others before deciding. */
 #define GRACE_MS 20
-#define SLICE_MS 50
+/* Starts this far apart, so that no poll reaches every node in the same instant. */
 #define STAGGER_MS 10
 
-struct xfer {
-    CURL *h;
+struct endpoint {
     char url[600];
     char shown[600]; /* url without credentials: what messages and the cache may show */
-    struct pqri_buf body;
-    bool started, done, good;
 };
 
-static void setup(const struct pqri_curl *cu, struct xfer *x, const struct pqr_settings *s,
-                  const char *base)
-{
-    struct pqri_tls tls = {s->rest_ca, s->rest_cert, s->rest_key};
-
-    snprintf(x->url, sizeof x->url, "%s/cluster", base);
-    pqri_url_display(x->shown, sizeof x->shown, x->url);
-    pqri_http_common(x->h, x->url, (long)s->rest_timeout_ms, &tls);
-    x->body.max = PQR_MAX_BODY;
-    cu->easy_setopt(x->h, CURLOPT_WRITEFUNCTION, pqri_buf_write);
-    cu->easy_setopt(x->h, CURLOPT_WRITEDATA, &x->body);
-    cu->easy_setopt(x->h, CURLOPT_TIMEOUT_MS, (long)s->rest_timeout_ms);
-}
+struct fetch {
+    const struct pqri_fetch_opts *o;
+    const struct endpoint *ep;
+    struct pqr_topology *best;
+    char *err;
+    size_t errlen;
+};
 
 static void append_err(char *err, size_t errlen, const char *url, const char *what)
 {
@@ -67,177 +56,79 @@ char *pqri_api_base(const char *api_url)
     return slash ? strndup(api_url, (size_t)(slash - api_url)) : strdup(api_url);
 }
 
-void pqri_topo_complete(struct pqr_topology *t, const struct pqr_settings *s,
-                        const struct pqri_cluster_conf *c)
+/* One endpoint's answer: a good one is a view with members, kept if it is the best so far. */
+static bool on_answer(void *arg, size_t i, long status, const struct pqri_buf *body, const char *why)
 {
-    long long deadline = t->mono_ms + s->rest_timeout_ms, now = pqri_mono_ms();
+    struct fetch *f = arg;
+    const char *shown = f->ep[i].shown;
+    char what[160];
+    struct pqr_topology *t;
 
-    pqri_resolve_members(t, deadline > now ? deadline : now + 1);
-    pqri_topo_filter(t, s, c);
-    /* The view's age starts when it is complete. */
-    t->fetched_ms = pqri_now_ms();
-    t->mono_ms = pqri_mono_ms();
-}
-
-void pqri_patroni_thread_done(void)
-{
-    /* OpenSSL keeps per-thread state (its error queue) that its exit handler would have freed;
-     * we asked it not to register that handler, so a thread that asked Patroni frees its own. */
-    void *ssl = dlopen("libcrypto.so.3", RTLD_LAZY | RTLD_NOLOAD);
-    if (ssl) {
-        void (*stop)(void);
-        *(void **)&stop = dlsym(ssl, "OPENSSL_thread_stop");
-        if (stop)
-            stop();
-        dlclose(ssl);
+    if (why) {
+        append_err(f->err, f->errlen, shown, why);
+        return false;
     }
-}
-
-/* Whether endpoint i may start now: one after another (the DCS fallback: the next only once every
- * earlier one failed), or all of them, STAGGER_MS apart, so that no poll reaches every node in the
- * same instant. "Apart" counts from when the previous one's connect was made (last_start), not
- * from a schedule: a process that lost its core, or took long to set up the first transfer, does
- * not then start the rest together. */
-static bool may_start(const struct pqri_fetch_opts *o, const struct xfer *x, size_t i,
-                      long long last_start, long long now)
-{
-    if (!o->one_at_a_time)
-        return i == 0 || now >= last_start + STAGGER_MS;
-    for (size_t j = 0; j < i; j++)
-        if (!x[j].done || x[j].good)
-            return false;
+    if (status != 200) {
+        snprintf(what, sizeof what, "HTTP status %ld", status);
+        append_err(f->err, f->errlen, shown, what);
+        return false;
+    }
+    t = pqri_topo_parse(body->p ? body->p : "", body->len, what, sizeof what);
+    if (!t) {
+        append_err(f->err, f->errlen, shown, what);
+        return false;
+    }
+    if (t->n == 0) {
+        append_err(f->err, f->errlen, shown, "no usable members");
+        pqri_topo_unref(t);
+        return false;
+    }
+    free(t->source);
+    if (!(t->source = strndup(shown, strlen(shown) - strlen("/cluster")))) {
+        append_err(f->err, f->errlen, shown, "out of memory");
+        pqri_topo_unref(t);
+        return false;
+    }
+    pqri_topo_filter(t, f->o->s, f->o->c);
+    if (pqri_topo_better(t, f->best)) {
+        pqri_topo_unref(f->best);
+        f->best = t;
+    } else {
+        pqri_topo_unref(t);
+    }
     return true;
 }
 
 struct pqr_topology *pqri_patroni_fetch(const struct pqri_fetch_opts *o, char *err, size_t errlen)
 {
     const struct pqr_settings *s = o->s;
-    const struct pqri_curl *cu;
-    struct xfer *x = calloc(o->nurls ? o->nurls : 1, sizeof *x);
-    CURLM *multi = NULL;
-    struct pqr_topology *best = NULL;
-    long long t0 = pqri_mono_ms(), settle = 0, deadline, now, last_start = 0;
-    size_t started = 0;
-    int running = 0;
+    long long t0 = pqri_mono_ms();
+    size_t n = o->nurls;
+    struct endpoint *ep = calloc(n ? n : 1, sizeof *ep);
+    struct pqri_http_req *rq = calloc(n ? n : 1, sizeof *rq);
+    struct pqri_tls tls = {s->rest_ca, s->rest_cert, s->rest_key};
+    struct fetch f = {o, ep, NULL, err, errlen};
+    struct pqri_http_race r = {rq, n, t0, STAGGER_MS, o->one_at_a_time, GRACE_MS, o->stop, on_answer, &f};
 
     if (err && errlen)
         err[0] = 0;
-    if (!(cu = pqri_curl(err, errlen))) {
-        free(x);
-        return NULL;
-    }
-    /* One endpoint at a time gets the whole budget, as it would have alone. */
-    deadline = t0 + s->rest_timeout_ms + SLICE_MS +
-               (o->one_at_a_time ? 0 : (long long)(o->nurls ? o->nurls - 1 : 0) * STAGGER_MS);
-    multi = cu->multi_init();
-    if (!x || !multi) {
+    if (!ep || !rq) {
         pqri_errf(err, errlen, "out of memory");
         goto out;
     }
-    for (;;) {
-        CURLMsg *msg;
-        int left;
-
-        now = pqri_mono_ms();
-        bool added = false;
-        while (started < o->nurls && may_start(o, x, started, last_start, now) &&
-               (o->one_at_a_time || !added)) {
-            added = true;
-            struct xfer *xs = &x[started++];
-            xs->started = true;
-            if (!(xs->h = cu->easy_init())) {
-                xs->done = true;
-                continue;
-            }
-            setup(cu, xs, s, o->urls[started - 1]);
-            cu->easy_setopt(xs->h, CURLOPT_PRIVATE, xs);
-            cu->multi_add_handle(multi, xs->h);
-            running++;
-            if (o->one_at_a_time && started > 1) /* a later endpoint gets what is left */
-                deadline = pqri_mono_ms() + s->rest_timeout_ms + SLICE_MS;
-        }
-        cu->multi_perform(multi, &running); /* a new transfer's connect(2) is made here */
-        if (added)
-            last_start = pqri_mono_ms();
-        while ((msg = cu->multi_info_read(multi, &left))) {
-            struct xfer *xf;
-            long code = 0;
-            char why[160];
-            struct pqr_topology *t;
-
-            if (msg->msg != CURLMSG_DONE)
-                continue;
-            cu->easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&xf);
-            xf->done = true;
-            cu->easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &code);
-            if (msg->data.result != CURLE_OK) {
-                append_err(err, errlen, xf->shown,
-                           xf->body.too_big ? "response too large" : cu->easy_strerror(msg->data.result));
-                continue;
-            }
-            if (code != 200) {
-                snprintf(why, sizeof why, "HTTP status %ld", code);
-                append_err(err, errlen, xf->shown, why);
-                continue;
-            }
-            t = pqri_topo_parse(xf->body.p ? xf->body.p : "", xf->body.len, why, sizeof why);
-            if (!t) {
-                append_err(err, errlen, xf->shown, why);
-                continue;
-            }
-            if (t->n == 0) {
-                append_err(err, errlen, xf->shown, "no usable members");
-                pqri_topo_unref(t);
-                continue;
-            }
-            xf->good = true;
-            free(t->source);
-            t->source = strndup(xf->shown, strlen(xf->shown) - strlen("/cluster"));
-            pqri_topo_filter(t, s, o->c);
-            if (pqri_topo_better(t, best)) {
-                pqri_topo_unref(best);
-                best = t;
-            } else {
-                pqri_topo_unref(t);
-            }
-        }
-        now = pqri_mono_ms();
-        /* The grace for the others runs from the good view, or from the last start after it. */
-        if (best && (!settle || (added && last_start > settle)))
-            settle = added ? last_start : now;
-        bool all_started = started == o->nurls || (o->one_at_a_time && best);
-        bool all_done = true;
-        for (size_t i = 0; i < started; i++)
-            all_done = all_done && x[i].done;
-        if ((all_started && all_done) || (o->stop && __atomic_load_n(o->stop, __ATOMIC_ACQUIRE)) ||
-            now >= deadline || (best && all_started && now - settle >= GRACE_MS))
-            break;
-        long long wait = deadline - now;
-        if (best && GRACE_MS - (now - settle) < wait)
-            wait = GRACE_MS - (now - settle);
-        if (!all_started && !o->one_at_a_time && last_start + STAGGER_MS - now < wait)
-            wait = last_start + STAGGER_MS - now;
-        if (wait < 1)
-            wait = 1;
-        cu->multi_poll(multi, NULL, 0, (int)(wait < SLICE_MS ? wait : SLICE_MS), NULL);
+    for (size_t i = 0; i < n; i++) {
+        snprintf(ep[i].url, sizeof ep[i].url, "%s/cluster", o->urls[i]);
+        pqri_url_display(ep[i].shown, sizeof ep[i].shown, ep[i].url);
+        rq[i] = (struct pqri_http_req){.url = ep[i].url, .tls = &tls,
+                                       .timeout_ms = s->rest_timeout_ms, .max_body = PQR_MAX_BODY};
     }
-    for (size_t i = 0; i < o->nurls; i++)
-        if (x[i].started && x[i].h && !x[i].done && !best)
-            append_err(err, errlen, x[i].shown, "no answer in time");
-    if (best)
-        best->mono_ms = t0; /* until pqri_topo_complete(): when the budget started */
+    pqri_http_race(&r, err, errlen);
+    if (f.best)
+        f.best->mono_ms = t0; /* until pqri_topo_complete(): when the budget started */
 out:
-    for (size_t i = 0; x && i < o->nurls; i++) {
-        if (x[i].h) {
-            cu->multi_remove_handle(multi, x[i].h);
-            cu->easy_cleanup(x[i].h);
-        }
-        pqri_buf_free(&x[i].body);
-    }
-    free(x);
-    if (multi)
-        cu->multi_cleanup(multi);
-    if (!best && err && errlen && !err[0])
+    free(ep);
+    free(rq);
+    if (!f.best && err && errlen && !err[0])
         pqri_errf(err, errlen, "no REST endpoint answered");
-    return best;
+    return f.best;
 }

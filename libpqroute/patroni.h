@@ -16,13 +16,8 @@ struct pqri_fetch_opts {
  * addresses only. Its names are resolved by pqri_topo_complete(), which the caller runs outside
  * any lock. */
 struct pqr_topology *pqri_patroni_fetch(const struct pqri_fetch_opts *o, char *err, size_t errlen);
-/* Member names resolved within what is left of the REST timeout, filtered, then stamped as
- * fetched now. */
-void pqri_topo_complete(struct pqr_topology *t, const struct pqr_settings *s,
-                        const struct pqri_cluster_conf *c);
-/* Called by a thread that fetched, before it ends: frees what the TLS library keeps per thread. */
-void pqri_patroni_thread_done(void);
-/* REST base URL from a member's api_url ("http://h:8008/patroni" -> "http://h:8008"). */
+/* REST base URL from a member's api_url ("http://h:8008/patroni" -> "http://h:8008"); NULL when
+ * it is not one we may ask (or out of memory). */
 char *pqri_api_base(const char *api_url);
 
 #endif

@@ -21,6 +21,7 @@
 
 #include "refresher.h"
 #include "view_int.h"
+#include "http.h"
 #include "patroni.h"
 #include "resolve.h"
 #include "source.h"
@@ -191,7 +192,7 @@ static void *refresher_main(void *arg)
     }
     pthread_mutex_unlock(&vs->lock);
     free(tm);
-    pqri_patroni_thread_done();
+    pqri_http_thread_done();
     return NULL;
 }
 

@@ -173,7 +173,10 @@ void pqri_conninfo_free(const struct pqri_libpq *pq, PQconninfoOption *o)
     for (PQconninfoOption *x = o; x && x->keyword; x++)
         if (x->val && strcmp(x->keyword, "password") == 0)
             explicit_bzero(x->val, strlen(x->val));
-    (pq ? pq : &pqri_direct_libpq)->conninfo_free(o);
+    if (pq)
+        pq->conninfo_free(o);
+    else
+        PQconninfoFree(o);
 }
 
 int pqri_conninfo_parse(struct pqri_conninfo *ci, const char *conninfo)
@@ -225,38 +228,3 @@ void pqri_conninfo_release(struct pqri_conninfo *ci)
         pqri_conninfo_free(NULL, ci->opts);
     memset(ci, 0, sizeof *ci);
 }
-
-/* The libpq this library is linked with. */
-static PGconn *direct_connectdb_params(const struct pqri_libpq *pq, const char *const *k,
-                                       const char *const *v, int e)
-{
-    (void)pq;
-    return PQconnectdbParams(k, v, e);
-}
-
-static PGconn *direct_connect_start_params(const struct pqri_libpq *pq, const char *const *k,
-                                           const char *const *v, int e)
-{
-    (void)pq;
-    return PQconnectStartParams(k, v, e);
-}
-
-static PGPing direct_ping_params(const struct pqri_libpq *pq, const char *const *k,
-                                 const char *const *v, int e)
-{
-    (void)pq;
-    return PQpingParams(k, v, e);
-}
-
-static int direct_reset_start(const struct pqri_libpq *pq, PGconn *conn)
-{
-    (void)pq;
-    return PQresetStart(conn);
-}
-
-const struct pqri_libpq pqri_direct_libpq = {
-    direct_connectdb_params, direct_connect_start_params, direct_ping_params, PQstatus,
-    PQerrorMessage, PQfinish, PQconninfo, PQconninfoFree, PQpass, PQhostaddr, PQport,
-    PQconnectPoll, PQsocket, PQlibVersion, direct_reset_start, PQconnectionUsedPassword,
-    PQconnectionNeedsPassword,
-};

@@ -42,7 +42,4 @@ struct pqri_rewrite_in {
 };
 int pqri_rewrite(const struct pqri_rewrite_in *in, struct pqri_params *out);
 
-/* The libpq this library is linked with (the API, the CLI, the tests). */
-extern const struct pqri_libpq pqri_direct_libpq;
-
 #endif

@@ -1,13 +1,8 @@
-/* The DCS client behind one interface, and what its implementations share. */
-#include <errno.h>
+/* The DCS client behind one interface (etcd.c, consul.c), and jansson made to clear what it frees
+ * before a DCS secret reaches it. */
 #include <jansson.h>
 #include <pthread.h>
-#include <fcntl.h>
-#include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "source.h"
 #include "log.h"
@@ -67,44 +62,6 @@ int pqri_source_watch(struct pqri_source *src, const int *stop, const struct pqr
                      : pqri_consul_watch(src->consul, stop, h, err, errlen);
 }
 
-int pqri_lines_feed(struct pqri_lines *l, const char *p, size_t n)
-{
-    while (n) {
-        const char *nl = memchr(p, '\n', n);
-        size_t take = nl ? (size_t)(nl - p) : n;
-        if (l->len + take > l->max)
-            return -1;
-        if (take) {
-            char *nb = realloc(l->buf, l->len + take + 1);
-            if (!nb)
-                return -1;
-            l->buf = nb;
-            memcpy(l->buf + l->len, p, take);
-            l->len += take;
-            l->buf[l->len] = 0;
-        }
-        if (!nl)
-            break;
-        size_t len = l->len;
-        while (len && l->buf[len - 1] == '\r')
-            len--;
-        int rc = l->line(l->arg, l->buf ? l->buf : "", len);
-        l->len = 0;
-        if (rc < 0)
-            return -1;
-        p = nl + 1;
-        n -= take + 1;
-    }
-    return 0;
-}
-
-void pqri_lines_free(struct pqri_lines *l)
-{
-    free(l->buf);
-    l->buf = NULL;
-    l->len = 0;
-}
-
 /* jansson frees what it allocated without clearing it: the strings it copies, and the buffers
  * json_dumps() grows (each intermediate one held part of a request with the etcd password or a
  * token in it) go back to the allocator as they were. Every block jansson frees in this process is
@@ -119,44 +76,4 @@ void pqri_json_clear_freed(void)
 {
     static pthread_once_t once = PTHREAD_ONCE_INIT;
     pthread_once(&once, json_alloc_init);
-}
-
-char *pqri_read_secret(const char *path, char *err, size_t errlen)
-{
-    char buf[1024];
-    struct stat st;
-    ssize_t n;
-    /* O_NONBLOCK: a FIFO (or a device) put there would block open() for ever, in the refresher
-     * or the agent; only a regular file is read. */
-    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
-
-    if (fd < 0) {
-        pqri_errf(err, errlen, "cannot open \"%.200s\": %s", path, strerror(errno));
-        return NULL;
-    }
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        pqri_errf(err, errlen, "\"%.200s\" is not a regular file", path);
-        return NULL;
-    }
-    /* Like libpq's .pgpass: a secret others can read or change is refused. */
-    if (!pqri_trusted_file(&st) || (st.st_mode & (S_IRWXG | S_IRWXO))) {
-        close(fd);
-        pqri_errf(err, errlen, "\"%.200s\" must be a file of yours (or root's) with no access for "
-                  "group or others (chmod 0600)", path);
-        return NULL;
-    }
-    n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n < 0) {
-        pqri_errf(err, errlen, "cannot read \"%.200s\"", path);
-        return NULL;
-    }
-    buf[n] = 0;
-    buf[strcspn(buf, "\r\n")] = 0;
-    char *s = strdup(buf);
-    explicit_bzero(buf, sizeof buf);
-    if (!s)
-        pqri_errf(err, errlen, "out of memory");
-    return s;
 }

@@ -46,20 +46,6 @@ struct pqr_topology *pqri_consul_read(struct pqri_consul *e, const int *stop, ch
 int pqri_consul_watch(struct pqri_consul *e, const int *stop, const struct pqri_watch_hooks *h,
                       char *err, size_t errlen);
 
-/* The watch stream's framing, exposed for tests: newline-delimited JSON objects split across
- * chunks anywhere. Feeds bytes; calls line() for each complete line; -1 when a line exceeds max. */
-struct pqri_lines {
-    char *buf;
-    size_t len, max;
-    int (*line)(void *arg, const char *line, size_t len);
-    void *arg;
-};
-int pqri_lines_feed(struct pqri_lines *l, const char *p, size_t n);
-void pqri_lines_free(struct pqri_lines *l);
-
-/* A secret read from a file we may trust (ours or root's, not writable by others): its first
- * line, or NULL with a message. Free with pqri_free_secret(). */
-char *pqri_read_secret(const char *path, char *err, size_t errlen);
 /* From now on every block jansson frees is cleared first (source.c). */
 void pqri_json_clear_freed(void);
 

@@ -13,6 +13,7 @@
 #include "topology.h"
 #include "addr.h"
 #include "log.h"
+#include "resolve.h"
 
 static const struct {
     const char *name;
@@ -409,4 +410,16 @@ int pqr_member_noloadbalance(const pqr_topology *t, size_t i)
 {
     const struct pqri_member *m = member(t, i);
     return m ? m->noloadbalance : 0;
+}
+
+void pqri_topo_complete(struct pqr_topology *t, const struct pqr_settings *s,
+                        const struct pqri_cluster_conf *c)
+{
+    long long deadline = t->mono_ms + s->rest_timeout_ms, now = pqri_mono_ms();
+
+    pqri_resolve_members(t, deadline > now ? deadline : now + 1);
+    pqri_topo_filter(t, s, c);
+    /* The view's age starts when it is complete. */
+    t->fetched_ms = pqri_now_ms();
+    t->mono_ms = pqri_mono_ms();
 }

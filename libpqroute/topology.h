@@ -64,5 +64,10 @@ bool pqri_member_leads(const struct pqri_member *m);
 /* Patroni says PostgreSQL runs there ("running", or "streaming" for a replica or standby leader). */
 bool pqri_member_up(const struct pqri_member *m);
 
+/* A fetched view (Patroni's REST API or a DCS) made ready for use, the one step here that waits:
+ * member names resolved (resolve.c) within what is left of the REST timeout since t->mono_ms,
+ * filtered, then stamped as fetched now. Run outside any lock. */
+void pqri_topo_complete(struct pqr_topology *t, const struct pqr_settings *s,
+                        const struct pqri_cluster_conf *c);
 
 #endif

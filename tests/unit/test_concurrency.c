@@ -10,6 +10,7 @@
 #include <unistd.h>
 #include <pthread.h>
 #include "tap.h"
+#include "direct.h"
 #include "plan.h"
 #include "failures.h"
 #include "log.h"

@@ -1,8 +1,9 @@
 /* Patroni's DCS keys -> topology, the DCS settings, and the watch stream's framing. */
 #include "tap.h"
 #include "dcs.h"
+#include "http.h"
 #include "log.h"
-#include "source.h"
+#include "secret.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>

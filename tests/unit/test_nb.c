@@ -20,6 +20,7 @@
 #include "connect.h"
 #include "nb.h"
 #include "failures.h"
+#include "direct.h"
 #include "log.h"
 
 enum kind { NONE, LEADER, STANDBY, REFUSE, SILENT, HELD, AUTHFAIL, SHUTDOWN };
