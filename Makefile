@@ -79,7 +79,7 @@ FORCE:
 # The operator's tool: a client of the public API, like any other program.
 $(B)/pqroute: cli/pqroute.c $(HDR) | $(LIB_SO)
 	$(CC) $(CPPFLAGS) -std=gnu11 -D_GNU_SOURCE $(WARN) -Ilibpqroute $(shell pkg-config --cflags libpq jansson) \
-	  $(SAN) $(CFLAGS) -DPQR_LIBDIR='"$(LIBDIR)"' -o $@ $< -L$(B) -lpqroute \
+	  $(SAN) $(CFLAGS) -DPQRI_LIBDIR='"$(LIBDIR)"' -o $@ $< -L$(B) -lpqroute \
 	  $(shell pkg-config --libs jansson libpq) -Wl,-rpath,'$$ORIGIN:$$ORIGIN/../lib'
 
 # ---- examples and tests ----

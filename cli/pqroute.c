@@ -27,8 +27,8 @@
 
 #include "libpqroute.h"
 
-#ifndef PQR_LIBDIR
-#define PQR_LIBDIR "/usr/local/lib"
+#ifndef PQRI_LIBDIR
+#define PQRI_LIBDIR "/usr/local/lib"
 #endif
 
 static int usage(void)
@@ -199,7 +199,7 @@ static int find_preload(char *out, size_t len)
         if (access(out, R_OK) == 0)
             return 0;
     }
-    snprintf(out, len, "%s/libpqroute-preload.so", PQR_LIBDIR);
+    snprintf(out, len, "%s/libpqroute-preload.so", PQRI_LIBDIR);
     return access(out, R_OK);
 }
 
@@ -214,7 +214,7 @@ static int cmd_exec(int argc, char **argv)
     if (i >= argc)
         return usage();
     if (find_preload(preload, sizeof preload) != 0) {
-        fprintf(stderr, "pqroute: cannot find libpqroute-preload.so (looked beside pqroute and in %s)\n", PQR_LIBDIR);
+        fprintf(stderr, "pqroute: cannot find libpqroute-preload.so (looked beside pqroute and in %s)\n", PQRI_LIBDIR);
         return 69;
     }
     if (asprintf(&merged, "%s%s%s", preload, old && *old ? " " : "", old ? old : "") < 0)

@@ -31,7 +31,7 @@ static void init(void)
     if (mkdtemp(dir))
         pqri_settings_set(&s, "CACHE_DIR", dir, err, sizeof err);
     pqri_settings_finish(&s, err, sizeof err);
-    pqri_log_set(PQR_LOG_ERROR);
+    pqri_log_set(PQRI_LOG_ERROR);
     r = pqri_views_new(&s, err, sizeof err);
     pqri_settings_clear(&s);
     struct pqr_topology *t = pqri_topo_parse(view, sizeof view - 1, NULL, 0);
@@ -76,13 +76,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size > 4096 || !(ci = strndup((const char *)data, size)))
         return 0;
     if (pqri_conninfo_parse(&parsed, ci) == 0) {
-        struct pqri_plan *p = pqri_plan_new(r, &pqri_direct_libpq, parsed.kw, parsed.val, 0, PQR_NONBLOCKING, PQR_ROLE_AUTO);
+        struct pqri_plan *p = pqri_plan_new(r, &pqri_direct_libpq, parsed.kw, parsed.val, 0, PQRI_NONBLOCKING, PQR_ROLE_AUTO);
         check(p);
         pqri_plan_free(p);
         pqri_conninfo_release(&parsed);
     }
     const char *k1[] = {"dbname", "user", NULL}, *v1[] = {ci, "fuzz", NULL};
-    struct pqri_plan *p = pqri_plan_new(r, &pqri_direct_libpq, k1, v1, 1, PQR_NONBLOCKING, PQR_ROLE_AUTO);
+    struct pqri_plan *p = pqri_plan_new(r, &pqri_direct_libpq, k1, v1, 1, PQRI_NONBLOCKING, PQR_ROLE_AUTO);
     check(p);
     pqri_plan_free(p);
     free(ci);

@@ -15,12 +15,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     static struct pqr_settings s;
     static struct pqri_cluster_conf c = {.max_lag = -1};
     static int init;
-    struct pqri_candidate cands[PQR_MAX_MEMBERS];
+    struct pqri_candidate cands[PQRI_MAX_MEMBERS];
     char err[128];
 
     if (!init) {
         pqri_settings_init(&s);
-        pqri_log_set(PQR_LOG_ERROR);
+        pqri_log_set(PQRI_LOG_ERROR);
         init = 1;
     }
     struct pqr_topology *t = pqri_topo_parse((const char *)data, size, err, sizeof err);
@@ -37,7 +37,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     for (int role = PQR_ROLE_RW; role <= PQR_ROLE_RO; role++) {
         struct pqri_policy_in in = {.t = t, .role = (pqr_role)role, .max_lag = 1 << 20, .spread = (unsigned)size};
-        size_t n = pqri_policy_order(&in, cands, PQR_MAX_MEMBERS);
+        size_t n = pqri_policy_order(&in, cands, PQRI_MAX_MEMBERS);
         uint64_t seen = 0;
         for (size_t i = 0; i < n; i++) {
             int m = cands[i].member;

@@ -71,13 +71,13 @@ int pqri_addr_parse(const char *s, unsigned char bytes[16])
     return 0;
 }
 
-bool pqri_numeric_addr(const char *s, char out[PQR_ADDRLEN])
+bool pqri_numeric_addr(const char *s, char out[PQRI_ADDRLEN])
 {
     unsigned char b[16];
-    char tmp[PQR_ADDRLEN];
+    char tmp[PQRI_ADDRLEN];
     int fam = pqri_addr_parse(s, b);
 
-    if (!fam || !inet_ntop(fam, b, out ? out : tmp, PQR_ADDRLEN))
+    if (!fam || !inet_ntop(fam, b, out ? out : tmp, PQRI_ADDRLEN))
         return false;
     return true;
 }

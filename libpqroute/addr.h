@@ -8,7 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define PQR_ADDRLEN 46 /* INET6_ADDRSTRLEN */
+#define PQRI_ADDRLEN 46 /* INET6_ADDRSTRLEN */
 
 struct pqri_cidr {
     int family;
@@ -25,7 +25,7 @@ int pqri_parse_hostport(const char *v, const char **host, size_t *hostlen, int *
 /* A numeric IPv4 or IPv6 address: its family (AF_INET, AF_INET6) and bytes, else 0. */
 int pqri_addr_parse(const char *s, unsigned char bytes[16]);
 /* s is a numeric address: its normal form in out (may be NULL). */
-bool pqri_numeric_addr(const char *s, char out[PQR_ADDRLEN]);
+bool pqri_numeric_addr(const char *s, char out[PQRI_ADDRLEN]);
 /* The len bytes at v are "address" or "address/bits": 0 with *c, else -1. */
 int pqri_cidr_parse(const char *v, size_t len, struct pqri_cidr *c);
 /* addr is a numeric address inside one of the n prefixes; any address when n is 0. */

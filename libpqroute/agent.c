@@ -72,7 +72,7 @@ static void serve_rest(struct agent_cluster *ac, bool fallback)
     struct pqr_topology *t = pqri_view_fetch_rest(ac->v, fallback, err, sizeof err);
 
     if (fallback)
-        pqri_view_stat(ac->v, PQR_STAT_REST_FALLBACKS);
+        pqri_view_stat(ac->v, PQRI_STAT_REST_FALLBACKS);
     pqri_view_serve(ac->v, t, err);
 }
 
@@ -93,11 +93,11 @@ static void follow_dcs(struct agent_cluster *ac, struct pqri_source *src)
             backoff = BACKOFF_MIN_MS; /* it had been working: a new outage */
             warned = false;
         }
-        pqri_view_stat(ac->v, PQR_STAT_WATCH_RECONNECTS);
+        pqri_view_stat(ac->v, PQRI_STAT_WATCH_RECONNECTS);
         if (!warned)
-            PQR_WARN("cluster %s: %s; asking Patroni's REST API until the watch is back", name, err);
+            PQRI_WARN("cluster %s: %s; asking Patroni's REST API until the watch is back", name, err);
         else
-            PQR_DEBUG("cluster %s: %s", name, err);
+            PQRI_DEBUG("cluster %s: %s", name, err);
         warned = true;
         /* Until the next try, the REST API (one node at a time) keeps the file from going stale —
          * unless the DCS read that began the failed watch just did. */
@@ -123,11 +123,11 @@ static void *cluster_main(void *arg)
 
     while ((rc = pqri_view_hold(ac->v)) != 1 && !stopping(ac->stop)) {
         if (rc < 0) {
-            PQR_ERROR("cluster %s: cannot lock the shared cache; not serving it", name);
+            PQRI_ERROR("cluster %s: cannot lock the shared cache; not serving it", name);
             return NULL;
         }
         if (!told)
-            PQR_WARN("cluster %s: another process holds the shared cache's lock (another agent?); "
+            PQRI_WARN("cluster %s: another process holds the shared cache's lock (another agent?); "
                      "waiting for it", name);
         told = true;
         sleep_ms(ac->stop, 200);
@@ -135,7 +135,7 @@ static void *cluster_main(void *arg)
     if (stopping(ac->stop))
         goto out;
     src = pqri_view_source(ac->v);
-    PQR_INFO("cluster %s: serving the shared cache from %s", name,
+    PQRI_INFO("cluster %s: serving the shared cache from %s", name,
              src ? "a DCS watch" : "Patroni's REST API");
     if (src) {
         pqri_source_keep_connections(src);

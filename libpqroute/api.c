@@ -196,7 +196,7 @@ static PGconn *connect_arrays(pqr_router *r, const char *const *kw, const char *
                               int expand, pqr_role role)
 {
     bool passed;
-    return pqri_connect(r->views, r->pq, kw, val, expand, PQR_BLOCKING, role, &passed);
+    return pqri_connect(r->views, r->pq, kw, val, expand, PQRI_BLOCKING, role, &passed);
 }
 
 PGconn *pqr_connectdb_params(pqr_router *r, const char *const *keywords,
@@ -387,7 +387,7 @@ const char *pqr_router_explain(pqr_router *r, const char *conninfo)
         pqri_decision("libpq cannot parse that connection string");
         return pqr_last_decision();
     }
-    pqri_plan_free(pqri_plan_new(r->views, r->pq, ci.call_kw, ci.call_val, ci.call_expand, PQR_BLOCKING,
+    pqri_plan_free(pqri_plan_new(r->views, r->pq, ci.call_kw, ci.call_val, ci.call_expand, PQRI_BLOCKING,
                                  PQR_ROLE_AUTO));
     pqri_conninfo_release(&ci);
     return pqr_last_decision();
@@ -395,24 +395,24 @@ const char *pqr_router_explain(pqr_router *r, const char *conninfo)
 
 size_t pqr_stats_count(void)
 {
-    return PQR_STAT_COUNT;
+    return PQRI_STAT_COUNT;
 }
 
 const char *pqr_stats_name(size_t i)
 {
-    return i < PQR_STAT_COUNT ? pqri_stat_names[i] : NULL;
+    return i < PQRI_STAT_COUNT ? pqri_stat_names[i] : NULL;
 }
 
 int pqr_router_stats(pqr_router *r, const char *cluster, unsigned long long *values, size_t n)
 {
-    uint64_t v[PQR_STAT_COUNT];
+    uint64_t v[PQRI_STAT_COUNT];
     struct pqri_view *view = cluster ? view_named(r, cluster) : NULL;
     int rc;
 
     if (!r || (cluster && !view))
         return -1;
     rc = view ? pqri_view_stats(view, v) : pqri_views_stats_other(r->views, v);
-    for (size_t i = 0; rc == 0 && i < n && i < PQR_STAT_COUNT; i++)
+    for (size_t i = 0; rc == 0 && i < n && i < PQRI_STAT_COUNT; i++)
         values[i] = v[i];
     return rc;
 }

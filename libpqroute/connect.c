@@ -17,7 +17,7 @@ PGconn *pqri_connect(struct pqri_views *vs, const struct pqri_libpq *pq, const c
     *passed = !p;
     if (!p)
         return NULL;
-    if (p->mode == PQR_NONBLOCKING) {
+    if (p->mode == PQRI_NONBLOCKING) {
         /* The plan goes with the connection: the caller's PQconnectPoll() drives it (nb.c). */
         conn = p->pq->connect_start_params(p->pq, p->params.kw, p->params.val, 0);
         pqri_asked_note(conn, p->eff, p->asked_tsa, &p->params);

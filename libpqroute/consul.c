@@ -135,7 +135,7 @@ static int query(struct pqri_consul *e, unsigned long long index, int wait_s, co
             char bad[sizeof e->bad];
             snprintf(bad, sizeof bad, "%.120s@%lld", k, mod);
             if (strcmp(bad, e->bad) != 0)
-                PQR_WARN("consul %s: key %.120s (index %lld) left out: its value is not base64, over "
+                PQRI_WARN("consul %s: key %.120s (index %lld) left out: its value is not base64, over "
                          "64 KiB, contains a NUL byte, or one key too many", e->shown, k, mod);
             memcpy(e->bad, bad, sizeof bad);
         }
@@ -200,7 +200,7 @@ int pqri_consul_watch(struct pqri_consul *e, const int *stop, const struct pqri_
 
     if (query_any(e, stop, err, errlen) < 0)
         return -1;
-    h->count(h->arg, PQR_STAT_DCS_READS);
+    h->count(h->arg, PQRI_STAT_DCS_READS);
     int early = 0;
     while (!(stop && __atomic_load_n(stop, __ATOMIC_ACQUIRE))) {
         struct pqr_topology *t = topology(e, "watch", why, sizeof why);
@@ -208,12 +208,12 @@ int pqri_consul_watch(struct pqri_consul *e, const int *stop, const struct pqri_
         if (t)
             h->view(h->arg, t);
         else
-            PQR_DEBUG("cluster %s: %s", e->c->name, why);
+            PQRI_DEBUG("cluster %s: %s", e->c->name, why);
         long long asked = pqri_mono_ms();
         if (query(e, e->index ? e->index : 1, wait_s, stop, &changed, err, errlen) < 0)
             return stop && __atomic_load_n(stop, __ATOMIC_ACQUIRE) ? 0 : -1;
         if (changed)
-            h->count(h->arg, PQR_STAT_WATCH_EVENTS);
+            h->count(h->arg, PQRI_STAT_WATCH_EVENTS);
         /* A blocking query that keeps answering at once with nothing new (no X-Consul-Index, say)
          * is no watch: the caller's back-off, not a loop as fast as the server answers. */
         early = !changed && pqri_mono_ms() - asked < wait_s * 1000LL / 2 ? early + 1 : 0;

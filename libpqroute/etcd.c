@@ -312,7 +312,7 @@ static int put_kv(struct pqri_etcd *e, struct pqri_kvset *set, json_t *kv)
         char bad[sizeof e->bad];
         snprintf(bad, sizeof bad, "%.120s@%lld", k, rev);
         if (strcmp(bad, e->bad) != 0) /* a watch resumed, a read again: not said again */
-            PQR_WARN("etcd %s: key %s%.120s (revision %lld) left out: its value is not base64, over "
+            PQRI_WARN("etcd %s: key %s%.120s (revision %lld) left out: its value is not base64, over "
                      "64 KiB, contains a NUL byte, or one key too many", e->shown, e->prefix, k, rev);
         memcpy(e->bad, bad, sizeof bad);
     }
@@ -476,7 +476,7 @@ static int on_line(void *arg, const char *line, size_t len)
         if (mr > e->rev)
             e->rev = mr;
         w->changed = true;
-        w->h->count(w->h->arg, PQR_STAT_WATCH_EVENTS);
+        w->h->count(w->h->arg, PQRI_STAT_WATCH_EVENTS);
     }
     /* Every answer carries the store's revision: nothing of ours changed up to there. */
     long long hr = jrev(json_object_get(json_object_get(res, "header"), "revision"));
@@ -539,7 +539,7 @@ static void report(struct watch *w)
     if (t)
         w->h->view(w->h->arg, t);
     else
-        PQR_DEBUG("cluster %s: %s", w->e->c->name, why);
+        PQRI_DEBUG("cluster %s: %s", w->e->c->name, why);
     w->changed = false;
 }
 
@@ -639,7 +639,7 @@ int pqri_etcd_watch(struct pqri_etcd *e, const int *stop, const struct pqri_watc
     if (!resumed) {
         if (read_any(e, stop, err, errlen) < 0)
             return -1;
-        h->count(h->arg, PQR_STAT_DCS_READS);
+        h->count(h->arg, PQRI_STAT_DCS_READS);
         report(&w);
     }
     for (;;) {
@@ -667,16 +667,16 @@ int pqri_etcd_watch(struct pqri_etcd *e, const int *stop, const struct pqri_watc
         /* Compacted: read the prefix again and watch from there, on the same connection's terms —
          * unless it was compacted a moment ago too: a store that cancels every watch gets the
          * caller's back-off, not a read and a watch as fast as it answers. */
-        h->count(h->arg, PQR_STAT_WATCH_COMPACTIONS);
+        h->count(h->arg, PQRI_STAT_WATCH_COMPACTIONS);
         if (last_compaction && pqri_mono_ms() - last_compaction < e->s->refresh_ms) {
             pqri_errf(err, errlen, "%s, again within %d ms", w.why, e->s->refresh_ms);
             return -1;
         }
         last_compaction = pqri_mono_ms();
-        PQR_INFO("cluster %s: %s; reading %s again", e->c->name, w.why, e->prefix);
+        PQRI_INFO("cluster %s: %s; reading %s again", e->c->name, w.why, e->prefix);
         if (read_any(e, stop, err, errlen) < 0)
             return -1;
-        h->count(h->arg, PQR_STAT_DCS_READS);
+        h->count(h->arg, PQRI_STAT_DCS_READS);
         report(&w);
     }
 }

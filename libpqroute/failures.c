@@ -26,7 +26,7 @@ static void remember(struct pqri_view *v, const struct pqri_failure *f)
             oldest = j;
     }
     if (j == v->nfailures) {
-        if (v->nfailures < PQR_MAX_FAILURES)
+        if (v->nfailures < PQRI_MAX_FAILURES)
             v->nfailures++;
         else
             j = oldest;
@@ -87,7 +87,7 @@ void pqri_view_panic(struct pqri_view *v, uint64_t gen)
     v->want_after = pqri_mono_ms(); /* and a fetch right now */
     pthread_cond_broadcast(&v->vs->cond);
     pthread_mutex_unlock(&v->vs->lock);
-    pqri_stat(&v->stats, PQR_STAT_PANIC_REFRESHES);
+    pqri_stat(&v->stats, PQRI_STAT_PANIC_REFRESHES);
 }
 
 /* While a connect waits for a willing leader, the refresher asks every 100 ms. */

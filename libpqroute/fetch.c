@@ -50,12 +50,12 @@ static size_t endpoints(struct pqri_view *v, const struct pqr_topology *t, char 
 {
     size_t n = 0;
 
-    for (size_t i = 0; i < v->conf->nseeds && n < PQR_MAX_ENDPOINTS; i++)
+    for (size_t i = 0; i < v->conf->nseeds && n < PQRI_MAX_ENDPOINTS; i++)
         urls[n++] = strdup(v->conf->seeds[i]);
-    for (size_t i = 0; t && i < t->n && n < PQR_MAX_ENDPOINTS; i++) {
+    for (size_t i = 0; t && i < t->n && n < PQRI_MAX_ENDPOINTS; i++) {
         char *b = t->m[i].api_url ? pqri_api_base(t->m[i].api_url) : NULL;
         if (b && !advertised_ok(v->vs, &t->m[i], b)) {
-            PQR_DEBUG("cluster %s: member %s advertises a REST endpoint elsewhere than its own host "
+            PQRI_DEBUG("cluster %s: member %s advertises a REST endpoint elsewhere than its own host "
                       "(%.200s): not asked", v->conf->name, t->m[i].name, b);
             free(b);
             b = NULL;
@@ -93,7 +93,7 @@ static bool usable_file(const struct pqri_views *vs, const struct pqr_topology *
 static struct pqr_topology *fetch_rest(struct pqri_views *vs, struct pqri_view *v, bool fallback,
                                        char *err, size_t errlen)
 {
-    char *urls[PQR_MAX_ENDPOINTS], *order[PQR_MAX_ENDPOINTS];
+    char *urls[PQRI_MAX_ENDPOINTS], *order[PQRI_MAX_ENDPOINTS];
     struct pqr_topology *cur, *t;
     size_t n;
 
@@ -130,19 +130,19 @@ static struct pqr_topology *fetch(struct pqri_views *vs, struct pqri_view *v, ch
         return NULL;
     }
     if ((t = pqri_source_read(v->src, &vs->stop, why, sizeof why))) {
-        pqri_stat(&v->stats, PQR_STAT_DCS_READS);
+        pqri_stat(&v->stats, PQRI_STAT_DCS_READS);
         if (v->dcs_failing)
-            PQR_INFO("cluster %s: the DCS answers again (%s)", v->conf->name, t->source);
+            PQRI_INFO("cluster %s: the DCS answers again (%s)", v->conf->name, t->source);
         v->dcs_failing = false;
         return t;
     }
     if (stopping(vs))
         return NULL;
     if (!v->dcs_failing)
-        PQR_WARN("cluster %s: the DCS does not answer (%s); asking Patroni's REST API meanwhile",
+        PQRI_WARN("cluster %s: the DCS does not answer (%s); asking Patroni's REST API meanwhile",
                  v->conf->name, why);
     v->dcs_failing = true;
-    pqri_stat(&v->stats, PQR_STAT_REST_FALLBACKS);
+    pqri_stat(&v->stats, PQRI_STAT_REST_FALLBACKS);
     t = fetch_rest(vs, v, true, err, errlen);
     if (!t)
         pqri_errcat(err, errlen, why);
@@ -156,10 +156,10 @@ void pqri_view_fetched(struct pqri_views *vs, struct pqri_view *v, struct pqr_to
     bool was_failing = v->last_fetch_failed;
     v->last_fetch_failed = !t;
     pthread_mutex_unlock(&vs->lock);
-    pqri_stat(&v->stats, t ? PQR_STAT_REFRESH_OK : PQR_STAT_REFRESH_FAILED);
+    pqri_stat(&v->stats, t ? PQRI_STAT_REFRESH_OK : PQRI_STAT_REFRESH_FAILED);
     if (!t) {
         if (!was_failing && !stopping(vs))
-            PQR_WARN("cluster %s: no usable answer from %s (%s); using the front door once "
+            PQRI_WARN("cluster %s: no usable answer from %s (%s); using the front door once "
                      "the cached view is older than %d ms",
                      v->conf->name, v->conf->dcs.kind ? "the DCS or Patroni" : "Patroni", err,
                      vs->s.stale_ms);
@@ -168,11 +168,11 @@ void pqri_view_fetched(struct pqri_views *vs, struct pqri_view *v, struct pqr_to
         return;
     }
     if (was_failing)
-        PQR_INFO("cluster %s: Patroni answers again (%s)", v->conf->name, t->source);
+        PQRI_INFO("cluster %s: Patroni answers again (%s)", v->conf->name, t->source);
     pqri_topo_complete(t, &vs->s, v->conf);
     t->seq = seq;
     if (seq && pqri_cache_write(&v->cache, t) != 0)
-        PQR_DEBUG("cluster %s: could not write the shared cache file", v->conf->name);
+        PQRI_DEBUG("cluster %s: could not write the shared cache file", v->conf->name);
     else if (seq) /* ours, and published below: no connect needs to read it */
         __atomic_store_n(&v->file_stamp, pqri_cache_stamp(&v->cache), __ATOMIC_RELAXED);
     pqri_view_publish(v, t);
@@ -203,7 +203,7 @@ void pqri_view_refresh_once(struct pqri_views *vs, struct pqri_view *v, long lon
         seen = ft->seq;
     pqri_topo_unref(ft);
     int locked = pqri_cache_trylock(&v->cache);
-    PQR_DEBUG("cluster %s: shared cache %s, %s", v->conf->name, seen ? "too old" : "absent",
+    PQRI_DEBUG("cluster %s: shared cache %s, %s", v->conf->name, seen ? "too old" : "absent",
               locked == 1 ? "refreshing it" : locked == 0 ? "another process refreshes it" : "cannot lock it");
     switch (locked) {
     case 1:
@@ -238,7 +238,7 @@ void pqri_view_refresh_once(struct pqri_views *vs, struct pqri_view *v, long lon
         /* The holder wrote nothing within a fetch's budget and reported no failure: it hangs (a
          * stopped agent). Never worse than without it: ask ourselves. */
         if (!stopping(vs) && !pqri_cache_failed_recently(&v->cache, pqri_rest_budget_ms(&vs->s) * 2)) {
-            PQR_DEBUG("cluster %s: the process holding the shared cache wrote nothing for %d ms; "
+            PQRI_DEBUG("cluster %s: the process holding the shared cache wrote nothing for %d ms; "
                       "asking ourselves", v->conf->name, pqri_rest_budget_ms(&vs->s));
             t = fetch(vs, v, err, sizeof err);
             pqri_view_fetched(vs, v, t, err, 0);

@@ -43,13 +43,13 @@ static struct pqri_dir_id *hold(const char *dir, bool quiet)
 
     if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
         if (!quiet)
-            PQR_WARN("cache directory %s: %s; not sharing the topology cache", dir, strerror(errno));
+            PQRI_WARN("cache directory %s: %s; not sharing the topology cache", dir, strerror(errno));
         return NULL;
     }
     fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0 || fstat(fd, &st) != 0 || !pqri_private_dir(&st)) {
         if (!quiet)
-            PQR_WARN("cache directory %s is not a directory of yours closed to others; not sharing "
+            PQRI_WARN("cache directory %s is not a directory of yours closed to others; not sharing "
                      "the topology cache",
                      dir);
         if (fd >= 0)
@@ -86,13 +86,13 @@ static struct pqri_dir_id *hold_default(char *dir, size_t len)
         return id;
     /* getpwuid, not $HOME: a privileged process does not take its caller's directory */
     if (!(pw = getpwuid(geteuid())) || !pw->pw_dir || pw->pw_dir[0] != '/') {
-        PQR_WARN("cache directory %s is not a directory of yours closed to others, and there is no "
+        PQRI_WARN("cache directory %s is not a directory of yours closed to others, and there is no "
                  "home directory to use instead; not sharing the topology cache", dir);
         return NULL;
     }
     snprintf(home, sizeof home, "%s/.cache", pw->pw_dir);
     mkdir(home, 0700);
-    PQR_WARN("cache directory %s is not a directory of yours closed to others (made by another "
+    PQRI_WARN("cache directory %s is not a directory of yours closed to others (made by another "
              "user?); using %s/libpqroute", dir, home);
     snprintf(dir, len, "%s/libpqroute", home);
     return hold(dir, false);
@@ -136,7 +136,7 @@ static int replaced(struct pqri_cache_dir *d, struct pqri_dir_id *old)
     pthread_mutex_lock(&lock);
     id = __atomic_load_n(&d->id, __ATOMIC_ACQUIRE);
     if (id == old) { /* not replaced by another thread meanwhile */
-        PQR_WARN("cache directory %s was removed (the agent's service stopped?); using the one now "
+        PQRI_WARN("cache directory %s was removed (the agent's service stopped?); using the one now "
                  "at its path",
                  d->path);
         if ((id = hold(d->path, false)))
@@ -163,7 +163,7 @@ int pqri_cachedir_fd(struct pqri_cache_dir *d)
      * accessible to others: stop sharing, and leave the fd alone. */
     if (__atomic_compare_exchange_n(&d->id, &id, NULL, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
         __atomic_store_n(&d->retired, id, __ATOMIC_RELEASE); /* freed at close, fd left alone */
-        PQR_WARN("cache directory %s changed under this process (its descriptor was closed, or its "
+        PQRI_WARN("cache directory %s changed under this process (its descriptor was closed, or its "
                  "owner or mode changed); not sharing the topology cache any more",
                  d->path);
     }
@@ -218,23 +218,23 @@ struct pqr_topology *pqri_cache_read(const struct pqri_cache_file *f, const stru
     file_name(name, sizeof name, f, "json");
     if ((fd = pqri_cache_openat(f->dir, name, O_RDONLY)) < 0)
         return NULL;
-    if (fstat(fd, &st) != 0 || !pqri_private_file(&st) || st.st_size > PQR_MAX_BODY) {
-        PQR_WARN("ignoring cache file %s/%s: not owned by you or writable by others", f->dir->path,
+    if (fstat(fd, &st) != 0 || !pqri_private_file(&st) || st.st_size > PQRI_MAX_BODY) {
+        PQRI_WARN("ignoring cache file %s/%s: not owned by you or writable by others", f->dir->path,
                  name);
         goto out;
     }
-    if (!(buf = malloc(PQR_MAX_BODY + 1)))
+    if (!(buf = malloc(PQRI_MAX_BODY + 1)))
         goto out;
-    while (len < PQR_MAX_BODY && (n = read(fd, buf + len, PQR_MAX_BODY - len)) > 0)
+    while (len < PQRI_MAX_BODY && (n = read(fd, buf + len, PQRI_MAX_BODY - len)) > 0)
         len += (size_t)n;
     t = pqri_topo_parse(buf, len, err, sizeof err);
     if (!t) {
-        PQR_DEBUG("ignoring cache file %s/%s: %s", f->dir->path, name, err);
+        PQRI_DEBUG("ignoring cache file %s/%s: %s", f->dir->path, name, err);
         goto out;
     }
     age = pqri_now_ms() - t->fetched_ms;
     if (t->fetched_ms <= 0 || age < -FUTURE_SKEW_MS) {
-        PQR_DEBUG("ignoring cache file %s/%s: stamped %lld ms in the future", f->dir->path, name,
+        PQRI_DEBUG("ignoring cache file %s/%s: stamped %lld ms in the future", f->dir->path, name,
                   -age);
         pqri_topo_unref(t);
         t = NULL;
@@ -396,8 +396,8 @@ size_t pqri_cache_read_down(const struct pqri_cache_file *f, struct pqri_failure
 void pqri_cache_note_down(const struct pqri_cache_file *f, const struct pqri_failure *down,
                           long long max_age_ms)
 {
-    struct pqri_failure cur[PQR_MAX_FAILURES];
-    size_t n = pqri_cache_read_down(f, cur, PQR_MAX_FAILURES, max_age_ms);
+    struct pqri_failure cur[PQRI_MAX_FAILURES];
+    size_t n = pqri_cache_read_down(f, cur, PQRI_MAX_FAILURES, max_age_ms);
     char name[128], tmp[160];
     int dfd = pqri_cachedir_fd(f->dir), fd;
     FILE *out;
@@ -413,7 +413,7 @@ void pqri_cache_note_down(const struct pqri_cache_file *f, const struct pqri_fai
     }
     fprintf(out, "%s %d %llu %lld %d\n", down->addr, down->port, (unsigned long long)down->gen,
             pqri_now_ms(), down->silent);
-    for (size_t i = 0, k = 1; i < n && k < PQR_MAX_FAILURES; i++)
+    for (size_t i = 0, k = 1; i < n && k < PQRI_MAX_FAILURES; i++)
         if (strcmp(cur[i].addr, down->addr) != 0 || cur[i].port != down->port) {
             fprintf(out, "%s %d %llu %lld %d\n", cur[i].addr, cur[i].port,
                     (unsigned long long)cur[i].gen, cur[i].at_ms, cur[i].silent);
@@ -439,10 +439,10 @@ void pqri_cache_note_down(const struct pqri_cache_file *f, const struct pqri_fai
 
 
 #define STATS_MAGIC 0x7071727374617431ULL /* "pqrstat1" */
-#define STATS_SIZE ((off_t)sizeof(uint64_t) * (1 + PQR_STAT_COUNT))
+#define STATS_SIZE ((off_t)sizeof(uint64_t) * (1 + PQRI_STAT_COUNT))
 #define LOCK_TRIES 64
 
-const char *const pqri_stat_names[PQR_STAT_COUNT] = {
+const char *const pqri_stat_names[PQRI_STAT_COUNT] = {
     "routed_rw", "routed_ro", "fallback_no_view", "fallback_no_member", "retries",
     "refresh_ok", "refresh_failed", "shared_cache_used", "passed_through", "panic_refreshes",
     "door_skipped", "member_down", "dcs_reads", "rest_fallbacks", "watch_events",
@@ -472,7 +472,7 @@ static int stats_open(struct pqri_stats *st, bool create)
         /* New, or truncated by someone: (re)made with its space reserved. */
         if ((err = posix_fallocate(fd, 0, STATS_SIZE)) != 0) {
             if (!__atomic_exchange_n(&st->warned, true, __ATOMIC_RELAXED))
-                PQR_WARN("counters file %s/%s: cannot reserve space (%s); not counting in this "
+                PQRI_WARN("counters file %s/%s: cannot reserve space (%s); not counting in this "
                          "process",
                          st->dir->path, st->name, strerror(err));
             __atomic_store_n(&st->off, true, __ATOMIC_RELAXED);
@@ -499,7 +499,7 @@ static int stats_open(struct pqri_stats *st, bool create)
     return fd;
 bad:
     if (create && !__atomic_exchange_n(&st->warned, true, __ATOMIC_RELAXED))
-        PQR_WARN("counters file %s/%s is not a counters file of yours (truncated?); not counting "
+        PQRI_WARN("counters file %s/%s is not a counters file of yours (truncated?); not counting "
                  "in this process",
                  st->dir->path, st->name);
     if (create)
@@ -533,14 +533,14 @@ void pqri_stat(struct pqri_stats *st, enum pqri_stat which)
     close(fd);
 }
 
-int pqri_stats_read(struct pqri_stats *st, uint64_t out[PQR_STAT_COUNT])
+int pqri_stats_read(struct pqri_stats *st, uint64_t out[PQRI_STAT_COUNT])
 {
     int fd = stats_open(st, false);
     ssize_t n;
 
     if (fd < 0)
         return -1;
-    n = pread(fd, out, sizeof(uint64_t) * PQR_STAT_COUNT, sizeof(uint64_t));
+    n = pread(fd, out, sizeof(uint64_t) * PQRI_STAT_COUNT, sizeof(uint64_t));
     close(fd);
-    return n == (ssize_t)(sizeof(uint64_t) * PQR_STAT_COUNT) ? 0 : -1;
+    return n == (ssize_t)(sizeof(uint64_t) * PQRI_STAT_COUNT) ? 0 : -1;
 }

@@ -62,14 +62,14 @@ int pqri_cache_trylock(struct pqri_cache_file *f);
 void pqri_cache_unlock(struct pqri_cache_file *f);
 
 enum pqri_stat {
-    PQR_STAT_ROUTED_RW, PQR_STAT_ROUTED_RO, PQR_STAT_FALLBACK_NO_VIEW, PQR_STAT_FALLBACK_NO_MEMBER,
-    PQR_STAT_RETRIES, PQR_STAT_REFRESH_OK, PQR_STAT_REFRESH_FAILED, PQR_STAT_SHARED_CACHE_USED,
-    PQR_STAT_PASSED_THROUGH, PQR_STAT_PANIC_REFRESHES, PQR_STAT_DOOR_SKIPPED, PQR_STAT_MEMBER_DOWN,
-    PQR_STAT_DCS_READS, PQR_STAT_REST_FALLBACKS, PQR_STAT_WATCH_EVENTS, PQR_STAT_WATCH_RECONNECTS,
-    PQR_STAT_WATCH_COMPACTIONS,
-    PQR_STAT_COUNT
+    PQRI_STAT_ROUTED_RW, PQRI_STAT_ROUTED_RO, PQRI_STAT_FALLBACK_NO_VIEW, PQRI_STAT_FALLBACK_NO_MEMBER,
+    PQRI_STAT_RETRIES, PQRI_STAT_REFRESH_OK, PQRI_STAT_REFRESH_FAILED, PQRI_STAT_SHARED_CACHE_USED,
+    PQRI_STAT_PASSED_THROUGH, PQRI_STAT_PANIC_REFRESHES, PQRI_STAT_DOOR_SKIPPED, PQRI_STAT_MEMBER_DOWN,
+    PQRI_STAT_DCS_READS, PQRI_STAT_REST_FALLBACKS, PQRI_STAT_WATCH_EVENTS, PQRI_STAT_WATCH_RECONNECTS,
+    PQRI_STAT_WATCH_COMPACTIONS,
+    PQRI_STAT_COUNT
 };
-extern const char *const pqri_stat_names[PQR_STAT_COUNT];
+extern const char *const pqri_stat_names[PQRI_STAT_COUNT];
 struct pqri_stats {
     struct pqri_cache_dir *dir; /* NULL: not counting */
     char name[112];
@@ -79,6 +79,6 @@ struct pqri_stats {
 void pqri_stats_init(struct pqri_stats *st, struct pqri_cache_dir *d, const char *key);
 /* Best effort: never blocks, never signals. */
 void pqri_stat(struct pqri_stats *st, enum pqri_stat which);
-int pqri_stats_read(struct pqri_stats *st, uint64_t out[PQR_STAT_COUNT]);
+int pqri_stats_read(struct pqri_stats *st, uint64_t out[PQRI_STAT_COUNT]);
 
 #endif

@@ -12,7 +12,7 @@
 
 #include "log.h"
 
-static int log_level = PQR_LOG_WARN;
+static int log_level = PQRI_LOG_WARN;
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
 int pqri_log_parse(const char *s)
@@ -21,7 +21,7 @@ int pqri_log_parse(const char *s)
         if (strcasecmp(s, level_names[i]) == 0)
             return i;
     if (strcasecmp(s, "warning") == 0)
-        return PQR_LOG_WARN;
+        return PQRI_LOG_WARN;
     return -1;
 }
 

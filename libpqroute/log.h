@@ -5,16 +5,16 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-enum pqri_log_level { PQR_LOG_ERROR = 0, PQR_LOG_WARN, PQR_LOG_INFO, PQR_LOG_DEBUG };
+enum pqri_log_level { PQRI_LOG_ERROR = 0, PQRI_LOG_WARN, PQRI_LOG_INFO, PQRI_LOG_DEBUG };
 int pqri_log_parse(const char *s);
 void pqri_log_set(int level);
 bool pqri_log_on(int level);
 /* One line on stderr, "libpqroute: <level>: ...", control characters escaped. */
 void pqri_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-#define PQR_ERROR(...) pqri_log(PQR_LOG_ERROR, __VA_ARGS__)
-#define PQR_WARN(...) pqri_log(PQR_LOG_WARN, __VA_ARGS__)
-#define PQR_INFO(...) pqri_log(PQR_LOG_INFO, __VA_ARGS__)
-#define PQR_DEBUG(...) pqri_log(PQR_LOG_DEBUG, __VA_ARGS__)
+#define PQRI_ERROR(...) pqri_log(PQRI_LOG_ERROR, __VA_ARGS__)
+#define PQRI_WARN(...) pqri_log(PQRI_LOG_WARN, __VA_ARGS__)
+#define PQRI_INFO(...) pqri_log(PQRI_LOG_INFO, __VA_ARGS__)
+#define PQRI_DEBUG(...) pqri_log(PQRI_LOG_DEBUG, __VA_ARGS__)
 void pqri_errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* The same, and the calling thread's error code (pqr_last_error()): where the cause is known. */
 void pqri_errc(int code, char *err, size_t errlen, const char *fmt, ...)

@@ -77,8 +77,8 @@ struct nb {
     int cur; /* the entry libpq is on: a candidate, PQRI_DOOR or PQRI_NONE */
     bool panicked, retried;
     bool auth_retried; /* one more round was given after a password was sent and refused */
-    bool answered[PQR_MAX_MEMBERS];
-    bool authed[PQR_MAX_MEMBERS]; /* seen past authentication in this connect */
+    bool answered[PQRI_MAX_MEMBERS];
+    bool authed[PQRI_MAX_MEMBERS]; /* seen past authentication in this connect */
 };
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -195,7 +195,7 @@ static void waker_start(void)
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     pthread_attr_destroy(&ta);
     if (!waker_running)
-        PQR_WARN("cannot start the thread that keeps non-blocking connects' deadlines: they go "
+        PQRI_WARN("cannot start the thread that keeps non-blocking connects' deadlines: they go "
                  "through libpq's own host list");
 }
 
@@ -365,7 +365,7 @@ static bool keep_socket(struct nb *nb)
     if (nb->pq->status(nb->conn) == CONNECTION_STARTED && target(nb, &ss, &len)) {
         disconnect(nb->fd);
         if (connect(nb->fd, (struct sockaddr *)&ss, len) < 0 && errno != EINPROGRESS)
-            PQR_DEBUG("non-blocking connect: %s", strerror(errno)); /* libpq's next step reports it */
+            PQRI_DEBUG("non-blocking connect: %s", strerror(errno)); /* libpq's next step reports it */
         return dup3(nb->fd, s, O_CLOEXEC) == s;
     }
     /* Another family (or already past the TCP connect): our number follows libpq's socket. The
@@ -382,7 +382,7 @@ static bool keep_socket(struct nb *nb)
     len = sizeof ss;
     if (getsockname(nb->fd, (struct sockaddr *)&ss, &len) == 0)
         nb->family = ss.ss_family;
-    PQR_INFO("a non-blocking connect moved to a socket of another kind: the caller's fd %d follows it "
+    PQRI_INFO("a non-blocking connect moved to a socket of another kind: the caller's fd %d follows it "
              "(an event loop that registered it once must register it again)",
              nb->fd);
     return true;
@@ -499,7 +499,7 @@ static PostgresPollingStatusType resume(struct nb *nb)
     nb->cur = PQRI_NONE; /* a new walk: each member's deadline from its own start */
     nb->timed_out = false;
     disconnect(nb->fd);
-    pqri_view_stat(p->v, PQR_STAT_RETRIES);
+    pqri_view_stat(p->v, PQRI_STAT_RETRIES);
     if (new_view || !nb->retried)
         pqri_plan_describe(p, "retrying (non-blocking, on the caller's socket) while the leader changes:");
     nb->retried = true;
@@ -519,7 +519,7 @@ static PostgresPollingStatusType decide(struct nb *nb, PostgresPollingStatusType
         pqri_plan_note_failures(p, nb->cur >= 0 ? (size_t)nb->cur : p->ncands);
         if (nb->cur == PQRI_DOOR)
             pqri_view_door_answered(p->v);
-        PQR_DEBUG("landed on %s:%s (non-blocking)", nb->pq->hostaddr(nb->conn), nb->pq->port(nb->conn));
+        PQRI_DEBUG("landed on %s:%s (non-blocking)", nb->pq->hostaddr(nb->conn), nb->pq->port(nb->conn));
         *done = true;
         return ps;
     }
@@ -527,7 +527,7 @@ static PostgresPollingStatusType decide(struct nb *nb, PostgresPollingStatusType
      * leads to the same servers, and a proxy whose backend refuses holds a connect for seconds. */
     if (nb->cur == PQRI_DOOR && st == CONNECTION_STARTED && any && in_time && !p->silent_left_out &&
         s->door_mode == PQRI_DOOR_ADAPTIVE) {
-        pqri_view_stat(p->v, PQR_STAT_DOOR_SKIPPED);
+        pqri_view_stat(p->v, PQRI_STAT_DOOR_SKIPPED);
         ps = pause_connect(nb, ps);
         *done = ps == PGRES_POLLING_FAILED;
         return ps;
@@ -547,7 +547,7 @@ static PostgresPollingStatusType decide(struct nb *nb, PostgresPollingStatusType
         bool needs = !nb->pq->needs_password || nb->pq->needs_password(nb->conn);
         bool used = !nb->pq->used_password || nb->pq->used_password(nb->conn);
         if (needs || (used && nb->auth_retried)) {
-            PQR_DEBUG("non-blocking connect: ended at a member that refused the login (%s:%s)",
+            PQRI_DEBUG("non-blocking connect: ended at a member that refused the login (%s:%s)",
                       nb->pq->hostaddr(nb->conn), nb->pq->port(nb->conn));
             *done = true;
             return ps;
@@ -562,7 +562,7 @@ static PostgresPollingStatusType decide(struct nb *nb, PostgresPollingStatusType
             if (ps != PGRES_POLLING_FAILED)
                 return ps;
         }
-        PQR_DEBUG("non-blocking connect: failed (%s; budget %s)", any ? "members answered" : "no member answered",
+        PQRI_DEBUG("non-blocking connect: failed (%s; budget %s)", any ? "members answered" : "no member answered",
                   in_time ? "left" : "spent");
         *done = true;
     }
@@ -690,7 +690,7 @@ bool pqri_nb_poll(PGconn *conn, PostgresPollingStatusType *out)
     } else {
         ps = nb->paused ? resume(nb) : nb->pq->connect_poll(nb->conn);
         if (!keep_socket(nb)) {
-            PQR_WARN("a non-blocking connect lost the socket it gave the caller (fd %d closed by "
+            PQRI_WARN("a non-blocking connect lost the socket it gave the caller (fd %d closed by "
                      "the program?); libpq goes on with its own", nb->fd);
             done = true;
         } else {

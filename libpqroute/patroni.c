@@ -120,7 +120,7 @@ struct pqr_topology *pqri_patroni_fetch(const struct pqri_fetch_opts *o, char *e
         snprintf(ep[i].url, sizeof ep[i].url, "%s/cluster", o->urls[i]);
         pqri_url_display(ep[i].shown, sizeof ep[i].shown, ep[i].url);
         rq[i] = (struct pqri_http_req){.url = ep[i].url, .tls = &tls,
-                                       .timeout_ms = s->rest_timeout_ms, .max_body = PQR_MAX_BODY};
+                                       .timeout_ms = s->rest_timeout_ms, .max_body = PQRI_MAX_BODY};
     }
     pqri_http_race(&r, err, errlen);
     if (f.best)

@@ -44,7 +44,7 @@ void pqri_decision(const char *fmt, ...)
     vsnprintf(raw, sizeof raw, fmt, ap);
     va_end(ap);
     pqri_escape(decision, sizeof decision, raw);
-    PQR_INFO("%s", decision);
+    PQRI_INFO("%s", decision);
 }
 
 /* libpq's option processing without connecting; NULL when the options themselves are invalid
@@ -161,7 +161,7 @@ void pqri_plan_note_down(struct pqri_plan *p, const struct pqri_candidate *c, bo
 {
     struct pqri_failure *f = (struct pqri_failure *)found(p, c->addr, c->port);
 
-    if (!f && p->nfound < PQR_MAX_MEMBERS) {
+    if (!f && p->nfound < PQRI_MAX_MEMBERS) {
         f = &p->found[p->nfound++];
         *f = (struct pqri_failure){.port = c->port, .down = true};
         snprintf(f->addr, sizeof f->addr, "%s", c->addr);
@@ -172,7 +172,7 @@ void pqri_plan_note_down(struct pqri_plan *p, const struct pqri_candidate *c, bo
         f->silent = f->silent || silent;
     }
     pqri_view_note_down(p->v, p->t->gen, c, silent);
-    pqri_view_stat(p->v, PQR_STAT_MEMBER_DOWN);
+    pqri_view_stat(p->v, PQRI_STAT_MEMBER_DOWN);
 }
 
 /* libpq's parameters for p's candidates (and the front door unless it is left out). */
@@ -194,7 +194,7 @@ static int build_params(struct pqri_plan *p)
 static int build(struct pqri_views *vs, struct pqri_plan *p, bool door_only_ok)
 {
     const struct pqr_settings *s = pqri_views_settings(vs);
-    struct pqri_failure fails[PQR_MAX_MEMBERS + PQR_MAX_FAILURES];
+    struct pqri_failure fails[PQRI_MAX_MEMBERS + PQRI_MAX_FAILURES];
     struct pqri_policy_in in = {0};
 
     /* A member found silent in this connect stays silent under whichever view it now plans
@@ -205,7 +205,7 @@ static int build(struct pqri_views *vs, struct pqri_plan *p, bool door_only_ok)
         if (fails[i].silent)
             fails[i].gen = p->t->gen;
     }
-    in.nfailures = p->nfound + pqri_view_failures(p->v, fails + p->nfound, PQR_MAX_FAILURES);
+    in.nfailures = p->nfound + pqri_view_failures(p->v, fails + p->nfound, PQRI_MAX_FAILURES);
     in.spread = pqri_views_spread(vs);
     p->silent_left_out = false;
     for (size_t i = 0; i < in.nfailures; i++)
@@ -223,7 +223,7 @@ static int build(struct pqri_views *vs, struct pqri_plan *p, bool door_only_ok)
     in.role = p->role;
     in.max_lag = pqri_max_lag(s, pqri_view_conf(p->v));
     in.failures = fails;
-    p->ncands = pqri_policy_order(&in, p->cands, PQR_MAX_MEMBERS);
+    p->ncands = pqri_policy_order(&in, p->cands, PQRI_MAX_MEMBERS);
     /* A member that did not answer in this connect is not waited for twice in it. */
     size_t listed = p->ncands;
     p->ncands = without_silent_found(p);
@@ -311,7 +311,7 @@ struct pqri_plan *pqri_plan_new(struct pqri_views *vs, const struct pqri_libpq *
         portnum = -1;
     if (!(p->v = pqri_views_door(vs, host, portnum, &ro_door))) {
         pqri_decision("passed through: %s:%ld is not a configured front door", host, portnum);
-        pqri_views_stat_other(vs, PQR_STAT_PASSED_THROUGH);
+        pqri_views_stat_other(vs, PQRI_STAT_PASSED_THROUGH);
         goto pass;
     }
     p->door_host = strdup(host);
@@ -339,22 +339,22 @@ struct pqri_plan *pqri_plan_new(struct pqri_views *vs, const struct pqri_libpq *
         goto pass;
     /* A non-blocking connect (an event loop's) may wait a little for a fresh process's first
      * view — Patroni answers in about a millisecond — rather than go to the front door. */
-    p->t = pqri_view_snapshot(p->v, mode == PQR_BLOCKING ? pqri_rest_budget_ms(s) : s->start_wait_ms);
+    p->t = pqri_view_snapshot(p->v, mode == PQRI_BLOCKING ? pqri_rest_budget_ms(s) : s->start_wait_ms);
     if (!p->t) {
-        pqri_view_stat(p->v, PQR_STAT_FALLBACK_NO_VIEW);
+        pqri_view_stat(p->v, PQRI_STAT_FALLBACK_NO_VIEW);
         pqri_decision("passed through %s: cluster %s, no fresh Patroni view (front door %s:%s)",
                       role_name(p->role), pqri_view_conf(p->v)->name, host, p->door_port);
         goto pass;
     }
     if (build(vs, p, false) < 0) {
-        pqri_view_stat(p->v, PQR_STAT_FALLBACK_NO_MEMBER);
+        pqri_view_stat(p->v, PQRI_STAT_FALLBACK_NO_MEMBER);
         pqri_decision("passed through %s: cluster %s, no eligible member in Patroni's view "
                       "(front door %s:%s)",
                       role_name(p->role), pqri_view_conf(p->v)->name, host, p->door_port);
         goto pass;
     }
     free(tsa);
-    pqri_view_stat(p->v, p->role == PQR_ROLE_RW ? PQR_STAT_ROUTED_RW : PQR_STAT_ROUTED_RO);
+    pqri_view_stat(p->v, p->role == PQR_ROLE_RW ? PQRI_STAT_ROUTED_RW : PQRI_STAT_ROUTED_RO);
     pqri_plan_describe(p, "routed");
     return p;
 pass:
@@ -367,7 +367,7 @@ pass:
  * (a replica refusing a read-write session is working as intended), every replica for RO. */
 void pqri_plan_note_failures(struct pqri_plan *p, size_t n)
 {
-    struct pqri_candidate bad[PQR_MAX_MEMBERS];
+    struct pqri_candidate bad[PQRI_MAX_MEMBERS];
     size_t k = 0;
 
     for (size_t i = 0; i < n && i < p->ncands; i++) {
@@ -392,9 +392,9 @@ void pqri_plan_note_failures(struct pqri_plan *p, size_t n)
  * reach and the proxy would meet the same servers: in the adaptive mode the door is not tried.
  */
 struct attempt {
-    bool tried[PQR_MAX_MEMBERS];
-    bool answered[PQR_MAX_MEMBERS];
-    bool authed[PQR_MAX_MEMBERS]; /* seen past authentication */
+    bool tried[PQRI_MAX_MEMBERS];
+    bool answered[PQRI_MAX_MEMBERS];
+    bool authed[PQRI_MAX_MEMBERS]; /* seen past authentication */
     int at;            /* the entry libpq was on when it stopped: a member, DOOR, or NONE */
     bool timed_out;    /* `at` did not get through within connect_timeout */
     bool door_skipped; /* given up at the door: members answered, none took the role */
@@ -577,7 +577,7 @@ static PGconn *connect_routed(struct pqri_views *vs, struct pqri_plan *p)
             pqri_plan_note_failures(p, a.at >= 0 ? (size_t)a.at : p->ncands);
             if (a.at == DOOR)
                 pqri_view_door_answered(p->v);
-            PQR_DEBUG("landed on %s:%s", pq->hostaddr(conn), pq->port(conn));
+            PQRI_DEBUG("landed on %s:%s", pq->hostaddr(conn), pq->port(conn));
             return conn;
         }
         /* Members libpq could not reach (refused, reset, silent) are paid for once: left out for
@@ -632,7 +632,7 @@ static PGconn *connect_routed(struct pqri_views *vs, struct pqri_plan *p)
             p->t = t;
             if (build(vs, p, true) < 0)
                 return conn;
-            pqri_view_stat(p->v, PQR_STAT_RETRIES);
+            pqri_view_stat(p->v, PQRI_STAT_RETRIES);
             pqri_plan_describe(p, "retrying");
             pq->finish(conn);
             continue;
@@ -642,7 +642,7 @@ static PGconn *connect_routed(struct pqri_views *vs, struct pqri_plan *p)
          * change is in progress: ask Patroni every 100 ms, and try the members again as
          * often, within this connect's budget; the door stays out for this connect. */
         if (a.door_skipped)
-            pqri_view_stat(p->v, PQR_STAT_DOOR_SKIPPED);
+            pqri_view_stat(p->v, PQRI_STAT_DOOR_SKIPPED);
         if (!panicked) {
             panicked = true;
             panic_gen = p->t->gen;
@@ -710,7 +710,7 @@ PGconn *pqri_plan_exec(struct pqri_views *vs, struct pqri_plan *p)
 PGPing pqri_plan_ping(struct pqri_views *vs, const struct pqri_libpq *pq, const char *const *kw,
                        const char *const *val, int expand, bool *passed)
 {
-    struct pqri_plan *p = pqri_plan_new(vs, pq, kw, val, expand, PQR_BLOCKING, PQR_ROLE_AUTO);
+    struct pqri_plan *p = pqri_plan_new(vs, pq, kw, val, expand, PQRI_BLOCKING, PQR_ROLE_AUTO);
     PGPing ping;
 
     *passed = !p;

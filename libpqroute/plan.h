@@ -20,7 +20,7 @@ struct pqri_plan {
     char *asked_tsa; /* the application's own target_session_attrs, or NULL */
     pqr_role role;
     enum pqri_mode mode;
-    struct pqri_candidate cands[PQR_MAX_MEMBERS];
+    struct pqri_candidate cands[PQRI_MAX_MEMBERS];
     size_t ncands;
     struct pqri_params params; /* what libpq is handed */
     bool leave_door_out;       /* members only: no front door at the end of the list */
@@ -29,7 +29,7 @@ struct pqri_plan {
     /* Members this connect found unreachable: remembered for the whole connect, whatever the
      * view does meanwhile (a changed view, PQROUTE_STALE_MS passing); silent ones are not tried
      * again in it. */
-    struct pqri_failure found[PQR_MAX_MEMBERS];
+    struct pqri_failure found[PQRI_MAX_MEMBERS];
     size_t nfound;
 };
 

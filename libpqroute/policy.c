@@ -74,10 +74,10 @@ static int rw_rank(const struct pqr_topology *t, size_t i)
 size_t pqri_policy_order(const struct pqri_policy_in *in, struct pqri_candidate *out, size_t max)
 {
     const struct pqr_topology *t = in->t;
-    size_t idx[PQR_MAX_MEMBERS], n = 0, k = 0;
-    int rank[PQR_MAX_MEMBERS];
+    size_t idx[PQRI_MAX_MEMBERS], n = 0, k = 0;
+    int rank[PQRI_MAX_MEMBERS];
 
-    for (size_t i = 0; i < t->n && n < PQR_MAX_MEMBERS; i++) {
+    for (size_t i = 0; i < t->n && n < PQRI_MAX_MEMBERS; i++) {
         if (!t->m[i].addr[0])
             continue;
         if (in->role == PQR_ROLE_RO && !pqri_member_ro_ok(t, i, in->max_lag))
@@ -88,7 +88,7 @@ size_t pqri_policy_order(const struct pqri_policy_in *in, struct pqri_candidate 
     }
     /* RO: rotate the eligible replicas so that processes and calls spread over them. */
     if (in->role == PQR_ROLE_RO && n > 1) {
-        size_t rot = in->spread % n, tmp[PQR_MAX_MEMBERS];
+        size_t rot = in->spread % n, tmp[PQRI_MAX_MEMBERS];
         for (size_t i = 0; i < n; i++)
             tmp[i] = idx[(i + rot) % n];
         memcpy(idx, tmp, n * sizeof *idx);

@@ -5,15 +5,15 @@
 
 #include "topology.h"
 
-#define PQR_MAX_FAILURES 16
+#define PQRI_MAX_FAILURES 16
 
 struct pqri_candidate {
     int member; /* index into the topology, -1 for the front door */
-    char addr[PQR_ADDRLEN];
+    char addr[PQRI_ADDRLEN];
     int port;
 };
 struct pqri_failure {
-    char addr[PQR_ADDRLEN];
+    char addr[PQRI_ADDRLEN];
     int port;
     uint64_t gen;
     long long at_ms; /* monotonic */

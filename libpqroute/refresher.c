@@ -218,7 +218,7 @@ int pqri_refresher_start(struct pqri_views *vs)
 void pqri_refresher_report(int rc)
 {
     if (rc)
-        PQR_WARN("cannot start the refresher thread: %s; connections go to the front door",
+        PQRI_WARN("cannot start the refresher thread: %s; connections go to the front door",
                  strerror(rc));
 }
 

@@ -26,7 +26,7 @@
 
 struct slot {
     char host[256];
-    char addr[PQR_ADDRLEN]; /* "" unresolvable (or not yet) */
+    char addr[PQRI_ADDRLEN]; /* "" unresolvable (or not yet) */
     long long at_mono;      /* when the last answer came; 0 none yet */
     bool busy;              /* a look-up thread is running */
     bool warned;
@@ -74,7 +74,7 @@ void pqri_dns_atfork_child(void)
 static void *lookup_main(void *arg)
 {
     struct slot *sl = arg;
-    char host[256], addr[PQR_ADDRLEN] = "";
+    char host[256], addr[PQRI_ADDRLEN] = "";
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_ADDRCONFIG}, *ai;
 
     pthread_mutex_lock(&dns_lock);
@@ -178,9 +178,9 @@ void pqri_resolve_members(struct pqr_topology *t, long long deadline_mono)
         if (m->addr[0] || pqri_numeric_addr(m->host, m->addr))
             continue;
         if ((rc = pqri_dns_resolve(m->host, m->addr, sizeof m->addr, deadline_mono)) == -2)
-            PQR_WARN("member %s: host \"%.80s\" was not resolved in time; left out of this view",
+            PQRI_WARN("member %s: host \"%.80s\" was not resolved in time; left out of this view",
                      m->name, m->host);
         else if (rc < 0)
-            PQR_DEBUG("member %s: cannot resolve host \"%.80s\"", m->name, m->host);
+            PQRI_DEBUG("member %s: cannot resolve host \"%.80s\"", m->name, m->host);
     }
 }

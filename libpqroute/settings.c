@@ -33,7 +33,7 @@ void pqri_settings_init(struct pqr_settings *s)
     s->connect_timeout_s = 2;
     s->start_wait_ms = 100;
     s->max_lag = 1048576; /* Patroni's default maximum_lag_on_failover */
-    s->log_level = PQR_LOG_WARN;
+    s->log_level = PQRI_LOG_WARN;
     s->dcs.group = -1;
 }
 
@@ -179,7 +179,7 @@ static int no_memory(char *err, size_t errlen, const char *name)
 static int parse_urls(const char *v, char ***out, size_t *nout, char *err, size_t errlen,
                       const char *name)
 {
-    char **urls = calloc(PQR_MAX_ENDPOINTS, sizeof(char *));
+    char **urls = calloc(PQRI_MAX_ENDPOINTS, sizeof(char *));
     size_t n = 0;
     const char *p = v;
 
@@ -209,8 +209,8 @@ static int parse_urls(const char *v, char ***out, size_t *nout, char *err, size_
                 pqri_errf(err, errlen, "%s%s: URL contains white space", ENV_PREFIX, name);
                 goto fail;
             }
-        if (n == PQR_MAX_ENDPOINTS) {
-            pqri_errf(err, errlen, "%s%s: more than %d URLs", ENV_PREFIX, name, PQR_MAX_ENDPOINTS);
+        if (n == PQRI_MAX_ENDPOINTS) {
+            pqri_errf(err, errlen, "%s%s: more than %d URLs", ENV_PREFIX, name, PQRI_MAX_ENDPOINTS);
             goto fail;
         }
         if (!(urls[n++] = strndup(p, len))) {
@@ -855,24 +855,24 @@ int pqri_rest_budget_ms(const struct pqr_settings *s)
 
 int pqri_settings_load(struct pqr_settings *s, char *err, size_t errlen)
 {
-    const char *path = getenv(PQR_ENV_CONFIG), *lvl = getenv(PQR_ENV_LOG);
+    const char *path = getenv(PQRI_ENV_CONFIG), *lvl = getenv(PQRI_ENV_LOG);
     int level;
 
     pqri_settings_init(s);
     if (lvl && (level = pqri_log_parse(lvl)) >= 0)
         pqri_log_set(level);
     if (path && !*path) {
-        pqri_errf(err, errlen, "%s is set but empty", PQR_ENV_CONFIG);
+        pqri_errf(err, errlen, "%s is set but empty", PQRI_ENV_CONFIG);
         return -1;
     }
     if (path) {
         char ferr[512];
         if (pqri_settings_from_file(s, path, ferr, sizeof ferr) < 0) {
-            pqri_errc(PQR_ERR_CONFIG_FILE, err, errlen, "%s: %s", PQR_ENV_CONFIG, ferr);
+            pqri_errc(PQR_ERR_CONFIG_FILE, err, errlen, "%s: %s", PQRI_ENV_CONFIG, ferr);
             return -1;
         }
-    } else if (access(PQR_DEFAULT_CONFIG, F_OK) == 0 &&
-               pqri_settings_from_file(s, PQR_DEFAULT_CONFIG, err, errlen) < 0) {
+    } else if (access(PQRI_DEFAULT_CONFIG, F_OK) == 0 &&
+               pqri_settings_from_file(s, PQRI_DEFAULT_CONFIG, err, errlen) < 0) {
         pqri_error_set(PQR_ERR_CONFIG_FILE);
         return -1;
     }

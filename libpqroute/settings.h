@@ -11,8 +11,8 @@
 #include "addr.h"
 #include "libpqroute.h"
 
-#define PQR_MAX_ENDPOINTS 16
-#define PQR_ENV_LOG "PQROUTE_LOG"
+#define PQRI_MAX_ENDPOINTS 16
+#define PQRI_ENV_LOG "PQROUTE_LOG"
 
 /* Where Patroni's state is read first: its DCS (REST is then the fallback). */
 enum pqri_dcs_kind { PQRI_DCS_NONE, PQRI_DCS_ETCD, PQRI_DCS_CONSUL };

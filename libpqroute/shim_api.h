@@ -11,14 +11,14 @@
 
 #include "libpqroute.h"
 
-#define PQR_DEFAULT_CONFIG "/etc/libpqroute.conf"
+#define PQRI_DEFAULT_CONFIG "/etc/libpqroute.conf"
 /* The variables the shim looks at before loading the engine (the rest: settings.c). */
-#define PQR_ENV_PATRONI "PQROUTE_PATRONI"
-#define PQR_ENV_ETCD "PQROUTE_ETCD"
-#define PQR_ENV_CONSUL "PQROUTE_CONSUL"
-#define PQR_ENV_CONFIG "PQROUTE_CONFIG"
+#define PQRI_ENV_PATRONI "PQROUTE_PATRONI"
+#define PQRI_ENV_ETCD "PQROUTE_ETCD"
+#define PQRI_ENV_CONSUL "PQROUTE_CONSUL"
+#define PQRI_ENV_CONFIG "PQROUTE_CONFIG"
 
-enum pqri_mode { PQR_BLOCKING, PQR_NONBLOCKING };
+enum pqri_mode { PQRI_BLOCKING, PQRI_NONBLOCKING };
 
 /* One libpq, as the routing code calls it. A process may hold several (a wheel's bundled copy
  * beside the system's, another version under another soname): the shim hands the engine the one

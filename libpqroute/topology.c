@@ -103,7 +103,7 @@ static int parse_member(json_t *o, struct pqri_member *m)
 {
     const char *name = jstr(o, "name", 128), *host = jstr(o, "host", 255),
                *role = jstr(o, "role", 64), *state = jstr(o, "state", 64),
-               *api = jstr(o, "api_url", 512), *addr = jstr(o, "addr", PQR_ADDRLEN - 1);
+               *api = jstr(o, "api_url", 512), *addr = jstr(o, "addr", PQRI_ADDRLEN - 1);
     json_t *port = json_object_get(o, "port"), *tl = json_object_get(o, "timeline"),
            *lag = json_object_get(o, "lag"), *tags = json_object_get(o, "tags");
 
@@ -138,7 +138,7 @@ struct pqr_topology *pqri_topo_parse(const char *json, size_t len, char *err, si
     struct pqr_topology *t = NULL;
     size_t n;
 
-    if (len > PQR_MAX_BODY) {
+    if (len > PQRI_MAX_BODY) {
         pqri_errf(err, errlen, "response too large (%zu bytes)", len);
         return NULL;
     }
@@ -153,8 +153,8 @@ struct pqr_topology *pqri_topo_parse(const char *json, size_t len, char *err, si
         goto out;
     }
     n = json_array_size(members);
-    if (n > PQR_MAX_MEMBERS) {
-        pqri_errf(err, errlen, "%zu members (at most %d)", n, PQR_MAX_MEMBERS);
+    if (n > PQRI_MAX_MEMBERS) {
+        pqri_errf(err, errlen, "%zu members (at most %d)", n, PQRI_MAX_MEMBERS);
         goto out;
     }
     t = calloc(1, sizeof *t);
@@ -255,7 +255,7 @@ void pqri_topo_filter(struct pqr_topology *t, const struct pqr_settings *s,
         if (!m->addr[0])
             pqri_numeric_addr(m->host, m->addr);
         if (m->addr[0] && !pqri_cidr_allows(s->allow, s->nallow, m->addr)) {
-            PQR_DEBUG("member %s: address %s is outside PQROUTE_ALLOW", m->name, m->addr);
+            PQRI_DEBUG("member %s: address %s is outside PQROUTE_ALLOW", m->name, m->addr);
             m->addr[0] = 0;
         }
     }

@@ -11,8 +11,8 @@
 #include "addr.h"
 #include "settings.h"
 
-#define PQR_MAX_MEMBERS 64
-#define PQR_MAX_BODY (256 * 1024)
+#define PQRI_MAX_MEMBERS 64
+#define PQRI_MAX_BODY (256 * 1024)
 
 struct pqri_member {
     char *name;
@@ -22,7 +22,7 @@ struct pqri_member {
     pqr_member_role role;
     int patroni_port;
     int port;               /* the port connections use (member_port override applied) */
-    char addr[PQR_ADDRLEN]; /* numeric address; "" when unresolved */
+    char addr[PQRI_ADDRLEN]; /* numeric address; "" when unresolved */
     long timeline;          /* -1 unknown */
     long long lag;          /* -1 unknown */
     bool noloadbalance;

@@ -31,13 +31,13 @@ void pqri_views_init_sync(struct pqri_views *vs)
 
 static void log_view(const struct pqri_view *v, const struct pqr_topology *t)
 {
-    if (pqri_log_on(PQR_LOG_INFO))
-        PQR_INFO("cluster %s: view from %s: leader %s, %zu members, timeline %ld", v->conf->name,
+    if (pqri_log_on(PQRI_LOG_INFO))
+        PQRI_INFO("cluster %s: view from %s: leader %s, %zu members, timeline %ld", v->conf->name,
                  t->source ? t->source : "?", t->leader >= 0 ? t->m[t->leader].name : "(none)",
                  t->n, t->max_tl);
     for (size_t i = 0; i < t->n; i++)
         if (!t->m[i].addr[0])
-            PQR_WARN("cluster %s: member %s (host \"%.80s\") is not used: unresolvable or outside "
+            PQRI_WARN("cluster %s: member %s (host \"%.80s\") is not used: unresolvable or outside "
                      "PQROUTE_ALLOW",
                      v->conf->name, t->m[i].name, t->m[i].host);
 }
@@ -105,7 +105,7 @@ struct pqr_topology *pqri_view_snapshot(struct pqri_view *v, int wait_ms)
         if (fresh(vs, ft))
             pqri_view_publish(v, ft);
         if (recent(vs, ft)) {
-            pqri_stat(&v->stats, PQR_STAT_SHARED_CACHE_USED);
+            pqri_stat(&v->stats, PQRI_STAT_SHARED_CACHE_USED);
             return ft;
         }
         pqri_topo_unref(ft);
@@ -219,7 +219,7 @@ void pqri_views_stat_other(struct pqri_views *vs, enum pqri_stat which)
     pqri_stat(&vs->other_stats, which);
 }
 
-int pqri_views_stats_other(struct pqri_views *vs, uint64_t out[PQR_STAT_COUNT])
+int pqri_views_stats_other(struct pqri_views *vs, uint64_t out[PQRI_STAT_COUNT])
 {
     return pqri_stats_read(&vs->other_stats, out);
 }
@@ -251,7 +251,7 @@ void pqri_view_stat(struct pqri_view *v, enum pqri_stat which)
     pqri_stat(&v->stats, which);
 }
 
-int pqri_view_stats(struct pqri_view *v, uint64_t out[PQR_STAT_COUNT])
+int pqri_view_stats(struct pqri_view *v, uint64_t out[PQRI_STAT_COUNT])
 {
     return pqri_stats_read(&v->stats, out);
 }

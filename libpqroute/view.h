@@ -26,7 +26,7 @@ struct pqri_view *pqri_views_door(struct pqri_views *vs, const char *host, long 
 unsigned pqri_views_spread(struct pqri_views *vs);
 /* Counters of connections that name no front door. */
 void pqri_views_stat_other(struct pqri_views *vs, enum pqri_stat which);
-int pqri_views_stats_other(struct pqri_views *vs, uint64_t out[PQR_STAT_COUNT]);
+int pqri_views_stats_other(struct pqri_views *vs, uint64_t out[PQRI_STAT_COUNT]);
 
 const struct pqri_cluster_conf *pqri_view_conf(const struct pqri_view *v);
 struct pqri_views *pqri_view_views(const struct pqri_view *v);
@@ -38,7 +38,7 @@ void pqri_view_publish(struct pqri_view *v, struct pqr_topology *t);
 /* Make t the snapshot whatever its age, forgetting failures (tests inject views this way). */
 void pqri_view_set(struct pqri_view *v, struct pqr_topology *t);
 void pqri_view_stat(struct pqri_view *v, enum pqri_stat which);
-int pqri_view_stats(struct pqri_view *v, uint64_t out[PQR_STAT_COUNT]);
+int pqri_view_stats(struct pqri_view *v, uint64_t out[PQRI_STAT_COUNT]);
 
 /* The views of a router (api.c). */
 struct pqri_views *pqri_router_views(pqr_router *r);

@@ -34,7 +34,7 @@ struct pqri_view {
     long long door_failed_mono; /* a routed connect failed at every member and the front door */
     long long panic_until;      /* a connect found no willing leader: refresh fast until then */
     uint64_t panic_gen;         /* ... or until a view other than this one has a running leader */
-    struct pqri_failure failures[PQR_MAX_FAILURES];
+    struct pqri_failure failures[PQRI_MAX_FAILURES];
     size_t nfailures;
     /* fetch.c: where views come from */
     struct pqri_source *src;  /* the DCS client (refresher or agent thread only) */

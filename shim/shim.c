@@ -116,8 +116,8 @@ static void read_config(void)
      * from it and nothing is loaded; every call goes straight to libpq. */
     if (getauxval(AT_SECURE))
         return;
-    is_configured = getenv(PQR_ENV_PATRONI) || getenv(PQR_ENV_ETCD) || getenv(PQR_ENV_CONSUL) ||
-                    getenv(PQR_ENV_CONFIG) || access(PQR_DEFAULT_CONFIG, F_OK) == 0;
+    is_configured = getenv(PQRI_ENV_PATRONI) || getenv(PQRI_ENV_ETCD) || getenv(PQRI_ENV_CONSUL) ||
+                    getenv(PQRI_ENV_CONFIG) || access(PQRI_DEFAULT_CONFIG, F_OK) == 0;
 }
 
 bool shim_configured(void)
@@ -429,7 +429,7 @@ static PGconn *do_string(struct instance *in, enum wrapped w, const char *connin
         return missing(w), NULL;
     if ((r = active(in)) && engine->conninfo_parse(&ci, conninfo) == 0) {
         conn = engine->connect(r, &in->pq, ci.call_kw, ci.call_val, ci.call_expand,
-                               w == W_CONNECTDB ? PQR_BLOCKING : PQR_NONBLOCKING, &passed);
+                               w == W_CONNECTDB ? PQRI_BLOCKING : PQRI_NONBLOCKING, &passed);
         engine->conninfo_release(&ci);
     }
     if (passed) {
@@ -451,7 +451,7 @@ static PGconn *do_params(struct instance *in, enum wrapped w, const char *const 
         return missing(w), NULL;
     if ((r = active(in)) && kw && val)
         conn = engine->connect(r, &in->pq, kw, val, expand,
-                               w == W_CONNECTDB_PARAMS ? PQR_BLOCKING : PQR_NONBLOCKING, &passed);
+                               w == W_CONNECTDB_PARAMS ? PQRI_BLOCKING : PQRI_NONBLOCKING, &passed);
     if (passed) {
         in_libpq++;
         conn = ((params_fn *)in->fn[w])(kw, val, expand);
@@ -489,7 +489,7 @@ static PGconn *do_setdb_login(struct instance *in, const char *pghost, const cha
         ADD("password", pwd);
 #undef ADD
         kw[n] = val[n] = NULL;
-        conn = engine->connect(r, &in->pq, kw, val, 1, PQR_BLOCKING, &passed);
+        conn = engine->connect(r, &in->pq, kw, val, 1, PQRI_BLOCKING, &passed);
     }
     if (passed) {
         in_libpq++;

@@ -1,7 +1,7 @@
 /* Shared by the preload library's two files: the entry points (shim.c) and the interception of
  * dlopen()/dlsym() (intercept.c). Nothing here is exported. */
-#ifndef PQR_SHIM_H
-#define PQR_SHIM_H
+#ifndef PQRI_SHIM_H
+#define PQRI_SHIM_H
 
 #include <stdbool.h>
 

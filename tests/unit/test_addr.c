@@ -7,7 +7,7 @@
 static void addr_ok(const char *s, int family, const char *normal)
 {
     unsigned char b[16], want[16];
-    char out[PQR_ADDRLEN] = "";
+    char out[PQRI_ADDRLEN] = "";
     int fam = pqri_addr_parse(s, b);
 
     inet_pton(family, normal, want);
@@ -19,7 +19,7 @@ static void addr_ok(const char *s, int family, const char *normal)
 static void addr_bad(const char *s)
 {
     unsigned char b[16];
-    char out[PQR_ADDRLEN] = "";
+    char out[PQRI_ADDRLEN] = "";
 
     ok(pqri_addr_parse(s, b) == 0 && !pqri_numeric_addr(s, out) && !pqri_numeric_addr(s, NULL),
        "not a numeric address: \"%s\"", s);

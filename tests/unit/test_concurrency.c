@@ -49,7 +49,7 @@ static void *planner(void *arg)
     long id = (long)arg;
     const char *kw[] = {"host", "port", "user", NULL}, *val[] = {"fd.example", "5432", "u", NULL};
     while (!__atomic_load_n(&stop, __ATOMIC_RELAXED)) {
-        struct pqri_plan *p = pqri_plan_new(r, &pqri_direct_libpq, kw, val, 0, PQR_NONBLOCKING, PQR_ROLE_AUTO);
+        struct pqri_plan *p = pqri_plan_new(r, &pqri_direct_libpq, kw, val, 0, PQRI_NONBLOCKING, PQR_ROLE_AUTO);
         if (!p)
             continue;
         __atomic_fetch_add(&planned[id], 1, __ATOMIC_RELAXED);
@@ -84,7 +84,7 @@ int main(void)
     pqri_settings_set(&s, "CACHE_DIR", dir, err, sizeof err);
     pqri_settings_set(&s, "STALE_MS", "86400000", err, sizeof err);
     pqri_settings_finish(&s, err, sizeof err);
-    pqri_log_set(PQR_LOG_ERROR);
+    pqri_log_set(PQRI_LOG_ERROR);
     r = pqri_views_new(&s, err, sizeof err);
     pqri_settings_clear(&s);
     publish_view(0);
@@ -125,7 +125,7 @@ int main(void)
         pid_t pid = fork();
         if (pid == 0) {
             const char *kw[] = {"host", "port", "user", NULL}, *val[] = {"fd.example", "5432", "u", NULL};
-            struct pqri_plan *p = pqri_plan_new(r, &pqri_direct_libpq, kw, val, 0, PQR_NONBLOCKING, PQR_ROLE_AUTO);
+            struct pqri_plan *p = pqri_plan_new(r, &pqri_direct_libpq, kw, val, 0, PQRI_NONBLOCKING, PQR_ROLE_AUTO);
             _exit(p && p->ncands == 3 ? 0 : 3);
         }
         int st;

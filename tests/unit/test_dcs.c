@@ -310,7 +310,7 @@ static void test_secret(void)
 
 int main(void)
 {
-    pqri_log_set(PQR_LOG_ERROR);
+    pqri_log_set(PQRI_LOG_ERROR);
     test_topology();
     test_lines();
     test_settings();

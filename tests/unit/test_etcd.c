@@ -626,7 +626,7 @@ static void test_watch(struct lb *srv)
     ok(wait_view(&w, "n2", 2), "and the next one");
     fake_del(PFX "members/n2");
     ok(wait_view(&w, "", 1), "so is a key deleted");
-    int events = w_count(&w, PQR_STAT_WATCH_EVENTS), reads = w_count(&w, PQR_STAT_DCS_READS);
+    int events = w_count(&w, PQRI_STAT_WATCH_EVENTS), reads = w_count(&w, PQRI_STAT_DCS_READS);
     ok(events == 3 && reads == 1 && FAKE(ranges) == 1, "three events counted, one read (%d, %d)", events, reads);
     t0 = lb_now_ms();
     ok(watch_end(&w, true) && w.rc == 0 && lb_now_ms() - t0 < 1000, "the stop flag ends it: 0 (%s)", w.err);
@@ -636,7 +636,7 @@ static void test_watch(struct lb *srv)
     fake_set("watch", "cancel-once");
     watch_start(&w, e);
     ok(wait_fake(&F.watches, 2) && wait_view(&w, "n1", 2), "a compacted watch: read again, watched again");
-    ok(w_count(&w, PQR_STAT_WATCH_COMPACTIONS) == 1 && w_count(&w, PQR_STAT_DCS_READS) == 2 && FAKE(ranges) == 2,
+    ok(w_count(&w, PQRI_STAT_WATCH_COMPACTIONS) == 1 && w_count(&w, PQRI_STAT_DCS_READS) == 2 && FAKE(ranges) == 2,
        "one compaction, two reads counted");
     ok(watch_end(&w, true) && w.rc == 0, "and stopped");
 
@@ -683,7 +683,7 @@ int main(void)
 {
     struct lb srv;
 
-    pqri_log_set(PQR_LOG_ERROR);
+    pqri_log_set(PQRI_LOG_ERROR);
     if (lb_start(&srv, etcd, NULL) != 0) {
         ok(0, "the stand-in starts");
         return done_testing();

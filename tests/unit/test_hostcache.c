@@ -17,7 +17,7 @@ int main(void)
 
     if (!mkdtemp(dir))
         return 1;
-    pqri_log_set(PQR_LOG_ERROR);
+    pqri_log_set(PQRI_LOG_ERROR);
     pqri_settings_init(&s);
     pqri_settings_set(&s, "CACHE_DIR", dir, err, sizeof err);
     ok(pqri_cachedir_open(&d, &s) == 0, "the cache directory opens");

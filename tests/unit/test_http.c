@@ -473,7 +473,7 @@ static void test_stream(void)
 
 int main(void)
 {
-    pqri_log_set(PQR_LOG_ERROR);
+    pqri_log_set(PQRI_LOG_ERROR);
     test_request();
     test_race();
     test_stream();

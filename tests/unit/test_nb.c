@@ -370,7 +370,7 @@ static PGconn *start(const char *conninfo)
     PGconn *c;
     if (pqri_conninfo_parse(&ci, conninfo) < 0)
         return NULL;
-    c = pqri_connect(r, PQ, ci.call_kw, ci.call_val, ci.call_expand, PQR_NONBLOCKING, PQR_ROLE_AUTO, &passed);
+    c = pqri_connect(r, PQ, ci.call_kw, ci.call_val, ci.call_expand, PQRI_NONBLOCKING, PQR_ROLE_AUTO, &passed);
     pqri_conninfo_release(&ci);
     return passed ? NULL : c;
 }
@@ -464,7 +464,7 @@ int main(void)
     pqri_settings_set(&s, "RW", door, err, sizeof err);
     pqri_settings_set(&s, "CACHE_DIR", dir, err, sizeof err);
     pqri_settings_set(&s, "REST_TIMEOUT_MS", "100", err, sizeof err);
-    pqri_log_set(PQR_LOG_ERROR);
+    pqri_log_set(PQRI_LOG_ERROR);
     pqri_settings_finish(&s, err, sizeof err);
     r = pqri_views_new(&s, err, sizeof err);
     pqri_settings_clear(&s);
@@ -524,7 +524,7 @@ int main(void)
     /* 4. a switchover: every member refuses read-write, the door holds; the view changes */
     SETK(0, STANDBY), SETK(1, STANDBY), SETK(2, STANDBY);
     inject(P[0], P, 3);
-    uint64_t st0[PQR_STAT_COUNT], st1[PQR_STAT_COUNT];
+    uint64_t st0[PQRI_STAT_COUNT], st1[PQRI_STAT_COUNT];
     pqri_view_stats(pqri_views_at(r, 0), st0);
     u = (struct run){.conn = start(ci)};
     u.fd = caller_socket(u.conn);
@@ -542,10 +542,10 @@ int main(void)
     ok(!u.mod_failed && !u.bad_between, "one registration throughout; PQstatus() never read BAD between polls");
     ok(u.longest_ms < 200, "no PQconnectPoll call waited (longest %.0f ms)", u.longest_ms);
     pqri_view_stats(pqri_views_at(r, 0), st1);
-    ok(st1[PQR_STAT_DOOR_SKIPPED] > st0[PQR_STAT_DOOR_SKIPPED] && st1[PQR_STAT_RETRIES] > st0[PQR_STAT_RETRIES],
+    ok(st1[PQRI_STAT_DOOR_SKIPPED] > st0[PQRI_STAT_DOOR_SKIPPED] && st1[PQRI_STAT_RETRIES] > st0[PQRI_STAT_RETRIES],
        "counted: door_skipped +%llu, retries +%llu",
-       (unsigned long long)(st1[PQR_STAT_DOOR_SKIPPED] - st0[PQR_STAT_DOOR_SKIPPED]),
-       (unsigned long long)(st1[PQR_STAT_RETRIES] - st0[PQR_STAT_RETRIES]));
+       (unsigned long long)(st1[PQRI_STAT_DOOR_SKIPPED] - st0[PQRI_STAT_DOOR_SKIPPED]),
+       (unsigned long long)(st1[PQRI_STAT_RETRIES] - st0[PQRI_STAT_RETRIES]));
     finish(&u);
 
     /* 5. the budget: no leader ever: after connect_timeout (2 s) the door is left to answer */

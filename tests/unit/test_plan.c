@@ -223,7 +223,7 @@ static PGconn *exec_fake(const struct pqri_libpq *pq, const char *conninfo)
     PGconn *c;
     if (pqri_conninfo_parse(&ci, conninfo) < 0)
         return NULL;
-    c = pqri_connect(r, pq, ci.call_kw, ci.call_val, ci.call_expand, PQR_BLOCKING, PQR_ROLE_AUTO, &passed);
+    c = pqri_connect(r, pq, ci.call_kw, ci.call_val, ci.call_expand, PQRI_BLOCKING, PQR_ROLE_AUTO, &passed);
     pqri_conninfo_release(&ci);
     return c;
 }
@@ -254,14 +254,14 @@ static struct pqri_plan *plan_str(const char *conninfo)
     /* as the shim hands a string over: libpq reads it by a string's rules */
     if (pqri_conninfo_parse(&ci, conninfo) < 0)
         return NULL;
-    p = pqri_plan_new(r, &pqri_direct_libpq, ci.call_kw, ci.call_val, ci.call_expand, PQR_BLOCKING, PQR_ROLE_AUTO);
+    p = pqri_plan_new(r, &pqri_direct_libpq, ci.call_kw, ci.call_val, ci.call_expand, PQRI_BLOCKING, PQR_ROLE_AUTO);
     pqri_conninfo_release(&ci);
     return p;
 }
 
 static struct pqri_plan *plan_arr(const char *const *kw, const char *const *val, int expand)
 {
-    return pqri_plan_new(r, &pqri_direct_libpq, kw, val, expand, PQR_BLOCKING, PQR_ROLE_AUTO);
+    return pqri_plan_new(r, &pqri_direct_libpq, kw, val, expand, PQRI_BLOCKING, PQR_ROLE_AUTO);
 }
 
 static const char *write_tmp(const char *name, const char *text)
@@ -295,7 +295,7 @@ int main(void)
     pqri_settings_set(&s, "CACHE_DIR", dir, err, sizeof err);
     pqri_settings_set(&s, "LOG", "error", err, sizeof err);
     pqri_settings_set(&s, "REST_TIMEOUT_MS", "100", err, sizeof err);
-    pqri_log_set(PQR_LOG_ERROR);
+    pqri_log_set(PQRI_LOG_ERROR);
     pqri_settings_finish(&s, err, sizeof err);
     r = pqri_views_new(&s, err, sizeof err);
     pqri_settings_clear(&s);
@@ -445,7 +445,7 @@ int main(void)
     {
         struct pqri_conninfo ci;
         pqri_conninfo_parse(&ci, "host=fd.example port=5432 user=u");
-        p = pqri_plan_new(r, &pqri_direct_libpq, ci.kw, ci.val, 0, PQR_BLOCKING, PQR_ROLE_RO);
+        p = pqri_plan_new(r, &pqri_direct_libpq, ci.kw, ci.val, 0, PQRI_BLOCKING, PQR_ROLE_RO);
         ok(p && p->role == PQR_ROLE_RO && strcmp(param(p, "target_session_attrs"), "prefer-standby") == 0,
            "a forced RO role on the RW door: routed RO (%s)", p ? param(p, "target_session_attrs") : "-");
         pqri_plan_free(p);
@@ -464,7 +464,7 @@ int main(void)
     /* The connect itself, with a stand-in libpq that decides, host by host, how far each gets. */
     {
         struct pqri_libpq pq = fake_libpq();
-        struct pqri_failure f[PQR_MAX_FAILURES];
+        struct pqri_failure f[PQRI_MAX_FAILURES];
         PGconn *c;
 
         /* A password is needed and none was given: libpq stops at the first member, so do we
@@ -516,7 +516,7 @@ int main(void)
         is_str(fake.hostaddr[0], "10.0.0.2,10.0.0.1,10.0.0.3,", "first attempt: members, then the front door");
         ok(fake.hostaddr[1][0] && fake.hostaddr[1][strlen(fake.hostaddr[1]) - 1] != ',',
            "the retry leaves the front door that just failed out (%s)", fake.hostaddr[1]);
-        size_t nf = pqri_view_failures(pqri_views_at(r, 0), f, PQR_MAX_FAILURES), down = 0;
+        size_t nf = pqri_view_failures(pqri_views_at(r, 0), f, PQRI_MAX_FAILURES), down = 0;
         for (size_t i = 0; i < nf; i++)
             down += f[i].down;
         ok(down >= 3, "members that refused the connection are remembered as down (%zu)", down);
@@ -532,7 +532,7 @@ int main(void)
                                S("10.0.0.3", "5433", CONNECTION_OK, PGRES_POLLING_OK)};
         memcpy(fake.script[0], third, sizeof third);
         c = exec_fake(&pq, "host=fd.example port=5432 user=u");
-        nf = pqri_view_failures(pqri_views_at(r, 0), f, PQR_MAX_FAILURES);
+        nf = pqri_view_failures(pqri_views_at(r, 0), f, PQRI_MAX_FAILURES);
         ok(nf == 1 && strcmp(f[0].addr, "10.0.0.2") == 0 && !f[0].down,
            "RW landed on the third member: only the leader before it is remembered, not the replica that refused writes (%zu)", nf);
         PQfinish(c);
@@ -573,7 +573,7 @@ int main(void)
             struct pqri_conninfo ci;
             bool passed;
             pqri_conninfo_parse(&ci, "host=fd.example port=5432 user=u");
-            struct pqri_plan *pl = pqri_plan_new(r, &pq, ci.kw, ci.val, 0, PQR_BLOCKING, PQR_ROLE_AUTO);
+            struct pqri_plan *pl = pqri_plan_new(r, &pq, ci.kw, ci.val, 0, PQRI_BLOCKING, PQR_ROLE_AUTO);
             (void)passed;
             t0 = pqri_mono_ms();
             if (pl)
@@ -590,8 +590,8 @@ int main(void)
            "the next plan, RO too, leaves the silent member out (%s)", again_plan ? param(again_plan, "hostaddr") : "-");
         pqri_plan_free(again_plan);
         struct pqri_views *other = pqri_views_new(pqri_views_settings(r), err, sizeof err);
-        struct pqri_failure g[PQR_MAX_FAILURES];
-        size_t ng = other ? pqri_view_failures(pqri_views_at(other, 0), g, PQR_MAX_FAILURES) : 0;
+        struct pqri_failure g[PQRI_MAX_FAILURES];
+        size_t ng = other ? pqri_view_failures(pqri_views_at(other, 0), g, PQRI_MAX_FAILURES) : 0;
         bool shared = false;
         for (size_t i = 0; i < ng; i++)
             shared = shared || (g[i].down && strcmp(g[i].addr, "10.0.0.2") == 0);
@@ -664,7 +664,7 @@ int main(void)
         ((struct pqr_settings *)pqri_views_settings(r))->rest_timeout_ms = 10000;
         long long t0 = pqri_mono_ms();
         pqri_conninfo_parse(&ci, "host=fd.example port=5432 user=u");
-        p = pqri_plan_new(r, &pqri_direct_libpq, ci.kw, ci.val, 0, PQR_NONBLOCKING, PQR_ROLE_AUTO);
+        p = pqri_plan_new(r, &pqri_direct_libpq, ci.kw, ci.val, 0, PQRI_NONBLOCKING, PQR_ROLE_AUTO);
         long long dt = pqri_mono_ms() - t0;
         ok(!p && dt < pqri_views_settings(r)->start_wait_ms + 2000,
            "non-blocking without a view: passed through within PQROUTE_START_WAIT_MS, not the REST timeout (%lld ms)", dt);

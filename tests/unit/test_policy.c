@@ -44,10 +44,10 @@ static struct pqr_topology *inline_view(const char *json)
 static size_t order(const struct pqr_topology *t, pqr_role role, const struct pqri_failure *f,
                     size_t nf, unsigned spread, char *names, size_t len)
 {
-    struct pqri_candidate c[PQR_MAX_MEMBERS];
+    struct pqri_candidate c[PQRI_MAX_MEMBERS];
     struct pqri_policy_in in = {.t = t, .role = role, .max_lag = 1048576, .failures = f,
                                .nfailures = nf, .spread = spread};
-    size_t n = pqri_policy_order(&in, c, PQR_MAX_MEMBERS), used = 0;
+    size_t n = pqri_policy_order(&in, c, PQRI_MAX_MEMBERS), used = 0;
 
     names[0] = 0;
     for (size_t i = 0; i < n; i++)

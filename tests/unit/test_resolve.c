@@ -51,7 +51,7 @@ void freeaddrinfo(struct addrinfo *ai)
 
 int main(void)
 {
-    char addr[PQR_ADDRLEN];
+    char addr[PQRI_ADDRLEN];
     long long t0;
     int rc;
 
@@ -79,7 +79,7 @@ int main(void)
     pqr_router *r = pqr_router_open(set, err, sizeof err);
     pid_t pid = fork();
     if (pid == 0) {
-        char a[PQR_ADDRLEN];
+        char a[PQRI_ADDRLEN];
         _exit(pqri_dns_resolve("fast.test", a, sizeof a, pqri_mono_ms() + 2000) == 0 &&
               pqri_dns_resolve("slow.test", a, sizeof a, pqri_mono_ms() + 3000) == 0 ? 0 : 1);
     }

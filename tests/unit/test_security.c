@@ -248,18 +248,18 @@ static void shared_view_rules(void)
 
     /* Counters: a truncated file must not raise SIGBUS, a full disk is found once. */
     struct pqri_stats st;
-    uint64_t v[PQR_STAT_COUNT];
+    uint64_t v[PQRI_STAT_COUNT];
     pqri_stats_init(&st, &d, "r");
-    pqri_stat(&st, PQR_STAT_ROUTED_RW);
-    pqri_stat(&st, PQR_STAT_ROUTED_RW);
-    ok(pqri_stats_read(&st, v) == 0 && v[PQR_STAT_ROUTED_RW] == 2, "counters count");
+    pqri_stat(&st, PQRI_STAT_ROUTED_RW);
+    pqri_stat(&st, PQRI_STAT_ROUTED_RW);
+    ok(pqri_stats_read(&st, v) == 0 && v[PQRI_STAT_ROUTED_RW] == 2, "counters count");
     char path[400];
     snprintf(path, sizeof path, "%s/r.stats", d.path);
     ok(truncate(path, 0) == 0, "someone truncates the counters file");
-    pqri_stat(&st, PQR_STAT_ROUTED_RO);
-    ok(pqri_stats_read(&st, v) == 0 && v[PQR_STAT_ROUTED_RO] == 1, "no signal; the file is made again and counts");
+    pqri_stat(&st, PQRI_STAT_ROUTED_RO);
+    ok(pqri_stats_read(&st, v) == 0 && v[PQRI_STAT_ROUTED_RO] == 1, "no signal; the file is made again and counts");
     ok(truncate(path, 4) == 0, "truncated inside the magic");
-    pqri_stat(&st, PQR_STAT_ROUTED_RO);
+    pqri_stat(&st, PQRI_STAT_ROUTED_RO);
     ok(1, "no signal on a torn file");
     pqri_topo_unref(t);
     pqri_cachedir_close(&d);

@@ -458,7 +458,7 @@ int main(void)
     rc = load(&s, err, sizeof err);
     ok(rc == 0 && s.nclusters == 2, "file with two clusters loads (%s)", err);
     is_int(s.refresh_ms, 250, "environment overrides the file");
-    is_int(s.log_level, PQR_LOG_ERROR, "log level from the file");
+    is_int(s.log_level, PQRI_LOG_ERROR, "log level from the file");
     ok(s.nclusters == 2 && pqri_member_port(&s, &s.clusters[0]) == 6432 &&
        pqri_member_port(&s, &s.clusters[1]) == 0, "per-cluster member_port");
     ok(s.nclusters == 2 && pqri_max_lag(&s, &s.clusters[0]) == 1000 && pqri_max_lag(&s, &s.clusters[1]) == 0,

@@ -137,11 +137,11 @@ int main(void)
     parse_bad("[1,2,3]", "no \"members\"", "top-level array");
     parse_bad("{\"members\":[], \"members\":[]}", "not JSON", "duplicate keys");
     {
-        char *big = malloc(PQR_MAX_BODY + 10);
-        memset(big, ' ', PQR_MAX_BODY + 9);
-        big[PQR_MAX_BODY + 9] = 0;
+        char *big = malloc(PQRI_MAX_BODY + 10);
+        memset(big, ' ', PQRI_MAX_BODY + 9);
+        big[PQRI_MAX_BODY + 9] = 0;
         char err[128];
-        t = pqri_topo_parse(big, PQR_MAX_BODY + 9, err, sizeof err);
+        t = pqri_topo_parse(big, PQRI_MAX_BODY + 9, err, sizeof err);
         ok(!t && strstr(err, "too large"), "oversized body rejected");
         free(big);
     }

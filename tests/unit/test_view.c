@@ -109,7 +109,7 @@ static void sleep_ms(long ms)
 
 static uint64_t counter(struct pqri_view *v, enum pqri_stat which)
 {
-    uint64_t c[PQR_STAT_COUNT] = {0};
+    uint64_t c[PQRI_STAT_COUNT] = {0};
     pqri_view_stats(v, c);
     return c[which];
 }
@@ -131,8 +131,8 @@ static bool has(const struct pqri_failure *f, size_t n, const char *addr, int po
 
 static size_t failures(struct pqri_view *v)
 {
-    struct pqri_failure f[PQR_MAX_FAILURES * 2];
-    return pqri_view_failures(v, f, PQR_MAX_FAILURES * 2);
+    struct pqri_failure f[PQRI_MAX_FAILURES * 2];
+    return pqri_view_failures(v, f, PQRI_MAX_FAILURES * 2);
 }
 
 static void test_snapshot(void)
@@ -196,8 +196,8 @@ static void test_failures(void)
 {
     struct pqri_views *vs = views("unshared", 0777, "30000", "1000");
     struct pqri_view *v = pqri_views_at(vs, 0);
-    struct pqri_candidate c[PQR_MAX_FAILURES + 3];
-    struct pqri_failure f[PQR_MAX_FAILURES * 2];
+    struct pqri_candidate c[PQRI_MAX_FAILURES + 3];
+    struct pqri_failure f[PQRI_MAX_FAILURES * 2];
     uint64_t g = gen_of(vs, N1_LEADS);
     size_t n;
     char addr[32];
@@ -207,7 +207,7 @@ static void test_failures(void)
     set(vs, N1_LEADS, 0);
     is_int(failures(v), 0, "a new view: no failures");
     pqri_view_note_failures(v, g, c, 2);
-    n = pqri_view_failures(v, f, PQR_MAX_FAILURES * 2);
+    n = pqri_view_failures(v, f, PQRI_MAX_FAILURES * 2);
     ok(n == 2 && has(f, n, "10.0.0.1", 5432) && has(f, n, "10.0.0.2", 5432) && !f[0].down &&
            f[0].gen == g,
        "two members failed under the view: both remembered, with the view's generation");
@@ -224,21 +224,21 @@ static void test_failures(void)
     set(vs, N2_LEADS, 0);
     is_int(failures(v), 0, "a view set (injected) forgets them too");
 
-    for (size_t i = 0; i < PQR_MAX_FAILURES + 3; i++) {
+    for (size_t i = 0; i < PQRI_MAX_FAILURES + 3; i++) {
         snprintf(addr, sizeof addr, "10.0.1.%zu", i + 1);
         c[i] = cand(addr, 5432);
     }
-    pqri_view_note_failures(v, gen_of(vs, N2_LEADS), c, PQR_MAX_FAILURES + 3);
-    n = pqri_view_failures(v, f, PQR_MAX_FAILURES * 2);
-    snprintf(addr, sizeof addr, "10.0.1.%d", PQR_MAX_FAILURES + 3);
-    ok(n == PQR_MAX_FAILURES && has(f, n, addr, 5432),
-       "more failures than PQR_MAX_FAILURES: the newest replaces an older one (%zu kept)", n);
+    pqri_view_note_failures(v, gen_of(vs, N2_LEADS), c, PQRI_MAX_FAILURES + 3);
+    n = pqri_view_failures(v, f, PQRI_MAX_FAILURES * 2);
+    snprintf(addr, sizeof addr, "10.0.1.%d", PQRI_MAX_FAILURES + 3);
+    ok(n == PQRI_MAX_FAILURES && has(f, n, addr, 5432),
+       "more failures than PQRI_MAX_FAILURES: the newest replaces an older one (%zu kept)", n);
     is_int(pqri_view_failures(v, f, 3), 3, "the caller's room is respected");
 
     set(vs, N1_LEADS, 0);
     c[0] = cand("10.0.0.1", 5432);
     pqri_view_note_down(v, g, &c[0], true);
-    n = pqri_view_failures(v, f, PQR_MAX_FAILURES * 2);
+    n = pqri_view_failures(v, f, PQRI_MAX_FAILURES * 2);
     ok(n == 1 && f[0].down && f[0].silent && f[0].gen == g && strcmp(f[0].addr, "10.0.0.1") == 0,
        "a member down (silent) is remembered as down and silent");
     pqri_views_free(vs);
@@ -253,7 +253,7 @@ static void test_failures(void)
     is_int(failures(pqri_views_at(b, 0)), 0,
            "a failure is not shared with the host's other processes");
     pqri_view_note_down(pqri_views_at(a, 0), g, &c[0], false);
-    n = pqri_view_failures(pqri_views_at(b, 0), f, PQR_MAX_FAILURES * 2);
+    n = pqri_view_failures(pqri_views_at(b, 0), f, PQRI_MAX_FAILURES * 2);
     ok(n == 1 && f[0].down && !f[0].silent && strcmp(f[0].addr, "10.0.0.1") == 0,
        "a member down is shared with the host's other processes");
     pqri_views_free(a);
@@ -302,9 +302,9 @@ static void *publish_later(void *arg)
 /* Refresh attempts (all failing) within ms. */
 static uint64_t attempts(struct pqri_view *v, long ms)
 {
-    uint64_t before = counter(v, PQR_STAT_REFRESH_FAILED);
+    uint64_t before = counter(v, PQRI_STAT_REFRESH_FAILED);
     sleep_ms(ms);
-    return counter(v, PQR_STAT_REFRESH_FAILED) - before;
+    return counter(v, PQRI_STAT_REFRESH_FAILED) - before;
 }
 
 static void test_panic(void)
@@ -343,7 +343,7 @@ static void test_panic(void)
     n = attempts(v, 800);
     ok(n <= 1, "no panic: at most one refresh attempt in 800 ms (%llu)", (unsigned long long)n);
     pqri_view_panic(v, g);
-    is_int(counter(v, PQR_STAT_PANIC_REFRESHES), 1, "a panic is counted");
+    is_int(counter(v, PQRI_STAT_PANIC_REFRESHES), 1, "a panic is counted");
     n = attempts(v, 800);
     ok(n >= 4, "a panic: refresh attempts every 100 ms (%llu in 800 ms)", (unsigned long long)n);
     publish(vs, NO_LEADER, -10, 0);
@@ -363,7 +363,7 @@ static void test_panic(void)
 static int child_checks(struct pqri_view *v, uint64_t gen)
 {
     struct pqr_topology *t;
-    uint64_t before = counter(v, PQR_STAT_REFRESH_FAILED);
+    uint64_t before = counter(v, PQRI_STAT_REFRESH_FAILED);
 
     alarm(10); /* a lock the fork left held hangs the child: it dies of SIGALRM */
     if (!(t = pqri_view_snapshot(v, 0)) || t->gen != gen)
@@ -373,7 +373,7 @@ static int child_checks(struct pqri_view *v, uint64_t gen)
     pqri_topo_unref(pqri_view_refresh(v, pqri_mono_ms(), 6000));
     if (pqri_mono_ms() - t0 >= 5000)
         return 2;
-    if (counter(v, PQR_STAT_REFRESH_FAILED) <= before)
+    if (counter(v, PQRI_STAT_REFRESH_FAILED) <= before)
         return 3;
     return 0;
 }
@@ -473,7 +473,7 @@ int main(void)
     alarm(60); /* a lock left held by a fork handler hangs: the test dies instead */
     if (!mkdtemp(base))
         return 1;
-    pqri_log_set(PQR_LOG_ERROR);
+    pqri_log_set(PQRI_LOG_ERROR);
     test_snapshot();
     test_failures();
     test_door();
