@@ -185,6 +185,8 @@ void pqr_router_close(pqr_router *r)
 {
     if (!r)
         return;
+    if (r->views)
+        pqri_nb_drop_views(r->views);
     pqri_views_free(r->views);
     for (size_t i = 0; r->shown[i]; i++)
         free(r->shown[i]);

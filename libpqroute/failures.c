@@ -67,7 +67,7 @@ size_t pqri_view_failures(struct pqri_view *v, struct pqri_failure *out, size_t 
 }
 
 void pqri_view_note_down(struct pqri_view *v, uint64_t gen, const struct pqri_candidate *c,
-                         bool silent)
+                         bool silent, struct pqri_failure *share_later)
 {
     struct pqri_failure f = {.port = c->port, .gen = gen, .at_ms = pqri_mono_ms(), .down = true,
                              .silent = silent};
@@ -76,7 +76,15 @@ void pqri_view_note_down(struct pqri_view *v, uint64_t gen, const struct pqri_ca
     pthread_mutex_lock(&v->vs->lock);
     remember(v, &f);
     pthread_mutex_unlock(&v->vs->lock);
-    pqri_cache_note_down(&v->cache, &f, v->vs->s.stale_ms);
+    if (share_later)
+        *share_later = f;
+    else
+        pqri_view_share_down(v, &f);
+}
+
+void pqri_view_share_down(struct pqri_view *v, const struct pqri_failure *f)
+{
+    pqri_cache_note_down(&v->cache, f, v->vs->s.stale_ms);
 }
 
 void pqri_view_panic(struct pqri_view *v, uint64_t gen)

@@ -79,6 +79,11 @@ struct nb {
     bool auth_retried; /* one more round was given after a password was sent and refused */
     bool answered[PQRI_MAX_MEMBERS];
     bool authed[PQRI_MAX_MEMBERS]; /* seen past authentication in this connect */
+    /* Members found down in the caller's poll, for the waker to write to the host cache (the
+     * caller's thread does no file I/O: a rename can wait on the disk for seconds). */
+    struct pqri_view *later_v;
+    struct pqri_failure later[2 * PQRI_MAX_MEMBERS];
+    size_t nlater;
 };
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -93,6 +98,17 @@ static bool waker_running;
  * when it needs it sooner. Each wake takes the lock, and a waker preempted while it holds the lock
  * (a busy machine) makes the caller's next PQconnectPoll wait for it. */
 static long long waker_due = LLONG_MIN;
+/* Members found down, waiting for the waker to share them through the host cache (under lock). A
+ * full queue drops the newest: sharing is a courtesy to the other processes; this process already
+ * remembers them. `sharing` is the view set the waker is writing for, outside the lock. */
+#define DOWNQ 64
+static struct down {
+    struct pqri_view *v;
+    struct pqri_failure f;
+} downq[DOWNQ];
+static size_t ndownq;
+static struct pqri_views *sharing;
+static pthread_cond_t shared = PTHREAD_COND_INITIALIZER;
 /* The listening sockets a paused connect is connected to: 127.0.0.1 and ::1, made on first need. */
 static struct {
     int fd;
@@ -149,6 +165,9 @@ static void nb_parent(void)
  * (the entries are left, not freed: their PGconns are the parent's business). */
 static void nb_child(void)
 {
+    ndownq = 0; /* the parent's to write */
+    sharing = NULL;
+    pthread_cond_init(&shared, NULL);
     /* Not the child's to keep: the parent's listeners (the child's waker would accept the
      * parent's paused connects) and its references to the parent's connections. */
     for (int i = 0; i < 2; i++)
@@ -283,13 +302,26 @@ static void *waker(void *arg)
                 if (k == nv && nv < MAX_VIEWS)
                     views[nv++].v = nb->p->v;
             }
+        struct down downs[DOWNQ];
+        size_t nd = ndownq;
+        memcpy(downs, downq, nd * sizeof *downs);
+        ndownq = 0;
+        sharing = nd ? pqri_view_views(downs[0].v) : NULL;
         pthread_mutex_unlock(&lock);
         for (size_t k = 0; k < nv; k++) {
             struct pqr_topology *t = pqri_view_snapshot(views[k].v, 0);
             views[k].gen = t ? t->gen : 0;
             pqri_topo_unref(t);
         }
+        for (size_t k = 0; k < nd; k++) /* one router's views at a time: see below */
+            if (pqri_view_views(downs[k].v) == sharing)
+                pqri_view_share_down(downs[k].v, &downs[k].f);
         pthread_mutex_lock(&lock);
+        for (size_t k = 0; k < nd; k++) /* another router's: back to the queue, next round */
+            if (pqri_view_views(downs[k].v) != sharing && ndownq < DOWNQ)
+                downq[ndownq++] = downs[k];
+        sharing = NULL;
+        pthread_cond_broadcast(&shared);
         long long now = pqri_mono_ms(), next = LLONG_MAX;
         for (unsigned b = 0; live && b < BUCKETS; b++)
             for (struct nb *nb = table[b]; nb; nb = nb->next) {
@@ -313,6 +345,8 @@ static void *waker(void *arg)
             }
         if (!npaused)
             drain_listeners();
+        if (ndownq)
+            next = now; /* other routers' downs wait for the next round */
         waker_due = next;
         if (next == LLONG_MAX) {
             pthread_cond_wait(&cond, &lock);
@@ -407,7 +441,8 @@ static void observe(struct nb *nb)
         return;
     if (e != nb->cur) {
         if (nb->cur >= 0 && !nb->answered[nb->cur])
-            pqri_plan_note_down(p, &p->cands[nb->cur], nb->timed_out);
+            pqri_plan_note_down(p, &p->cands[nb->cur], nb->timed_out,
+                                nb->nlater < PQRI_MAX_MEMBERS ? &nb->later[nb->nlater++] : NULL);
         nb->cur = e;
         nb->since = pqri_mono_ms();
         nb->timed_out = false;
@@ -441,7 +476,7 @@ static void wake_waker_if_needed(const struct nb *nb, bool drain)
         when = pqri_mono_ms() + TICK_MS;
     else if (nb && nb->wake == WAKE_TIMEOUT)
         when = nb->due;
-    if (when < waker_due || (drain && waker_due != LLONG_MIN))
+    if (when < waker_due || ((drain || ndownq) && waker_due != LLONG_MIN))
         pthread_cond_signal(&cond);
 }
 
@@ -589,9 +624,32 @@ static void count_paused_locked(void)
 /* The connect is over: what it learned goes to the view; the plan goes. */
 static void finish_plan(struct nb *nb, PGconn *landed)
 {
-    pqri_plan_remember_silent(nb->p, landed);
+    nb->nlater += pqri_plan_remember_silent(nb->p, landed, nb->later + nb->nlater);
     pqri_plan_free(nb->p);
     nb->p = NULL;
+}
+
+/* Under lock: nb's members found down, to the waker's queue. */
+static void queue_downs_locked(struct nb *nb)
+{
+    for (size_t i = 0; i < nb->nlater && ndownq < DOWNQ; i++)
+        downq[ndownq++] = (struct down){nb->later_v, nb->later[i]};
+    nb->nlater = 0;
+}
+
+/* Before a router's views go: nothing of theirs is left to write, nor being written. */
+void pqri_nb_drop_views(struct pqri_views *vs)
+{
+    size_t k = 0;
+
+    pthread_mutex_lock(&lock);
+    for (size_t i = 0; i < ndownq; i++)
+        if (pqri_view_views(downq[i].v) != vs)
+            downq[k++] = downq[i];
+    ndownq = k;
+    while (sharing == vs)
+        pthread_cond_wait(&shared, &lock);
+    pthread_mutex_unlock(&lock);
 }
 
 PGconn *pqri_nb_start(struct pqri_views *vs, struct pqri_plan *p, PGconn *conn)
@@ -618,6 +676,7 @@ PGconn *pqri_nb_start(struct pqri_views *vs, struct pqri_plan *p, PGconn *conn)
     }
     nb->conn = conn;
     nb->p = p;
+    nb->later_v = p->v;
     nb->pq = pq;
     nb->old = -1;
     nb->dev = st.st_dev;
@@ -702,6 +761,7 @@ bool pqri_nb_poll(PGconn *conn, PostgresPollingStatusType *out)
         finish_plan(nb, ps == PGRES_POLLING_OK ? conn : NULL);
     pthread_mutex_lock(&lock);
     nb->busy = false;
+    queue_downs_locked(nb);
     if (done && ps == PGRES_POLLING_OK && fd_ok(nb)) {
         nb->landed = true; /* the caller's number stays the connection's until PQfinish */
         if (nb->old >= 0)
@@ -752,7 +812,12 @@ void pqri_nb_forget(PGconn *conn)
     pthread_mutex_unlock(&lock);
     if (!nb)
         return;
-    if (nb->p)
+    if (nb->p) {
         finish_plan(nb, NULL);
+        pthread_mutex_lock(&lock);
+        queue_downs_locked(nb);
+        wake_waker_if_needed(NULL, false);
+        pthread_mutex_unlock(&lock);
+    }
     free(nb);
 }

@@ -15,5 +15,7 @@ bool pqri_nb_poll(PGconn *conn, PostgresPollingStatusType *out);
 /* The caller's PQsocket(): the number it was given for conn, while that is libpq's socket's file. */
 bool pqri_nb_socket(const PGconn *conn, int libpq_fd, int *out);
 void pqri_nb_forget(PGconn *conn);
+/* Before a router closes: none of its views is referred to by what the waker has to write. */
+void pqri_nb_drop_views(struct pqri_views *vs);
 
 #endif

@@ -157,7 +157,8 @@ static size_t without_silent_found(struct pqri_plan *p)
 
 /* Member c was unreachable in this connect: remembered here for the rest of it, and by the view
  * (for this host, until the view changes or PQROUTE_STALE_MS passes). */
-void pqri_plan_note_down(struct pqri_plan *p, const struct pqri_candidate *c, bool silent)
+void pqri_plan_note_down(struct pqri_plan *p, const struct pqri_candidate *c, bool silent,
+                         struct pqri_failure *share_later)
 {
     struct pqri_failure *f = (struct pqri_failure *)found(p, c->addr, c->port);
 
@@ -171,7 +172,7 @@ void pqri_plan_note_down(struct pqri_plan *p, const struct pqri_candidate *c, bo
         f->gen = p->t->gen;
         f->silent = f->silent || silent;
     }
-    pqri_view_note_down(p->v, p->t->gen, c, silent);
+    pqri_view_note_down(p->v, p->t->gen, c, silent, share_later);
     pqri_view_stat(p->v, PQRI_STAT_MEMBER_DOWN);
 }
 
@@ -584,7 +585,7 @@ static PGconn *connect_routed(struct pqri_views *vs, struct pqri_plan *p)
          * every role while others remain, here and in the other processes of this host. */
         for (size_t i = 0; i < p->ncands; i++)
             if (a.tried[i] && !a.answered[i] && ((int)i != a.at || a.timed_out || st == CONNECTION_BAD))
-                pqri_plan_note_down(p, &p->cands[i], (int)i == a.at && a.timed_out);
+                pqri_plan_note_down(p, &p->cands[i], (int)i == a.at && a.timed_out, NULL);
         if (a.timed_out) {
             pq->finish(conn);
             if (a.at == DOOR) { /* the front door itself is silent */
@@ -684,10 +685,11 @@ static PGconn *connect_routed(struct pqri_views *vs, struct pqri_plan *p)
 /* The silent members this connect found are remembered from its end, not from each finding: a
  * connect that walked several would otherwise leave the first ones forgotten already, and the
  * next connect would pay for them again. (Never the member it connected to.) */
-void pqri_plan_remember_silent(struct pqri_plan *p, PGconn *conn)
+size_t pqri_plan_remember_silent(struct pqri_plan *p, PGconn *conn, struct pqri_failure *later)
 {
     const char *at = conn && p->pq->status(conn) == CONNECTION_OK ? p->pq->hostaddr(conn) : NULL;
     const char *at_port = at ? p->pq->port(conn) : NULL;
+    size_t n = 0;
 
     for (size_t i = 0; i < p->nfound; i++) {
         struct pqri_candidate c = {.port = p->found[i].port};
@@ -695,15 +697,16 @@ void pqri_plan_remember_silent(struct pqri_plan *p, PGconn *conn)
             (at && strcmp(at, p->found[i].addr) == 0 && at_port && atoi(at_port) == p->found[i].port))
             continue;
         snprintf(c.addr, sizeof c.addr, "%s", p->found[i].addr);
-        pqri_view_note_down(p->v, p->t->gen, &c, true);
+        pqri_view_note_down(p->v, p->t->gen, &c, true, later ? &later[n++] : NULL);
     }
+    return n;
 }
 
 PGconn *pqri_plan_exec(struct pqri_views *vs, struct pqri_plan *p)
 {
     PGconn *conn = connect_routed(vs, p);
 
-    pqri_plan_remember_silent(p, conn);
+    pqri_plan_remember_silent(p, conn, NULL);
     return conn;
 }
 

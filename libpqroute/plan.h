@@ -49,8 +49,12 @@ int pqri_plan_entry(const struct pqri_plan *p, PGconn *conn); /* a candidate's i
 bool pqri_plan_answered(ConnStatusType st); /* the host spoke PostgreSQL */
 bool pqri_plan_authed(ConnStatusType st);   /* ... and its login went through */
 void pqri_plan_note_failures(struct pqri_plan *p, size_t n);
-void pqri_plan_note_down(struct pqri_plan *p, const struct pqri_candidate *c, bool silent);
-void pqri_plan_remember_silent(struct pqri_plan *p, PGconn *conn);
+/* share_later: see pqri_view_note_down() */
+void pqri_plan_note_down(struct pqri_plan *p, const struct pqri_candidate *c, bool silent,
+                         struct pqri_failure *share_later);
+/* The silent members found, remembered (shared now, or placed in later: PQRI_MAX_MEMBERS of
+ * them, see pqri_view_note_down(); returns how many). */
+size_t pqri_plan_remember_silent(struct pqri_plan *p, PGconn *conn, struct pqri_failure *later);
 bool pqri_plan_found_silent(const struct pqri_plan *p, size_t i); /* candidate i, in this connect */
 int pqri_plan_host_ms(const struct pqri_plan *p); /* libpq's connect_timeout per host, ms (0: none) */
 int pqri_plan_members(const struct pqri_plan *p); /* members with an address (at least 1) */

@@ -467,6 +467,7 @@ int main(void)
     pqri_log_set(PQRI_LOG_ERROR);
     pqri_settings_finish(&s, err, sizeof err);
     r = pqri_views_new(&s, err, sizeof err);
+    struct pqri_views *other = pqri_views_new(&s, err, sizeof err); /* another process of the host */
     pqri_settings_clear(&s);
     ok(r != NULL, "router opens (%s)", r ? "" : err);
     snprintf(ci, sizeof ci, "host=127.0.0.1 port=%d dbname=app user=u connect_timeout=2", srv[3].port);
@@ -499,6 +500,21 @@ int main(void)
     ok(u.ps == PGRES_POLLING_OK && PQ->port(u.conn) && atoi(PQ->port(u.conn)) == P[1] && !u.mod_failed,
        "first member refuses TCP: lands on the leader, the registration held");
     finish(&u);
+    { /* ... and the host's other processes learn it: written by the waker, not the caller's poll */
+        struct pqr_topology *cur = pqri_view_snapshot(pqri_views_at(r, 0), 0);
+        struct pqri_failure fo[16];
+        bool shared = false;
+        pqri_view_set(pqri_views_at(other, 0), cur);
+        pqri_topo_unref(cur);
+        for (int i = 0; i < 300 && !shared; i++) {
+            size_t n = pqri_view_failures(pqri_views_at(other, 0), fo, 16);
+            for (size_t k = 0; k < n; k++)
+                shared = shared || (fo[k].port == refused && fo[k].down);
+            if (!shared)
+                usleep(10000);
+        }
+        ok(shared, "the member that refused is shared with the host's other processes");
+    }
 
     /* 3. the first member is silent: ended at connect_timeout by the waker, remembered */
     int ports3[3] = {srv[4].port, P[1], P[2]};
@@ -614,6 +630,8 @@ int main(void)
     finish(&u);
     is_int(ours_open(held0), before, "... and PQfinish releases everything");
 
+    pqri_nb_drop_views(r);
     pqri_views_free(r);
+    pqri_views_free(other);
     return done_testing();
 }

@@ -237,7 +237,7 @@ static void test_failures(void)
 
     set(vs, N1_LEADS, 0);
     c[0] = cand("10.0.0.1", 5432);
-    pqri_view_note_down(v, g, &c[0], true);
+    pqri_view_note_down(v, g, &c[0], true, NULL);
     n = pqri_view_failures(v, f, PQRI_MAX_FAILURES * 2);
     ok(n == 1 && f[0].down && f[0].silent && f[0].gen == g && strcmp(f[0].addr, "10.0.0.1") == 0,
        "a member down (silent) is remembered as down and silent");
@@ -252,7 +252,7 @@ static void test_failures(void)
     pqri_view_note_failures(pqri_views_at(a, 0), g, &c[1], 1);
     is_int(failures(pqri_views_at(b, 0)), 0,
            "a failure is not shared with the host's other processes");
-    pqri_view_note_down(pqri_views_at(a, 0), g, &c[0], false);
+    pqri_view_note_down(pqri_views_at(a, 0), g, &c[0], false, NULL);
     n = pqri_view_failures(pqri_views_at(b, 0), f, PQRI_MAX_FAILURES * 2);
     ok(n == 1 && f[0].down && !f[0].silent && strcmp(f[0].addr, "10.0.0.1") == 0,
        "a member down is shared with the host's other processes");
