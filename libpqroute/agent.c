@@ -191,7 +191,8 @@ int pqr_agent_run(pqr_router *r, const volatile int *stop, char *err, size_t err
         }
     }
     pthread_sigmask(SIG_SETMASK, &old, NULL);
-    while (started && !*stop)
+    /* Atomic: a signal handler sets it, or another thread. */
+    while (started && !__atomic_load_n((const int *)stop, __ATOMIC_ACQUIRE))
         sleep_ms(pqri_views_stop_flag(vs), 100);
     pqri_views_stop(vs);
     for (size_t i = 0; i < n; i++)

@@ -108,7 +108,7 @@ int main(void)
     ok(leader == 1, "the leader changes: the agent's next refresh brings it to the host's processes (%d)", leader);
 
     t0 = lb_now_ms();
-    a.stop = 1;
+    __atomic_store_n((int *)&a.stop, 1, __ATOMIC_RELEASE);
     pthread_join(th, NULL);
     ok(a.rc == 0 && lb_now_ms() - t0 < 2000, "stopped: pqr_agent_run returns 0 within its 100 ms check (%lld ms; %s)",
        lb_now_ms() - t0, a.err);
