@@ -8,6 +8,7 @@
 
 #include "direct.h"
 #include "plan.h"
+#include "refresher.h"
 #include "log.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

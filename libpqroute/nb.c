@@ -45,6 +45,7 @@
 
 #include "nb.h"
 #include "failures.h"
+#include "refresher.h"
 #include "log.h"
 
 #define PAUSE_MS 100 /* between rounds while a leader changes, as a blocking connect waits */

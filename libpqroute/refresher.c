@@ -2,7 +2,10 @@
  * The refresher and the process around it: one thread per set of views (per router) keeps every
  * cluster's snapshot fresh, started by the first connect that needs it; fork handlers that leave a
  * child every lock usable and no refresher; an exit handler that stops it before libraries clean
- * up.
+ * up. The top layer of the view part (fetch.c below it, view.c at the bottom), so whatever may
+ * start or stop the thread is here: making and freeing a set of views (which joins and leaves the
+ * list those handlers walk), and the snapshot a connect reads and the refresh it asks for (both
+ * start the thread on first need and may wait for its fetch).
  *
  * Blocking connects that find no fresh snapshot wake the refresher and wait for it with a bound;
  * non-blocking ones wait less (or not). So the fetch logic lives in one place and an application
@@ -65,7 +68,8 @@ static void atfork_child(void)
     pthread_mutex_init(&views_lock, NULL);
 }
 
-void pqri_refresher_stop(struct pqri_views *vs, int join_ms)
+/* Stop the refresher and join it, waiting at most join_ms (-1: for good). */
+static void refresher_stop(struct pqri_views *vs, int join_ms)
 {
     struct timespec ts;
 
@@ -92,7 +96,7 @@ static void at_exit(void)
     /* A fetch in flight stops at its next poll slice; starting libcurl and its TLS library cannot
      * be interrupted, so an exit waits for it, at most the REST budget. */
     for (struct pqri_views *vs = all_views; vs; vs = vs->next)
-        pqri_refresher_stop(vs, pqri_rest_budget_ms(&vs->s));
+        refresher_stop(vs, pqri_rest_budget_ms(&vs->s));
     pthread_mutex_unlock(&views_lock);
 }
 
@@ -108,12 +112,14 @@ static void register_exit(void)
     atexit(at_exit);
 }
 
-void pqri_views_process_init(void)
+/* Once per process, before the first set of views: the fork handlers. */
+static void process_init(void)
 {
     pthread_once(&global_once, global_init);
 }
 
-void pqri_views_join(struct pqri_views *vs)
+/* vs joins / leaves the list the fork and exit handlers walk. */
+static void views_join(struct pqri_views *vs)
 {
     pthread_mutex_lock(&views_lock);
     vs->next = all_views;
@@ -121,7 +127,7 @@ void pqri_views_join(struct pqri_views *vs)
     pthread_mutex_unlock(&views_lock);
 }
 
-void pqri_views_leave(struct pqri_views *vs)
+static void views_leave(struct pqri_views *vs)
 {
     pthread_mutex_lock(&views_lock);
     for (struct pqri_views **p = &all_views; *p; p = &(*p)->next)
@@ -196,7 +202,9 @@ static void *refresher_main(void *arg)
     return NULL;
 }
 
-int pqri_refresher_start(struct pqri_views *vs)
+/* Called with vs->lock held: start the refresher unless it runs (or vs stops); pthread_create's
+ * error, to hand to refresher_report() once the lock is released. */
+static int refresher_start(struct pqri_views *vs)
 {
     sigset_t all, old;
     int rc;
@@ -215,7 +223,7 @@ int pqri_refresher_start(struct pqri_views *vs)
     return rc;
 }
 
-void pqri_refresher_report(int rc)
+static void refresher_report(int rc)
 {
     if (rc)
         PQRI_WARN("cannot start the refresher thread: %s; connections go to the front door",
@@ -230,7 +238,7 @@ struct pqr_topology *pqri_view_refresh(struct pqri_view *v, long long after_mono
     int terr;
 
     pthread_mutex_lock(&vs->lock);
-    terr = pqri_refresher_start(vs);
+    terr = refresher_start(vs);
     if (after_mono > v->want_after)
         v->want_after = after_mono;
     pthread_cond_broadcast(&vs->cond);
@@ -246,7 +254,7 @@ struct pqr_topology *pqri_view_refresh(struct pqri_view *v, long long after_mono
     if (fresh(vs, v->current))
         t = pqri_topo_ref(v->current);
     pthread_mutex_unlock(&vs->lock);
-    pqri_refresher_report(terr);
+    refresher_report(terr);
     return t;
 }
 
@@ -259,4 +267,72 @@ void pqri_views_stop(struct pqri_views *vs)
 {
     __atomic_store_n(&vs->stop, 1, __ATOMIC_RELEASE);
     pthread_cond_broadcast(&vs->cond);
+}
+
+/* Patroni just failed to answer: going to the front door at once beats another wait. */
+static long long failure_window(const struct pqri_views *vs)
+{
+    return 2LL * vs->s.refresh_ms + vs->s.rest_timeout_ms;
+}
+
+struct pqr_topology *pqri_view_snapshot(struct pqri_view *v, int wait_ms)
+{
+    struct pqri_views *vs = v->vs;
+    struct pqr_topology *t = NULL, *ft;
+    bool failed;
+    int terr;
+
+    /* Another process (the agent, following a watch) wrote a newer view: use it now rather than
+     * at the next refresh, so a leader change reaches the connects that follow within
+     * milliseconds. */
+    long long stamp = sharing(vs) ? pqri_cache_stamp(&v->cache) : 0;
+    ft = NULL;
+    if (stamp && stamp != __atomic_load_n(&v->file_stamp, __ATOMIC_RELAXED) &&
+        (ft = pqri_view_read_shared(v)) && fresh(vs, ft))
+        pqri_view_publish(v, ft);
+    pthread_mutex_lock(&vs->lock);
+    terr = refresher_start(vs);
+    if (recent(vs, v->current))
+        t = pqri_topo_ref(v->current);
+    failed = v->last_fetch_failed && pqri_mono_ms() - v->failed_at_mono < failure_window(vs);
+    pthread_mutex_unlock(&vs->lock);
+    refresher_report(terr);
+    if (t) {
+        pqri_topo_unref(ft);
+        return t;
+    }
+    /* A fresh process: another one on this host may have fetched recently. An older file is kept
+     * as the fallback view while we ask Patroni ourselves. */
+    if (ft || (ft = pqri_view_read_shared(v))) {
+        if (fresh(vs, ft))
+            pqri_view_publish(v, ft);
+        if (recent(vs, ft)) {
+            pqri_stat(&v->stats, PQRI_STAT_SHARED_CACHE_USED);
+            return ft;
+        }
+        pqri_topo_unref(ft);
+        failed = failed || pqri_cache_failed_recently(&v->cache, (int)failure_window(vs));
+    }
+    return pqri_view_refresh(v, pqri_mono_ms() - 2LL * vs->s.refresh_ms, failed ? 0 : wait_ms);
+}
+
+struct pqri_views *pqri_views_new(const struct pqr_settings *s, char *err, size_t errlen)
+{
+    struct pqri_views *vs;
+
+    process_init();
+    pqri_openssl_no_atexit(); /* before any routed connect's libpq initialises OpenSSL */
+    if (!(vs = pqri_views_build(s, err, errlen)))
+        return NULL;
+    views_join(vs);
+    return vs;
+}
+
+void pqri_views_free(struct pqri_views *vs)
+{
+    if (!vs)
+        return;
+    views_leave(vs);
+    refresher_stop(vs, -1);
+    pqri_views_destroy(vs);
 }

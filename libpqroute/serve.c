@@ -1,6 +1,6 @@
 /*
  * The agent's side of a view (agent.c): holding the shared cache's refresh lock, and writing the
- * views the agent follows to the file, which the connects of this host read (view.c) instead of
+ * views the agent follows to the file, which the connects of this host read (fetch.c) instead of
  * fetching.
  */
 #include <stdio.h>

@@ -1,7 +1,10 @@
 /*
  * The views: per-cluster topology snapshots, and the set of them a router holds. This file owns
  * struct pqri_views and struct pqri_view (view_int.h, shared with the other files of the part):
- * making and freeing them, publishing a snapshot and reading it.
+ * building and destroying them as data, publishing or setting a snapshot, their settings and
+ * counters. It is the part's lowest layer: it never waits and calls neither fetch.c nor
+ * refresher.c; reading the snapshot a connect uses, which may start and wait for the refresher, is
+ * refresher.c's.
  *
  * Readers take a reference to the current snapshot under a short mutex that is never held across
  * I/O; the refresher (refresher.c) publishes a new one atomically. No I/O is done under vs->lock:
@@ -14,8 +17,6 @@
 
 #include "view.h"
 #include "view_int.h"
-#include "http.h"
-#include "refresher.h"
 #include "source.h"
 
 void pqri_views_init_sync(struct pqri_views *vs)
@@ -67,59 +68,10 @@ void pqri_view_publish(struct pqri_view *v, struct pqr_topology *t)
     pqri_topo_unref(old);
 }
 
-/* Patroni just failed to answer: going to the front door at once beats another wait. */
-static long long failure_window(const struct pqri_views *vs)
-{
-    return 2LL * vs->s.refresh_ms + vs->s.rest_timeout_ms;
-}
-
-struct pqr_topology *pqri_view_snapshot(struct pqri_view *v, int wait_ms)
-{
-    struct pqri_views *vs = v->vs;
-    struct pqr_topology *t = NULL, *ft;
-    bool failed;
-    int terr;
-
-    /* Another process (the agent, following a watch) wrote a newer view: use it now rather than
-     * at the next refresh, so a leader change reaches the connects that follow within
-     * milliseconds. */
-    long long stamp = sharing(vs) ? pqri_cache_stamp(&v->cache) : 0;
-    ft = NULL;
-    if (stamp && stamp != __atomic_load_n(&v->file_stamp, __ATOMIC_RELAXED) &&
-        (ft = pqri_view_read_shared(v)) && fresh(vs, ft))
-        pqri_view_publish(v, ft);
-    pthread_mutex_lock(&vs->lock);
-    terr = pqri_refresher_start(vs);
-    if (recent(vs, v->current))
-        t = pqri_topo_ref(v->current);
-    failed = v->last_fetch_failed && pqri_mono_ms() - v->failed_at_mono < failure_window(vs);
-    pthread_mutex_unlock(&vs->lock);
-    pqri_refresher_report(terr);
-    if (t) {
-        pqri_topo_unref(ft);
-        return t;
-    }
-    /* A fresh process: another one on this host may have fetched recently. An older file is kept
-     * as the fallback view while we ask Patroni ourselves. */
-    if (ft || (ft = pqri_view_read_shared(v))) {
-        if (fresh(vs, ft))
-            pqri_view_publish(v, ft);
-        if (recent(vs, ft)) {
-            pqri_stat(&v->stats, PQRI_STAT_SHARED_CACHE_USED);
-            return ft;
-        }
-        pqri_topo_unref(ft);
-        failed = failed || pqri_cache_failed_recently(&v->cache, (int)failure_window(vs));
-    }
-    return pqri_view_refresh(v, pqri_mono_ms() - 2LL * vs->s.refresh_ms, failed ? 0 : wait_ms);
-}
-
-struct pqri_views *pqri_views_new(const struct pqr_settings *s, char *err, size_t errlen)
+struct pqri_views *pqri_views_build(const struct pqr_settings *s, char *err, size_t errlen)
 {
     struct pqri_views *vs;
 
-    pqri_views_process_init();
-    pqri_openssl_no_atexit(); /* before any routed connect's libpq initialises OpenSSL */
     if (!(vs = calloc(1, sizeof *vs)) || pqri_settings_copy(&vs->s, s) < 0 ||
         !(vs->clusters = calloc(s->nclusters ? s->nclusters : 1, sizeof *vs->clusters))) {
         if (vs)
@@ -147,16 +99,11 @@ struct pqri_views *pqri_views_new(const struct pqr_settings *s, char *err, size_
         if (pqri_cachedir_fd(&vs->dir) >= 0)
             pqri_stats_init(&v->stats, &vs->dir, v->conf->key);
     }
-    pqri_views_join(vs);
     return vs;
 }
 
-void pqri_views_free(struct pqri_views *vs)
+void pqri_views_destroy(struct pqri_views *vs)
 {
-    if (!vs)
-        return;
-    pqri_views_leave(vs);
-    pqri_refresher_stop(vs, -1);
     for (size_t i = 0; i < vs->nclusters; i++) {
         pqri_topo_unref(vs->clusters[i].current);
         pqri_cache_unlock(&vs->clusters[i].cache);

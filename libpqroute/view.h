@@ -1,8 +1,8 @@
 /*
  * The views: per-cluster topology snapshots, and the set of them a router holds. Opaque; plan.c
- * and api.c use the verbs below. Keeping them fresh is the refresher's (refresher.h), where they
- * come from fetch.h's, the memory of failures under the current view failures.h's, and the agent's
- * side serve.h's.
+ * and api.c use the verbs below. Making and freeing a set, reading the snapshot a connect uses and
+ * keeping them fresh are the refresher's (refresher.h), where they come from fetch.h's, the memory
+ * of failures under the current view failures.h's, and the agent's side serve.h's.
  */
 #ifndef PQRI_VIEW_H
 #define PQRI_VIEW_H
@@ -13,8 +13,6 @@
 struct pqri_views; /* every cluster of one router, and its refresher */
 struct pqri_view;  /* one cluster */
 
-struct pqri_views *pqri_views_new(const struct pqr_settings *s, char *err, size_t errlen);
-void pqri_views_free(struct pqri_views *vs);
 const struct pqr_settings *pqri_views_settings(const struct pqri_views *vs);
 size_t pqri_views_count(const struct pqri_views *vs);
 struct pqri_view *pqri_views_at(struct pqri_views *vs, size_t i);
@@ -30,9 +28,6 @@ int pqri_views_stats_other(struct pqri_views *vs, uint64_t out[PQRI_STAT_COUNT])
 
 const struct pqri_cluster_conf *pqri_view_conf(const struct pqri_view *v);
 struct pqri_views *pqri_view_views(const struct pqri_view *v);
-/* A reference to the snapshot if it is no older than PQROUTE_STALE_MS; may read the host cache, and
- * when wait_ms > 0 waits that long for the refresher's first fetch. */
-struct pqr_topology *pqri_view_snapshot(struct pqri_view *v, int wait_ms);
 /* Make t the snapshot if it is newer (takes its own reference). */
 void pqri_view_publish(struct pqri_view *v, struct pqr_topology *t);
 /* Make t the snapshot whatever its age, forgetting failures (tests inject views this way). */

@@ -4,6 +4,10 @@
  * the few functions one of them calls in another. Every other file sees opaque types and the verbs
  * of view.h, refresher.h, fetch.h, failures.h and serve.h.
  *
+ * The files call only downwards: view.c (the snapshot store) and failures.c call none of the
+ * others; fetch.c calls view.c; serve.c calls fetch.c; refresher.c, on top, calls view.c, fetch.c
+ * and failures.c.
+ *
  * Every field "guarded by vs->lock" is read and written with vs->lock held, whichever file does it.
  */
 #ifndef PQRI_VIEW_INT_H
@@ -63,18 +67,10 @@ struct pqri_views {
 
 /* view.c: vs->lock and vs->cond, made anew (also in a fork child). */
 void pqri_views_init_sync(struct pqri_views *vs);
-
-/* refresher.c: once per process, before the first set of views: the fork handlers. */
-void pqri_views_process_init(void);
-/* vs joins / leaves the list the fork and exit handlers walk. */
-void pqri_views_join(struct pqri_views *vs);
-void pqri_views_leave(struct pqri_views *vs);
-/* Called with vs->lock held: start the refresher unless it runs (or vs stops); pthread_create's
- * error, to hand to pqri_refresher_report() once the lock is released. */
-int pqri_refresher_start(struct pqri_views *vs);
-void pqri_refresher_report(int rc);
-/* Stop the refresher and join it, waiting at most join_ms (-1: for good). */
-void pqri_refresher_stop(struct pqri_views *vs, int join_ms);
+/* A set of views as data, no refresher yet and on no list (refresher.c's pqri_views_new adds
+ * those), and freeing one whose refresher is stopped. */
+struct pqri_views *pqri_views_build(const struct pqr_settings *s, char *err, size_t errlen);
+void pqri_views_destroy(struct pqri_views *vs);
 
 /* fetch.c: one refresh of v, the lock not held (want: a view newer than this was asked for). */
 void pqri_view_refresh_once(struct pqri_views *vs, struct pqri_view *v, long long want);

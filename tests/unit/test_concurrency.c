@@ -13,6 +13,7 @@
 #include "direct.h"
 #include "plan.h"
 #include "failures.h"
+#include "refresher.h"
 #include "log.h"
 
 #define VIEW(leader, other)                                                                        \

@@ -20,6 +20,7 @@
 #include "connect.h"
 #include "nb.h"
 #include "failures.h"
+#include "refresher.h"
 #include "direct.h"
 #include "log.h"
 

@@ -10,6 +10,7 @@
 #include "tap.h"
 #include "connect.h"
 #include "failures.h"
+#include "refresher.h"
 #include "direct.h"
 #include "log.h"
 

@@ -15,6 +15,7 @@
 #include <pthread.h>
 #include "tap.h"
 #include "plan.h"
+#include "refresher.h"
 #include "log.h"
 #include "patroni.h"
 
