@@ -77,7 +77,7 @@ struct nb {
     int host_ms;
     int cur; /* the entry libpq is on: a candidate, PQRI_DOOR or PQRI_NONE */
     bool panicked, retried;
-    bool auth_retried; /* one more round was given after a password was sent and refused */
+    struct pqri_login login; /* the login rule's memory (pqri_plan_login_ends) */
     bool answered[PQRI_MAX_MEMBERS];
     bool authed[PQRI_MAX_MEMBERS]; /* seen past authentication in this connect */
     /* Members found down in the caller's poll, for the waker to write to the host cache (the
@@ -568,27 +568,16 @@ static PostgresPollingStatusType decide(struct nb *nb, PostgresPollingStatusType
         *done = ps == PGRES_POLLING_FAILED;
         return ps;
     }
-    /* Stopped at a member that answered, before the end of the list: libpq did not try the rest,
-     * so it was not a refused role (libpq moves on after those). A password needed and not
-     * given: neither do we (the application may prompt for it, as PQconnectionNeedsPassword()
-     * says). A password sent and then the end, without the authentication going through: a
-     * refused password, or the old leader's shutdown ending the backend in the middle — libpq
-     * does not say which (no SQLSTATE for a failed connect), so one more round, never more: a
-     * refused password is tried twice at most, not for the whole budget. Otherwise (shutting
-     * down or starting up, the connection ended before a password or after one it accepted, too
-     * many clients): the moment of a leader change, rounds as below. The same rule as a
-     * blocking connect's (plan.c). */
+    /* Ended at a member that answered, its login not seen through: the login rule, shared with
+     * blocking connects (pqri_plan_login_ends in plan.c). */
     if (ps == PGRES_POLLING_FAILED && nb->cur >= 0 && nb->answered[nb->cur] && !nb->authed[nb->cur] &&
-        (size_t)nb->cur + 1 < p->ncands + !p->leave_door_out) {
-        bool needs = !nb->pq->needs_password || nb->pq->needs_password(nb->conn);
-        bool used = !nb->pq->used_password || nb->pq->used_password(nb->conn);
-        if (needs || (used && nb->auth_retried)) {
-            PQRI_DEBUG("non-blocking connect: ended at a member that refused the login (%s:%s)",
-                      nb->pq->hostaddr(nb->conn), nb->pq->port(nb->conn));
-            *done = true;
-            return ps;
-        }
-        nb->auth_retried = nb->auth_retried || used;
+        pqri_plan_login_ends(p, &nb->login, nb->cur, (size_t)nb->cur + 1 < p->ncands + !p->leave_door_out,
+                             nb->pq->needs_password && nb->pq->needs_password(nb->conn),
+                             !nb->pq->used_password || nb->pq->used_password(nb->conn))) {
+        PQRI_DEBUG("non-blocking connect: ended at a member that refused the login (%s:%s)",
+                   nb->pq->hostaddr(nb->conn), nb->pq->port(nb->conn));
+        *done = true;
+        return ps;
     }
     if (ps == PGRES_POLLING_FAILED) {
         /* Members refused the role (and the door, if listed, failed): a leader change, retried

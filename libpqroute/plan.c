@@ -427,6 +427,36 @@ bool pqri_plan_authed(ConnStatusType st)
            st == CONNECTION_CONSUME || st == CONNECTION_CHECK_TARGET || st == CONNECTION_CHECK_STANDBY;
 }
 
+/*
+ * An attempt ended at member `at`, which answered, before its login was seen through. A password
+ * needed and not given: the end (the application may ask for one; a role is refused only after a
+ * login, so this holds wherever the member is in the list). A password sent: refused, or the old
+ * leader's shutdown ending the backend in the middle — libpq does not say which (no SQLSTATE for a
+ * failed connect) — so one more round, never more. Only before the end of the list is a sent
+ * password telling: libpq stops there only when the login fails, while at the list's end a role
+ * refused after a login (decided inside one poll, unseen) looks the same; so there, the end only
+ * when the member that refused it before refuses again. Anything else (shutting down, too many
+ * clients): the moment of a leader change, rounds.
+ */
+bool pqri_plan_login_ends(struct pqri_plan *p, struct pqri_login *l, int at, bool before_end,
+                          bool needs_password, bool used_password)
+{
+    const struct pqri_candidate *c = &p->cands[at];
+    bool same = l->retried && l->port == c->port && strcmp(l->addr, c->addr) == 0;
+
+    if (needs_password)
+        return true;
+    if (!used_password)
+        return false;
+    if (before_end && !l->retried) {
+        l->retried = true;
+        snprintf(l->addr, sizeof l->addr, "%s", c->addr);
+        l->port = c->port;
+        return false;
+    }
+    return before_end || same;
+}
+
 static bool any_answered(const struct pqri_plan *p, const struct attempt *a)
 {
     for (size_t i = 0; i < p->ncands; i++)
@@ -556,7 +586,7 @@ static PGconn *connect_routed(struct pqri_views *vs, struct pqri_plan *p)
     const struct pqri_libpq *pq = p->pq;
     const struct pqr_settings *s = pqri_views_settings(vs);
     bool adaptive = s->door_mode == PQRI_DOOR_ADAPTIVE, retried = false, panicked = false;
-    bool auth_retried = false;
+    struct pqri_login login = {0};
     int host_ms = pqri_plan_host_ms(p);
     long long start = pqri_mono_ms();
     /* The hard bound, fixed now: one connect_timeout per member, as libpq would spend it on the
@@ -598,23 +628,13 @@ static PGconn *connect_routed(struct pqri_views *vs, struct pqri_plan *p)
             pqri_plan_describe(p, "retrying without the member that did not answer:");
             continue;
         }
-        /* Stopped at a member that answered, before the end of the list: libpq did not try the
-         * rest, so it was not a refused role (libpq moves on after those, and may decide one
-         * inside a single poll, unseen). A password needed and not given: neither do we (the
-         * application may prompt for it). A password sent and then the end, the login not seen
-         * through: a refused password, or the old leader's shutdown ending the backend in the
-         * middle (libpq does not say which), so one more round, never more. Otherwise (shutting
-         * down, the connection ended before a password or after a login, too many clients): the
-         * moment of a leader change, rounds as below. The same rule as a non-blocking connect's
-         * (nb.c). */
+        /* Ended at a member that answered, its login not seen through: the login rule
+         * (pqri_plan_login_ends), shared with non-blocking connects. */
         if (st == CONNECTION_BAD && a.at >= 0 && a.answered[a.at] && !a.authed[a.at] &&
-            (size_t)a.at + 1 < p->ncands + !p->leave_door_out) {
-            bool needs = !pq->needs_password || pq->needs_password(conn);
-            bool used = !pq->used_password || pq->used_password(conn);
-            if (needs || (used && auth_retried))
-                return conn;
-            auth_retried = auth_retried || used;
-        }
+            pqri_plan_login_ends(p, &login, a.at, (size_t)a.at + 1 < p->ncands + !p->leave_door_out,
+                                 pq->needs_password && pq->needs_password(conn),
+                                 !pq->used_password || pq->used_password(conn)))
+            return conn;
         if (!a.door_skipped && (a.at == DOOR || !any_answered(p, &a))) {
             /* Failed everywhere, the front door included (or no member could be reached and the
              * door was left out): one refresh, one retry of the members; not the front door
