@@ -53,7 +53,7 @@ static pqr_router *router(const char *url, const char *dir, const char *refresh_
 
 /* Another process of the host: its router's view of the cluster, leader's name as exit status
  * (1: n1, 2: n2, 9: none within 3 s). */
-static int app_leader(const char *url, const char *dir)
+static __attribute__((unused)) int app_leader(const char *url, const char *dir)
 {
     pid_t pid = fork();
     if (pid == 0) {
@@ -90,6 +90,11 @@ int main(void)
         lb_sleep_ms(10);
     ok(lb_count(&srv, &srv.requests) > 0, "the agent asks Patroni");
 
+#ifdef __SANITIZE_THREAD__
+    /* ThreadSanitizer cannot start threads after a multi-threaded fork(), and the host's other
+     * processes are forks here; ASan and the plain build run this part. */
+    printf("ok %d - other processes # SKIP under ThreadSanitizer\n", ++tap_n);
+#else
     /* The agent refreshes every 200 ms: count what reaches Patroni while an application runs,
      * against the same stretch of time with none. */
     int before = lb_count(&srv, &srv.requests);
@@ -106,12 +111,13 @@ int main(void)
     lb_sleep_ms(700);
     leader = app_leader(srv.url, dir);
     ok(leader == 1, "the leader changes: the agent's next refresh brings it to the host's processes (%d)", leader);
+#endif
 
-    t0 = lb_now_ms();
+    long long t1 = lb_now_ms();
     __atomic_store_n((int *)&a.stop, 1, __ATOMIC_RELEASE);
     pthread_join(th, NULL);
-    ok(a.rc == 0 && lb_now_ms() - t0 < 2000, "stopped: pqr_agent_run returns 0 within its 100 ms check (%lld ms; %s)",
-       lb_now_ms() - t0, a.err);
+    ok(a.rc == 0 && lb_now_ms() - t1 < 2000, "stopped: pqr_agent_run returns 0 within its 100 ms check (%lld ms; %s)",
+       lb_now_ms() - t1, a.err);
     int after = lb_count(&srv, &srv.requests);
     lb_sleep_ms(500);
     ok(lb_count(&srv, &srv.requests) == after, "... and asks nothing more");

@@ -77,6 +77,10 @@ int main(void)
     pqr_settings_set(set, "PATRONI", "http://127.0.0.1:1", err, sizeof err);
     pqr_settings_set(set, "RW", "127.0.0.1:5432", err, sizeof err);
     pqr_router *r = pqr_router_open(set, err, sizeof err);
+#ifdef __SANITIZE_THREAD__
+    /* ThreadSanitizer cannot start threads after a multi-threaded fork(); ASan runs this part. */
+    printf("ok %d - fork # SKIP under ThreadSanitizer\n", ++tap_n);
+#else
     pid_t pid = fork();
     if (pid == 0) {
         char a[PQRI_ADDRLEN];
@@ -86,6 +90,7 @@ int main(void)
     int st = -1;
     waitpid(pid, &st, 0);
     ok(r && WIFEXITED(st) && WEXITSTATUS(st) == 0, "a fork child resolves on its own (its parent's look-up is not its own)");
+#endif
     pqr_router_close(r);
     pqr_settings_free(set);
 
