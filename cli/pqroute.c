@@ -33,8 +33,11 @@
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: pqroute status [--json] | resolve [--connect] CONNINFO | exec -- COMMAND [ARG...]\n"
-                    "               | check | watch [--count N] | stats [--prometheus] | agent   (see pqroute(1))\n");
+    fprintf(
+        stderr,
+        "usage: pqroute status [--json] | resolve [--connect] CONNINFO | exec -- COMMAND [ARG...]\n"
+        "               | check | watch [--count N] | stats [--prometheus] | agent   (see "
+        "pqroute(1))\n");
     return 64;
 }
 
@@ -44,7 +47,9 @@ static pqr_router *open_router(int *rc)
     pqr_router *r = pqr_router_open_env(err, sizeof err);
 
     if (!r && pqr_last_error() == PQR_ERR_NOT_CONFIGURED)
-        fprintf(stderr, "pqroute: nothing configured: set PQROUTE_PATRONI (or PQROUTE_ETCD/PQROUTE_CONSUL with PQROUTE_SCOPE) and PQROUTE_RW/PQROUTE_RO, or PQROUTE_CONFIG\n");
+        fprintf(stderr,
+                "pqroute: nothing configured: set PQROUTE_PATRONI (or PQROUTE_ETCD/PQROUTE_CONSUL "
+                "with PQROUTE_SCOPE) and PQROUTE_RW/PQROUTE_RO, or PQROUTE_CONFIG\n");
     else if (!r)
         fprintf(stderr, "pqroute: %s\n", err);
     *rc = r ? 0 : 3;
@@ -65,7 +70,8 @@ static json_t *cluster_json(const char *name, const pqr_topology *t)
     json_object_set_new(c, "name", json_string(name));
     json_object_set_new(c, "source", json_string(pqr_topology_source(t)));
     json_object_set_new(c, "age_s", json_real(pqr_topology_age(t)));
-    json_object_set_new(c, "leader", leader >= 0 ? json_string(pqr_member_name(t, (size_t)leader)) : json_null());
+    json_object_set_new(
+        c, "leader", leader >= 0 ? json_string(pqr_member_name(t, (size_t)leader)) : json_null());
     for (size_t i = 0; i < pqr_topology_size(t); i++) {
         json_t *m = json_object();
         json_object_set_new(m, "name", json_string(pqr_member_name(t, i)));
@@ -92,9 +98,11 @@ static void cluster_text(const char *name, const pqr_topology *t)
         printf("no view (Patroni did not answer; connections go to the front door)\n");
         return;
     }
-    printf("view from %s, %.1f s old, leader %s\n", pqr_topology_source(t)[0] ? pqr_topology_source(t) : "?",
-           pqr_topology_age(t), leader >= 0 ? pqr_member_name(t, (size_t)leader) : "(none)");
-    printf("  %-12s %-15s %-10s %-22s %4s %10s  %s\n", "MEMBER", "ROLE", "STATE", "ADDRESS", "TL", "LAG", "NOTE");
+    printf("view from %s, %.1f s old, leader %s\n",
+           pqr_topology_source(t)[0] ? pqr_topology_source(t) : "?", pqr_topology_age(t),
+           leader >= 0 ? pqr_member_name(t, (size_t)leader) : "(none)");
+    printf("  %-12s %-15s %-10s %-22s %4s %10s  %s\n", "MEMBER", "ROLE", "STATE", "ADDRESS", "TL",
+           "LAG", "NOTE");
     for (size_t i = 0; i < pqr_topology_size(t); i++) {
         const char *a = pqr_member_addr(t, i);
         char addr[80], lag[32] = "", tl[16] = "-";
@@ -102,10 +110,11 @@ static void cluster_text(const char *name, const pqr_topology *t)
         if (pqr_member_timeline(t, i) >= 0)
             snprintf(tl, sizeof tl, "%ld", pqr_member_timeline(t, i));
         if (!leads(t, i))
-            snprintf(lag, sizeof lag, pqr_member_lag(t, i) < 0 ? "unknown" : "%lld", pqr_member_lag(t, i));
+            snprintf(lag, sizeof lag, pqr_member_lag(t, i) < 0 ? "unknown" : "%lld",
+                     pqr_member_lag(t, i));
         printf("  %-12s %-15s %-10s %-22s %4s %10s  %s%s\n", pqr_member_name(t, i),
-               pqr_member_role_name(pqr_member_role_of(t, i)), pqr_member_state(t, i), addr, tl, lag,
-               !a[0] ? "not used (unresolvable or outside PQROUTE_ALLOW) " : "",
+               pqr_member_role_name(pqr_member_role_of(t, i)), pqr_member_state(t, i), addr, tl,
+               lag, !a[0] ? "not used (unresolvable or outside PQROUTE_ALLOW) " : "",
                pqr_member_noloadbalance(t, i) ? "noloadbalance" : "");
     }
 }
@@ -168,9 +177,11 @@ static int cmd_resolve(int argc, char **argv)
         PGconn *conn = pqr_connectdb(r, conninfo);
         if (PQstatus(conn) == CONNECTION_OK) {
             PGresult *res = PQexec(conn, "select pg_is_in_recovery()");
-            printf("connected to %s:%s (%s)\n", PQhostaddr(conn)[0] ? PQhostaddr(conn) : PQhost(conn),
-                   PQport(conn),
-                   PQresultStatus(res) == PGRES_TUPLES_OK && PQgetvalue(res, 0, 0)[0] == 't' ? "a replica" : "read-write");
+            printf("connected to %s:%s (%s)\n",
+                   PQhostaddr(conn)[0] ? PQhostaddr(conn) : PQhost(conn), PQport(conn),
+                   PQresultStatus(res) == PGRES_TUPLES_OK && PQgetvalue(res, 0, 0)[0] == 't'
+                       ? "a replica"
+                       : "read-write");
             PQclear(res);
         } else {
             printf("connection failed: %s", PQerrorMessage(conn));
@@ -214,7 +225,9 @@ static int cmd_exec(int argc, char **argv)
     if (i >= argc)
         return usage();
     if (find_preload(preload, sizeof preload) != 0) {
-        fprintf(stderr, "pqroute: cannot find libpqroute-preload.so (looked beside pqroute and in %s)\n", PQRI_LIBDIR);
+        fprintf(stderr,
+                "pqroute: cannot find libpqroute-preload.so (looked beside pqroute and in %s)\n",
+                PQRI_LIBDIR);
         return 69;
     }
     if (asprintf(&merged, "%s%s%s", preload, old && *old ? " " : "", old ? old : "") < 0)
@@ -268,10 +281,12 @@ static int cmd_check(void)
     pqr_router *r = open_router(&rc);
 
     if (!r) {
-        printf("configuration: ERROR (see above); hint: every variable is described in pqroute(1)\n");
+        printf(
+            "configuration: ERROR (see above); hint: every variable is described in pqroute(1)\n");
         return rc;
     }
-    printf("configuration: ok (%zu cluster%s)\n", pqr_router_clusters(r), pqr_router_clusters(r) > 1 ? "s" : "");
+    printf("configuration: ok (%zu cluster%s)\n", pqr_router_clusters(r),
+           pqr_router_clusters(r) > 1 ? "s" : "");
     for (size_t k = 0; k < pqr_router_clusters(r); k++) {
         const char *name = pqr_router_cluster_name(r, k);
         printf("cluster %s:\n", name);
@@ -282,13 +297,17 @@ static int cmd_check(void)
             if (t) {
                 int leader = pqr_topology_leader(t);
                 printf("  DCS  %-32s ok: %zu members, leader %s\n", pqr_topology_source(t),
-                       pqr_topology_size(t), leader >= 0 ? pqr_member_name(t, (size_t)leader) : "(none)");
+                       pqr_topology_size(t),
+                       leader >= 0 ? pqr_member_name(t, (size_t)leader) : "(none)");
                 problems += leader < 0;
                 pqr_topology_release(t);
             } else {
-                printf("  DCS  %-32s ERROR: %s\n       hint: PQROUTE_SCOPE and PQROUTE_NAMESPACE must be "
-                       "Patroni's scope and namespace; https needs PQROUTE_ETCD_CA; a user needs read access "
-                       "to <namespace>/<scope>/\n", dcs, err);
+                printf("  DCS  %-32s ERROR: %s\n       hint: PQROUTE_SCOPE and PQROUTE_NAMESPACE "
+                       "must be "
+                       "Patroni's scope and namespace; https needs PQROUTE_ETCD_CA; a user needs "
+                       "read access "
+                       "to <namespace>/<scope>/\n",
+                       dcs, err);
                 problems++;
             }
         }
@@ -303,12 +322,15 @@ static int cmd_check(void)
                     unused += !pqr_member_addr(t, m)[0];
                 printf("  REST %-32s ok: %zu members, leader %s%s\n", shown, pqr_topology_size(t),
                        leader >= 0 ? pqr_member_name(t, (size_t)leader) : "(none)",
-                       unused ? "; some members not usable (unresolvable or outside PQROUTE_ALLOW)" : "");
+                       unused ? "; some members not usable (unresolvable or outside PQROUTE_ALLOW)"
+                              : "");
                 problems += leader < 0;
                 pqr_topology_release(t);
             } else {
-                printf("  REST %-32s ERROR: %s\n       hint: is Patroni's restapi.listen reachable from here? "
-                       "https needs PQROUTE_REST_CA (and a client certificate if Patroni requires one)\n",
+                printf("  REST %-32s ERROR: %s\n       hint: is Patroni's restapi.listen reachable "
+                       "from here? "
+                       "https needs PQROUTE_REST_CA (and a client certificate if Patroni requires "
+                       "one)\n",
                        shown, err);
                 problems++;
             }
@@ -319,9 +341,11 @@ static int cmd_check(void)
             if (pqr_router_front_door(r, name, d ? PQR_ROLE_RO : PQR_ROLE_RW, &h, &port) < 0)
                 continue;
             const char *why = tcp_check(h, port, 2000);
-            printf("  front door %-3s %s:%d %s%s\n", d ? "ro" : "rw", h, port, why ? "ERROR: " : "ok", why ? why : "");
+            printf("  front door %-3s %s:%d %s%s\n", d ? "ro" : "rw", h, port,
+                   why ? "ERROR: " : "ok", why ? why : "");
             if (why) {
-                printf("       hint: connections fall back to this address when Patroni cannot be asked\n");
+                printf("       hint: connections fall back to this address when Patroni cannot be "
+                       "asked\n");
                 problems++;
             }
         }
@@ -335,7 +359,8 @@ static void print_counters(const char *cluster, const unsigned long long *v, boo
 {
     for (size_t i = 0; i < pqr_stats_count(); i++) {
         if (prom)
-            printf("libpqroute_events_total{cluster=\"%s\",event=\"%s\"} %llu\n", cluster, pqr_stats_name(i), v[i]);
+            printf("libpqroute_events_total{cluster=\"%s\",event=\"%s\"} %llu\n", cluster,
+                   pqr_stats_name(i), v[i]);
         else if (v[i] || strcmp(pqr_stats_name(i), "passed_through") != 0)
             printf("  %-20s %llu\n", pqr_stats_name(i), v[i]);
     }
@@ -351,7 +376,8 @@ static int cmd_stats(int argc, char **argv)
     if (!r)
         return rc;
     if (prom)
-        printf("# HELP libpqroute_events_total Connections and refreshes counted by every libpqroute process of this user on this host.\n"
+        printf("# HELP libpqroute_events_total Connections and refreshes counted by every "
+               "libpqroute process of this user on this host.\n"
                "# TYPE libpqroute_events_total counter\n");
     for (size_t k = 0; k < pqr_router_clusters(r); k++) {
         const char *name = pqr_router_cluster_name(r, k);
@@ -367,7 +393,8 @@ static int cmd_stats(int argc, char **argv)
             if (strcmp(pqr_stats_name(i), "passed_through") != 0)
                 continue;
             if (prom)
-                printf("libpqroute_events_total{cluster=\"\",event=\"passed_through\"} %llu\n", v[i]);
+                printf("libpqroute_events_total{cluster=\"\",event=\"passed_through\"} %llu\n",
+                       v[i]);
             else
                 printf("connections to no front door:\n  passed_through       %llu\n", v[i]);
         }
@@ -411,9 +438,11 @@ static int cmd_watch(int argc, char **argv)
                     printf("no view (Patroni does not answer)");
                 else {
                     int leader = pqr_topology_leader(t);
-                    printf("leader %s;", leader >= 0 ? pqr_member_name(t, (size_t)leader) : "(none)");
+                    printf("leader %s;",
+                           leader >= 0 ? pqr_member_name(t, (size_t)leader) : "(none)");
                     for (size_t i = 0; i < pqr_topology_size(t); i++)
-                        printf(" %s=%s/%s/tl%ld", pqr_member_name(t, i), pqr_member_role_name(pqr_member_role_of(t, i)),
+                        printf(" %s=%s/%s/tl%ld", pqr_member_name(t, i),
+                               pqr_member_role_name(pqr_member_role_of(t, i)),
                                pqr_member_state(t, i), pqr_member_timeline(t, i));
                 }
                 printf("\n");

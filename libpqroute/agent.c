@@ -48,7 +48,8 @@ static void sleep_ms(const int *stop, long long ms)
     long long until = pqri_mono_ms() + ms;
     while (!stopping(stop) && pqri_mono_ms() < until) {
         long long left = until - pqri_mono_ms();
-        struct timespec ts = {0, (left < STOP_CHECK_MS ? (left > 0 ? left : 1) : STOP_CHECK_MS) * 1000000L};
+        struct timespec ts = {
+            0, (left < STOP_CHECK_MS ? (left > 0 ? left : 1) : STOP_CHECK_MS) * 1000000L};
         nanosleep(&ts, NULL);
     }
 }
@@ -95,7 +96,8 @@ static void follow_dcs(struct agent_cluster *ac, struct pqri_source *src)
         }
         pqri_view_stat(ac->v, PQRI_STAT_WATCH_RECONNECTS);
         if (!warned)
-            PQRI_WARN("cluster %s: %s; asking Patroni's REST API until the watch is back", name, err);
+            PQRI_WARN("cluster %s: %s; asking Patroni's REST API until the watch is back", name,
+                      err);
         else
             PQRI_DEBUG("cluster %s: %s", name, err);
         warned = true;
@@ -128,7 +130,8 @@ static void *cluster_main(void *arg)
         }
         if (!told)
             PQRI_WARN("cluster %s: another process holds the shared cache's lock (another agent?); "
-                     "waiting for it", name);
+                      "waiting for it",
+                      name);
         told = true;
         sleep_ms(ac->stop, 200);
     }
@@ -136,7 +139,7 @@ static void *cluster_main(void *arg)
         goto out;
     src = pqri_view_source(ac->v);
     PQRI_INFO("cluster %s: serving the shared cache from %s", name,
-             src ? "a DCS watch" : "Patroni's REST API");
+              src ? "a DCS watch" : "Patroni's REST API");
     if (src) {
         pqri_source_keep_connections(src);
         follow_dcs(ac, src);

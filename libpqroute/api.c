@@ -43,16 +43,26 @@ pqr_error pqr_last_error(void)
 const char *pqr_strerror(pqr_error code)
 {
     switch (code) {
-    case PQR_OK: return "no error";
-    case PQR_ERR_NOT_CONFIGURED: return "not configured";
-    case PQR_ERR_SETTING: return "invalid setting";
-    case PQR_ERR_CONFIG_FILE: return "invalid configuration file";
-    case PQR_ERR_PRIVILEGED: return "elevated privileges: environment not trusted";
-    case PQR_ERR_NO_SUCH: return "no such cluster, endpoint or DCS";
-    case PQR_ERR_UNREACHABLE: return "no usable answer";
-    case PQR_ERR_NO_SHARED_CACHE: return "no shared cache directory";
-    case PQR_ERR_RESOURCE: return "out of memory or resources";
-    case PQR_ERR_ARGUMENT: return "invalid argument";
+    case PQR_OK:
+        return "no error";
+    case PQR_ERR_NOT_CONFIGURED:
+        return "not configured";
+    case PQR_ERR_SETTING:
+        return "invalid setting";
+    case PQR_ERR_CONFIG_FILE:
+        return "invalid configuration file";
+    case PQR_ERR_PRIVILEGED:
+        return "elevated privileges: environment not trusted";
+    case PQR_ERR_NO_SUCH:
+        return "no such cluster, endpoint or DCS";
+    case PQR_ERR_UNREACHABLE:
+        return "no usable answer";
+    case PQR_ERR_NO_SHARED_CACHE:
+        return "no shared cache directory";
+    case PQR_ERR_RESOURCE:
+        return "out of memory or resources";
+    case PQR_ERR_ARGUMENT:
+        return "invalid argument";
     }
     return "unknown error code";
 }
@@ -72,8 +82,7 @@ pqr_settings *pqr_settings_new(void)
     return s;
 }
 
-int pqr_settings_set(pqr_settings *s, const char *name, const char *value, char *err,
-                     size_t errlen)
+int pqr_settings_set(pqr_settings *s, const char *name, const char *value, char *err, size_t errlen)
 {
     pqri_error_set(PQR_OK);
     if (!s || !name) {
@@ -201,8 +210,8 @@ static PGconn *connect_arrays(pqr_router *r, const char *const *kw, const char *
     return pqri_connect(r->views, r->pq, kw, val, expand, PQRI_BLOCKING, role, &passed);
 }
 
-PGconn *pqr_connectdb_params(pqr_router *r, const char *const *keywords,
-                             const char *const *values, int expand_dbname)
+PGconn *pqr_connectdb_params(pqr_router *r, const char *const *keywords, const char *const *values,
+                             int expand_dbname)
 {
     PGconn *conn = r ? connect_arrays(r, keywords, values, expand_dbname, PQR_ROLE_AUTO) : NULL;
     return conn ? conn : PQconnectdbParams(keywords, values, expand_dbname);
@@ -249,7 +258,10 @@ PGconn *pqr_connect(pqr_router *r, pqr_role role, const char *conninfo)
             bool ro = role == PQR_ROLE_RO && c->ro_host;
             k2[n] = "host";
             v2[n] = ro ? c->ro_host : c->rw_host ? c->rw_host : c->ro_host;
-            snprintf(port, sizeof port, "%d", ro ? c->ro_port : c->rw_host ? c->rw_port : c->ro_port);
+            snprintf(port, sizeof port, "%d",
+                     ro               ? c->ro_port
+                         : c->rw_host ? c->rw_port
+                                      : c->ro_port);
             k2[n + 1] = "port";
             v2[n + 1] = port;
         }
@@ -291,11 +303,11 @@ size_t pqr_router_clusters(const pqr_router *r)
 const char *pqr_router_cluster_name(const pqr_router *r, size_t i)
 {
     return r && i < pqri_views_count(r->views) ? pqri_view_conf(pqri_views_at(r->views, i))->name
-                                                : NULL;
+                                               : NULL;
 }
 
-int pqr_router_front_door(const pqr_router *r, const char *cluster, pqr_role role, const char **host,
-                          int *port)
+int pqr_router_front_door(const pqr_router *r, const char *cluster, pqr_role role,
+                          const char **host, int *port)
 {
     struct pqri_view *v = view_named(r, cluster);
     const struct pqri_cluster_conf *c = v ? pqri_view_conf(v) : NULL;
@@ -328,8 +340,7 @@ const char *pqr_router_endpoint(const pqr_router *r, const char *cluster, size_t
     return r->shown[k + i];
 }
 
-pqr_topology *pqr_router_ask(pqr_router *r, const char *cluster, size_t i, char *err,
-                             size_t errlen)
+pqr_topology *pqr_router_ask(pqr_router *r, const char *cluster, size_t i, char *err, size_t errlen)
 {
     struct pqri_view *v = view_named(r, cluster);
     const struct pqri_cluster_conf *c = v ? pqri_view_conf(v) : NULL;
@@ -389,8 +400,8 @@ const char *pqr_router_explain(pqr_router *r, const char *conninfo)
         pqri_decision("libpq cannot parse that connection string");
         return pqr_last_decision();
     }
-    pqri_plan_free(pqri_plan_new(r->views, r->pq, ci.call_kw, ci.call_val, ci.call_expand, PQRI_BLOCKING,
-                                 PQR_ROLE_AUTO));
+    pqri_plan_free(pqri_plan_new(r->views, r->pq, ci.call_kw, ci.call_val, ci.call_expand,
+                                 PQRI_BLOCKING, PQR_ROLE_AUTO));
     pqri_conninfo_release(&ci);
     return pqr_last_decision();
 }
@@ -440,9 +451,9 @@ static PGPing shim_ping(pqr_router *r, const struct pqri_libpq *pq, const char *
 
 const struct pqri_shim_api *pqri_shim_api(int version)
 {
-    static const struct pqri_shim_api api = {PQRI_SHIM_API_VERSION, shim_router_from_env,
-                                             shim_connect, shim_ping, pqri_conninfo_parse,
-                                             pqri_conninfo_release, pqri_asked_report,
-                                             pqri_nb_poll, pqri_nb_socket, pqri_nb_forget};
+    static const struct pqri_shim_api api = {
+        PQRI_SHIM_API_VERSION, shim_router_from_env,  shim_connect,      shim_ping,
+        pqri_conninfo_parse,   pqri_conninfo_release, pqri_asked_report, pqri_nb_poll,
+        pqri_nb_socket,        pqri_nb_forget};
     return version == PQRI_SHIM_API_VERSION ? &api : NULL;
 }

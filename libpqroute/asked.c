@@ -21,9 +21,9 @@ struct asked {
     unsigned long long seq;                   /* 0: free; else the order of noting */
     char *pkw[ASKED_OPTS], *pval[ASKED_OPTS]; /* what we passed (no password): the fingerprint */
     size_t np;
-    char *kw[ASKED_OPTS], *val[ASKED_OPTS];   /* what the application asked; val NULL: not set */
+    char *kw[ASKED_OPTS], *val[ASKED_OPTS]; /* what the application asked; val NULL: not set */
     size_t n;
-    bool password;                            /* the application gave one (not .pgpass's) */
+    bool password; /* the application gave one (not .pgpass's) */
 };
 
 static struct asked table[ASKED_MAX];
@@ -89,7 +89,8 @@ void pqri_asked_note(const PGconn *conn, const PQconninfoOption *asked, const ch
     for (const PQconninfoOption *o = asked; o && o->keyword && e.n < ASKED_OPTS; o++) {
         const char *v = o->val;
         if (strcmp(o->keyword, "password") == 0) {
-            e.password = v && v[0]; /* the connection's own is reported, if the application gave one */
+            e.password =
+                v && v[0]; /* the connection's own is reported, if the application gave one */
             continue;
         }
         if (strcmp(o->keyword, "target_session_attrs") == 0)

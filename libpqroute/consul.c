@@ -33,7 +33,8 @@ struct pqri_consul {
     char bad[160]; /* the last key skipped and its index: said once */
 };
 
-struct pqri_consul *pqri_consul_open(const struct pqr_settings *s, const struct pqri_cluster_conf *c)
+struct pqri_consul *pqri_consul_open(const struct pqr_settings *s,
+                                     const struct pqri_cluster_conf *c)
 {
     struct pqri_consul *e = calloc(1, sizeof *e);
     const char *ns = c->dcs.ns;
@@ -96,8 +97,17 @@ static int query(struct pqri_consul *e, unsigned long long index, int wait_s, co
     }
     /* Consul adds up to wait/16 to a blocking query's wait. */
     long timeout = e->s->rest_timeout_ms + (index ? wait_s * 1000L + wait_s * 1000L / 16 : 0);
-    struct pqri_http_req rq = {url, NULL, hdrs, e->c->dcs.token_file ? 1 : 0, &e->tls, timeout,
-                               MAX_READ, stop, "X-Consul-Index", idx, sizeof idx,
+    struct pqri_http_req rq = {url,
+                               NULL,
+                               hdrs,
+                               e->c->dcs.token_file ? 1 : 0,
+                               &e->tls,
+                               timeout,
+                               MAX_READ,
+                               stop,
+                               "X-Consul-Index",
+                               idx,
+                               sizeof idx,
                                e->keep ? &e->conn : NULL};
     if (pqri_http_do(&rq, &out, &st, why, sizeof why) < 0) {
         pqri_errf(err, errlen, "consul %s: %s", e->shown, why);
@@ -108,7 +118,8 @@ static int query(struct pqri_consul *e, unsigned long long index, int wait_s, co
         pqri_errf(err, errlen, "consul %s: HTTP status %ld", e->shown, st);
         goto out;
     }
-    if (st == 200 && (!(j = json_loadb(out.p ? out.p : "", out.len, 0, NULL)) || !json_is_array(j))) {
+    if (st == 200 &&
+        (!(j = json_loadb(out.p ? out.p : "", out.len, 0, NULL)) || !json_is_array(j))) {
         pqri_errf(err, errlen, "consul %s: not a JSON array of keys", e->shown);
         goto out;
     }
@@ -119,7 +130,8 @@ static int query(struct pqri_consul *e, unsigned long long index, int wait_s, co
         size_t plen = strlen(e->path), klen;
         unsigned char *v;
         int vlen;
-        if (!k || strncmp(k, e->path, plen) != 0 || !pqri_dcs_wanted(k + plen, klen = strlen(k + plen)))
+        if (!k || strncmp(k, e->path, plen) != 0 ||
+            !pqri_dcs_wanted(k + plen, klen = strlen(k + plen)))
             continue;
         if (!v64)
             v64 = ""; /* Consul's null for an empty value */
@@ -127,7 +139,8 @@ static int query(struct pqri_consul *e, unsigned long long index, int wait_s, co
             goto oom;
         vlen = *v64 ? b64_pton(v64, v, strlen(v64) / 4 * 3 + 3) : 0;
         long long mod = json_integer_value(json_object_get(o, "ModifyIndex"));
-        int put = vlen < 0 ? PQRI_KV_SKIPPED : pqri_kvset_put(&set, k + plen, klen, (char *)v, (size_t)vlen, mod);
+        int put = vlen < 0 ? PQRI_KV_SKIPPED
+                           : pqri_kvset_put(&set, k + plen, klen, (char *)v, (size_t)vlen, mod);
         free(v);
         if (put < 0)
             goto oom;
@@ -135,8 +148,10 @@ static int query(struct pqri_consul *e, unsigned long long index, int wait_s, co
             char bad[sizeof e->bad];
             snprintf(bad, sizeof bad, "%.120s@%lld", k, mod);
             if (strcmp(bad, e->bad) != 0)
-                PQRI_WARN("consul %s: key %.120s (index %lld) left out: its value is not base64, over "
-                         "64 KiB, contains a NUL byte, or one key too many", e->shown, k, mod);
+                PQRI_WARN(
+                    "consul %s: key %.120s (index %lld) left out: its value is not base64, over "
+                    "64 KiB, contains a NUL byte, or one key too many",
+                    e->shown, k, mod);
             memcpy(e->bad, bad, sizeof bad);
         }
     }
@@ -179,7 +194,8 @@ static int query_any(struct pqri_consul *e, const int *stop, char *err, size_t e
     return -1;
 }
 
-static struct pqr_topology *topology(struct pqri_consul *e, const char *how, char *err, size_t errlen)
+static struct pqr_topology *topology(struct pqri_consul *e, const char *how, char *err,
+                                     size_t errlen)
 {
     return pqri_dcs_view(&e->kv, "consul", how, e->shown, e->path, err, errlen);
 }
@@ -218,8 +234,10 @@ int pqri_consul_watch(struct pqri_consul *e, const int *stop, const struct pqri_
          * is no watch: the caller's back-off, not a loop as fast as the server answers. */
         early = !changed && pqri_mono_ms() - asked < wait_s * 1000LL / 2 ? early + 1 : 0;
         if (early >= 3) {
-            pqri_errf(err, errlen, "consul %s: blocking queries answer at once with nothing new "
-                      "(no X-Consul-Index?)", e->shown);
+            pqri_errf(err, errlen,
+                      "consul %s: blocking queries answer at once with nothing new "
+                      "(no X-Consul-Index?)",
+                      e->shown);
             return -1;
         }
     }

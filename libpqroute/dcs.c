@@ -22,7 +22,7 @@ bool pqri_dcs_wanted(const char *key, size_t len)
             return true;
     /* members/<name>, one level deep */
     return len > 8 && len <= 8 + 128 && memcmp(key, "members/", 8) == 0 &&
-           !memchr(key + 8, '/', len - 8) && !memchr(key, 0, len);
+        !memchr(key + 8, '/', len - 8) && !memchr(key, 0, len);
 }
 
 static struct pqri_kv *find(const struct pqri_kvset *s, const char *key, size_t klen)
@@ -144,7 +144,8 @@ static int conn_host_port(const char *url, json_t *m)
 static bool in_sync(json_t *sync, const char *name)
 {
     const char *list = json_is_string(json_object_get(sync, "sync_standby"))
-                           ? json_string_value(json_object_get(sync, "sync_standby")) : NULL;
+        ? json_string_value(json_object_get(sync, "sync_standby"))
+        : NULL;
     size_t n = strlen(name);
 
     /* "a,b" since Patroni 2.1 (synchronous_node_count > 1), a single name before */
@@ -213,10 +214,11 @@ struct pqr_topology *pqri_dcs_topology(const struct pqri_kvset *s, const char *s
             continue;
         }
         json_object_set_new(m, "name", json_string(name));
-        json_object_set_new(m, "role", json_string(leads ? (strcmp(role, "standby_leader") == 0
-                                                                ? "standby_leader" : "leader")
-                                                    : in_sync(sync, name) ? "sync_standby"
-                                                                          : "replica"));
+        json_object_set_new(
+            m, "role",
+            json_string(leads ? (strcmp(role, "standby_leader") == 0 ? "standby_leader" : "leader")
+                            : in_sync(sync, name) ? "sync_standby"
+                                                  : "replica"));
         if (json_object_get(d, "state")) /* borrowed: set takes its own reference */
             json_object_set(m, "state", json_object_get(d, "state"));
         else /* new: set_new takes ours (set would leak it, 40 bytes a member a view) */

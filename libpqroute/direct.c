@@ -30,8 +30,21 @@ static int direct_reset_start(const struct pqri_libpq *pq, PGconn *conn)
 }
 
 const struct pqri_libpq pqri_direct_libpq = {
-    direct_connectdb_params, direct_connect_start_params, direct_ping_params, PQstatus,
-    PQerrorMessage, PQfinish, PQconninfo, PQconninfoFree, PQpass, PQhostaddr, PQport,
-    PQconnectPoll, PQsocket, PQlibVersion, direct_reset_start, PQconnectionUsedPassword,
+    direct_connectdb_params,
+    direct_connect_start_params,
+    direct_ping_params,
+    PQstatus,
+    PQerrorMessage,
+    PQfinish,
+    PQconninfo,
+    PQconninfoFree,
+    PQpass,
+    PQhostaddr,
+    PQport,
+    PQconnectPoll,
+    PQsocket,
+    PQlibVersion,
+    direct_reset_start,
+    PQconnectionUsedPassword,
     PQconnectionNeedsPassword,
 };

@@ -40,12 +40,12 @@ struct pqri_etcd {
     char *token;         /* authentication token (a secret) */
     char auth_hdr[600];
     struct pqri_kvset kv;
-    long long rev;       /* the store revision kv reflects */
-    bool resume;         /* the last watch ran and broke: watch again from rev + 1, no read */
-    char shown[600];     /* the endpoint in use, without credentials */
+    long long rev;   /* the store revision kv reflects */
+    bool resume;     /* the last watch ran and broke: watch again from rev + 1, no read */
+    char shown[600]; /* the endpoint in use, without credentials */
     struct pqri_http_conn *conn; /* kept for the reads of the endpoint in use ... */
-    bool keep;                  /* ... only in the agent: an application may close any fd */
-    char bad[160];              /* the last key skipped and its revision: said once */
+    bool keep;                   /* ... only in the agent: an application may close any fd */
+    char bad[160];               /* the last key skipped and its revision: said once */
 };
 
 static char *b64(const void *p, size_t n)
@@ -150,8 +150,9 @@ static json_t *call(struct pqri_etcd *e, const char *path, const char *body, con
     char url[700], why[256];
     const char *hdr[1] = {e->auth_hdr};
     struct pqri_buf out = {0};
-    struct pqri_http_req rq = {url, body, hdr, e->token ? 1 : 0, &e->tls, e->s->rest_timeout_ms,
-                               MAX_READ, stop, NULL, NULL, 0, e->keep ? &e->conn : NULL};
+    struct pqri_http_req rq = {
+        url,  body, hdr, e->token ? 1 : 0,         &e->tls, e->s->rest_timeout_ms, MAX_READ, stop,
+        NULL, NULL, 0,   e->keep ? &e->conn : NULL};
     json_t *j = NULL;
 
     /* e->api is "" until detect() has asked /version: no special case for that path. */
@@ -171,8 +172,8 @@ static json_t *call(struct pqri_etcd *e, const char *path, const char *body, con
         /* The server's words are shown (pqroute check prints them): control characters escaped. */
         char shown_msg[200];
         pqri_escape(shown_msg, sizeof shown_msg, msg ? msg : "");
-        pqri_errf(err, errlen, "etcd %s: HTTP status %ld%s%.160s", e->shown, *status, msg ? ": " : "",
-                  shown_msg);
+        pqri_errf(err, errlen, "etcd %s: HTTP status %ld%s%.160s", e->shown, *status,
+                  msg ? ": " : "", shown_msg);
         json_decref(ej);
     } else if (!(j = json_loadb(out.p ? out.p : "", out.len, 0, NULL)) || !json_is_object(j)) {
         pqri_errf(err, errlen, "etcd %s: not a JSON object", e->shown);
@@ -312,8 +313,10 @@ static int put_kv(struct pqri_etcd *e, struct pqri_kvset *set, json_t *kv)
         char bad[sizeof e->bad];
         snprintf(bad, sizeof bad, "%.120s@%lld", k, rev);
         if (strcmp(bad, e->bad) != 0) /* a watch resumed, a read again: not said again */
-            PQRI_WARN("etcd %s: key %s%.120s (revision %lld) left out: its value is not base64, over "
-                     "64 KiB, contains a NUL byte, or one key too many", e->shown, e->prefix, k, rev);
+            PQRI_WARN(
+                "etcd %s: key %s%.120s (revision %lld) left out: its value is not base64, over "
+                "64 KiB, contains a NUL byte, or one key too many",
+                e->shown, e->prefix, k, rev);
         memcpy(e->bad, bad, sizeof bad);
     }
     free(k);
@@ -327,8 +330,9 @@ static int read_prefix(struct pqri_etcd *e, const int *stop, char *err, size_t e
     json_t *j, *kvs;
     struct pqri_kvset set = {0};
 
-    if (!e->api[0] && (detect(e, stop, err, errlen) < 0 ||
-                       (e->c->dcs.user && authenticate(e, stop, err, errlen) < 0)))
+    if (!e->api[0] &&
+        (detect(e, stop, err, errlen) < 0 ||
+         (e->c->dcs.user && authenticate(e, stop, err, errlen) < 0)))
         return -1;
     snprintf(body, sizeof body, "{\"key\":\"%s\",\"range_end\":\"%s\"}", e->key64, e->end64);
     if (!(j = call_authed(e, "/kv/range", body, stop, err, errlen)))
@@ -435,12 +439,14 @@ static int on_line(void *arg, const char *line, size_t len)
     if (len == 0)
         return 0;
     if (!j || !json_is_object(j)) {
-        snprintf(w->why, sizeof w->why, "etcd %s: watch answered something that is not JSON", e->shown);
+        snprintf(w->why, sizeof w->why, "etcd %s: watch answered something that is not JSON",
+                 e->shown);
         json_decref(j);
         return -1;
     }
     if (json_object_get(j, "error")) {
-        const char *msg = json_string_value(json_object_get(json_object_get(j, "error"), "message"));
+        const char *msg =
+            json_string_value(json_object_get(json_object_get(j, "error"), "message"));
         char m[210];
         pqri_escape(m, sizeof m, msg ? msg : "(none)"); /* the server's words, shown as text */
         snprintf(w->why, sizeof w->why, "etcd %s: watch error: %.200s", e->shown, m);
@@ -455,7 +461,9 @@ static int on_line(void *arg, const char *line, size_t len)
         pqri_escape(r, sizeof r, reason ? reason : "");
         w->compacted = cr > 0;
         snprintf(w->why, sizeof w->why, "etcd %s: watch cancelled%s%.200s", e->shown,
-                 w->compacted ? " (revision compacted)" : reason ? ": " : "",
+                 w->compacted ? " (revision compacted)"
+                     : reason ? ": "
+                              : "",
                  w->compacted || !reason ? "" : r);
         json_decref(j);
         return -1;
@@ -468,8 +476,9 @@ static int on_line(void *arg, const char *line, size_t len)
         const char *type = json_string_value(json_object_get(ev, "type"));
         long long mr = jrev(json_object_get(kv, "mod_revision"));
         if ((type && strcmp(type, "DELETE") == 0 ? del_kv(e, kv) : put_kv(e, &e->kv, kv)) < 0) {
-            snprintf(w->why, sizeof w->why, "etcd %.300s: out of memory reading the keys under %.300s",
-                     e->shown, e->prefix);
+            snprintf(w->why, sizeof w->why,
+                     "etcd %.300s: out of memory reading the keys under %.300s", e->shown,
+                     e->prefix);
             json_decref(j);
             return -1;
         }
@@ -571,13 +580,17 @@ static int on_tick(void *arg, struct pqri_http_stream *s)
         pqri_http_stream_pump(s);
         if ((st = stalled(w, j)) != 0) {
             if (st < 0)
-                snprintf(w->why, sizeof w->why, "etcd %s: out of memory checking the watch", e->shown);
+                snprintf(w->why, sizeof w->why, "etcd %s: out of memory checking the watch",
+                         e->shown);
             else if (w->suspect < e->rev)
-                snprintf(w->why, sizeof w->why, "etcd %s: the store's revision (%lld) is behind the "
-                         "watch's (%lld): reading it again", e->shown, w->suspect, e->rev);
+                snprintf(w->why, sizeof w->why,
+                         "etcd %s: the store's revision (%lld) is behind the "
+                         "watch's (%lld): reading it again",
+                         e->shown, w->suspect, e->rev);
             else
-                snprintf(w->why, sizeof w->why, "etcd %s: watch stalled (revision %lld not delivered)",
-                         e->shown, w->suspect);
+                snprintf(w->why, sizeof w->why,
+                         "etcd %s: watch stalled (revision %lld not delivered)", e->shown,
+                         w->suspect);
             w->distrust = st > 0;
             json_decref(j);
             return -1;
@@ -596,9 +609,10 @@ static void start_stream(struct watch *w, char *url, size_t urllen, char *body, 
     struct pqri_etcd *e = w->e;
 
     snprintf(url, urllen, "%s%s/watch", base(e), e->api);
-    snprintf(body, bodylen,
-             "{\"create_request\":{\"key\":\"%s\",\"range_end\":\"%s\",\"start_revision\":\"%lld\"}}",
-             e->key64, e->end64, e->rev + 1);
+    snprintf(
+        body, bodylen,
+        "{\"create_request\":{\"key\":\"%s\",\"range_end\":\"%s\",\"start_revision\":\"%lld\"}}",
+        e->key64, e->end64, e->rev + 1);
     w->why[0] = 0;
     w->compacted = false;
     w->created = false;
@@ -618,8 +632,8 @@ int pqri_etcd_watch(struct pqri_etcd *e, const int *stop, const struct pqri_watc
     struct watch w = {.e = e, .h = h, .stop = stop};
     char url[700], body[1400], why[256];
     const char *hdr[1] = {e->auth_hdr};
-    struct pqri_http_req rq = {url, body, hdr, 0, &e->tls, e->s->rest_timeout_ms, MAX_LINE, stop,
-                               NULL, NULL, 0, NULL};
+    struct pqri_http_req rq = {url,      body, hdr,  0,    &e->tls, e->s->rest_timeout_ms,
+                               MAX_LINE, stop, NULL, NULL, 0,       NULL};
     struct pqri_http_stream_opts so = {&rq, on_line, on_tick, &w};
     long long last_compaction = 0;
 
@@ -630,7 +644,8 @@ int pqri_etcd_watch(struct pqri_etcd *e, const int *stop, const struct pqri_watc
     bool resumed = e->resume && e->rev > 0;
     e->resume = false;
     if (resumed && !e->api[0] &&
-        (detect(e, stop, err, errlen) < 0 || (e->c->dcs.user && authenticate(e, stop, err, errlen) < 0))) {
+        (detect(e, stop, err, errlen) < 0 ||
+         (e->c->dcs.user && authenticate(e, stop, err, errlen) < 0))) {
         /* Not answering: the next endpoint, still resuming (the revision is the cluster's). */
         use_endpoint(e, (e->cur + 1) % e->c->dcs.nurls);
         e->resume = true;

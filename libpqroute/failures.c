@@ -48,7 +48,6 @@ void pqri_view_note_failures(struct pqri_view *v, uint64_t gen, const struct pqr
     pthread_mutex_unlock(&v->vs->lock);
 }
 
-
 size_t pqri_view_failures(struct pqri_view *v, struct pqri_failure *out, size_t max)
 {
     long long now = pqri_mono_ms(), stale = v->vs->s.stale_ms;
@@ -69,8 +68,8 @@ size_t pqri_view_failures(struct pqri_view *v, struct pqri_failure *out, size_t 
 void pqri_view_note_down(struct pqri_view *v, uint64_t gen, const struct pqri_candidate *c,
                          bool silent, struct pqri_failure *share_later)
 {
-    struct pqri_failure f = {.port = c->port, .gen = gen, .at_ms = pqri_mono_ms(), .down = true,
-                             .silent = silent};
+    struct pqri_failure f = {
+        .port = c->port, .gen = gen, .at_ms = pqri_mono_ms(), .down = true, .silent = silent};
 
     snprintf(f.addr, sizeof f.addr, "%s", c->addr);
     pthread_mutex_lock(&v->vs->lock);
@@ -102,7 +101,7 @@ void pqri_view_panic(struct pqri_view *v, uint64_t gen)
 bool pqri_view_panicking(const struct pqri_view *v)
 {
     return v->panic_until > pqri_mono_ms() &&
-           !(v->current && v->current->gen != v->panic_gen && pqri_topo_leader_running(v->current));
+        !(v->current && v->current->gen != v->panic_gen && pqri_topo_leader_running(v->current));
 }
 
 struct pqr_topology *pqri_view_await_leader(struct pqri_view *v, uint64_t gen, int wait_ms)
@@ -113,10 +112,12 @@ struct pqr_topology *pqri_view_await_leader(struct pqri_view *v, uint64_t gen, i
 
     pthread_mutex_lock(&vs->lock);
     deadline_ts(CLOCK_MONOTONIC, &ts, wait_ms);
-    while (!(v->current && v->current->gen != gen && pqri_topo_leader_running(v->current)) && !stopping(vs))
+    while (!(v->current && v->current->gen != gen && pqri_topo_leader_running(v->current)) &&
+           !stopping(vs))
         if (pthread_cond_timedwait(&vs->cond, &vs->lock, &ts) == ETIMEDOUT)
             break;
-    if (v->current && v->current->gen != gen && pqri_topo_leader_running(v->current) && fresh(vs, v->current))
+    if (v->current && v->current->gen != gen && pqri_topo_leader_running(v->current) &&
+        fresh(vs, v->current))
         t = pqri_topo_ref(v->current);
     pthread_mutex_unlock(&vs->lock);
     return t;
@@ -137,4 +138,3 @@ bool pqri_view_door_resting(struct pqri_view *v)
     long long at = __atomic_load_n(&v->door_failed_mono, __ATOMIC_RELAXED);
     return at && pqri_mono_ms() - at < v->vs->s.stale_ms;
 }
-

@@ -33,16 +33,19 @@ static void url_host(const char *base, char *out, size_t len)
 /* An endpoint a member advertises is asked only where that member lives: its own host name or
  * address (which PQROUTE_ALLOW vetted), or an address PQROUTE_ALLOW names. Any one node writes its
  * own api_url: it must not send us, our credentials or our client certificate elsewhere. */
-static bool advertised_ok(const struct pqri_views *vs, const struct pqri_member *m, const char *base)
+static bool advertised_ok(const struct pqri_views *vs, const struct pqri_member *m,
+                          const char *base)
 {
     char host[300];
     unsigned char buf[sizeof(struct in6_addr)];
 
     url_host(base, host, sizeof host);
-    if ((m->host && strcasecmp(host, m->host) == 0 && m->addr[0]) || (m->addr[0] && strcmp(host, m->addr) == 0))
+    if ((m->host && strcasecmp(host, m->host) == 0 && m->addr[0]) ||
+        (m->addr[0] && strcmp(host, m->addr) == 0))
         return true;
-    return vs->s.nallow && (inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1) &&
-           pqri_cidr_allows(vs->s.allow, vs->s.nallow, host);
+    return vs->s.nallow &&
+        (inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1) &&
+        pqri_cidr_allows(vs->s.allow, vs->s.nallow, host);
 }
 
 /* Seeds plus the REST endpoints members advertise, so a node added later is found. */
@@ -55,8 +58,10 @@ static size_t endpoints(struct pqri_view *v, const struct pqr_topology *t, char 
     for (size_t i = 0; t && i < t->n && n < PQRI_MAX_ENDPOINTS; i++) {
         char *b = t->m[i].api_url ? pqri_api_base(t->m[i].api_url) : NULL;
         if (b && !advertised_ok(v->vs, &t->m[i], b)) {
-            PQRI_DEBUG("cluster %s: member %s advertises a REST endpoint elsewhere than its own host "
-                      "(%.200s): not asked", v->conf->name, t->m[i].name, b);
+            PQRI_DEBUG(
+                "cluster %s: member %s advertises a REST endpoint elsewhere than its own host "
+                "(%.200s): not asked",
+                v->conf->name, t->m[i].name, b);
             free(b);
             b = NULL;
         }
@@ -110,7 +115,8 @@ static struct pqr_topology *fetch_rest(struct pqri_views *vs, struct pqri_view *
     unsigned first = fallback ? v->rest_next++ : pqri_views_spread(vs);
     for (size_t i = 0; i < n; i++)
         order[i] = urls[(first + i) % n];
-    struct pqri_fetch_opts o = {&vs->s, v->conf, (const char *const *)order, n, &vs->stop, fallback};
+    struct pqri_fetch_opts o = {&vs->s, v->conf,   (const char *const *)order,
+                                n,      &vs->stop, fallback};
     t = pqri_patroni_fetch(&o, err, errlen);
     for (size_t i = 0; i < n; i++)
         free(urls[i]);
@@ -140,7 +146,7 @@ static struct pqr_topology *fetch(struct pqri_views *vs, struct pqri_view *v, ch
         return NULL;
     if (!v->dcs_failing)
         PQRI_WARN("cluster %s: the DCS does not answer (%s); asking Patroni's REST API meanwhile",
-                 v->conf->name, why);
+                  v->conf->name, why);
     v->dcs_failing = true;
     pqri_stat(&v->stats, PQRI_STAT_REST_FALLBACKS);
     t = fetch_rest(vs, v, true, err, errlen);
@@ -160,9 +166,9 @@ void pqri_view_fetched(struct pqri_views *vs, struct pqri_view *v, struct pqr_to
     if (!t) {
         if (!was_failing && !stopping(vs))
             PQRI_WARN("cluster %s: no usable answer from %s (%s); using the front door once "
-                     "the cached view is older than %d ms",
-                     v->conf->name, v->conf->dcs.kind ? "the DCS or Patroni" : "Patroni", err,
-                     vs->s.stale_ms);
+                      "the cached view is older than %d ms",
+                      v->conf->name, v->conf->dcs.kind ? "the DCS or Patroni" : "Patroni", err,
+                      vs->s.stale_ms);
         if (seq)
             pqri_cache_mark_failed(&v->cache);
         return;
@@ -204,7 +210,9 @@ void pqri_view_refresh_once(struct pqri_views *vs, struct pqri_view *v, long lon
     pqri_topo_unref(ft);
     int locked = pqri_cache_trylock(&v->cache);
     PQRI_DEBUG("cluster %s: shared cache %s, %s", v->conf->name, seen ? "too old" : "absent",
-              locked == 1 ? "refreshing it" : locked == 0 ? "another process refreshes it" : "cannot lock it");
+               locked == 1       ? "refreshing it"
+                   : locked == 0 ? "another process refreshes it"
+                                 : "cannot lock it");
     switch (locked) {
     case 1:
         ft = pqri_view_read_shared(v);
@@ -237,9 +245,11 @@ void pqri_view_refresh_once(struct pqri_views *vs, struct pqri_view *v, long lon
         }
         /* The holder wrote nothing within a fetch's budget and reported no failure: it hangs (a
          * stopped agent). Never worse than without it: ask ourselves. */
-        if (!stopping(vs) && !pqri_cache_failed_recently(&v->cache, pqri_rest_budget_ms(&vs->s) * 2)) {
+        if (!stopping(vs) &&
+            !pqri_cache_failed_recently(&v->cache, pqri_rest_budget_ms(&vs->s) * 2)) {
             PQRI_DEBUG("cluster %s: the process holding the shared cache wrote nothing for %d ms; "
-                      "asking ourselves", v->conf->name, pqri_rest_budget_ms(&vs->s));
+                       "asking ourselves",
+                       v->conf->name, pqri_rest_budget_ms(&vs->s));
             t = fetch(vs, v, err, sizeof err);
             pqri_view_fetched(vs, v, t, err, 0);
         }

@@ -43,15 +43,17 @@ static struct pqri_dir_id *hold(const char *dir, bool quiet)
 
     if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
         if (!quiet)
-            PQRI_WARN("cache directory %s: %s; not sharing the topology cache", dir, strerror(errno));
+            PQRI_WARN("cache directory %s: %s; not sharing the topology cache", dir,
+                      strerror(errno));
         return NULL;
     }
     fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0 || fstat(fd, &st) != 0 || !pqri_private_dir(&st)) {
         if (!quiet)
-            PQRI_WARN("cache directory %s is not a directory of yours closed to others; not sharing "
-                     "the topology cache",
-                     dir);
+            PQRI_WARN(
+                "cache directory %s is not a directory of yours closed to others; not sharing "
+                "the topology cache",
+                dir);
         if (fd >= 0)
             close(fd);
         return NULL;
@@ -86,14 +88,17 @@ static struct pqri_dir_id *hold_default(char *dir, size_t len)
         return id;
     /* getpwuid, not $HOME: a privileged process does not take its caller's directory */
     if (!(pw = getpwuid(geteuid())) || !pw->pw_dir || pw->pw_dir[0] != '/') {
-        PQRI_WARN("cache directory %s is not a directory of yours closed to others, and there is no "
-                 "home directory to use instead; not sharing the topology cache", dir);
+        PQRI_WARN(
+            "cache directory %s is not a directory of yours closed to others, and there is no "
+            "home directory to use instead; not sharing the topology cache",
+            dir);
         return NULL;
     }
     snprintf(home, sizeof home, "%s/.cache", pw->pw_dir);
     mkdir(home, 0700);
     PQRI_WARN("cache directory %s is not a directory of yours closed to others (made by another "
-             "user?); using %s/libpqroute", dir, home);
+              "user?); using %s/libpqroute",
+              dir, home);
     snprintf(dir, len, "%s/libpqroute", home);
     return hold(dir, false);
 }
@@ -136,9 +141,10 @@ static int replaced(struct pqri_cache_dir *d, struct pqri_dir_id *old)
     pthread_mutex_lock(&lock);
     id = __atomic_load_n(&d->id, __ATOMIC_ACQUIRE);
     if (id == old) { /* not replaced by another thread meanwhile */
-        PQRI_WARN("cache directory %s was removed (the agent's service stopped?); using the one now "
-                 "at its path",
-                 d->path);
+        PQRI_WARN(
+            "cache directory %s was removed (the agent's service stopped?); using the one now "
+            "at its path",
+            d->path);
         if ((id = hold(d->path, false)))
             id->prev = old;
         else
@@ -163,9 +169,10 @@ int pqri_cachedir_fd(struct pqri_cache_dir *d)
      * accessible to others: stop sharing, and leave the fd alone. */
     if (__atomic_compare_exchange_n(&d->id, &id, NULL, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
         __atomic_store_n(&d->retired, id, __ATOMIC_RELEASE); /* freed at close, fd left alone */
-        PQRI_WARN("cache directory %s changed under this process (its descriptor was closed, or its "
-                 "owner or mode changed); not sharing the topology cache any more",
-                 d->path);
+        PQRI_WARN(
+            "cache directory %s changed under this process (its descriptor was closed, or its "
+            "owner or mode changed); not sharing the topology cache any more",
+            d->path);
     }
     return -1;
 }
@@ -220,7 +227,7 @@ struct pqr_topology *pqri_cache_read(const struct pqri_cache_file *f, const stru
         return NULL;
     if (fstat(fd, &st) != 0 || !pqri_private_file(&st) || st.st_size > PQRI_MAX_BODY) {
         PQRI_WARN("ignoring cache file %s/%s: not owned by you or writable by others", f->dir->path,
-                 name);
+                  name);
         goto out;
     }
     if (!(buf = malloc(PQRI_MAX_BODY + 1)))
@@ -235,7 +242,7 @@ struct pqr_topology *pqri_cache_read(const struct pqri_cache_file *f, const stru
     age = pqri_now_ms() - t->fetched_ms;
     if (t->fetched_ms <= 0 || age < -FUTURE_SKEW_MS) {
         PQRI_DEBUG("ignoring cache file %s/%s: stamped %lld ms in the future", f->dir->path, name,
-                  -age);
+                   -age);
         pqri_topo_unref(t);
         t = NULL;
         goto out;
@@ -260,7 +267,8 @@ long long pqri_cache_stamp(const struct pqri_cache_file *f)
     if (dfd < 0 || fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
         return 0;
     /* Every write is a rename of a new file: a new inode, whatever the clock does. */
-    return (long long)st.st_ino ^ ((long long)st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec);
+    return (long long)st.st_ino ^
+        ((long long)st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec);
 }
 
 int pqri_cache_write(const struct pqri_cache_file *f, const struct pqr_topology *t)
@@ -289,7 +297,8 @@ int pqri_cache_write(const struct pqri_cache_file *f, const struct pqr_topology 
         goto out;
     }
     fd = -1;
-    rc = renameat(dfd, tmp, dfd, name); /* readers see the old file or the new one, never a torn one */
+    rc = renameat(dfd, tmp, dfd,
+                  name); /* readers see the old file or the new one, never a torn one */
 out:
     if (fd >= 0)
         close(fd);
@@ -404,7 +413,8 @@ void pqri_cache_note_down(const struct pqri_cache_file *f, const struct pqri_fai
 
     file_name(name, sizeof name, f, "down");
     snprintf(tmp, sizeof tmp, "%s.%ld.tmp", name, (long)getpid());
-    if (dfd < 0 || (fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600)) < 0)
+    if (dfd < 0 ||
+        (fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600)) < 0)
         return;
     if (!(out = fdopen(fd, "w"))) {
         close(fd);
@@ -437,16 +447,16 @@ void pqri_cache_note_down(const struct pqri_cache_file *f, const struct pqri_fai
  * reserved with posix_fallocate() when the file is made, so a full disk is found then, once.
  */
 
-
 #define STATS_MAGIC 0x7071727374617431ULL /* "pqrstat1" */
 #define STATS_SIZE ((off_t)sizeof(uint64_t) * (1 + PQRI_STAT_COUNT))
 #define LOCK_TRIES 64
 
 const char *const pqri_stat_names[PQRI_STAT_COUNT] = {
-    "routed_rw", "routed_ro", "fallback_no_view", "fallback_no_member", "retries",
-    "refresh_ok", "refresh_failed", "shared_cache_used", "passed_through", "panic_refreshes",
-    "door_skipped", "member_down", "dcs_reads", "rest_fallbacks", "watch_events",
-    "watch_reconnects", "watch_compactions",
+    "routed_rw",         "routed_ro",       "fallback_no_view", "fallback_no_member",
+    "retries",           "refresh_ok",      "refresh_failed",   "shared_cache_used",
+    "passed_through",    "panic_refreshes", "door_skipped",     "member_down",
+    "dcs_reads",         "rest_fallbacks",  "watch_events",     "watch_reconnects",
+    "watch_compactions",
 };
 
 void pqri_stats_init(struct pqri_stats *st, struct pqri_cache_dir *d, const char *key)
@@ -464,7 +474,8 @@ static int stats_open(struct pqri_stats *st, bool create)
     uint64_t magic = 0;
     int fd, err;
 
-    if (!st->dir || (fd = pqri_cache_openat(st->dir, st->name, create ? O_RDWR | O_CREAT : O_RDONLY)) < 0)
+    if (!st->dir ||
+        (fd = pqri_cache_openat(st->dir, st->name, create ? O_RDWR | O_CREAT : O_RDONLY)) < 0)
         return -1;
     if (fstat(fd, &sb) != 0 || !pqri_private_file(&sb) || sb.st_size > STATS_SIZE)
         goto bad;
@@ -473,8 +484,8 @@ static int stats_open(struct pqri_stats *st, bool create)
         if ((err = posix_fallocate(fd, 0, STATS_SIZE)) != 0) {
             if (!__atomic_exchange_n(&st->warned, true, __ATOMIC_RELAXED))
                 PQRI_WARN("counters file %s/%s: cannot reserve space (%s); not counting in this "
-                         "process",
-                         st->dir->path, st->name, strerror(err));
+                          "process",
+                          st->dir->path, st->name, strerror(err));
             __atomic_store_n(&st->off, true, __ATOMIC_RELAXED);
             close(fd);
             return -1;
@@ -500,8 +511,8 @@ static int stats_open(struct pqri_stats *st, bool create)
 bad:
     if (create && !__atomic_exchange_n(&st->warned, true, __ATOMIC_RELAXED))
         PQRI_WARN("counters file %s/%s is not a counters file of yours (truncated?); not counting "
-                 "in this process",
-                 st->dir->path, st->name);
+                  "in this process",
+                  st->dir->path, st->name);
     if (create)
         __atomic_store_n(&st->off, true, __ATOMIC_RELAXED);
     close(fd);
@@ -511,8 +522,8 @@ bad:
 void pqri_stat(struct pqri_stats *st, enum pqri_stat which)
 {
     off_t at = (off_t)sizeof(uint64_t) * (1 + which);
-    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = at,
-                       .l_len = sizeof(uint64_t)};
+    struct flock fl = {
+        .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = at, .l_len = sizeof(uint64_t)};
     uint64_t v;
     int fd;
 

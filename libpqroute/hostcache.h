@@ -21,8 +21,8 @@ struct pqri_dir_id {
     struct pqri_dir_id *prev; /* the one it replaced (its fd kept open until close) */
 };
 struct pqri_cache_dir {
-    struct pqri_dir_id *id; /* NULL: not sharing (atomic) */
-    char *path;             /* for messages, and to open it again once it was removed */
+    struct pqri_dir_id *id;      /* NULL: not sharing (atomic) */
+    char *path;                  /* for messages, and to open it again once it was removed */
     struct pqri_dir_id *retired; /* removed and not made again: kept for close */
 };
 int pqri_cachedir_open(struct pqri_cache_dir *d, const struct pqr_settings *s);
@@ -62,10 +62,22 @@ int pqri_cache_trylock(struct pqri_cache_file *f);
 void pqri_cache_unlock(struct pqri_cache_file *f);
 
 enum pqri_stat {
-    PQRI_STAT_ROUTED_RW, PQRI_STAT_ROUTED_RO, PQRI_STAT_FALLBACK_NO_VIEW, PQRI_STAT_FALLBACK_NO_MEMBER,
-    PQRI_STAT_RETRIES, PQRI_STAT_REFRESH_OK, PQRI_STAT_REFRESH_FAILED, PQRI_STAT_SHARED_CACHE_USED,
-    PQRI_STAT_PASSED_THROUGH, PQRI_STAT_PANIC_REFRESHES, PQRI_STAT_DOOR_SKIPPED, PQRI_STAT_MEMBER_DOWN,
-    PQRI_STAT_DCS_READS, PQRI_STAT_REST_FALLBACKS, PQRI_STAT_WATCH_EVENTS, PQRI_STAT_WATCH_RECONNECTS,
+    PQRI_STAT_ROUTED_RW,
+    PQRI_STAT_ROUTED_RO,
+    PQRI_STAT_FALLBACK_NO_VIEW,
+    PQRI_STAT_FALLBACK_NO_MEMBER,
+    PQRI_STAT_RETRIES,
+    PQRI_STAT_REFRESH_OK,
+    PQRI_STAT_REFRESH_FAILED,
+    PQRI_STAT_SHARED_CACHE_USED,
+    PQRI_STAT_PASSED_THROUGH,
+    PQRI_STAT_PANIC_REFRESHES,
+    PQRI_STAT_DOOR_SKIPPED,
+    PQRI_STAT_MEMBER_DOWN,
+    PQRI_STAT_DCS_READS,
+    PQRI_STAT_REST_FALLBACKS,
+    PQRI_STAT_WATCH_EVENTS,
+    PQRI_STAT_WATCH_RECONNECTS,
     PQRI_STAT_WATCH_COMPACTIONS,
     PQRI_STAT_COUNT
 };

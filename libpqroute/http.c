@@ -111,10 +111,10 @@ static void curl_load(void)
         snprintf(curl_error, sizeof curl_error, "cannot load libcurl: %s", dlerror());
         return;
     }
-#define SYM(field, name)                                                                         \
-    if (!(*(void **)&(field) = dlsym(h, name))) {                                                \
-        snprintf(curl_error, sizeof curl_error, "libcurl lacks %s", name);                       \
-        return;                                                                                  \
+#define SYM(field, name)                                                                           \
+    if (!(*(void **)&(field) = dlsym(h, name))) {                                                  \
+        snprintf(curl_error, sizeof curl_error, "libcurl lacks %s", name);                         \
+        return;                                                                                    \
     }
     SYM(cu.global_init_mem, "curl_global_init_mem")
     SYM(cu.multi_init, "curl_multi_init")
@@ -137,8 +137,8 @@ static void curl_load(void)
     /* libcurl frees its request buffers (an etcd authentication body with the password, every
      * header with a token) without clearing them: its allocator clears every block first. A
      * process that initialised libcurl itself keeps its own (this call then changes nothing). */
-    if (cu.global_init_mem(CURL_GLOBAL_DEFAULT, malloc, pqri_clearing_free, clearing_realloc, strdup,
-                           calloc) != CURLE_OK) {
+    if (cu.global_init_mem(CURL_GLOBAL_DEFAULT, malloc, pqri_clearing_free, clearing_realloc,
+                           strdup, calloc) != CURLE_OK) {
         snprintf(curl_error, sizeof curl_error, "libcurl failed to initialise");
         return;
     }
@@ -260,8 +260,8 @@ static size_t on_header(char *p, size_t sz, size_t nm, void *ud)
 
 /* A request's handle set up to answer into out (within the request's timeout), its headers in
  * *hdrs (to free after the transfer): 0, or -1 out of memory. */
-static int prepare(CURL *h, const struct pqri_http_req *rq, struct pqri_buf *out, struct capture *cap,
-                   struct curl_slist **hdrs)
+static int prepare(CURL *h, const struct pqri_http_req *rq, struct pqri_buf *out,
+                   struct capture *cap, struct curl_slist **hdrs)
 {
     *cap = (struct capture){rq, rq->capture ? strlen(rq->capture) : 0};
     out->max = rq->max_body;
@@ -359,7 +359,8 @@ int pqri_http_do(const struct pqri_http_req *rq, struct pqri_buf *out, long *sta
     if (!done)
         pqri_errf(err, errlen, "no answer in time");
     else if (result != CURLE_OK)
-        pqri_errf(err, errlen, "%s", out->too_big ? "response too large" : cu.easy_strerror(result));
+        pqri_errf(err, errlen, "%s",
+                  out->too_big ? "response too large" : cu.easy_strerror(result));
     else {
         cu.easy_getinfo(c->h, CURLINFO_RESPONSE_CODE, status);
         rc = 0;
@@ -420,7 +421,8 @@ static bool start_due(struct race *rc)
         struct xfer *xs = &rc->x[i];
         added = true;
         xs->started = true;
-        if (!(xs->h = cu.easy_init()) || prepare(xs->h, &r->rq[i], &xs->body, &xs->cap, &xs->hdrs) < 0) {
+        if (!(xs->h = cu.easy_init()) ||
+            prepare(xs->h, &r->rq[i], &xs->body, &xs->cap, &xs->hdrs) < 0) {
             xs->done = true;
             r->answer(r->arg, i, 0, NULL, "out of memory");
             continue;
@@ -493,7 +495,7 @@ int pqri_http_race(const struct pqri_http_race *r, char *err, size_t errlen)
         return -1;
     /* One request at a time gets the whole budget, as it would have alone. */
     rc.deadline = r->start_ms + (r->n ? r->rq[0].timeout_ms : 0) + SLICE_MS +
-                  (r->one_at_a_time ? 0 : (long long)(r->n ? r->n - 1 : 0) * r->stagger_ms);
+        (r->one_at_a_time ? 0 : (long long)(r->n ? r->n - 1 : 0) * r->stagger_ms);
     rc.x = calloc(r->n ? r->n : 1, sizeof *rc.x);
     rc.multi = cu.multi_init();
     if (!rc.x || !rc.multi) {
@@ -653,8 +655,9 @@ static int stream_ended(struct pqri_http_stream *s, char *why, size_t whylen)
 
     while ((msg = cu.multi_info_read(s->multi, &left)))
         if (msg->msg == CURLMSG_DONE && msg->easy_handle == s->h) {
-            pqri_errf(why, whylen, "%s", msg->data.result == CURLE_OK ? "the server closed it"
-                                                                      : cu.easy_strerror(msg->data.result));
+            pqri_errf(why, whylen, "%s",
+                      msg->data.result == CURLE_OK ? "the server closed it"
+                                                   : cu.easy_strerror(msg->data.result));
             end = PQRI_STREAM_CLOSED;
         }
     /* What the callbacks said comes first: the transfer ended because they did. */

@@ -89,7 +89,7 @@ void pqri_lines_free(struct pqri_lines *l);
  * acknowledging given up on after twice rq->timeout_ms (rather than TCP's minutes). */
 struct pqri_http_stream;
 struct pqri_http_stream_opts {
-    const struct pqri_http_req *rq; /* no capture, no kept connection */
+    const struct pqri_http_req *rq;                       /* no capture, no kept connection */
     int (*line)(void *arg, const char *line, size_t len); /* -1 ends the stream */
     /* After each round of reading while the stream runs: -1 ends it. */
     int (*tick)(void *arg, struct pqri_http_stream *s);

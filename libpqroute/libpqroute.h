@@ -69,13 +69,13 @@ typedef enum {
     PQR_OK = 0,
     PQR_ERR_NOT_CONFIGURED, /* nothing configured: no PQROUTE_* variable, no configuration file */
     PQR_ERR_SETTING,        /* a setting's name or value is not valid (environment or API) */
-    PQR_ERR_CONFIG_FILE,    /* the configuration file cannot be read, is not private, or is invalid */
-    PQR_ERR_PRIVILEGED,     /* setuid/setgid/capabilities: the environment is not trusted */
-    PQR_ERR_NO_SUCH,        /* no such cluster, endpoint, or DCS */
-    PQR_ERR_UNREACHABLE,    /* asked, and no usable answer (refused, timed out, an error, garbage) */
+    PQR_ERR_CONFIG_FILE, /* the configuration file cannot be read, is not private, or is invalid */
+    PQR_ERR_PRIVILEGED,  /* setuid/setgid/capabilities: the environment is not trusted */
+    PQR_ERR_NO_SUCH,     /* no such cluster, endpoint, or DCS */
+    PQR_ERR_UNREACHABLE, /* asked, and no usable answer (refused, timed out, an error, garbage) */
     PQR_ERR_NO_SHARED_CACHE, /* the agent needs a shared cache directory it can own */
-    PQR_ERR_RESOURCE,       /* out of memory, or a thread or file could not be made */
-    PQR_ERR_ARGUMENT        /* a required argument is NULL */
+    PQR_ERR_RESOURCE,        /* out of memory, or a thread or file could not be made */
+    PQR_ERR_ARGUMENT         /* a required argument is NULL */
 } pqr_error;
 
 /* The code of the calling thread's last call that takes an err buffer. */

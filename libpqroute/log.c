@@ -210,7 +210,7 @@ bool pqri_private_file(const struct stat *st)
 bool pqri_trusted_file(const struct stat *st)
 {
     return S_ISREG(st->st_mode) && (st->st_uid == 0 || st->st_uid == geteuid()) &&
-           !(st->st_mode & (S_IWGRP | S_IWOTH));
+        !(st->st_mode & (S_IWGRP | S_IWOTH));
 }
 
 void pqri_errcat(char *err, size_t errlen, const char *what)

@@ -15,7 +15,8 @@ void pqri_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 
 #define PQRI_WARN(...) pqri_log(PQRI_LOG_WARN, __VA_ARGS__)
 #define PQRI_INFO(...) pqri_log(PQRI_LOG_INFO, __VA_ARGS__)
 #define PQRI_DEBUG(...) pqri_log(PQRI_LOG_DEBUG, __VA_ARGS__)
-void pqri_errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void pqri_errf(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 /* The same, and the calling thread's error code (pqr_last_error()): where the cause is known. */
 void pqri_errc(int code, char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));

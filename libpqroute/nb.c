@@ -60,15 +60,15 @@ struct nb {
     PGconn *conn;
     struct pqri_plan *p; /* NULL once landed: only the caller's number is kept */
     const struct pqri_libpq *pq;
-    int fd;        /* the caller's number: ours, a reference to the connection's file */
-    int old;       /* a file the caller's number named before libpq left its family (or -1) */
-    dev_t dev;     /* that file's identity */
+    int fd;    /* the caller's number: ours, a reference to the connection's file */
+    int old;   /* a file the caller's number named before libpq left its family (or -1) */
+    dev_t dev; /* that file's identity */
     ino_t ino;
     int family;
-    bool busy;     /* a poll of it is running: the waker leaves it alone */
-    bool paused;   /* connected to our listener, waiting for the next round */
-    bool landed;   /* CONNECTION_OK: only the caller's number is kept, until PQfinish */
-    bool woken;    /* the waker made the socket ready */
+    bool busy;      /* a poll of it is running: the waker leaves it alone */
+    bool paused;    /* connected to our listener, waiting for the next round */
+    bool landed;    /* CONNECTION_OK: only the caller's number is kept, until PQfinish */
+    bool woken;     /* the waker made the socket ready */
     bool timed_out; /* ... ending the attempt at `cur` */
     enum wake wake;
     long long due;
@@ -216,7 +216,7 @@ static void waker_start(void)
     pthread_attr_destroy(&ta);
     if (!waker_running)
         PQRI_WARN("cannot start the thread that keeps non-blocking connects' deadlines: they go "
-                 "through libpq's own host list");
+                  "through libpq's own host list");
 }
 
 /* The listener for family, made if needed; -1 if none can be (no loopback here). Under lock. */
@@ -400,7 +400,8 @@ static bool keep_socket(struct nb *nb)
     if (nb->pq->status(nb->conn) == CONNECTION_STARTED && target(nb, &ss, &len)) {
         disconnect(nb->fd);
         if (connect(nb->fd, (struct sockaddr *)&ss, len) < 0 && errno != EINPROGRESS)
-            PQRI_DEBUG("non-blocking connect: %s", strerror(errno)); /* libpq's next step reports it */
+            PQRI_DEBUG("non-blocking connect: %s",
+                       strerror(errno)); /* libpq's next step reports it */
         return dup3(nb->fd, s, O_CLOEXEC) == s;
     }
     /* Another family (or already past the TCP connect): our number follows libpq's socket. The
@@ -417,9 +418,10 @@ static bool keep_socket(struct nb *nb)
     len = sizeof ss;
     if (getsockname(nb->fd, (struct sockaddr *)&ss, &len) == 0)
         nb->family = ss.ss_family;
-    PQRI_INFO("a non-blocking connect moved to a socket of another kind: the caller's fd %d follows it "
-             "(an event loop that registered it once must register it again)",
-             nb->fd);
+    PQRI_INFO(
+        "a non-blocking connect moved to a socket of another kind: the caller's fd %d follows it "
+        "(an event loop that registered it once must register it again)",
+        nb->fd);
     return true;
 }
 
@@ -499,7 +501,8 @@ static PostgresPollingStatusType pause_connect(struct nb *nb, PostgresPollingSta
     pthread_mutex_unlock(&lock);
     /* A walk that failed leaves the PGconn CONNECTION_BAD, which callers check between polls
      * (psycopg 3 raises at once): the next round is started now, and its socket taken over. */
-    if (l < 0 || (nb->pq->status(nb->conn) == CONNECTION_BAD && !nb->pq->reset_start(nb->pq, nb->conn)))
+    if (l < 0 ||
+        (nb->pq->status(nb->conn) == CONNECTION_BAD && !nb->pq->reset_start(nb->pq, nb->conn)))
         return otherwise;
     if (!nb->panicked) {
         nb->panicked = true;
@@ -537,7 +540,8 @@ static PostgresPollingStatusType resume(struct nb *nb)
     disconnect(nb->fd);
     pqri_view_stat(p->v, PQRI_STAT_RETRIES);
     if (new_view || !nb->retried)
-        pqri_plan_describe(p, "retrying (non-blocking, on the caller's socket) while the leader changes:");
+        pqri_plan_describe(
+            p, "retrying (non-blocking, on the caller's socket) while the leader changes:");
     nb->retried = true;
     return nb->pq->reset_start(nb->pq, nb->conn) ? PGRES_POLLING_WRITING : PGRES_POLLING_FAILED;
 }
@@ -555,7 +559,8 @@ static PostgresPollingStatusType decide(struct nb *nb, PostgresPollingStatusType
         pqri_plan_note_failures(p, nb->cur >= 0 ? (size_t)nb->cur : p->ncands);
         if (nb->cur == PQRI_DOOR)
             pqri_view_door_answered(p->v);
-        PQRI_DEBUG("landed on %s:%s (non-blocking)", nb->pq->hostaddr(nb->conn), nb->pq->port(nb->conn));
+        PQRI_DEBUG("landed on %s:%s (non-blocking)", nb->pq->hostaddr(nb->conn),
+                   nb->pq->port(nb->conn));
         *done = true;
         return ps;
     }
@@ -570,8 +575,10 @@ static PostgresPollingStatusType decide(struct nb *nb, PostgresPollingStatusType
     }
     /* Ended at a member that answered, its login not seen through: the login rule, shared with
      * blocking connects (pqri_plan_login_ends in plan.c). */
-    if (ps == PGRES_POLLING_FAILED && nb->cur >= 0 && nb->answered[nb->cur] && !nb->authed[nb->cur] &&
-        pqri_plan_login_ends(p, &nb->login, nb->cur, (size_t)nb->cur + 1 < p->ncands + !p->leave_door_out,
+    if (ps == PGRES_POLLING_FAILED && nb->cur >= 0 && nb->answered[nb->cur] &&
+        !nb->authed[nb->cur] &&
+        pqri_plan_login_ends(p, &nb->login, nb->cur,
+                             (size_t)nb->cur + 1 < p->ncands + !p->leave_door_out,
                              nb->pq->needs_password && nb->pq->needs_password(nb->conn),
                              !nb->pq->used_password || nb->pq->used_password(nb->conn))) {
         PQRI_DEBUG("non-blocking connect: ended at a member that refused the login (%s:%s)",
@@ -587,8 +594,8 @@ static PostgresPollingStatusType decide(struct nb *nb, PostgresPollingStatusType
             if (ps != PGRES_POLLING_FAILED)
                 return ps;
         }
-        PQRI_DEBUG("non-blocking connect: failed (%s; budget %s)", any ? "members answered" : "no member answered",
-                  in_time ? "left" : "spent");
+        PQRI_DEBUG("non-blocking connect: failed (%s; budget %s)",
+                   any ? "members answered" : "no member answered", in_time ? "left" : "spent");
         *done = true;
     }
     return ps;
@@ -679,7 +686,8 @@ PGconn *pqri_nb_start(struct pqri_views *vs, struct pqri_plan *p, PGconn *conn)
     }
     nb->host_ms = pqri_plan_host_ms(p);
     long long now = pqri_mono_ms();
-    nb->members_end = nb->host_ms > 0 ? now + (long long)pqri_plan_members(p) * nb->host_ms : LLONG_MAX;
+    nb->members_end =
+        nb->host_ms > 0 ? now + (long long)pqri_plan_members(p) * nb->host_ms : LLONG_MAX;
     nb->wait_end = now + (nb->host_ms > MIN_WAIT_MS ? nb->host_ms : MIN_WAIT_MS);
     nb->cur = PQRI_NONE;
     observe(nb);
@@ -740,7 +748,8 @@ bool pqri_nb_poll(PGconn *conn, PostgresPollingStatusType *out)
         ps = nb->paused ? resume(nb) : nb->pq->connect_poll(nb->conn);
         if (!keep_socket(nb)) {
             PQRI_WARN("a non-blocking connect lost the socket it gave the caller (fd %d closed by "
-                     "the program?); libpq goes on with its own", nb->fd);
+                      "the program?); libpq goes on with its own",
+                      nb->fd);
             done = true;
         } else {
             observe(nb);

@@ -44,7 +44,8 @@ char *pqri_api_base(const char *api_url)
 {
     const char *p = strstr(api_url, "://"), *slash;
 
-    if (!p || !(strncasecmp(api_url, "http://", 7) == 0 || strncasecmp(api_url, "https://", 8) == 0))
+    if (!p ||
+        !(strncasecmp(api_url, "http://", 7) == 0 || strncasecmp(api_url, "https://", 8) == 0))
         return NULL;
     slash = strchr(p + 3, '/');
     /* No user info, query, fragment or backslash in the authority: "http://node1:x@evil:8008" is
@@ -57,7 +58,8 @@ char *pqri_api_base(const char *api_url)
 }
 
 /* One endpoint's answer: a good one is a view with members, kept if it is the best so far. */
-static bool on_answer(void *arg, size_t i, long status, const struct pqri_buf *body, const char *why)
+static bool on_answer(void *arg, size_t i, long status, const struct pqri_buf *body,
+                      const char *why)
 {
     struct fetch *f = arg;
     const char *shown = f->ep[i].shown;
@@ -108,7 +110,8 @@ struct pqr_topology *pqri_patroni_fetch(const struct pqri_fetch_opts *o, char *e
     struct pqri_http_req *rq = calloc(n ? n : 1, sizeof *rq);
     struct pqri_tls tls = {s->rest_ca, s->rest_cert, s->rest_key};
     struct fetch f = {o, ep, NULL, err, errlen};
-    struct pqri_http_race r = {rq, n, t0, STAGGER_MS, o->one_at_a_time, GRACE_MS, o->stop, on_answer, &f};
+    struct pqri_http_race r = {rq,       n,       t0,        STAGGER_MS, o->one_at_a_time,
+                               GRACE_MS, o->stop, on_answer, &f};
 
     if (err && errlen)
         err[0] = 0;
@@ -119,8 +122,10 @@ struct pqr_topology *pqri_patroni_fetch(const struct pqri_fetch_opts *o, char *e
     for (size_t i = 0; i < n; i++) {
         snprintf(ep[i].url, sizeof ep[i].url, "%s/cluster", o->urls[i]);
         pqri_url_display(ep[i].shown, sizeof ep[i].shown, ep[i].url);
-        rq[i] = (struct pqri_http_req){.url = ep[i].url, .tls = &tls,
-                                       .timeout_ms = s->rest_timeout_ms, .max_body = PQRI_MAX_BODY};
+        rq[i] = (struct pqri_http_req){.url = ep[i].url,
+                                       .tls = &tls,
+                                       .timeout_ms = s->rest_timeout_ms,
+                                       .max_body = PQRI_MAX_BODY};
     }
     pqri_http_race(&r, err, errlen);
     if (f.best)

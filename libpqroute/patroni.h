@@ -9,7 +9,7 @@ struct pqri_fetch_opts {
     const struct pqri_cluster_conf *c;
     const char *const *urls;
     size_t nurls;
-    const int *stop; /* abandons the fetch when it becomes non-zero (read atomically) */
+    const int *stop;    /* abandons the fetch when it becomes non-zero (read atomically) */
     bool one_at_a_time; /* the next URL only once the previous failed (a DCS is the source) */
 };
 /* Fetch /cluster from every URL, starts 10 ms apart (or one at a time): the best view, numeric

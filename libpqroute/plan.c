@@ -27,7 +27,6 @@
 
 #define PROBE_VALUE "pqroute-probe-invalid"
 
-
 static __thread char decision[768];
 
 const char *pqr_last_decision(void)
@@ -70,7 +69,8 @@ static PGconn *probe(const struct pqri_libpq *pq, const char *const *kw, const c
     }
     free(k2);
     free(v2);
-    if (conn && (pq->status(conn) != CONNECTION_BAD || !strstr(pq->error_message(conn), PROBE_VALUE))) {
+    if (conn &&
+        (pq->status(conn) != CONNECTION_BAD || !strstr(pq->error_message(conn), PROBE_VALUE))) {
         pq->finish(conn);
         conn = NULL;
     }
@@ -138,7 +138,8 @@ static const struct pqri_failure *found(const struct pqri_plan *p, const char *a
 
 bool pqri_plan_found_silent(const struct pqri_plan *p, size_t i)
 {
-    const struct pqri_failure *f = i < p->ncands ? found(p, p->cands[i].addr, p->cands[i].port) : NULL;
+    const struct pqri_failure *f =
+        i < p->ncands ? found(p, p->cands[i].addr, p->cands[i].port) : NULL;
     return f && f->silent;
 }
 
@@ -179,12 +180,18 @@ void pqri_plan_note_down(struct pqri_plan *p, const struct pqri_candidate *c, bo
 /* libpq's parameters for p's candidates (and the front door unless it is left out). */
 static int build_params(struct pqri_plan *p)
 {
-    struct pqri_rewrite_in rw = {
-        .effective = p->eff, .pgpass_password = p->pgpass, .t = p->t, .cands = p->cands,
-        .ncands = p->ncands, .door_host = p->door_host, .door_hostaddr = p->door_hostaddr,
-        .door_port = p->door_port, .target_session_attrs = p->tsa,
-        .connect_timeout_s = pqri_views_settings(pqri_view_views(p->v))->connect_timeout_s,
-        .no_door = p->leave_door_out};
+    struct pqri_rewrite_in rw = {.effective = p->eff,
+                                 .pgpass_password = p->pgpass,
+                                 .t = p->t,
+                                 .cands = p->cands,
+                                 .ncands = p->ncands,
+                                 .door_host = p->door_host,
+                                 .door_hostaddr = p->door_hostaddr,
+                                 .door_port = p->door_port,
+                                 .target_session_attrs = p->tsa,
+                                 .connect_timeout_s =
+                                     pqri_views_settings(pqri_view_views(p->v))->connect_timeout_s,
+                                 .no_door = p->leave_door_out};
 
     pqri_params_free(&p->params);
     return pqri_rewrite(&rw, &p->params);
@@ -218,7 +225,8 @@ static int build(struct pqri_views *vs, struct pqri_plan *p, bool door_only_ok)
         p->leave_door_out = true;
     /* No running leader in Patroni's view (a switchover or an election in progress): nothing can
      * take writes, through the proxy or not; the members are tried until one is promoted. */
-    if ((p->role == PQR_ROLE_RW && !pqri_topo_leader_running(p->t)) || s->door_mode == PQRI_DOOR_STALE_ONLY)
+    if ((p->role == PQR_ROLE_RW && !pqri_topo_leader_running(p->t)) ||
+        s->door_mode == PQRI_DOOR_STALE_ONLY)
         p->leave_door_out = true;
     in.t = p->t;
     in.role = p->role;
@@ -247,30 +255,30 @@ void pqri_plan_describe(const struct pqri_plan *p, const char *what)
 
     snprintf(list, sizeof list, "%s", p->ncands ? "" : "(none)");
     for (size_t i = 0; i < p->ncands && used < sizeof list; i++)
-        used += (size_t)snprintf(list + used, sizeof list - used, "%s%s:%d(%s)", i ? "," : "",
-                                 p->cands[i].addr, p->cands[i].port,
-                                 p->t->m[p->cands[i].member].name);
-    static const char *const modes[] = {"adaptive: not tried when members answer and refuse the role",
-                                        "last", "stale-only"};
+        used +=
+            (size_t)snprintf(list + used, sizeof list - used, "%s%s:%d(%s)", i ? "," : "",
+                             p->cands[i].addr, p->cands[i].port, p->t->m[p->cands[i].member].name);
+    static const char *const modes[] = {
+        "adaptive: not tried when members answer and refuse the role", "last", "stale-only"};
     int mode = pqri_views_settings(pqri_view_views(p->v))->door_mode;
     if (p->leave_door_out)
-        snprintf(door, sizeof door, " (front door %s:%s left out: no running leader, it just failed, "
-                                    "every member refused, or stale-only)",
+        snprintf(door, sizeof door,
+                 " (front door %s:%s left out: no running leader, it just failed, "
+                 "every member refused, or stale-only)",
                  p->door_host, p->door_port);
     else
         snprintf(door, sizeof door, ",%s:%s (front door, %s)", p->door_host, p->door_port,
                  modes[mode >= 0 && mode <= 2 ? mode : 0]);
     pqri_decision("%s %s: cluster %s, front door %s:%s, candidates %s%s, target_session_attrs=%s, "
                   "leader %s, view %.1fs old from %s",
-                  what, role_name(p->role), pqri_view_conf(p->v)->name, p->door_host, p->door_port, list, door,
-                  p->tsa, p->t->leader >= 0 ? p->t->m[p->t->leader].name : "(none)",
-                  pqr_topology_age(p->t),
-                  p->t->source ? p->t->source : "?");
+                  what, role_name(p->role), pqri_view_conf(p->v)->name, p->door_host, p->door_port,
+                  list, door, p->tsa, p->t->leader >= 0 ? p->t->m[p->t->leader].name : "(none)",
+                  pqr_topology_age(p->t), p->t->source ? p->t->source : "?");
 }
 
 struct pqri_plan *pqri_plan_new(struct pqri_views *vs, const struct pqri_libpq *pq,
-                                 const char *const *kw, const char *const *val, int expand,
-                                 enum pqri_mode mode, pqr_role forced)
+                                const char *const *kw, const char *const *val, int expand,
+                                enum pqri_mode mode, pqr_role forced)
 {
     struct pqri_plan *p;
     PGconn *p1;
@@ -329,18 +337,23 @@ struct pqri_plan *pqri_plan_new(struct pqri_views *vs, const struct pqri_libpq *
     }
     /* A forced role wins; else the application's target_session_attrs (known to libpq, checked
      * above); else the front door it named. */
-    p->role = forced != PQR_ROLE_AUTO ? forced : tsa ? role_of_tsa(tsa)
-                                               : ro_door ? PQR_ROLE_RO : PQR_ROLE_RW;
+    p->role = forced != PQR_ROLE_AUTO ? forced
+        : tsa                         ? role_of_tsa(tsa)
+        : ro_door                     ? PQR_ROLE_RO
+                                      : PQR_ROLE_RW;
     if (tsa && forced == PQR_ROLE_AUTO)
         p->tsa = tsa, tsa = NULL;
     /* prefer-standby is libpq 14's: an older libpq refuses it, so reads there go down the list of
      * healthy replicas as it is, to whichever answers first. */
-    else if (!(p->tsa = strdup(p->role == PQR_ROLE_RW ? "read-write"
-                               : pq->lib_version && pq->lib_version() >= 140000 ? "prefer-standby" : "any")))
+    else if (!(p->tsa =
+                   strdup(p->role == PQR_ROLE_RW                               ? "read-write"
+                              : pq->lib_version && pq->lib_version() >= 140000 ? "prefer-standby"
+                                                                               : "any")))
         goto pass;
     /* A non-blocking connect (an event loop's) may wait a little for a fresh process's first
      * view — Patroni answers in about a millisecond — rather than go to the front door. */
-    p->t = pqri_view_snapshot(p->v, mode == PQRI_BLOCKING ? pqri_rest_budget_ms(s) : s->start_wait_ms);
+    p->t =
+        pqri_view_snapshot(p->v, mode == PQRI_BLOCKING ? pqri_rest_budget_ms(s) : s->start_wait_ms);
     if (!p->t) {
         pqri_view_stat(p->v, PQRI_STAT_FALLBACK_NO_VIEW);
         pqri_decision("passed through %s: cluster %s, no fresh Patroni view (front door %s:%s)",
@@ -424,7 +437,7 @@ bool pqri_plan_answered(ConnStatusType st)
 bool pqri_plan_authed(ConnStatusType st)
 {
     return st == CONNECTION_AUTH_OK || st == CONNECTION_SETENV || st == CONNECTION_CHECK_WRITABLE ||
-           st == CONNECTION_CONSUME || st == CONNECTION_CHECK_TARGET || st == CONNECTION_CHECK_STANDBY;
+        st == CONNECTION_CONSUME || st == CONNECTION_CHECK_TARGET || st == CONNECTION_CHECK_STANDBY;
 }
 
 /*
@@ -591,7 +604,8 @@ static PGconn *connect_routed(struct pqri_views *vs, struct pqri_plan *p)
     long long start = pqri_mono_ms();
     /* The hard bound, fixed now: one connect_timeout per member, as libpq would spend it on the
      * list; then only the front door. No retry below can outlast it. */
-    long long members_end = host_ms > 0 ? start + (long long)pqri_plan_members(p) * host_ms : LLONG_MAX;
+    long long members_end =
+        host_ms > 0 ? start + (long long)pqri_plan_members(p) * host_ms : LLONG_MAX;
     /* How long a connect may wait for a willing leader: its connect_timeout, or 2 s. */
     long long wait_end = start + (host_ms > 2000 ? host_ms : 2000);
     uint64_t panic_gen = 0;
@@ -614,7 +628,8 @@ static PGconn *connect_routed(struct pqri_views *vs, struct pqri_plan *p)
         /* Members libpq could not reach (refused, reset, silent) are paid for once: left out for
          * every role while others remain, here and in the other processes of this host. */
         for (size_t i = 0; i < p->ncands; i++)
-            if (a.tried[i] && !a.answered[i] && ((int)i != a.at || a.timed_out || st == CONNECTION_BAD))
+            if (a.tried[i] && !a.answered[i] &&
+                ((int)i != a.at || a.timed_out || st == CONNECTION_BAD))
                 pqri_plan_note_down(p, &p->cands[i], (int)i == a.at && a.timed_out, NULL);
         if (a.timed_out) {
             pq->finish(conn);
@@ -646,7 +661,8 @@ static PGconn *connect_routed(struct pqri_views *vs, struct pqri_plan *p)
             if (a.at == DOOR)
                 pqri_view_door_failed(p->v);
             long long budget = pqri_rest_budget_ms(s), room = members_end - pqri_mono_ms();
-            t = pqri_view_refresh(p->v, pqri_mono_ms(), (int)(room < budget ? (room > 0 ? room : 0) : budget));
+            t = pqri_view_refresh(p->v, pqri_mono_ms(),
+                                  (int)(room < budget ? (room > 0 ? room : 0) : budget));
             if (!t)
                 return conn; /* no view: the front door was already tried */
             pqri_topo_unref(p->t);
@@ -682,7 +698,8 @@ static PGconn *connect_routed(struct pqri_views *vs, struct pqri_plan *p)
             return last_call(p, host_ms, members_end);
         }
         pq->finish(conn);
-        t = pqri_view_await_leader(p->v, panic_gen, (int)(left < PANIC_RETRY_MS ? left : PANIC_RETRY_MS));
+        t = pqri_view_await_leader(p->v, panic_gen,
+                                   (int)(left < PANIC_RETRY_MS ? left : PANIC_RETRY_MS));
         bool new_leader = t && t->gen != p->t->gen;
         if (!t)
             t = pqri_view_snapshot(p->v, 0);
@@ -714,7 +731,8 @@ size_t pqri_plan_remember_silent(struct pqri_plan *p, PGconn *conn, struct pqri_
     for (size_t i = 0; i < p->nfound; i++) {
         struct pqri_candidate c = {.port = p->found[i].port};
         if (!p->found[i].silent ||
-            (at && strcmp(at, p->found[i].addr) == 0 && at_port && atoi(at_port) == p->found[i].port))
+            (at && strcmp(at, p->found[i].addr) == 0 && at_port &&
+             atoi(at_port) == p->found[i].port))
             continue;
         snprintf(c.addr, sizeof c.addr, "%s", p->found[i].addr);
         pqri_view_note_down(p->v, p->t->gen, &c, true, later ? &later[n++] : NULL);
@@ -731,7 +749,7 @@ PGconn *pqri_plan_exec(struct pqri_views *vs, struct pqri_plan *p)
 }
 
 PGPing pqri_plan_ping(struct pqri_views *vs, const struct pqri_libpq *pq, const char *const *kw,
-                       const char *const *val, int expand, bool *passed)
+                      const char *const *val, int expand, bool *passed)
 {
     struct pqri_plan *p = pqri_plan_new(vs, pq, kw, val, expand, PQRI_BLOCKING, PQR_ROLE_AUTO);
     PGPing ping;

@@ -45,7 +45,8 @@ PGPing pqri_plan_ping(struct pqri_views *vs, const struct pqri_libpq *pq, const 
 /* For the non-blocking connect (nb.c), which drives the same plan from the caller's polls. */
 #define PQRI_DOOR (-1) /* pqri_plan_entry(): libpq is on the front door */
 #define PQRI_NONE (-2) /* ... on no host yet */
-int pqri_plan_entry(const struct pqri_plan *p, PGconn *conn); /* a candidate's index, or the above */
+int pqri_plan_entry(const struct pqri_plan *p,
+                    PGconn *conn);          /* a candidate's index, or the above */
 bool pqri_plan_answered(ConnStatusType st); /* the host spoke PostgreSQL */
 bool pqri_plan_authed(ConnStatusType st);   /* ... and its login went through */
 /* An attempt that ended at a member that answered before its login was seen through. */
@@ -65,7 +66,8 @@ void pqri_plan_note_down(struct pqri_plan *p, const struct pqri_candidate *c, bo
  * them, see pqri_view_note_down(); returns how many). */
 size_t pqri_plan_remember_silent(struct pqri_plan *p, PGconn *conn, struct pqri_failure *later);
 bool pqri_plan_found_silent(const struct pqri_plan *p, size_t i); /* candidate i, in this connect */
-int pqri_plan_host_ms(const struct pqri_plan *p); /* libpq's connect_timeout per host, ms (0: none) */
+int pqri_plan_host_ms(
+    const struct pqri_plan *p); /* libpq's connect_timeout per host, ms (0: none) */
 int pqri_plan_members(const struct pqri_plan *p); /* members with an address (at least 1) */
 void pqri_plan_describe(const struct pqri_plan *p, const char *what);
 void pqri_decision(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

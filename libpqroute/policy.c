@@ -37,7 +37,8 @@ bool pqri_policy_all_silent(const struct pqri_policy_in *in, const struct pqri_c
 
 static bool is_replica_role(pqr_member_role r)
 {
-    return r == PQR_MEMBER_REPLICA || r == PQR_MEMBER_SYNC_STANDBY || r == PQR_MEMBER_QUORUM_STANDBY;
+    return r == PQR_MEMBER_REPLICA || r == PQR_MEMBER_SYNC_STANDBY ||
+        r == PQR_MEMBER_QUORUM_STANDBY;
 }
 
 bool pqri_member_ro_ok(const struct pqr_topology *t, size_t i, long long max_lag)

@@ -141,12 +141,12 @@ static void views_leave(struct pqri_views *vs)
 static long long interval(const struct pqri_views *vs, const struct pqri_view *v)
 {
     return pqri_view_panicking(v) && vs->s.refresh_ms > PANIC_INTERVAL_MS ? PANIC_INTERVAL_MS
-                                                                         : vs->s.refresh_ms;
+                                                                          : vs->s.refresh_ms;
 }
 
 struct cluster_timer {
     long long last_start; /* when the last attempt started (monotonic) */
-    long long next_mono;     /* when the next regular attempt is due */
+    long long next_mono;  /* when the next regular attempt is due */
 };
 
 static void *refresher_main(void *arg)
@@ -227,7 +227,7 @@ static void refresher_report(int rc)
 {
     if (rc)
         PQRI_WARN("cannot start the refresher thread: %s; connections go to the front door",
-                 strerror(rc));
+                  strerror(rc));
 }
 
 struct pqr_topology *pqri_view_refresh(struct pqri_view *v, long long after_mono, int wait_ms)
@@ -247,7 +247,8 @@ struct pqr_topology *pqri_view_refresh(struct pqri_view *v, long long after_mono
          * ends without one: no point waiting out the timeout when every endpoint refused. */
         unsigned long target = v->done + 1;
         deadline_ts(CLOCK_MONOTONIC, &ts, wait_ms);
-        while (!(v->current && v->current->mono_ms > after_mono) && v->done < target && !stopping(vs))
+        while (!(v->current && v->current->mono_ms > after_mono) && v->done < target &&
+               !stopping(vs))
             if (pthread_cond_timedwait(&vs->cond, &vs->lock, &ts) == ETIMEDOUT)
                 break;
     }

@@ -27,8 +27,8 @@
 struct slot {
     char host[256];
     char addr[PQRI_ADDRLEN]; /* "" unresolvable (or not yet) */
-    long long at_mono;      /* when the last answer came; 0 none yet */
-    bool busy;              /* a look-up thread is running */
+    long long at_mono;       /* when the last answer came; 0 none yet */
+    bool busy;               /* a look-up thread is running */
     bool warned;
 };
 
@@ -81,8 +81,9 @@ static void *lookup_main(void *arg)
     memcpy(host, sl->host, sizeof host);
     pthread_mutex_unlock(&dns_lock);
     if (getaddrinfo(host, NULL, &hints, &ai) == 0) {
-        void *a = ai->ai_family == AF_INET ? (void *)&((struct sockaddr_in *)ai->ai_addr)->sin_addr
-                                           : (void *)&((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr;
+        void *a = ai->ai_family == AF_INET
+            ? (void *)&((struct sockaddr_in *)ai->ai_addr)->sin_addr
+            : (void *)&((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr;
         if (!inet_ntop(ai->ai_family, a, addr, sizeof addr))
             addr[0] = 0;
         freeaddrinfo(ai);
@@ -179,7 +180,7 @@ void pqri_resolve_members(struct pqr_topology *t, long long deadline_mono)
             continue;
         if ((rc = pqri_dns_resolve(m->host, m->addr, sizeof m->addr, deadline_mono)) == -2)
             PQRI_WARN("member %s: host \"%.80s\" was not resolved in time; left out of this view",
-                     m->name, m->host);
+                      m->name, m->host);
         else if (rc < 0)
             PQRI_DEBUG("member %s: cannot resolve host \"%.80s\"", m->name, m->host);
     }

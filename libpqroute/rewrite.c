@@ -82,8 +82,8 @@ static int join(char *buf, size_t len, size_t *used, const char *item)
 /* Replaced by the rewrite whatever the application gave. */
 static bool replaced(const char *keyword)
 {
-    static const char *const kws[] = {"host", "hostaddr", "port", "target_session_attrs", "service",
-                                      NULL};
+    static const char *const kws[] = {"host",    "hostaddr", "port", "target_session_attrs",
+                                      "service", NULL};
     for (size_t i = 0; kws[i]; i++)
         if (strcmp(keyword, kws[i]) == 0)
             return true;
@@ -94,9 +94,19 @@ static bool replaced(const char *keyword)
  * them): there '' can be left out of the arrays — while no PG* variable would step in. */
 static bool empty_means_unset(const char *keyword)
 {
-    static const char *const kws[] = {"user", "dbname", "password", "passfile", "options",
-                                      "application_name", "fallback_application_name", "sslcert",
-                                      "sslkey", "sslrootcert", "sslcrl", "sslcrldir", NULL};
+    static const char *const kws[] = {"user",
+                                      "dbname",
+                                      "password",
+                                      "passfile",
+                                      "options",
+                                      "application_name",
+                                      "fallback_application_name",
+                                      "sslcert",
+                                      "sslkey",
+                                      "sslrootcert",
+                                      "sslcrl",
+                                      "sslcrldir",
+                                      NULL};
     for (size_t i = 0; kws[i]; i++)
         if (strcmp(keyword, kws[i]) == 0)
             return true;
@@ -112,7 +122,7 @@ static bool empty_not_passable(const PQconninfoOption *o)
     const char *env = o->envvar ? getenv(o->envvar) : NULL;
     /* '' is also what arrays give where '' is the built-in default itself (libpq 12's tty) */
     return o->val && !o->val[0] && !replaced(o->keyword) &&
-           ((env && env[0]) || (o->compiled ? o->compiled[0] != 0 : !empty_means_unset(o->keyword)));
+        ((env && env[0]) || (o->compiled ? o->compiled[0] != 0 : !empty_means_unset(o->keyword)));
 }
 
 int pqri_rewrite(const struct pqri_rewrite_in *in, struct pqri_params *out)
@@ -125,7 +135,8 @@ int pqri_rewrite(const struct pqri_rewrite_in *in, struct pqri_params *out)
      * value is left out: the caller passed the call through where that changes what libpq reads
      * (pqri_conninfo_unpassable()). */
     for (const PQconninfoOption *o = in->effective; o && o->keyword; o++)
-        if (o->val && o->val[0] && !replaced(o->keyword) && pqri_params_add(out, o->keyword, o->val) < 0)
+        if (o->val && o->val[0] && !replaced(o->keyword) &&
+            pqri_params_add(out, o->keyword, o->val) < 0)
             goto fail;
     hosts[0] = addrs[0] = ports[0] = 0;
     for (size_t i = 0; i < in->ncands; i++) {
@@ -142,8 +153,9 @@ int pqri_rewrite(const struct pqri_rewrite_in *in, struct pqri_params *out)
             goto fail;
         if (in->ncands)
             addrs[al++] = ',', addrs[al] = 0;
-        if (in->door_hostaddr && snprintf(addrs + al, sizeof addrs - al, "%s", in->door_hostaddr) >=
-                                     (int)(sizeof addrs - al))
+        if (in->door_hostaddr &&
+            snprintf(addrs + al, sizeof addrs - al, "%s", in->door_hostaddr) >=
+                (int)(sizeof addrs - al))
             goto fail;
     }
     if (pqri_params_add(out, "host", hosts) < 0 ||
@@ -153,8 +165,8 @@ int pqri_rewrite(const struct pqri_rewrite_in *in, struct pqri_params *out)
         goto fail;
     /* libpq looks .pgpass up by host and the port actually used: a member's port would miss an
      * entry written for the front door, so pass the password libpq found for the front door. */
-    if (!pqri_conninfo_value(in->effective, "password") && in->pgpass_password && in->pgpass_password[0] &&
-        pqri_params_add(out, "password", in->pgpass_password) < 0)
+    if (!pqri_conninfo_value(in->effective, "password") && in->pgpass_password &&
+        in->pgpass_password[0] && pqri_params_add(out, "password", in->pgpass_password) < 0)
         goto fail;
     /* Without a timeout, a member that drops packets holds the connect for minutes. */
     if (!pqri_conninfo_value(in->effective, "connect_timeout") && in->connect_timeout_s > 0) {

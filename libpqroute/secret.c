@@ -31,8 +31,10 @@ char *pqri_read_secret(const char *path, char *err, size_t errlen)
     /* Like libpq's .pgpass: a secret others can read or change is refused. */
     if (!pqri_trusted_file(&st) || (st.st_mode & (S_IRWXG | S_IRWXO))) {
         close(fd);
-        pqri_errf(err, errlen, "\"%.200s\" must be a file of yours (or root's) with no access for "
-                  "group or others (chmod 0600)", path);
+        pqri_errf(err, errlen,
+                  "\"%.200s\" must be a file of yours (or root's) with no access for "
+                  "group or others (chmod 0600)",
+                  path);
         return NULL;
     }
     n = read(fd, buf, sizeof buf - 1);

@@ -36,8 +36,9 @@ void pqri_view_serve(struct pqri_view *v, struct pqr_topology *t, const char *er
     char *src;
 
     /* Not shared yet: ours to label, so that `pqroute status` tells who keeps the cache. */
-    if (t && asprintf(&src, "%s, by pqroute agent %ld", t->source ? t->source : "?",
-                      (long)getpid()) > 0) {
+    if (t &&
+        asprintf(&src, "%s, by pqroute agent %ld", t->source ? t->source : "?", (long)getpid()) >
+            0) {
         free(t->source);
         t->source = src;
     }

@@ -106,8 +106,8 @@ static int copy_dcs(struct pqri_dcs_conf *d, const struct pqri_dcs_conf *c)
     d->nurls = 0;
     if ((dup_str(&d->scope, c->scope) | dup_str(&d->ns, c->ns) | dup_str(&d->ca, c->ca) |
          dup_str(&d->cert, c->cert) | dup_str(&d->key, c->key) | dup_str(&d->user, c->user) |
-         dup_str(&d->password_file, c->password_file) |
-         dup_str(&d->token_file, c->token_file)) != 0)
+         dup_str(&d->password_file, c->password_file) | dup_str(&d->token_file, c->token_file)) !=
+        0)
         return -1;
     if (c->nurls) {
         if (!(d->urls = calloc(c->nurls, sizeof(char *))))
@@ -281,8 +281,18 @@ static int parse_cidrs(const char *value, struct pqri_cidr **out, size_t *nout)
 
 /* Every setting, once: its name (PQROUTE_ + name in the environment, lower case in the file), what
  * it takes, where it goes, and where it may be given — the environment takes every one. */
-enum kind { K_INT, K_URLS, K_HOSTPORT, K_FRONT_DOOR, K_LOG, K_READABLE, K_ABSPATH, K_CIDRS,
-            K_NAME, K_NAMESPACE };
+enum kind {
+    K_INT,
+    K_URLS,
+    K_HOSTPORT,
+    K_FRONT_DOOR,
+    K_LOG,
+    K_READABLE,
+    K_ABSPATH,
+    K_CIDRS,
+    K_NAME,
+    K_NAMESPACE
+};
 /* Like the properties libpq's PQconninfoOptions carries per option: said here, once, and not in a
  * list of names elsewhere that could drift from the table. */
 enum where {
@@ -551,8 +561,9 @@ static int add_cluster(struct pqr_settings *s, const struct cluster_src *src, bo
         h = pqri_fnv(pqri_fnv(h, c.dcs.urls[i], strlen(c.dcs.urls[i])), "\xfe", 1);
     if (c.dcs.kind) {
         snprintf(grp, sizeof grp, "%d", c.dcs.group);
-        h = pqri_fnv(pqri_fnv(pqri_fnv(h, c.dcs.ns, strlen(c.dcs.ns)), c.dcs.scope,
-                              strlen(c.dcs.scope)), grp, strlen(grp));
+        h = pqri_fnv(
+            pqri_fnv(pqri_fnv(h, c.dcs.ns, strlen(c.dcs.ns)), c.dcs.scope, strlen(c.dcs.scope)),
+            grp, strlen(grp));
     }
     snprintf(key, sizeof key, "%.40s-%016llx", src->name, (unsigned long long)h);
     for (char *p = key; *p; p++)
@@ -579,13 +590,13 @@ static int add_cluster(struct pqr_settings *s, const struct cluster_src *src, bo
 int pqri_settings_finish(struct pqr_settings *s, char *err, size_t errlen)
 {
     if (s->env_patroni || s->etcd || s->consul) {
-        struct cluster_src src = {"env", s->env_patroni, s->etcd, s->consul, s->env_rw, s->env_ro,
-                                  NULL, 0, -1};
+        struct cluster_src src = {"env",     s->env_patroni, s->etcd, s->consul, s->env_rw,
+                                  s->env_ro, NULL,           0,       -1};
         if (add_cluster(s, &src, true, err, errlen) < 0)
             return -1;
     } else if (s->env_rw || s->env_ro) {
-        pqri_errf(err, errlen, "%s%s is set but %sPATRONI (or %sETCD, %sCONSUL) is not",
-                  ENV_PREFIX, s->env_rw ? "RW" : "RO", ENV_PREFIX, ENV_PREFIX, ENV_PREFIX);
+        pqri_errf(err, errlen, "%s%s is set but %sPATRONI (or %sETCD, %sCONSUL) is not", ENV_PREFIX,
+                  s->env_rw ? "RW" : "RO", ENV_PREFIX, ENV_PREFIX, ENV_PREFIX);
         return -1;
     }
     free(s->env_patroni);
@@ -695,7 +706,8 @@ static char *read_checked(const char *path, int depth, char *err, size_t errlen)
             goto fail;
         }
         if (depth >= MAX_INCLUDE_DEPTH) {
-            pqri_errf(err, errlen, "%s: @include nested more than %d deep", path, MAX_INCLUDE_DEPTH);
+            pqri_errf(err, errlen, "%s: @include nested more than %d deep", path,
+                      MAX_INCLUDE_DEPTH);
             goto fail;
         }
         char inc[PATH_MAX], dir[PATH_MAX], *sub;
@@ -772,7 +784,8 @@ int pqri_settings_from_file(struct pqr_settings *s, const char *path, char *err,
         }
     }
     clusters = config_lookup(&cfg, "clusters");
-    if (!clusters || !config_setting_is_aggregate(clusters) || config_setting_length(clusters) == 0) {
+    if (!clusters || !config_setting_is_aggregate(clusters) ||
+        config_setting_length(clusters) == 0) {
         pqri_errf(err, errlen, "%s: no clusters = ( { ... } ) list", path);
         goto out;
     }
@@ -803,7 +816,8 @@ int pqri_settings_from_file(struct pqr_settings *s, const char *path, char *err,
                 continue;
             if (strcmp(key, "patroni") == 0) {
                 if (!(patroni = setting_text(st, pbuf, sizeof pbuf)))
-                    bad_line = config_setting_source_line(st), snprintf(why, sizeof why, "patroni: expected a list of URLs");
+                    bad_line = config_setting_source_line(st),
+                    snprintf(why, sizeof why, "patroni: expected a list of URLs");
                 continue;
             }
             snprintf(name, sizeof name, "%s", key);
@@ -820,8 +834,9 @@ int pqri_settings_from_file(struct pqr_settings *s, const char *path, char *err,
             }
         }
         if (!bad_line) {
-            struct cluster_src src = {cname ? cname : cbuf, patroni, tmp.etcd, tmp.consul, rw, ro,
-                                      &tmp.dcs, tmp.member_port, tmp.max_lag};
+            struct cluster_src src = {
+                cname ? cname : cbuf, patroni,    tmp.etcd, tmp.consul, rw, ro, &tmp.dcs,
+                tmp.member_port,      tmp.max_lag};
             if (add_cluster(s, &src, false, why, sizeof why) < 0)
                 bad_line = line;
         }
@@ -881,4 +896,3 @@ int pqri_settings_load(struct pqr_settings *s, char *err, size_t errlen)
     pqri_log_set(s->log_level);
     return pqri_settings_finish(s, err, errlen);
 }
-

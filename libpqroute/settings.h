@@ -17,15 +17,15 @@
 /* Where Patroni's state is read first: its DCS (REST is then the fallback). */
 enum pqri_dcs_kind { PQRI_DCS_NONE, PQRI_DCS_ETCD, PQRI_DCS_CONSUL };
 struct pqri_dcs_conf {
-    int kind;            /* enum pqri_dcs_kind */
-    char **urls;         /* base URLs, without trailing slash */
+    int kind;    /* enum pqri_dcs_kind */
+    char **urls; /* base URLs, without trailing slash */
     size_t nurls;
-    char *scope;         /* Patroni's scope */
-    char *ns;            /* Patroni's namespace, "/service" by default; no trailing slash */
-    int group;           /* Citus group, -1: none */
-    char *ca, *cert, *key;     /* TLS files */
+    char *scope;                /* Patroni's scope */
+    char *ns;                   /* Patroni's namespace, "/service" by default; no trailing slash */
+    int group;                  /* Citus group, -1: none */
+    char *ca, *cert, *key;      /* TLS files */
     char *user, *password_file; /* etcd authentication */
-    char *token_file;          /* Consul ACL token */
+    char *token_file;           /* Consul ACL token */
 };
 
 struct pqri_cluster_conf {
@@ -91,6 +91,5 @@ int pqri_settings_load(struct pqr_settings *s, char *err, size_t errlen);
 int pqri_rest_budget_ms(const struct pqr_settings *s);
 int pqri_member_port(const struct pqr_settings *s, const struct pqri_cluster_conf *c);
 long long pqri_max_lag(const struct pqr_settings *s, const struct pqri_cluster_conf *c);
-
 
 #endif

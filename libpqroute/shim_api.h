@@ -25,9 +25,10 @@ enum pqri_mode { PQRI_BLOCKING, PQRI_NONBLOCKING };
  * the application's call was meant for, and every call on the connections it makes goes to that
  * same one. The first three take their own table, so that the shim knows which instance. */
 struct pqri_libpq {
-    PGconn *(*connectdb_params)(const struct pqri_libpq *, const char *const *, const char *const *, int);
-    PGconn *(*connect_start_params)(const struct pqri_libpq *, const char *const *, const char *const *,
-                                    int);
+    PGconn *(*connectdb_params)(const struct pqri_libpq *, const char *const *, const char *const *,
+                                int);
+    PGconn *(*connect_start_params)(const struct pqri_libpq *, const char *const *,
+                                    const char *const *, int);
     PGPing (*ping_params)(const struct pqri_libpq *, const char *const *, const char *const *, int);
     ConnStatusType (*status)(const PGconn *);
     char *(*error_message)(const PGconn *);
@@ -86,6 +87,7 @@ struct pqri_shim_api {
 #if defined(__GNUC__)
 __attribute__((visibility("default")))
 #endif
-const struct pqri_shim_api *pqri_shim_api(int version);
+const struct pqri_shim_api *
+pqri_shim_api(int version);
 
 #endif

@@ -13,7 +13,8 @@ struct pqri_source {
     struct pqri_consul *consul;
 };
 
-struct pqri_source *pqri_source_open(const struct pqr_settings *s, const struct pqri_cluster_conf *c)
+struct pqri_source *pqri_source_open(const struct pqr_settings *s,
+                                     const struct pqri_cluster_conf *c)
 {
     struct pqri_source *src;
 

@@ -18,7 +18,8 @@ struct pqri_watch_hooks {
 };
 
 struct pqri_source;
-struct pqri_source *pqri_source_open(const struct pqr_settings *s, const struct pqri_cluster_conf *c);
+struct pqri_source *pqri_source_open(const struct pqr_settings *s,
+                                     const struct pqri_cluster_conf *c);
 void pqri_source_close(struct pqri_source *src);
 /* Keep connections between requests (the agent: it owns its fds; an application may close any). */
 void pqri_source_keep_connections(struct pqri_source *src);
@@ -38,7 +39,8 @@ struct pqr_topology *pqri_etcd_read(struct pqri_etcd *e, const int *stop, char *
 int pqri_etcd_watch(struct pqri_etcd *e, const int *stop, const struct pqri_watch_hooks *h,
                     char *err, size_t errlen);
 struct pqri_consul;
-struct pqri_consul *pqri_consul_open(const struct pqr_settings *s, const struct pqri_cluster_conf *c);
+struct pqri_consul *pqri_consul_open(const struct pqr_settings *s,
+                                     const struct pqri_cluster_conf *c);
 void pqri_consul_close(struct pqri_consul *e);
 void pqri_consul_keep_connections(struct pqri_consul *e);
 struct pqr_topology *pqri_consul_read(struct pqri_consul *e, const int *stop, char *err,

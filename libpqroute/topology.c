@@ -39,12 +39,18 @@ pqr_member_role pqri_role_parse(const char *s)
 const char *pqr_member_role_name(pqr_member_role role)
 {
     switch (role) {
-    case PQR_MEMBER_LEADER: return "leader";
-    case PQR_MEMBER_STANDBY_LEADER: return "standby_leader";
-    case PQR_MEMBER_SYNC_STANDBY: return "sync_standby";
-    case PQR_MEMBER_QUORUM_STANDBY: return "quorum_standby";
-    case PQR_MEMBER_REPLICA: return "replica";
-    default: return "unknown";
+    case PQR_MEMBER_LEADER:
+        return "leader";
+    case PQR_MEMBER_STANDBY_LEADER:
+        return "standby_leader";
+    case PQR_MEMBER_SYNC_STANDBY:
+        return "sync_standby";
+    case PQR_MEMBER_QUORUM_STANDBY:
+        return "quorum_standby";
+    case PQR_MEMBER_REPLICA:
+        return "replica";
+    default:
+        return "unknown";
     }
 }
 
@@ -121,7 +127,8 @@ static int parse_member(json_t *o, struct pqri_member *m)
         return -1;
     m->role = role ? pqri_role_parse(role) : PQR_MEMBER_UNKNOWN;
     m->patroni_port = m->port = (int)json_integer_value(port);
-    m->timeline = json_is_integer(tl) && json_integer_value(tl) >= 0 ? (long)json_integer_value(tl) : -1;
+    m->timeline =
+        json_is_integer(tl) && json_integer_value(tl) >= 0 ? (long)json_integer_value(tl) : -1;
     /* lag is a number, "unknown", or absent (the leader, and members Patroni knows nothing of). */
     m->lag = json_is_integer(lag) && json_integer_value(lag) >= 0 ? json_integer_value(lag) : -1;
     m->noloadbalance = jtag(tags, "noloadbalance");

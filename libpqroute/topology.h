@@ -21,10 +21,10 @@ struct pqri_member {
     char *state;
     pqr_member_role role;
     int patroni_port;
-    int port;               /* the port connections use (member_port override applied) */
+    int port;                /* the port connections use (member_port override applied) */
     char addr[PQRI_ADDRLEN]; /* numeric address; "" when unresolved */
-    long timeline;          /* -1 unknown */
-    long long lag;          /* -1 unknown */
+    long timeline;           /* -1 unknown */
+    long long lag;           /* -1 unknown */
     bool noloadbalance;
     bool nofailover;
 };

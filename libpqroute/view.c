@@ -34,13 +34,13 @@ static void log_view(const struct pqri_view *v, const struct pqr_topology *t)
 {
     if (pqri_log_on(PQRI_LOG_INFO))
         PQRI_INFO("cluster %s: view from %s: leader %s, %zu members, timeline %ld", v->conf->name,
-                 t->source ? t->source : "?", t->leader >= 0 ? t->m[t->leader].name : "(none)",
-                 t->n, t->max_tl);
+                  t->source ? t->source : "?", t->leader >= 0 ? t->m[t->leader].name : "(none)",
+                  t->n, t->max_tl);
     for (size_t i = 0; i < t->n; i++)
         if (!t->m[i].addr[0])
             PQRI_WARN("cluster %s: member %s (host \"%.80s\") is not used: unresolvable or outside "
-                     "PQROUTE_ALLOW",
-                     v->conf->name, t->m[i].name, t->m[i].host);
+                      "PQROUTE_ALLOW",
+                      v->conf->name, t->m[i].name, t->m[i].host);
 }
 
 void pqri_view_publish(struct pqri_view *v, struct pqr_topology *t)
@@ -202,4 +202,3 @@ int pqri_view_stats(struct pqri_view *v, uint64_t out[PQRI_STAT_COUNT])
 {
     return pqri_stats_read(&v->stats, out);
 }
-

@@ -19,7 +19,8 @@ struct pqri_view *pqri_views_at(struct pqri_views *vs, size_t i);
 /* NULL name: the first cluster. */
 struct pqri_view *pqri_views_named(struct pqri_views *vs, const char *name);
 /* The cluster whose front door is host:port (host case-insensitive), and whether it is the RO one. */
-struct pqri_view *pqri_views_door(struct pqri_views *vs, const char *host, long port, bool *ro_door);
+struct pqri_view *pqri_views_door(struct pqri_views *vs, const char *host, long port,
+                                  bool *ro_door);
 /* Rotates replica orders between connections (and processes). */
 unsigned pqri_views_spread(struct pqri_views *vs);
 /* Counters of connections that name no front door. */

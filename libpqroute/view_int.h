@@ -27,10 +27,10 @@ struct pqri_view {
     const struct pqri_cluster_conf *conf;
     struct pqr_topology *current; /* guarded by vs->lock */
     struct pqri_cache_file cache;
-    long long file_stamp;     /* the shared file as last read by a connect (atomic) */
-    struct pqri_stats stats;  /* shared counters (hostcache.c) */
+    long long file_stamp;    /* the shared file as last read by a connect (atomic) */
+    struct pqri_stats stats; /* shared counters (hostcache.c) */
     /* refresher.c: requests, and their outcomes as fetch.c records them (guarded by vs->lock) */
-    long long want_after;     /* a fetch newer than this (monotonic) was asked for */
+    long long want_after; /* a fetch newer than this (monotonic) was asked for */
     bool last_fetch_failed;
     long long failed_at_mono; /* when the last attempt ended without a view */
     unsigned long done;       /* finished refresh attempts; a waiter waits for the next one */
@@ -41,11 +41,11 @@ struct pqri_view {
     struct pqri_failure failures[PQRI_MAX_FAILURES];
     size_t nfailures;
     /* fetch.c: where views come from */
-    struct pqri_source *src;  /* the DCS client (refresher or agent thread only) */
-    bool dcs_failing;         /* refresher only: the last DCS read failed */
-    unsigned rest_next;       /* refresher only: the REST endpoint a DCS fallback asks first */
+    struct pqri_source *src; /* the DCS client (refresher or agent thread only) */
+    bool dcs_failing;        /* refresher only: the last DCS read failed */
+    unsigned rest_next;      /* refresher only: the REST endpoint a DCS fallback asks first */
     /* serve.c */
-    uint64_t served_seq;      /* agent only: the last sequence number written */
+    uint64_t served_seq; /* agent only: the last sequence number written */
 };
 
 struct pqri_views {
@@ -53,16 +53,16 @@ struct pqri_views {
     struct pqr_settings s;
     struct pqri_view *clusters;
     size_t nclusters;
-    pthread_mutex_t lock; /* guards cluster state and the refresher's control fields */
-    pthread_cond_t cond;  /* published a snapshot / asked the refresher to work */
-    unsigned spread; /* atomic */
+    pthread_mutex_t lock;          /* guards cluster state and the refresher's control fields */
+    pthread_cond_t cond;           /* published a snapshot / asked the refresher to work */
+    unsigned spread;               /* atomic */
     struct pqri_cache_dir dir;     /* the shared cache directory (fd -1: not sharing) */
     struct pqri_stats other_stats; /* connections that name no front door */
     /* refresher.c */
     pthread_t thread;
     bool thread_running;
-    int stop;                      /* atomic */
-    struct pqri_views *next;       /* all view sets, for fork and exit handling */
+    int stop;                /* atomic */
+    struct pqri_views *next; /* all view sets, for fork and exit handling */
 };
 
 /* view.c: vs->lock and vs->cond, made anew (also in a fork child). */

@@ -61,8 +61,8 @@ void *pqr_shim_dlsym_hook(void *handle, const char *name)
     void *p;
 
     shim_bind_libc();
-    if (!name || handle == RTLD_NEXT || handle == RTLD_DEFAULT || (w = shim_wrapped_index(name)) < 0 ||
-        !shim_configured())
+    if (!name || handle == RTLD_NEXT || handle == RTLD_DEFAULT ||
+        (w = shim_wrapped_index(name)) < 0 || !shim_configured())
         return NULL;
     p = shim_real_dlsym(handle, name);
     return p ? shim_instance_wrapper(p, (enum wrapped)w) : NULL;
@@ -85,28 +85,28 @@ void *pqr_shim_dlopen_hook(const char *file, int mode)
 /* Each stub: save the arguments, ask the hook, and either return its answer or restore the
  * arguments and tail-jump to libc with the application's return address still on the stack. */
 #define STUB(name, hook, real)                                                                     \
-    __asm__(".text\n"                                                                               \
-            ".globl " #name "\n"                                                                    \
-            ".type " #name ", @function\n" #name ":\n"                                              \
-            "    .cfi_startproc\n"                                                                  \
-            "    push %rdi\n"                                                                       \
-            "    .cfi_adjust_cfa_offset 8\n"                                                        \
-            "    push %rsi\n"                                                                       \
-            "    .cfi_adjust_cfa_offset 8\n"                                                        \
-            "    sub $8, %rsp\n"                                                                    \
-            "    .cfi_adjust_cfa_offset 8\n"                                                        \
-            "    call " #hook "\n"                                                                  \
-            "    add $8, %rsp\n"                                                                    \
-            "    .cfi_adjust_cfa_offset -8\n"                                                       \
-            "    pop %rsi\n"                                                                        \
-            "    .cfi_adjust_cfa_offset -8\n"                                                       \
-            "    pop %rdi\n"                                                                        \
-            "    .cfi_adjust_cfa_offset -8\n"                                                       \
-            "    test %rax, %rax\n"                                                                 \
-            "    jz 1f\n"                                                                           \
-            "    ret\n"                                                                             \
-            "1:  jmp *" #real "(%rip)\n"                                                            \
-            "    .cfi_endproc\n"                                                                    \
+    __asm__(".text\n"                                                                              \
+            ".globl " #name "\n"                                                                   \
+            ".type " #name ", @function\n" #name ":\n"                                             \
+            "    .cfi_startproc\n"                                                                 \
+            "    push %rdi\n"                                                                      \
+            "    .cfi_adjust_cfa_offset 8\n"                                                       \
+            "    push %rsi\n"                                                                      \
+            "    .cfi_adjust_cfa_offset 8\n"                                                       \
+            "    sub $8, %rsp\n"                                                                   \
+            "    .cfi_adjust_cfa_offset 8\n"                                                       \
+            "    call " #hook "\n"                                                                 \
+            "    add $8, %rsp\n"                                                                   \
+            "    .cfi_adjust_cfa_offset -8\n"                                                      \
+            "    pop %rsi\n"                                                                       \
+            "    .cfi_adjust_cfa_offset -8\n"                                                      \
+            "    pop %rdi\n"                                                                       \
+            "    .cfi_adjust_cfa_offset -8\n"                                                      \
+            "    test %rax, %rax\n"                                                                \
+            "    jz 1f\n"                                                                          \
+            "    ret\n"                                                                            \
+            "1:  jmp *" #real "(%rip)\n"                                                           \
+            "    .cfi_endproc\n"                                                                   \
             ".size " #name ", .-" #name "\n")
 
 STUB(dlsym, pqr_shim_dlsym_hook, shim_real_dlsym);
@@ -116,7 +116,7 @@ STUB(dlopen, pqr_shim_dlopen_hook, shim_real_dlopen);
 
 struct object {
     ElfW(Addr) base;
-    const ElfW(Dyn) *dyn;
+    const ElfW(Dyn) * dyn;
     ElfW(Addr) relro, relro_end;
 };
 
@@ -176,15 +176,16 @@ static void write_slot(const struct object *o, ElfW(Addr) at, void *value)
     pthread_mutex_unlock(&lock);
 }
 
-static void patch_table(const struct object *o, const ElfW(Rela) *rel, size_t count,
-                        const ElfW(Sym) *symtab, const char *strtab)
+static void patch_table(const struct object *o, const ElfW(Rela) * rel, size_t count,
+                        const ElfW(Sym) * symtab, const char *strtab)
 {
     for (size_t i = 0; i < count; i++) {
         unsigned type = ELF64_R_TYPE(rel[i].r_info);
         const ElfW(Sym) *sym = &symtab[ELF64_R_SYM(rel[i].r_info)];
         int w;
 
-        if ((type != R_X86_64_JUMP_SLOT && type != R_X86_64_GLOB_DAT) || !ELF64_R_SYM(rel[i].r_info))
+        if ((type != R_X86_64_JUMP_SLOT && type != R_X86_64_GLOB_DAT) ||
+            !ELF64_R_SYM(rel[i].r_info))
             continue;
         /* Only references to a definition elsewhere: libpq's calls to its own functions, and our
          * own definitions, are left alone. */
@@ -208,14 +209,29 @@ static void patch_object(const struct object *o)
 
     for (const ElfW(Dyn) *d = o->dyn; d->d_tag != DT_NULL; d++) {
         switch (d->d_tag) {
-        case DT_SYMTAB: symtab = (const ElfW(Sym) *)dyn_ptr(o, d->d_un.d_ptr); break;
-        case DT_STRTAB: strtab = (const char *)dyn_ptr(o, d->d_un.d_ptr); break;
-        case DT_JMPREL: jmprel = (const ElfW(Rela) *)dyn_ptr(o, d->d_un.d_ptr); break;
-        case DT_PLTRELSZ: pltrelsz = d->d_un.d_val; break;
-        case DT_PLTREL: pltrela = d->d_un.d_val == DT_RELA; break;
-        case DT_RELA: rela = (const ElfW(Rela) *)dyn_ptr(o, d->d_un.d_ptr); break;
-        case DT_RELASZ: relasz = d->d_un.d_val; break;
-        default: break;
+        case DT_SYMTAB:
+            symtab = (const ElfW(Sym) *)dyn_ptr(o, d->d_un.d_ptr);
+            break;
+        case DT_STRTAB:
+            strtab = (const char *)dyn_ptr(o, d->d_un.d_ptr);
+            break;
+        case DT_JMPREL:
+            jmprel = (const ElfW(Rela) *)dyn_ptr(o, d->d_un.d_ptr);
+            break;
+        case DT_PLTRELSZ:
+            pltrelsz = d->d_un.d_val;
+            break;
+        case DT_PLTREL:
+            pltrela = d->d_un.d_val == DT_RELA;
+            break;
+        case DT_RELA:
+            rela = (const ElfW(Rela) *)dyn_ptr(o, d->d_un.d_ptr);
+            break;
+        case DT_RELASZ:
+            relasz = d->d_un.d_val;
+            break;
+        default:
+            break;
         }
     }
     if (!symtab || !strtab)
@@ -257,7 +273,8 @@ static void patch_handle(void *h, bool with_needed)
             strtab = (const char *)dyn_ptr(&f.o, d->d_un.d_ptr);
     for (const ElfW(Dyn) *d = f.o.dyn; strtab && d->d_tag != DT_NULL; d++) {
         void *dep;
-        if (d->d_tag != DT_NEEDED || !(dep = shim_real_dlopen(strtab + d->d_un.d_val, RTLD_LAZY | RTLD_NOLOAD)))
+        if (d->d_tag != DT_NEEDED ||
+            !(dep = shim_real_dlopen(strtab + d->d_un.d_val, RTLD_LAZY | RTLD_NOLOAD)))
             continue;
         patch_handle(dep, false);
         dlclose(dep);

@@ -42,8 +42,8 @@
 
 typedef PGconn *connectdb_fn(const char *);
 typedef PGconn *params_fn(const char *const *, const char *const *, int);
-typedef PGconn *setdb_login_fn(const char *, const char *, const char *, const char *,
-                               const char *, const char *, const char *);
+typedef PGconn *setdb_login_fn(const char *, const char *, const char *, const char *, const char *,
+                               const char *, const char *);
 typedef PGPing ping_fn(const char *);
 typedef PGPing ping_params_fn(const char *const *, const char *const *, int);
 typedef PQconninfoOption *conninfo_fn(PGconn *);
@@ -52,18 +52,19 @@ typedef void finish_fn(PGconn *);
 typedef int socket_fn(const PGconn *);
 
 const char *const shim_wrapped_names[W_COUNT] = {
-    "PQconnectdb",    "PQconnectdbParams",    "PQsetdbLogin", "PQconnectStart",
-    "PQconnectStartParams", "PQping", "PQpingParams", "PQconninfo", "PQconnectPoll", "PQfinish", "PQsocket",
+    "PQconnectdb", "PQconnectdbParams", "PQsetdbLogin", "PQconnectStart", "PQconnectStartParams",
+    "PQping",      "PQpingParams",      "PQconninfo",   "PQconnectPoll",  "PQfinish",
+    "PQsocket",
 };
 
 /* One libpq in this process. */
 struct instance {
     struct pqri_libpq pq; /* first: the engine hands it back to us */
-    void *pin;           /* our own reference: never unloaded under us */
-    void *base;          /* load address, its identity */
-    void *fn[W_COUNT];   /* its own definitions */
+    void *pin;            /* our own reference: never unloaded under us */
+    void *base;           /* load address, its identity */
+    void *fn[W_COUNT];    /* its own definitions */
     int (*reset_start)(PGconn *);
-    bool routable;       /* it has everything the engine calls */
+    bool routable; /* it has everything the engine calls */
 };
 
 static struct instance instances[MAX_INSTANCES];
@@ -79,7 +80,7 @@ static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static pthread_once_t router_once = PTHREAD_ONCE_INIT, config_once = PTHREAD_ONCE_INIT;
 static const struct pqri_shim_api *engine; /* libpqroute.so's routing functions */
-static pqr_router *router;                /* NULL: disabled */
+static pqr_router *router;                 /* NULL: disabled */
 static bool is_configured;
 /* initial-exec: a preloaded library has static TLS, and these are read on hot paths */
 static __thread int in_libpq __attribute__((tls_model("initial-exec")));
@@ -117,7 +118,7 @@ static void read_config(void)
     if (getauxval(AT_SECURE))
         return;
     is_configured = getenv(PQRI_ENV_PATRONI) || getenv(PQRI_ENV_ETCD) || getenv(PQRI_ENV_CONSUL) ||
-                    getenv(PQRI_ENV_CONFIG) || access(PQRI_DEFAULT_CONFIG, F_OK) == 0;
+        getenv(PQRI_ENV_CONFIG) || access(PQRI_DEFAULT_CONFIG, F_OK) == 0;
 }
 
 bool shim_configured(void)
@@ -264,9 +265,9 @@ static struct instance *instance_of(void *real_fn)
     fresh.pq.connect_start_params = guarded_connect_start_params;
     fresh.pq.ping_params = guarded_ping_params;
     fresh.routable = fresh.fn[W_CONNECTDB_PARAMS] && fresh.fn[W_CONNECT_START_PARAMS] &&
-                     fresh.fn[W_PING_PARAMS] && fresh.pq.status && fresh.pq.error_message &&
-                     fresh.pq.finish && fresh.pq.conninfo && fresh.pq.conninfo_free && fresh.pq.pass &&
-                     fresh.pq.hostaddr && fresh.pq.port && fresh.pq.connect_poll && fresh.pq.socket;
+        fresh.fn[W_PING_PARAMS] && fresh.pq.status && fresh.pq.error_message && fresh.pq.finish &&
+        fresh.pq.conninfo && fresh.pq.conninfo_free && fresh.pq.pass && fresh.pq.hostaddr &&
+        fresh.pq.port && fresh.pq.connect_poll && fresh.pq.socket;
     pthread_mutex_lock(&table_lock);
     if (!(in = known_locked(fresh.base)) && ninstances < MAX_INSTANCES) {
         in = &instances[ninstances];
@@ -345,7 +346,8 @@ static bool own_path(char *out, size_t len)
     while (!found && fgets(line, sizeof line, maps)) {
         unsigned long lo, hi;
         int off = 0;
-        if (sscanf(line, "%lx-%lx %*s %*s %*s %*s %n", &lo, &hi, &off) < 2 || !off || me < lo || me >= hi)
+        if (sscanf(line, "%lx-%lx %*s %*s %*s %*s %n", &lo, &hi, &off) < 2 || !off || me < lo ||
+            me >= hi)
             continue;
         char *path = line + off, *nl = strchr(path, '\n');
         if (nl)
@@ -381,7 +383,8 @@ static void load_engine(void)
     }
     *(void **)&get = shim_real_dlsym(h, "pqri_shim_api");
     if (!get || !(engine = get(PQRI_SHIM_API_VERSION)))
-        shim_error("%s is not the version this shim needs (%s); routing disabled", soname, "API " STR(PQRI_SHIM_API_VERSION));
+        shim_error("%s is not the version this shim needs (%s); routing disabled", soname,
+                   "API " STR(PQRI_SHIM_API_VERSION));
 }
 
 static void router_init(void)
@@ -413,7 +416,8 @@ static void missing(enum wrapped w)
 {
     static int said;
     if (!__atomic_exchange_n(&said, 1, __ATOMIC_RELAXED))
-        shim_error("cannot find the libpq that defines %s for this caller%s", shim_wrapped_names[w], "");
+        shim_error("cannot find the libpq that defines %s for this caller%s", shim_wrapped_names[w],
+                   "");
 }
 
 /* ---- the calls, for one libpq ---- */
@@ -480,7 +484,9 @@ static PGconn *do_setdb_login(struct instance *in, const char *pghost, const cha
     if (!in || !in->fn[W_SETDB_LOGIN])
         return missing(W_SETDB_LOGIN), NULL;
     if ((r = active(in))) {
-#define ADD(k, v) if (given(v)) kw[n] = k, val[n++] = v
+#define ADD(k, v)                                                                                  \
+    if (given(v))                                                                                  \
+    kw[n] = k, val[n++] = v
         ADD("dbname", dbName);
         ADD("host", pghost);
         ADD("port", pgport);
@@ -562,7 +568,8 @@ static PostgresPollingStatusType do_connect_poll(struct instance *in, PGconn *co
 
     if (!in || !in->fn[W_CONNECT_POLL])
         return missing(W_CONNECT_POLL), PGRES_POLLING_FAILED;
-    if (!in_libpq && conn && __atomic_load_n(&router, __ATOMIC_ACQUIRE) && engine->connect_poll(conn, &ps))
+    if (!in_libpq && conn && __atomic_load_n(&router, __ATOMIC_ACQUIRE) &&
+        engine->connect_poll(conn, &ps))
         return ps;
     return ((poll_fn *)in->fn[W_CONNECT_POLL])(conn);
 }
@@ -625,7 +632,8 @@ EXPORT PGconn *PQconnectStart(const char *conninfo)
 EXPORT PGconn *PQconnectdbParams(const char *const *keywords, const char *const *values,
                                  int expand_dbname)
 {
-    return do_params(CALLER(W_CONNECTDB_PARAMS), W_CONNECTDB_PARAMS, keywords, values, expand_dbname);
+    return do_params(CALLER(W_CONNECTDB_PARAMS), W_CONNECTDB_PARAMS, keywords, values,
+                     expand_dbname);
 }
 
 EXPORT PGconn *PQconnectStartParams(const char *const *keywords, const char *const *values,
@@ -639,7 +647,8 @@ EXPORT PGconn *PQsetdbLogin(const char *pghost, const char *pgport, const char *
                             const char *pgtty, const char *dbName, const char *login,
                             const char *pwd)
 {
-    return do_setdb_login(CALLER(W_SETDB_LOGIN), pghost, pgport, pgoptions, pgtty, dbName, login, pwd);
+    return do_setdb_login(CALLER(W_SETDB_LOGIN), pghost, pgport, pgoptions, pgtty, dbName, login,
+                          pwd);
 }
 
 EXPORT PGPing PQping(const char *conninfo)
@@ -647,7 +656,8 @@ EXPORT PGPing PQping(const char *conninfo)
     return do_ping(CALLER(W_PING), conninfo);
 }
 
-EXPORT PGPing PQpingParams(const char *const *keywords, const char *const *values, int expand_dbname)
+EXPORT PGPing PQpingParams(const char *const *keywords, const char *const *values,
+                           int expand_dbname)
 {
     return do_ping_params(CALLER(W_PING_PARAMS), keywords, values, expand_dbname);
 }
@@ -675,9 +685,17 @@ EXPORT int PQsocket(const PGconn *conn)
 void *shim_global_wrapper(enum wrapped w)
 {
     static void *const global[W_COUNT] = {
-        (void *)PQconnectdb, (void *)PQconnectdbParams, (void *)PQsetdbLogin, (void *)PQconnectStart,
-        (void *)PQconnectStartParams, (void *)PQping, (void *)PQpingParams, (void *)PQconninfo,
-        (void *)PQconnectPoll, (void *)PQfinish, (void *)PQsocket,
+        (void *)PQconnectdb,
+        (void *)PQconnectdbParams,
+        (void *)PQsetdbLogin,
+        (void *)PQconnectStart,
+        (void *)PQconnectStartParams,
+        (void *)PQping,
+        (void *)PQpingParams,
+        (void *)PQconninfo,
+        (void *)PQconnectPoll,
+        (void *)PQfinish,
+        (void *)PQsocket,
     };
     return global[w];
 }
@@ -685,8 +703,11 @@ void *shim_global_wrapper(enum wrapped w)
 /* ---- wrappers bound to one instance, for dlsym() results ---- */
 
 #define SLOT(k)                                                                                    \
-    static PGconn *s##k##_connectdb(const char *c) { return do_string(&instances[k], W_CONNECTDB, c); } \
-    static PGconn *s##k##_connect_start(const char *c)                                              \
+    static PGconn *s##k##_connectdb(const char *c)                                                 \
+    {                                                                                              \
+        return do_string(&instances[k], W_CONNECTDB, c);                                           \
+    }                                                                                              \
+    static PGconn *s##k##_connect_start(const char *c)                                             \
     {                                                                                              \
         return do_string(&instances[k], W_CONNECT_START, c);                                       \
     }                                                                                              \
@@ -698,34 +719,51 @@ void *shim_global_wrapper(enum wrapped w)
     {                                                                                              \
         return do_params(&instances[k], W_CONNECT_START_PARAMS, kw, v, e);                         \
     }                                                                                              \
-    static PGconn *s##k##_setdb_login(const char *h, const char *p, const char *o, const char *t,   \
+    static PGconn *s##k##_setdb_login(const char *h, const char *p, const char *o, const char *t,  \
                                       const char *d, const char *u, const char *pw)                \
     {                                                                                              \
         return do_setdb_login(&instances[k], h, p, o, t, d, u, pw);                                \
     }                                                                                              \
-    static PGPing s##k##_ping(const char *c) { return do_ping(&instances[k], c); }                 \
+    static PGPing s##k##_ping(const char *c)                                                       \
+    {                                                                                              \
+        return do_ping(&instances[k], c);                                                          \
+    }                                                                                              \
     static PGPing s##k##_ping_params(const char *const *kw, const char *const *v, int e)           \
     {                                                                                              \
         return do_ping_params(&instances[k], kw, v, e);                                            \
     }                                                                                              \
-    static PQconninfoOption *s##k##_conninfo(PGconn *c) { return do_conninfo(&instances[k], c); } \
+    static PQconninfoOption *s##k##_conninfo(PGconn *c)                                            \
+    {                                                                                              \
+        return do_conninfo(&instances[k], c);                                                      \
+    }                                                                                              \
     static PostgresPollingStatusType s##k##_connect_poll(PGconn *c)                                \
     {                                                                                              \
         return do_connect_poll(&instances[k], c);                                                  \
     }                                                                                              \
-    static void s##k##_finish(PGconn *c) { do_finish(&instances[k], c); }                         \
-    static int s##k##_socket(const PGconn *c) { return do_socket(&instances[k], c); }
+    static void s##k##_finish(PGconn *c)                                                           \
+    {                                                                                              \
+        do_finish(&instances[k], c);                                                               \
+    }                                                                                              \
+    static int s##k##_socket(const PGconn *c)                                                      \
+    {                                                                                              \
+        return do_socket(&instances[k], c);                                                        \
+    }
 #define SLOT_ROW(k)                                                                                \
-    {(void *)s##k##_connectdb, (void *)s##k##_connectdb_params, (void *)s##k##_setdb_login,        \
-     (void *)s##k##_connect_start, (void *)s##k##_connect_start_params, (void *)s##k##_ping,       \
-     (void *)s##k##_ping_params, (void *)s##k##_conninfo, (void *)s##k##_connect_poll,            \
-     (void *)s##k##_finish, (void *)s##k##_socket}
+    {                                                                                              \
+        (void *)s##k##_connectdb, (void *)s##k##_connectdb_params, (void *)s##k##_setdb_login,     \
+            (void *)s##k##_connect_start, (void *)s##k##_connect_start_params,                     \
+            (void *)s##k##_ping, (void *)s##k##_ping_params, (void *)s##k##_conninfo,              \
+            (void *)s##k##_connect_poll, (void *)s##k##_finish, (void *)s##k##_socket              \
+    }
 
+/* Macro invocations without semicolons, which clang-format cannot lay out stably: */
+/* clang-format off */
 SLOT(0) SLOT(1) SLOT(2) SLOT(3) SLOT(4) SLOT(5) SLOT(6) SLOT(7)
 static void *const slots[MAX_INSTANCES][W_COUNT] = {
     SLOT_ROW(0), SLOT_ROW(1), SLOT_ROW(2), SLOT_ROW(3),
     SLOT_ROW(4), SLOT_ROW(5), SLOT_ROW(6), SLOT_ROW(7),
 };
+/* clang-format on */
 
 void *shim_instance_wrapper(void *real_fn, enum wrapped w)
 {

@@ -5,8 +5,6 @@
 
 #include <stdbool.h>
 
-
-
 /* The libpq functions the preload library wraps, in every way a program can reach them. */
 enum wrapped {
     W_CONNECTDB,
