@@ -54,7 +54,8 @@ static size_t endpoints(struct pqri_view *v, const struct pqr_topology *t, char 
     size_t n = 0;
 
     for (size_t i = 0; i < v->conf->nseeds && n < PQRI_MAX_ENDPOINTS; i++)
-        urls[n++] = strdup(v->conf->seeds[i]);
+        if ((urls[n] = strdup(v->conf->seeds[i]))) /* out of memory: that seed not asked now */
+            n++;
     for (size_t i = 0; t && i < t->n && n < PQRI_MAX_ENDPOINTS; i++) {
         char *b = t->m[i].api_url ? pqri_api_base(t->m[i].api_url) : NULL;
         if (b && !advertised_ok(v->vs, &t->m[i], b)) {

@@ -302,6 +302,10 @@ struct pqri_plan *pqri_plan_new(struct pqri_views *vs, const struct pqri_libpq *
     p->eff = pq->conninfo(p1);
     p->pgpass = strdup(pq->pass(p1) ? pq->pass(p1) : "");
     pq->finish(p1);
+    if (!p->pgpass) {
+        pqri_decision("passed through: out of memory");
+        goto pass;
+    }
     const char *kw_unpassable = pqri_conninfo_unpassable(p->eff);
     if (kw_unpassable) {
         pqri_decision("passed through: %s='' cannot be passed on as libpq reads it in a string",
@@ -327,6 +331,10 @@ struct pqri_plan *pqri_plan_new(struct pqri_views *vs, const struct pqri_libpq *
     p->door_port = port ? strdup(port) : strdup("5432");
     const char *hostaddr = pqri_conninfo_value(p->eff, "hostaddr");
     p->door_hostaddr = hostaddr ? strdup(hostaddr) : NULL;
+    if (!p->door_host || !p->door_port || (hostaddr && !p->door_hostaddr)) {
+        pqri_decision("passed through: out of memory");
+        goto pass;
+    }
     tsa = app_tsa(pq, kw, val, expand);
     if (tsa && !(p->asked_tsa = strdup(tsa)))
         goto pass;
