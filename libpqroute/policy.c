@@ -41,7 +41,7 @@ static bool is_replica_role(pqr_member_role r)
         r == PQR_MEMBER_QUORUM_STANDBY;
 }
 
-bool pqri_member_ro_ok(const struct pqr_topology *t, size_t i, long long max_lag)
+bool pqri_policy_ro_ok(const struct pqr_topology *t, size_t i, long long max_lag)
 {
     const struct pqri_member *m = &t->m[i];
 
@@ -81,7 +81,7 @@ size_t pqri_policy_order(const struct pqri_policy_in *in, struct pqri_candidate 
     for (size_t i = 0; i < t->n && n < PQRI_MAX_MEMBERS; i++) {
         if (!t->m[i].addr[0])
             continue;
-        if (in->role == PQR_ROLE_RO && !pqri_member_ro_ok(t, i, in->max_lag))
+        if (in->role == PQR_ROLE_RO && !pqri_policy_ro_ok(t, i, in->max_lag))
             continue;
         idx[n] = i;
         rank[n] = in->role == PQR_ROLE_RO ? 0 : rw_rank(t, i);

@@ -32,7 +32,7 @@ struct pqri_policy_in {
  * failed under this view go last; members that were unreachable are left out entirely while any
  * other candidate remains. */
 size_t pqri_policy_order(const struct pqri_policy_in *in, struct pqri_candidate *out, size_t max);
-bool pqri_member_ro_ok(const struct pqr_topology *t, size_t i, long long max_lag);
+bool pqri_policy_ro_ok(const struct pqr_topology *t, size_t i, long long max_lag);
 /* Every one of these candidates is known to be silent under the view (in->failures). */
 bool pqri_policy_all_silent(const struct pqri_policy_in *in, const struct pqri_candidate *c,
                             size_t n);

@@ -853,7 +853,7 @@ out:
     return rc;
 }
 
-int pqri_member_port(const struct pqr_settings *s, const struct pqri_cluster_conf *c)
+int pqri_settings_member_port(const struct pqr_settings *s, const struct pqri_cluster_conf *c)
 {
     return c->member_port ? c->member_port : s->member_port;
 }

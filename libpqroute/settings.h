@@ -89,7 +89,7 @@ int pqri_settings_load(struct pqr_settings *s, char *err, size_t errlen);
 /* How long a fetch may take, all told (REST timeout plus scheduling slack): the wait of a blocking
  * connect and of a process that lets another one fetch. */
 int pqri_rest_budget_ms(const struct pqr_settings *s);
-int pqri_member_port(const struct pqr_settings *s, const struct pqri_cluster_conf *c);
+int pqri_settings_member_port(const struct pqr_settings *s, const struct pqri_cluster_conf *c);
 long long pqri_max_lag(const struct pqr_settings *s, const struct pqri_cluster_conf *c);
 
 #endif

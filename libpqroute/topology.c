@@ -254,7 +254,7 @@ bool pqri_topo_leader_running(const struct pqr_topology *t)
 void pqri_topo_filter(struct pqr_topology *t, const struct pqr_settings *s,
                       const struct pqri_cluster_conf *c)
 {
-    int override = pqri_member_port(s, c);
+    int override = pqri_settings_member_port(s, c);
 
     for (size_t i = 0; i < t->n; i++) {
         struct pqri_member *m = &t->m[i];

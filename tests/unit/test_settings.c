@@ -149,7 +149,7 @@ static void per_cluster(void)
     setenv("PQROUTE_CONFIG", path, 1);
     rc = load(&s, err, sizeof err);
     ok(rc == 0 && s.nclusters == 1 && s.member_port == 6000 && s.max_lag == 7 &&
-           pqri_member_port(&s, &s.clusters[0]) == 6000 && pqri_max_lag(&s, &s.clusters[0]) == 7 &&
+           pqri_settings_member_port(&s, &s.clusters[0]) == 6000 && pqri_max_lag(&s, &s.clusters[0]) == 7 &&
            strcmp(s.clusters[0].dcs.scope, "top") == 0 && strcmp(s.clusters[0].dcs.ns, "/ns") == 0 &&
            strcmp(s.clusters[0].dcs.user, "top") == 0 && strcmp(s.clusters[0].dcs.ca, f) == 0 &&
            s.clusters[0].dcs.group == 3,
@@ -392,7 +392,7 @@ int main(void)
     is_str(s.clusters[0].rw_host, "traefik.example", "RW host");
     is_int(s.clusters[0].rw_port, 5432, "RW port");
     is_str(s.clusters[0].ro_host, "fd00::1", "RO host in brackets");
-    is_int(pqri_member_port(&s, &s.clusters[0]), 6432, "member port override");
+    is_int(pqri_settings_member_port(&s, &s.clusters[0]), 6432, "member port override");
     ok(pqri_cidr_allows(s.allow, s.nallow, "127.1.2.3") && pqri_cidr_allows(s.allow, s.nallow, "fd00::5") &&
        !pqri_cidr_allows(s.allow, s.nallow, "10.0.0.1") && !pqri_cidr_allows(s.allow, s.nallow, "::1"),
        "allow-list matches v4 and v6 prefixes");
@@ -459,8 +459,8 @@ int main(void)
     ok(rc == 0 && s.nclusters == 2, "file with two clusters loads (%s)", err);
     is_int(s.refresh_ms, 250, "environment overrides the file");
     is_int(s.log_level, PQRI_LOG_ERROR, "log level from the file");
-    ok(s.nclusters == 2 && pqri_member_port(&s, &s.clusters[0]) == 6432 &&
-       pqri_member_port(&s, &s.clusters[1]) == 0, "per-cluster member_port");
+    ok(s.nclusters == 2 && pqri_settings_member_port(&s, &s.clusters[0]) == 6432 &&
+       pqri_settings_member_port(&s, &s.clusters[1]) == 0, "per-cluster member_port");
     ok(s.nclusters == 2 && pqri_max_lag(&s, &s.clusters[0]) == 1000 && pqri_max_lag(&s, &s.clusters[1]) == 0,
        "per-cluster max_lag over the global one");
     ok(s.nclusters == 2 && strcmp(s.clusters[0].key, s.clusters[1].key) != 0, "distinct cache keys");
