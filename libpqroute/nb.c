@@ -580,7 +580,8 @@ static PostgresPollingStatusType decide(struct nb *nb, PostgresPollingStatusType
         pqri_plan_login_ends(p, &nb->login, nb->cur,
                              (size_t)nb->cur + 1 < p->ncands + !p->leave_door_out,
                              nb->pq->needs_password && nb->pq->needs_password(nb->conn),
-                             !nb->pq->used_password || nb->pq->used_password(nb->conn))) {
+                             !nb->pq->used_password || nb->pq->used_password(nb->conn),
+                             nb->pq->error_message(nb->conn))) {
         PQRI_DEBUG("non-blocking connect: ended at a member that refused the login (%s:%s)",
                    nb->pq->hostaddr(nb->conn), nb->pq->port(nb->conn));
         *done = true;

@@ -448,34 +448,59 @@ bool pqri_plan_authed(ConnStatusType st)
         st == CONNECTION_CONSUME || st == CONNECTION_CHECK_TARGET || st == CONNECTION_CHECK_STANDBY;
 }
 
+/* libpq's message for the host it stopped at says the server went away in the middle, or is
+ * shutting down or starting up (SQLSTATE 57P03): what a leader change looks like. libpq gives no
+ * SQLSTATE for a failed connect, so the text is read (the last host's part of it); a message in
+ * another language reads as none of these, and the connect ends as libpq ended it. */
+static bool ended_by_leader_change(const char *error)
+{
+    static const char *const signs[] = {
+        "server closed the connection unexpectedly",   "the database system is shutting down",
+        "the database system is starting up",          "the database system is in recovery mode",
+        "the database system is not yet accepting",    "the database system is not accepting",
+        "terminating connection due to administrator", NULL};
+    const char *last = error, *at;
+
+    if (!error)
+        return false;
+    while ((at = strstr(last + 1, "connection to server")))
+        last = at;
+    for (size_t i = 0; signs[i]; i++)
+        if (strstr(last, signs[i]))
+            return true;
+    return false;
+}
+
 /*
  * An attempt ended at member `at`, which answered, before its login was seen through. A password
  * needed and not given: the end (the application may ask for one; a role is refused only after a
  * login, so this holds wherever the member is in the list). A password sent: refused, or the old
- * leader's shutdown ending the backend in the middle — libpq does not say which (no SQLSTATE for a
- * failed connect) — so one more round, never more. Only before the end of the list is a sent
- * password telling: libpq stops there only when the login fails, while at the list's end a role
- * refused after a login (decided inside one poll, unseen) looks the same; so there, the end only
- * when the member that refused it before refuses again. Anything else (shutting down, too many
- * clients): the moment of a leader change, rounds.
+ * leader's shutdown ending the backend in the middle — libpq does not say which — so one more
+ * round, never more; at the list's end, where a role refused after a login (decided inside one
+ * poll, unseen) looks the same, the end only when the member that refused before refuses again.
+ * Otherwise, before the end of the list (libpq stops there only when the member ended the
+ * connect): rounds when the server went away or is shutting down (a leader change), else the end
+ * with libpq's own message (require_auth, no such database, too many clients). At the end of the
+ * list: rounds, as for members that refused the role.
  */
 bool pqri_plan_login_ends(struct pqri_plan *p, struct pqri_login *l, int at, bool before_end,
-                          bool needs_password, bool used_password)
+                          bool needs_password, bool used_password, const char *error)
 {
     const struct pqri_candidate *c = &p->cands[at];
     bool same = l->retried && l->port == c->port && strcmp(l->addr, c->addr) == 0;
 
     if (needs_password)
         return true;
-    if (!used_password)
-        return false;
-    if (before_end && !l->retried) {
-        l->retried = true;
-        snprintf(l->addr, sizeof l->addr, "%s", c->addr);
-        l->port = c->port;
-        return false;
+    if (used_password) {
+        if (before_end && !l->retried) {
+            l->retried = true;
+            snprintf(l->addr, sizeof l->addr, "%s", c->addr);
+            l->port = c->port;
+            return false;
+        }
+        return before_end || same;
     }
-    return before_end || same;
+    return before_end && !ended_by_leader_change(error);
 }
 
 static bool any_answered(const struct pqri_plan *p, const struct attempt *a)
@@ -656,7 +681,8 @@ static PGconn *connect_routed(struct pqri_views *vs, struct pqri_plan *p)
         if (st == CONNECTION_BAD && a.at >= 0 && a.answered[a.at] && !a.authed[a.at] &&
             pqri_plan_login_ends(p, &login, a.at, (size_t)a.at + 1 < p->ncands + !p->leave_door_out,
                                  pq->needs_password && pq->needs_password(conn),
-                                 !pq->used_password || pq->used_password(conn)))
+                                 !pq->used_password || pq->used_password(conn),
+                                 pq->error_message(conn)))
             return conn;
         if (!a.door_skipped && (a.at == DOOR || !any_answered(p, &a))) {
             /* Failed everywhere, the front door included (or no member could be reached and the

@@ -57,7 +57,7 @@ struct pqri_login {
 };
 /* true: end the connect with this attempt's result (see connect_routed() in plan.c). */
 bool pqri_plan_login_ends(struct pqri_plan *p, struct pqri_login *l, int at, bool before_end,
-                          bool needs_password, bool used_password);
+                          bool needs_password, bool used_password, const char *error);
 void pqri_plan_note_failures(struct pqri_plan *p, size_t n);
 /* share_later: see pqri_view_note_down() */
 void pqri_plan_note_down(struct pqri_plan *p, const struct pqri_candidate *c, bool silent,

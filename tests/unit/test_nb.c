@@ -109,6 +109,7 @@ struct fconn {
     ConnStatusType st;
     int resets;
     int password_tries; /* startups that reached a member refusing the password */
+    const char *error;  /* what libpq would say of the end */
 };
 
 static struct fconn *fake(const PGconn *c)
@@ -210,6 +211,8 @@ static PostgresPollingStatusType f_poll(PGconn *c)
         if (got == 1 && kind_of(f->port[f->idx]) == AUTHFAIL)
             f->password_tries++;
         if (got == 0 || (got == 1 && kind_of(f->port[f->idx]) == AUTHFAIL)) {
+            f->error = got == 0 ? "server closed the connection unexpectedly"
+                                : "FATAL:  password authentication failed for user \"u\"";
             close(f->sock); /* as libpq after an error or an end during the startup: no other host */
             f->sock = -1;
             f->st = CONNECTION_BAD;
@@ -282,6 +285,12 @@ static PQconninfoOption *f_conninfo(PGconn *c)
     return fake(c) ? NULL : PQconninfo(c);
 }
 
+static char *f_error_message(const PGconn *c)
+{
+    struct fconn *f = fake(c);
+    return f ? (char *)(f->error ? f->error : "") : PQerrorMessage(c);
+}
+
 static struct pqri_libpq fake_libpq(void)
 {
     struct pqri_libpq pq = pqri_direct_libpq;
@@ -296,6 +305,7 @@ static struct pqri_libpq fake_libpq(void)
     pq.conninfo = f_conninfo;
     pq.used_password = f_used_password;
     pq.needs_password = f_needs_password;
+    pq.error_message = f_error_message;
     return pq;
 }
 

@@ -60,6 +60,7 @@ static struct {
     char first[MAXSTEPS][64], first_port[MAXSTEPS][16];
     bool needs_password, used_password; /* what libpq says of a failed attempt's login */
     bool login_fails;                   /* every attempt ends at its first entry's login */
+    const char *errmsg;                 /* libpq's message for a failed attempt (NULL: the real one) */
 } fake;
 
 /* The first entry of a comma-separated list into out. */
@@ -178,6 +179,11 @@ static int fake_used_password(const PGconn *c)
     return c == fake.last ? fake.used_password : PQconnectionUsedPassword(c);
 }
 
+static char *fake_error_message(const PGconn *c)
+{
+    return c == fake.last && fake.errmsg ? (char *)fake.errmsg : PQerrorMessage(c);
+}
+
 static int fake_socket(const PGconn *c)
 {
     if (c != fake.last)
@@ -200,6 +206,7 @@ static struct pqri_libpq fake_libpq(void)
     pq.socket = fake_socket;
     pq.needs_password = fake_needs_password;
     pq.used_password = fake_used_password;
+    pq.error_message = fake_error_message;
     memset(&fake, 0, sizeof fake);
     fake.ready_fd = open("/dev/null", O_RDWR);
     if (pipe(fds) == 0)
@@ -489,11 +496,25 @@ int main(void)
         ok(fake.calls == 2 && fake.blocking_calls == 0, "a password sent and refused: one more round, no more (%d)", fake.calls);
         PQfinish(c);
 
+        /* The member ended the connect before its login for a reason of its own (libpq's
+         * require_auth, no such database): libpq's own message, no new round. */
+        pq = fake_libpq();
+        inject(0);
+        memcpy(fake.script[0], auth, sizeof auth);
+        fake.errmsg = "connection to server at \"10.0.0.2\", port 5432 failed: server requested SCRAM-SHA-256 "
+                      "authentication, but only password authentication is allowed\n";
+        c = exec_fake(&pq, "host=fd.example port=5432 user=u");
+        ok(fake.calls == 1 && fake.blocking_calls == 0, "ended before the login by a rule (require_auth): no retry (%d)", fake.calls);
+        PQfinish(c);
+
         /* The old leader's shutdown ends the backend in the middle of the startup, no password
          * involved: the moment of a leader change, tried again (as a non-blocking connect is). */
         pq = fake_libpq();
         inject(0);
         memcpy(fake.script[0], auth, sizeof auth);
+        fake.errmsg = "connection to server at \"10.0.0.9\", port 5432 failed: FATAL:  the database system is "
+                      "starting up\nconnection to server at \"10.0.0.2\", port 5432 failed: FATAL:  the database "
+                      "system is shutting down\n";
         struct step lands[] = {S("10.0.0.2", "5432", CONNECTION_STARTED, W), S("10.0.0.2", "5432", CONNECTION_OK, PGRES_POLLING_OK)};
         memcpy(fake.script[1], lands, sizeof lands);
         c = exec_fake(&pq, "host=fd.example port=5432 user=u");
