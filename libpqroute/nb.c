@@ -101,14 +101,17 @@ static bool waker_running;
 static long long waker_due = LLONG_MIN;
 /* Members found down, waiting for the waker to share them through the host cache (under lock). A
  * full queue drops the newest: sharing is a courtesy to the other processes; this process already
- * remembers them. `sharing` is the view set the waker is writing for, outside the lock. */
+ * remembers them. */
 #define DOWNQ 64
 static struct down {
     struct pqri_view *v;
     struct pqri_failure f;
 } downq[DOWNQ];
 static size_t ndownq;
-static struct pqri_views *sharing;
+#define SHARE_PER_ROUND 4
+/* The waker is out of the lock with views in hand (reading paused connects' views, or writing
+ * members found down): a router's close waits for it to come back (`shared`). */
+static bool outside;
 static pthread_cond_t shared = PTHREAD_COND_INITIALIZER;
 /* The listening sockets a paused connect is connected to: 127.0.0.1 and ::1, made on first need. */
 static struct {
@@ -167,7 +170,7 @@ static void nb_parent(void)
 static void nb_child(void)
 {
     ndownq = 0; /* the parent's to write */
-    sharing = NULL;
+    outside = false;
     pthread_cond_init(&shared, NULL);
     /* Not the child's to keep: the parent's listeners (the child's waker would accept the
      * parent's paused connects) and its references to the parent's connections. */
@@ -201,7 +204,6 @@ static void waker_start(void)
 
     if (waker_pid == getpid())
         return;
-    waker_pid = getpid();
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&cond, &ca);
@@ -212,11 +214,16 @@ static void waker_start(void)
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old); /* the application's signals are not the waker's */
     waker_running = pthread_create(&th, &ta, waker, NULL) == 0;
+    if (waker_running) /* a failed start is tried again by the next connect */
+        waker_pid = getpid();
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     pthread_attr_destroy(&ta);
-    if (!waker_running)
+    static bool warned;
+    if (!waker_running && !warned) {
+        warned = true;
         PQRI_WARN("cannot start the thread that keeps non-blocking connects' deadlines: they go "
-                  "through libpq's own host list");
+                  "through libpq's own host list (tried again at the next one)");
+    }
 }
 
 /* The listener for family, made if needed; -1 if none can be (no loopback here). Under lock. */
@@ -303,25 +310,15 @@ static void *waker(void *arg)
                 if (k == nv && nv < MAX_VIEWS)
                     views[nv++].v = nb->p->v;
             }
-        struct down downs[DOWNQ];
-        size_t nd = ndownq;
-        memcpy(downs, downq, nd * sizeof *downs);
-        ndownq = 0;
-        sharing = nd ? pqri_view_views(downs[0].v) : NULL;
+        outside = true;
         pthread_mutex_unlock(&lock);
         for (size_t k = 0; k < nv; k++) {
             struct pqr_topology *t = pqri_view_snapshot(views[k].v, 0);
             views[k].gen = t ? t->gen : 0;
             pqri_topo_unref(t);
         }
-        for (size_t k = 0; k < nd; k++) /* one router's views at a time: see below */
-            if (pqri_view_views(downs[k].v) == sharing)
-                pqri_view_share_down(downs[k].v, &downs[k].f);
         pthread_mutex_lock(&lock);
-        for (size_t k = 0; k < nd; k++) /* another router's: back to the queue, next round */
-            if (pqri_view_views(downs[k].v) != sharing && ndownq < DOWNQ)
-                downq[ndownq++] = downs[k];
-        sharing = NULL;
+        outside = false;
         pthread_cond_broadcast(&shared);
         long long now = pqri_mono_ms(), next = LLONG_MAX;
         for (unsigned b = 0; live && b < BUCKETS; b++)
@@ -346,8 +343,27 @@ static void *waker(void *arg)
             }
         if (!npaused)
             drain_listeners();
-        if (ndownq)
-            next = now; /* other routers' downs wait for the next round */
+        /* The host cache, after the deadlines (a write may wait on the disk): a few of the
+         * members found down per round, one router's at a time, the rest left queued. */
+        struct down downs[SHARE_PER_ROUND];
+        size_t nd = 0, k = 0;
+        struct pqri_views *owner = ndownq ? pqri_view_views(downq[0].v) : NULL;
+        for (size_t i = 0; i < ndownq; i++)
+            if (nd < SHARE_PER_ROUND && pqri_view_views(downq[i].v) == owner)
+                downs[nd++] = downq[i];
+            else
+                downq[k++] = downq[i];
+        ndownq = k;
+        if (nd) {
+            outside = true;
+            pthread_mutex_unlock(&lock);
+            for (size_t i = 0; i < nd; i++)
+                pqri_view_share_down(downs[i].v, &downs[i].f);
+            pthread_mutex_lock(&lock);
+            outside = false;
+            pthread_cond_broadcast(&shared);
+            continue; /* the table may have changed meanwhile: look again before waiting */
+        }
         waker_due = next;
         if (next == LLONG_MAX) {
             pthread_cond_wait(&cond, &lock);
@@ -577,8 +593,7 @@ static PostgresPollingStatusType decide(struct nb *nb, PostgresPollingStatusType
      * blocking connects (pqri_plan_login_ends in plan.c). */
     if (ps == PGRES_POLLING_FAILED && nb->cur >= 0 && nb->answered[nb->cur] &&
         !nb->authed[nb->cur] &&
-        pqri_plan_login_ends(p, &nb->login, nb->cur,
-                             (size_t)nb->cur + 1 < p->ncands + !p->leave_door_out,
+        pqri_plan_login_ends(&nb->login, (size_t)nb->cur + 1 < p->ncands + !p->leave_door_out,
                              nb->pq->needs_password && nb->pq->needs_password(nb->conn),
                              !nb->pq->used_password || nb->pq->used_password(nb->conn),
                              nb->pq->error_message(nb->conn))) {
@@ -641,12 +656,12 @@ void pqri_nb_drop_views(struct pqri_views *vs)
     size_t k = 0;
 
     pthread_mutex_lock(&lock);
+    while (outside) /* it may hold views of vs */
+        pthread_cond_wait(&shared, &lock);
     for (size_t i = 0; i < ndownq; i++)
         if (pqri_view_views(downq[i].v) != vs)
             downq[k++] = downq[i];
     ndownq = k;
-    while (sharing == vs)
-        pthread_cond_wait(&shared, &lock);
     pthread_mutex_unlock(&lock);
 }
 

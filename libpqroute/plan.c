@@ -448,59 +448,79 @@ bool pqri_plan_authed(ConnStatusType st)
         st == CONNECTION_CONSUME || st == CONNECTION_CHECK_TARGET || st == CONNECTION_CHECK_STANDBY;
 }
 
-/* libpq's message for the host it stopped at says the server went away in the middle, or is
- * shutting down or starting up (SQLSTATE 57P03): what a leader change looks like. libpq gives no
- * SQLSTATE for a failed connect, so the text is read (the last host's part of it); a message in
- * another language reads as none of these, and the connect ends as libpq ended it. */
-static bool ended_by_leader_change(const char *error)
-{
-    static const char *const signs[] = {
-        "server closed the connection unexpectedly",   "the database system is shutting down",
-        "the database system is starting up",          "the database system is in recovery mode",
-        "the database system is not yet accepting",    "the database system is not accepting",
-        "terminating connection due to administrator", NULL};
-    const char *last = error, *at;
+/* What libpq's message for the host it stopped at (the last host's part of it) says: the end was
+ * the member's definite answer (a login refused, no such database or role, no room, a TLS or
+ * authentication requirement not met), or a leader change (the server went away in the middle,
+ * over TCP or TLS, or is shutting down or starting up: 57P03), or a refused role. libpq gives no
+ * SQLSTATE for a failed connect, so the English text is read; another language reads as none. */
+enum ending { UNKNOWN, DEFINITE, LEADER_CHANGE };
 
-    if (!error)
-        return false;
-    while ((at = strstr(last + 1, "connection to server")))
-        last = at;
-    for (size_t i = 0; signs[i]; i++)
-        if (strstr(last, signs[i]))
+static bool says(const char *text, const char *const *phrases)
+{
+    for (size_t i = 0; phrases[i]; i++)
+        if (strstr(text, phrases[i]))
             return true;
     return false;
 }
 
-/*
- * An attempt ended at member `at`, which answered, before its login was seen through. A password
- * needed and not given: the end (the application may ask for one; a role is refused only after a
- * login, so this holds wherever the member is in the list). A password sent: refused, or the old
- * leader's shutdown ending the backend in the middle — libpq does not say which — so one more
- * round, never more; at the list's end, where a role refused after a login (decided inside one
- * poll, unseen) looks the same, the end only when the member that refused before refuses again.
- * Otherwise, before the end of the list (libpq stops there only when the member ended the
- * connect): rounds when the server went away or is shutting down (a leader change), else the end
- * with libpq's own message (require_auth, no such database, too many clients). At the end of the
- * list: rounds, as for members that refused the role.
- */
-bool pqri_plan_login_ends(struct pqri_plan *p, struct pqri_login *l, int at, bool before_end,
-                          bool needs_password, bool used_password, const char *error)
+static enum ending ending_of(const char *error)
 {
-    const struct pqri_candidate *c = &p->cands[at];
-    bool same = l->retried && l->port == c->port && strcmp(l->addr, c->addr) == 0;
+    static const char *const definite[] = {"password authentication failed",
+                                           "authentication method requirement",
+                                           "require_auth",
+                                           "does not exist",
+                                           "no pg_hba.conf entry",
+                                           "too many clients",
+                                           "remaining connection slots",
+                                           "certificate",
+                                           "SSL is not enabled",
+                                           "does not support SSL",
+                                           "channel binding",
+                                           "GSSAPI",
+                                           NULL};
+    static const char *const changing[] = {"server closed the connection unexpectedly",
+                                           "the database system is",
+                                           "SSL SYSCALL error",
+                                           "unexpected eof",
+                                           "SSL connection has been closed unexpectedly",
+                                           "could not receive data from server",
+                                           "terminating connection",
+                                           "session is read-only",
+                                           "session is not read-only",
+                                           "server is in hot standby mode",
+                                           "server is not in hot standby mode",
+                                           NULL};
+    const char *last = error, *at;
 
-    if (needs_password)
+    if (!error)
+        return UNKNOWN;
+    while ((at = strstr(last + 1, "connection to server")))
+        last = at;
+    return says(last, definite) ? DEFINITE : says(last, changing) ? LEADER_CHANGE : UNKNOWN;
+}
+
+/*
+ * An attempt ended at member `at`, which answered, before its login was seen through: end the
+ * connect (with libpq's message), or rounds as in a leader change? A password needed and not given
+ * ends it (the application may ask for one; language-independent). So does a definite answer of
+ * the member's. A leader change or a refused role: rounds. A message not understood (another
+ * language): rounds, except that before the end of the list — where libpq stops only when the
+ * member ended the connect, not for a refused role — a sent password gets one more round, never
+ * more (a refused password, or the old leader's shutdown in the middle: libpq does not say which).
+ */
+bool pqri_plan_login_ends(struct pqri_login *l, bool before_end, bool needs_password,
+                          bool used_password, const char *error)
+{
+    enum ending e = ending_of(error);
+
+    if (needs_password || e == DEFINITE)
         return true;
-    if (used_password) {
-        if (before_end && !l->retried) {
-            l->retried = true;
-            snprintf(l->addr, sizeof l->addr, "%s", c->addr);
-            l->port = c->port;
-            return false;
-        }
-        return before_end || same;
+    if (e == UNKNOWN && used_password && before_end) {
+        if (l->retried)
+            return true;
+        l->retried = true;
     }
-    return before_end && !ended_by_leader_change(error);
+    return false;
 }
 
 static bool any_answered(const struct pqri_plan *p, const struct attempt *a)
@@ -679,7 +699,7 @@ static PGconn *connect_routed(struct pqri_views *vs, struct pqri_plan *p)
         /* Ended at a member that answered, its login not seen through: the login rule
          * (pqri_plan_login_ends), shared with non-blocking connects. */
         if (st == CONNECTION_BAD && a.at >= 0 && a.answered[a.at] && !a.authed[a.at] &&
-            pqri_plan_login_ends(p, &login, a.at, (size_t)a.at + 1 < p->ncands + !p->leave_door_out,
+            pqri_plan_login_ends(&login, (size_t)a.at + 1 < p->ncands + !p->leave_door_out,
                                  pq->needs_password && pq->needs_password(conn),
                                  !pq->used_password || pq->used_password(conn),
                                  pq->error_message(conn)))

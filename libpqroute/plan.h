@@ -49,15 +49,13 @@ int pqri_plan_entry(const struct pqri_plan *p,
                     PGconn *conn);          /* a candidate's index, or the above */
 bool pqri_plan_answered(ConnStatusType st); /* the host spoke PostgreSQL */
 bool pqri_plan_authed(ConnStatusType st);   /* ... and its login went through */
-/* An attempt that ended at a member that answered before its login was seen through. */
+/* An attempt that ended at a member that answered before its login was seen through: true to end
+ * the connect with it (see plan.c). */
 struct pqri_login {
-    bool retried; /* a round was given after a password was sent there */
-    char addr[PQRI_ADDRLEN];
-    int port;
+    bool retried; /* a round was given after a password was sent and not understood */
 };
-/* true: end the connect with this attempt's result (see connect_routed() in plan.c). */
-bool pqri_plan_login_ends(struct pqri_plan *p, struct pqri_login *l, int at, bool before_end,
-                          bool needs_password, bool used_password, const char *error);
+bool pqri_plan_login_ends(struct pqri_login *l, bool before_end, bool needs_password,
+                          bool used_password, const char *error);
 void pqri_plan_note_failures(struct pqri_plan *p, size_t n);
 /* share_later: see pqri_view_note_down() */
 void pqri_plan_note_down(struct pqri_plan *p, const struct pqri_candidate *c, bool silent,

@@ -171,7 +171,7 @@ int pqri_settings_copy(struct pqr_settings *d, const struct pqr_settings *s)
 /* An allocation failed: the setting is refused, with a message, never silently left out. */
 static int no_memory(char *err, size_t errlen, const char *name)
 {
-    pqri_errf(err, errlen, "%s%s: out of memory", ENV_PREFIX, name);
+    pqri_errc(PQR_ERR_RESOURCE, err, errlen, "%s%s: out of memory", ENV_PREFIX, name);
     return -1;
 }
 
@@ -476,7 +476,7 @@ static int dcs_take(struct pqri_dcs_conf *c, const struct cluster_src *src,
 #define TAKE(f) (dup_str(&c->f, e && e->f ? e->f : d->f) < 0)
     if (TAKE(scope) || TAKE(ns) || TAKE(ca) || TAKE(cert) || TAKE(key) || TAKE(user) ||
         TAKE(password_file) || TAKE(token_file)) {
-        pqri_errf(err, errlen, "out of memory");
+        pqri_errc(PQR_ERR_RESOURCE, err, errlen, "out of memory");
         return -1;
     }
 #undef TAKE
@@ -497,7 +497,7 @@ static int dcs_take(struct pqri_dcs_conf *c, const struct cluster_src *src,
         return -1;
     }
     if (!c->ns && !(c->ns = strdup("/service"))) {
-        pqri_errf(err, errlen, "out of memory");
+        pqri_errc(PQR_ERR_RESOURCE, err, errlen, "out of memory");
         return -1;
     }
     return 0;
@@ -515,7 +515,7 @@ static int door_take(const char *cluster, const char *v, char **host, int *port,
         return -1;
     }
     if (!(*host = strndup(h, hl))) {
-        pqri_errf(err, errlen, "out of memory");
+        pqri_errc(PQR_ERR_RESOURCE, err, errlen, "out of memory");
         return -1;
     }
     return 0;
@@ -573,7 +573,7 @@ static int add_cluster(struct pqr_settings *s, const struct cluster_src *src, bo
     /* s->clusters is replaced only once nothing can fail */
     if (!c.name || !c.key || !(nc = realloc(s->clusters, (s->nclusters + 1) * sizeof *nc))) {
         cluster_clear(&c);
-        pqri_errf(err, errlen, "out of memory");
+        pqri_errc(PQR_ERR_RESOURCE, err, errlen, "out of memory");
         return -1;
     }
     s->clusters = nc;
@@ -731,7 +731,7 @@ static char *read_checked(const char *path, int depth, char *err, size_t errlen)
     if (!short_of_memory)
         goto out;
 no_memory:
-    pqri_errf(err, errlen, "%s: out of memory", path);
+    pqri_errc(PQR_ERR_RESOURCE, err, errlen, "%s: out of memory", path);
 fail:
     if (mem)
         fclose(mem);

@@ -501,8 +501,8 @@ int main(void)
         pq = fake_libpq();
         inject(0);
         memcpy(fake.script[0], auth, sizeof auth);
-        fake.errmsg = "connection to server at \"10.0.0.2\", port 5432 failed: server requested SCRAM-SHA-256 "
-                      "authentication, but only password authentication is allowed\n";
+        fake.errmsg = "connection to server at \"10.0.0.2\", port 5432 failed: authentication method requirement "
+                      "\"password\" failed: server requested SASL authentication\n";
         c = exec_fake(&pq, "host=fd.example port=5432 user=u");
         ok(fake.calls == 1 && fake.blocking_calls == 0, "ended before the login by a rule (require_auth): no retry (%d)", fake.calls);
         PQfinish(c);
