@@ -8,7 +8,8 @@ tmp=$(mktemp -d)
 user=
 cleanup() {
     stop_servers
-    [ -n "$user" ] && userdel -r "$user" >/dev/null 2>&1
+    # the victim's processes first: userdel refuses a user that still runs one
+    [ -n "$user" ] && { pkill -KILL -u "$user" 2>/dev/null; sleep 0.2; userdel -r "$user" >/dev/null 2>&1; }
     rm -rf "$tmp" "/tmp/libpqroute-${uid:-x}"
 }
 trap cleanup EXIT
@@ -63,5 +64,8 @@ as_victim "$B/pqroute" agent >"$tmp/agent.log" 2>&1 &
 agent=$!
 wait_for 10 grep -q 'serving the shared cache' "$tmp/agent.log"
 ok $(kill -0 $agent 2>/dev/null; echo $?) "the victim's agent runs (it exited with 3 before)"
+# $! is the shell that runs as_victim, not the agent: stop the victim's processes themselves.
+pkill -TERM -u "$user" 2>/dev/null
 kill $agent 2>/dev/null; wait $agent 2>/dev/null
+ok $(wait_for 10 sh -c "! pgrep -u $user >/dev/null"; echo $?) "the victim's agent stopped: nothing of the test left running"
 done_testing
