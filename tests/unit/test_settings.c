@@ -277,6 +277,31 @@ static void full_env(const char *f)
 }
 #endif
 
+#ifdef COUNTED_MALLOC
+/* pqri_settings_copy() of src with each of its allocations failing in turn: how many there are,
+ * the copies short of a setting and the failures that were not reported. */
+static long copies_out_of_memory(const struct pqr_settings *src, long *dropped, long *silent)
+{
+    struct pqr_settings got;
+    long n;
+
+    *dropped = *silent = 0;
+    for (n = 0;; n++) {
+        failed = false;
+        fail_at = n;
+        int rc = pqri_settings_copy(&got, src);
+        fail_at = -1;
+        if (rc == 0 && !same_settings(src, &got))
+            (*dropped)++;
+        if (rc < 0 && !failed)
+            (*silent)++;
+        pqri_settings_clear(&got);
+        if (!failed)
+            return n;
+    }
+}
+#endif
+
 /* Each allocation in turn fails: the copy and the loading either fail with an error, or hold
  * every setting. Never a setting silently left out (a TLS file, a prefix, a seed). */
 static void out_of_memory(void)
@@ -309,36 +334,11 @@ static void out_of_memory(void)
             ok(0, "unfinished: %s", err);
     }
 
-    for (n = 0;; n++) {
-        failed = false;
-        fail_at = n;
-        rc = pqri_settings_copy(&got, &want);
-        fail_at = -1;
-        if (rc == 0 && !same_settings(&want, &got))
-            dropped++;
-        if (rc < 0 && !failed)
-            silent++;
-        pqri_settings_clear(&got);
-        if (!failed)
-            break;
-    }
+    n = copies_out_of_memory(&want, &dropped, &silent);
     ok(n > 20 && !dropped && !silent,
        "the copy of finished settings, out of memory at each of its %ld allocations: "
        "%ld copies short of a setting, %ld failures without one", n, dropped, silent);
-    dropped = silent = 0;
-    for (n = 0;; n++) {
-        failed = false;
-        fail_at = n;
-        rc = pqri_settings_copy(&got, &unfinished);
-        fail_at = -1;
-        if (rc == 0 && !same_settings(&unfinished, &got))
-            dropped++;
-        if (rc < 0 && !failed)
-            silent++;
-        pqri_settings_clear(&got);
-        if (!failed)
-            break;
-    }
+    n = copies_out_of_memory(&unfinished, &dropped, &silent);
     ok(n > 10 && !dropped && !silent,
        "the copy of unfinished settings, out of memory at each of its %ld allocations: "
        "%ld copies short of a setting, %ld failures without one", n, dropped, silent);
