@@ -57,6 +57,7 @@ nb_check() { # tag label t_event new_ip direct_file
         ok $([ "$slow" = 0 ]; echo $?) "$2, non-blocking $w: no connect past its budget ($slow over $NB_BUDGET_MS ms; longest $(awk '{ if ($3 + 0 > m) m = $3 + 0 } END { print m + 0 }' "$f") ms)"
         ok $([ -n "$s" ] && [ -n "$d" ] && [ $((s - d)) -le 3000 ] &&
             awk -v t="$3" -v ip="server=$4:" '$1 > t && $2 == "OK" && index($0, ip) && !/write=FAIL/ {print; exit}' "$f" | grep -vq "client=$PROXY"; echo $?) \
-            "$2, non-blocking $w: lands on the new leader directly, right after the direct writer ($((${s:-0} - ${d:-0})) ms; bound 3 s)"
+            "$2, non-blocking $w: lands on the new leader directly, right after the direct writer ($([ -n "$s" ] && [ -n "$d" ] && echo "$((s - d)) ms" || echo "no write there")); bound 3 s)"
+        [ -n "$s" ] || tail -5 "$f" | sed 's/^/#   last: /' # a writer that died says why
     done
 }

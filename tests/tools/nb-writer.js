@@ -13,12 +13,25 @@ const mono = () => Number(process.hrtime.bigint()) / 1e6;
 const first = (e) => String(e && e.message ? e.message : e).trim().split('\n')[0].trim();
 const finish = mono() + secs * 1000;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const call = (c, f, ...a) => new Promise((res, rej) => c[f](...a, (err, rows) => (err ? rej(err) : res(rows))));
+// pg-native reports a connection the server ended mid-query (a crashed leader) only as an 'error'
+// event, never through the query's callback: without a listener node exits on it; with one that
+// does not fail the call, the writer waits forever. Either way it would stop writing.
+const call = (c, f, ...a) =>
+  new Promise((res, rej) => {
+    const lost = (err) => rej(err);
+    c.once('error', lost);
+    c[f](...a, (err, rows) => {
+      c.removeListener('error', lost);
+      if (err) rej(err);
+      else res(rows);
+    });
+  });
 
 (async () => {
   while (mono() < finish) {
     const t1 = mono();
     const c = new Client();
+    c.on('error', () => {}); // outside a call: the next call fails on its own
     let line;
     try {
       await call(c, 'connect', dsn);
