@@ -14,18 +14,27 @@ const first = (e) => String(e && e.message ? e.message : e).trim().split('\n')[0
 const finish = mono() + secs * 1000;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 // pg-native reports a connection the server ended mid-query (a crashed leader) only as an 'error'
-// event, never through the query's callback: without a listener node exits on it; with one that
-// does not fail the call, the writer waits forever. Either way it would stop writing.
+// event, never through the query's callback (without a listener node exits on it); at other moments
+// it leaves the call pending with nothing for node's event loop to wait on, and node exits with
+// code 0 (seen without the shim too). Either way the writer fails that call and goes on.
+let pending = null; // the pending call's reject
 const call = (c, f, ...a) =>
   new Promise((res, rej) => {
-    const lost = (err) => rej(err);
-    c.once('error', lost);
-    c[f](...a, (err, rows) => {
+    const lost = (err) => settle(rej, err);
+    const settle = (fn, v) => {
+      pending = null;
       c.removeListener('error', lost);
-      if (err) rej(err);
-      else res(rows);
-    });
+      fn(v);
+    };
+    pending = lost;
+    c.once('error', lost);
+    c[f](...a, (err, rows) => (err ? settle(rej, err) : settle(res, rows)));
   });
+let phase = 'start';
+process.on('beforeExit', () => {
+  if (pending && mono() < finish)
+    pending(new Error(`the server ended the connection during ${phase}; pg-native left the call pending`));
+});
 
 (async () => {
   while (mono() < finish) {
@@ -34,6 +43,7 @@ const call = (c, f, ...a) =>
     c.on('error', () => {}); // outside a call: the next call fails on its own
     let line;
     try {
+      phase = 'connect';
       await call(c, 'connect', dsn);
     } catch (e) {
       console.log(`${Date.now()} FAIL ${(mono() - t1).toFixed(1)} connect: ${first(e)}`);
@@ -43,9 +53,11 @@ const call = (c, f, ...a) =>
       continue;
     }
     try {
+      phase = 'query';
       const r = (await call(c, 'query', query))[0];
       line = `${Date.now()} OK ${(mono() - t1).toFixed(1)} client=${r.c} server=${r.s}:${r.p} recovery=${r.r ? 't' : 'f'}`;
       try {
+        phase = 'insert';
         await call(c, 'query', insert);
       } catch (e) {
         line += ` write=FAIL sqlstate=${(e && e.sqlState) || 'none'} ${first(e)}`;
@@ -54,7 +66,9 @@ const call = (c, f, ...a) =>
     } catch (e) {
       console.log(`${Date.now()} FAIL ${(mono() - t1).toFixed(1)} query: ${first(e)}`);
     }
+    phase = 'end';
     await new Promise((res) => c.end(res));
+    phase = 'sleep';
     const left = interval - (mono() - t1);
     if (left > 0) await sleep(left);
   }
