@@ -94,7 +94,7 @@ UNIT := $(patsubst tests/unit/%.c,$(B)/tests/%,$(wildcard tests/unit/test_*.c))
 TOOLS := $(patsubst tests/tools/%.c,$(B)/tests/%,$(wildcard tests/tools/*.c))
 PRELOAD_TOOLS := $(patsubst tests/tools/preload/%.c,$(B)/tests/%.so,$(wildcard tests/tools/preload/*.c))
 tests-build: $(UNIT) $(TOOLS) $(PRELOAD_TOOLS) $(B)/tests/pqr-dlhost $(B)/tests/pqr-loadstress \
-             $(B)/tests/pqr-cancel $(B)/bench/pqr-bench
+             $(B)/tests/pqr-cancel $(B)/bench/pqr-bench $(B)/bench/pqr-fleet
 
 # A host that does not link libpq (it dlopen()s it, as plugin hosts and FFI layers do).
 $(B)/tests/pqr-dlhost: tests/tools/dl/pqr-dlhost.c
@@ -127,6 +127,13 @@ $(B)/tests/%: tests/tools/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -std=gnu11 $(WARN) $(shell pkg-config --cflags libpq) $(SAN) \
 	  $(CFLAGS) -o $@ $< $(shell pkg-config --libs libpq) -lpthread
+
+# The fleet simulator links the library by its public API only, so that a baseline build of it can
+# be swapped in with LD_LIBRARY_PATH (bench/run measures the design before issue 22 side by side).
+$(B)/bench/pqr-fleet: bench/pqr-fleet.c $(LIB_SO)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -std=gnu11 $(WARN) -Ilibpqroute $(shell pkg-config --cflags libpq) $(CFLAGS) \
+	  -o $@ $< -L$(B) -lpqroute -Wl,-rpath,$(abspath $(B)) -ljansson -lpthread
 
 $(B)/bench/pqr-bench: bench/pqr-bench.c
 	@mkdir -p $(dir $@)

@@ -28,7 +28,9 @@
 /* How late a stop may be noticed while the agent sleeps. */
 #define STOP_CHECK_MS 50
 #define BACKOFF_MIN_MS 100
-#define BACKOFF_MAX_MS 5000
+/* A fleet's agents that lost the DCS try again every 5-10 s each at random, so that its return is
+ * met by their reconnects spread over seconds, not all at once. */
+#define BACKOFF_MAX_MS 10000
 
 struct agent_cluster {
     struct pqri_view *v;
@@ -67,13 +69,16 @@ static void on_count(void *arg, enum pqri_stat which)
     pqri_view_stat(((struct agent_cluster *)arg)->v, which);
 }
 
-static void serve_rest(struct agent_cluster *ac, bool fallback)
+/* vouch_ms: 0, or how long the view is good for (the next ask is due within it). */
+static void serve_rest(struct agent_cluster *ac, bool fallback, long long vouch_ms)
 {
     char err[2048];
     struct pqr_topology *t = pqri_view_fetch_rest(ac->v, fallback, err, sizeof err);
 
     if (fallback)
         pqri_view_stat(ac->v, PQRI_STAT_REST_FALLBACKS);
+    if (t)
+        t->vouch_ms = vouch_ms;
     pqri_view_serve(ac->v, t, err);
 }
 
@@ -82,7 +87,13 @@ static void follow_dcs(struct agent_cluster *ac, struct pqri_source *src)
     const struct pqr_settings *s = pqri_views_settings(pqri_view_views(ac->v));
     const char *name = pqri_view_conf(ac->v)->name;
     struct pqri_watch_hooks hooks = {ac, on_view, on_count};
-    long long backoff = BACKOFF_MIN_MS;
+    long long backoff = BACKOFF_MIN_MS, next_rest = 0;
+    /* While the DCS is unreachable, Patroni's REST API is asked once per PQROUTE_FALLBACK_MS (at
+     * least 5 s), jittered, one node at a time: 2,000 hosts at 15 s are ~45 requests/s per node of
+     * three, where Patroni's API serves its own members too. The view is vouched for until the
+     * next ask, plus one ask's budget. */
+    long long every = s->fallback_ms > s->refresh_ms ? s->fallback_ms : s->refresh_ms;
+    long long vouch = every * 4 / 3 + pqri_rest_budget_ms(s);
     bool warned = false;
     char err[2048];
 
@@ -93,6 +104,8 @@ static void follow_dcs(struct agent_cluster *ac, struct pqri_source *src)
         if (pqri_mono_ms() - started > 10LL * s->refresh_ms) {
             backoff = BACKOFF_MIN_MS; /* it had been working: a new outage */
             warned = false;
+            /* The watch's view stays good for the usual interval: the first ask is then. */
+            next_rest = ac->last_view + s->refresh_ms;
         }
         pqri_view_stat(ac->v, PQRI_STAT_WATCH_RECONNECTS);
         if (!warned)
@@ -105,9 +118,12 @@ static void follow_dcs(struct agent_cluster *ac, struct pqri_source *src)
          * unless the DCS read that began the failed watch just did. */
         long long retry_at = pqri_mono_ms() + pqri_jitter_ms(backoff * 3 / 4, 33); /* ~ms/2..ms */
         do {
-            if (pqri_mono_ms() - ac->last_view >= s->refresh_ms / 2)
-                serve_rest(ac, true);
-            long long next = pqri_mono_ms() + s->refresh_ms / 2;
+            if (pqri_mono_ms() - ac->last_view >= s->refresh_ms && pqri_mono_ms() >= next_rest) {
+                serve_rest(ac, true, vouch);
+                next_rest = pqri_mono_ms() + pqri_jitter_ms(every, 33);
+            }
+            long long next =
+                next_rest > pqri_mono_ms() ? next_rest : pqri_mono_ms() + STOP_CHECK_MS;
             sleep_ms(ac->stop, (next < retry_at ? next : retry_at) - pqri_mono_ms());
         } while (!stopping(ac->stop) && pqri_mono_ms() < retry_at);
         backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
@@ -147,7 +163,7 @@ static void *cluster_main(void *arg)
         /* Once per interval, as one process would: the processes of the host wait for the file
          * while the agent holds the lock, so it need not be younger than that. */
         while (!stopping(ac->stop)) {
-            serve_rest(ac, false);
+            serve_rest(ac, false, 0);
             sleep_ms(ac->stop, pqri_jitter_ms(s->refresh_ms, 10));
         }
     }

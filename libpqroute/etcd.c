@@ -2,12 +2,20 @@
  * etcd v3 through its JSON gateway (what Patroni's etcd3 DCS writes): a range read of
  * <namespace>/<scope>/, then a watch from the read's revision + 1.
  *
- * The watch is one streaming POST /v3/watch; its answers are newline-delimited JSON objects. A
- * stream can stall without closing (a dropped path, a frozen member), so once per refresh interval
- * a keys-only range read of the same prefix (cheap: a few keys, no values) proves the stream is
- * current: a key modified after the last revision the stream delivered, seen by two reads in a row,
- * means it is not, and the watch starts again. Each proof re-stamps the view, so its age means
- * "known current this long ago", as a poll's would.
+ * The watch is one streaming POST /v3/watch; its answers are newline-delimited JSON objects. What
+ * a fleet of hosts costs etcd is what each watch costs when nothing happens, so a quiet watch asks
+ * for nothing more (issue 22):
+ * - it asks for etcd's progress notifications (a store that sends them, see
+ *   --experimental-watch-progress-notify-interval, says "nothing up to revision R" on a quiet
+ *   stream) and for a member with a leader (the "hasleader" metadata: a member cut off from its
+ *   cluster ends the stream instead of going quiet);
+ * - only a stream silent for PQROUTE_WATCH_CHECK_MS is checked, by a keys-only range read of the
+ *   same prefix on the same member, serializable (answered by that member alone: no trip through
+ *   the etcd leader, which Patroni's own lease depends on). A key modified after the last revision
+ *   the stream delivered, seen again by a second read a moment later, means the stream is stalled,
+ *   and the watch starts again. A dead connection is found sooner, by TCP keepalive (http.c).
+ * The view is re-stamped once per refresh interval while the stream stands, so the shared file
+ * stays young for the host's processes; a stall is bounded by the check's interval plus two reads.
  *
  * Compaction: a watch from a revision etcd has compacted is cancelled with compact_revision; the
  * prefix is read again and watched from there.
@@ -406,15 +414,21 @@ struct watch {
     struct pqri_etcd *e;
     const struct pqri_watch_hooks *h;
     const int *stop;
-    char why[1024];       /* why the stream is abandoned; "" while it is fine */
-    bool compacted;       /* cancelled: the revision we asked for is compacted */
-    bool changed;         /* events applied since the last view was reported */
-    bool created;         /* etcd accepted the watch */
-    bool distrust;        /* it missed a change: read again rather than resume */
-    long long suspect;    /* a read saw this revision which the stream had not delivered */
-    long long next_check; /* monotonic: the next proof of life */
-    int failed_reads;     /* proofs of life that failed in a row */
+    char why[1024];        /* why the stream is abandoned; "" while it is fine */
+    bool compacted;        /* cancelled: the revision we asked for is compacted */
+    bool changed;          /* events applied since the last view was reported */
+    bool created;          /* etcd accepted the watch */
+    bool distrust;         /* it missed a change: read again rather than resume */
+    long long suspect;     /* a read saw this revision which the stream had not delivered */
+    long long heard;       /* monotonic: the stream's last answer (events, progress, created) */
+    long long proved;      /* monotonic: the last proof of life, answered or not */
+    long long last_report; /* monotonic: the view last re-stamped */
+    int failed_reads;      /* proofs of life that failed in a row */
 };
+
+/* A second look, soon: a read that saw a revision the stream had not delivered (it may be on its
+ * way), or one that failed. */
+#define RECHECK_MS 1000
 
 /* A DELETE event's key out of e->kv: 0, or -1 out of memory. */
 static int del_kv(struct pqri_etcd *e, json_t *kv)
@@ -468,8 +482,10 @@ static int on_line(void *arg, const char *line, size_t len)
         json_decref(j);
         return -1;
     }
-    if (json_is_true(json_object_get(res, "created")))
+    bool created = json_is_true(json_object_get(res, "created"));
+    if (created)
         w->created = true;
+    w->heard = pqri_mono_ms();
     events = json_object_get(res, "events");
     for (size_t i = 0; i < json_array_size(events); i++) {
         json_t *ev = json_array_get(events, i), *kv = json_object_get(ev, "kv");
@@ -487,17 +503,22 @@ static int on_line(void *arg, const char *line, size_t len)
         w->changed = true;
         w->h->count(w->h->arg, PQRI_STAT_WATCH_EVENTS);
     }
-    /* Every answer carries the store's revision: nothing of ours changed up to there. */
+    /* An answer with events, or a progress notification (no events, not the creation's), carries
+     * the store's revision: nothing of ours changed up to there. */
     long long hr = jrev(json_object_get(json_object_get(res, "header"), "revision"));
-    if (json_array_size(events) && hr > e->rev)
+    bool progress = !json_array_size(events) && !created && w->created;
+    if ((json_array_size(events) || progress) && hr > e->rev)
         e->rev = hr;
+    if (progress)
+        w->h->count(w->h->arg, PQRI_STAT_WATCH_PROGRESS);
     json_decref(j);
     return 0;
 }
 
 /* Whether the keys-only read j shows a change the stream has not delivered twice in a row: 1 it
- * does, 0 not, -1 out of memory. */
-static int stalled(struct watch *w, json_t *j)
+ * does, 0 not, -1 out of memory. before: the watch's revision when the read was sent (events that
+ * arrived during the read may be newer than the read's own revision). */
+static int stalled(struct watch *w, json_t *j, long long before)
 {
     struct pqri_etcd *e = w->e;
     json_t *kvs = json_object_get(j, "kvs");
@@ -522,7 +543,7 @@ static int stalled(struct watch *w, json_t *j)
     /* A store whose revision is behind ours is not the one we watched (rebuilt, or another
      * cluster behind the same address): nothing it streams would reach us. */
     long long hr = jrev(json_object_get(json_object_get(j, "header"), "revision"));
-    if (hr > 0 && hr < e->rev) {
+    if (hr > 0 && hr < before) {
         w->suspect = hr;
         return 1;
     }
@@ -550,10 +571,22 @@ static void report(struct watch *w)
     else
         PQRI_DEBUG("cluster %s: %s", w->e->c->name, why);
     w->changed = false;
+    w->last_report = pqri_mono_ms();
 }
 
-/* After each round of the stream's reading: what it changed reported, and once per interval the
- * proof of life. -1 ends the stream (w->why says why). */
+/* When the stream is next proven: after a silence of the check interval, or soon after a read that
+ * found something to look at again. */
+static long long next_proof(const struct watch *w)
+{
+    long long last = w->heard > w->proved ? w->heard : w->proved;
+
+    if (w->suspect || w->failed_reads)
+        return w->proved + RECHECK_MS;
+    return last + w->e->s->watch_check_ms;
+}
+
+/* After each round of the stream's reading: what it changed reported, the view re-stamped once per
+ * interval, and the proof of life after a silence. -1 ends the stream (w->why says why). */
 static int on_tick(void *arg, struct pqri_http_stream *s)
 {
     struct watch *w = arg;
@@ -562,14 +595,18 @@ static int on_tick(void *arg, struct pqri_http_stream *s)
     json_t *j;
     int st;
 
-    if (w->changed)
+    if (w->changed || pqri_mono_ms() - w->last_report >= e->s->refresh_ms)
         report(w);
-    if (pqri_mono_ms() < w->next_check)
+    if (pqri_mono_ms() < next_proof(w))
         return 0;
     /* The proof of life: blocking, so the stream waits in the socket meanwhile (a read on
      * loopback takes about a millisecond; at most the REST timeout). */
-    snprintf(rb, sizeof rb, "{\"key\":\"%s\",\"range_end\":\"%s\",\"keys_only\":true}", e->key64,
-             e->end64);
+    snprintf(rb, sizeof rb,
+             "{\"key\":\"%s\",\"range_end\":\"%s\",\"keys_only\":true,\"serializable\":true}",
+             e->key64, e->end64);
+    w->proved = pqri_mono_ms();
+    w->h->count(w->h->arg, PQRI_STAT_WATCH_CHECKS);
+    long long before = e->rev;
     j = call_authed(e, "/kv/range", rb, w->stop, why, sizeof why);
     if (!j && ++w->failed_reads >= 2) {
         snprintf(w->why, sizeof w->why, "%s", why);
@@ -578,7 +615,7 @@ static int on_tick(void *arg, struct pqri_http_stream *s)
         w->failed_reads = 0;
         /* Deliver what is already in the socket before judging the stream. */
         pqri_http_stream_pump(s);
-        if ((st = stalled(w, j)) != 0) {
+        if ((st = stalled(w, j, before)) != 0) {
             if (st < 0)
                 snprintf(w->why, sizeof w->why, "etcd %s: out of memory checking the watch",
                          e->shown);
@@ -599,7 +636,6 @@ static int on_tick(void *arg, struct pqri_http_stream *s)
         }
         json_decref(j);
     }
-    w->next_check = pqri_mono_ms() + e->s->refresh_ms;
     return 0;
 }
 
@@ -609,16 +645,17 @@ static void start_stream(struct watch *w, char *url, size_t urllen, char *body, 
     struct pqri_etcd *e = w->e;
 
     snprintf(url, urllen, "%s%s/watch", base(e), e->api);
-    snprintf(
-        body, bodylen,
-        "{\"create_request\":{\"key\":\"%s\",\"range_end\":\"%s\",\"start_revision\":\"%lld\"}}",
-        e->key64, e->end64, e->rev + 1);
+    snprintf(body, bodylen,
+             "{\"create_request\":{\"key\":\"%s\",\"range_end\":\"%s\",\"start_revision\":\"%lld\","
+             "\"progress_notify\":true}}",
+             e->key64, e->end64, e->rev + 1);
     w->why[0] = 0;
     w->compacted = false;
     w->created = false;
     w->distrust = false;
     w->suspect = 0;
-    w->next_check = pqri_mono_ms() + e->s->refresh_ms;
+    w->failed_reads = 0;
+    w->heard = w->proved = w->last_report = pqri_mono_ms();
 }
 
 static bool stop_now(const int *stop)
@@ -631,7 +668,9 @@ int pqri_etcd_watch(struct pqri_etcd *e, const int *stop, const struct pqri_watc
 {
     struct watch w = {.e = e, .h = h, .stop = stop};
     char url[700], body[1400], why[256];
-    const char *hdr[1] = {e->auth_hdr};
+    /* A member that loses its cluster's leader ends the stream rather than going quiet (etcd's
+     * own clients ask the same through this gRPC metadata). */
+    const char *hdr[2] = {"Grpc-Metadata-hasleader: true", e->auth_hdr};
     struct pqri_http_req rq = {url,      body, hdr,  0,    &e->tls, e->s->rest_timeout_ms,
                                MAX_LINE, stop, NULL, NULL, 0,       NULL};
     struct pqri_http_stream_opts so = {&rq, on_line, on_tick, &w};
@@ -659,7 +698,7 @@ int pqri_etcd_watch(struct pqri_etcd *e, const int *stop, const struct pqri_watc
     }
     for (;;) {
         start_stream(&w, url, sizeof url, body, sizeof body);
-        rq.nheaders = e->token ? 1 : 0;
+        rq.nheaders = e->token ? 2 : 1;
         enum pqri_http_stream_end end = pqri_http_stream_run(&so, why, sizeof why);
         if (end == PQRI_STREAM_FAILED) {
             pqri_errf(err, errlen, "%s", why);

@@ -90,14 +90,14 @@ struct pqr_topology *pqri_view_read_shared(struct pqri_view *v)
 
 static bool usable_file(const struct pqri_views *vs, const struct pqr_topology *ft, long long want)
 {
-    return ft && ft->mono_ms > want && age_ms(ft) < vs->s.refresh_ms;
+    return ft && ft->mono_ms > want && (age_ms(ft) < vs->s.refresh_ms || age_ms(ft) < ft->vouch_ms);
 }
 
 /* Ask Patroni's REST API (under the shared lock, when the caller holds it): the view before name
  * look-ups. With a DCS configured this is the fallback: one endpoint at a time, starting with a
- * different one each time. */
+ * different one each time — and in the agent, only that one (see pqri_view_fetch_rest). */
 static struct pqr_topology *fetch_rest(struct pqri_views *vs, struct pqri_view *v, bool fallback,
-                                       char *err, size_t errlen)
+                                       bool only_one, char *err, size_t errlen)
 {
     char *urls[PQRI_MAX_ENDPOINTS], *order[PQRI_MAX_ENDPOINTS];
     struct pqr_topology *cur, *t;
@@ -116,8 +116,8 @@ static struct pqr_topology *fetch_rest(struct pqri_views *vs, struct pqri_view *
     unsigned first = fallback ? v->rest_next++ : pqri_views_spread(vs);
     for (size_t i = 0; i < n; i++)
         order[i] = urls[(first + i) % n];
-    struct pqri_fetch_opts o = {&vs->s, v->conf,   (const char *const *)order,
-                                n,      &vs->stop, fallback};
+    struct pqri_fetch_opts o = {&vs->s,           v->conf,   (const char *const *)order,
+                                only_one ? 1 : n, &vs->stop, fallback};
     t = pqri_patroni_fetch(&o, err, errlen);
     for (size_t i = 0; i < n; i++)
         free(urls[i]);
@@ -131,7 +131,7 @@ static struct pqr_topology *fetch(struct pqri_views *vs, struct pqri_view *v, ch
     struct pqr_topology *t;
 
     if (!v->conf->dcs.kind)
-        return fetch_rest(vs, v, false, err, errlen);
+        return fetch_rest(vs, v, false, false, err, errlen);
     if (!pqri_view_source(v)) {
         pqri_errf(err, errlen, "out of memory");
         return NULL;
@@ -150,7 +150,7 @@ static struct pqr_topology *fetch(struct pqri_views *vs, struct pqri_view *v, ch
                   v->conf->name, why);
     v->dcs_failing = true;
     pqri_stat(&v->stats, PQRI_STAT_REST_FALLBACKS);
-    t = fetch_rest(vs, v, true, err, errlen);
+    t = fetch_rest(vs, v, true, false, err, errlen);
     if (!t)
         pqri_errcat(err, errlen, why);
     return t;
@@ -268,8 +268,8 @@ struct pqri_source *pqri_view_source(struct pqri_view *v)
     return v->src;
 }
 
-struct pqr_topology *pqri_view_fetch_rest(struct pqri_view *v, bool one_at_a_time, char *err,
+struct pqr_topology *pqri_view_fetch_rest(struct pqri_view *v, bool dcs_down, char *err,
                                           size_t errlen)
 {
-    return fetch_rest(v->vs, v, one_at_a_time, err, errlen);
+    return fetch_rest(v->vs, v, dcs_down, dcs_down, err, errlen);
 }

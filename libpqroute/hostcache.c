@@ -456,7 +456,7 @@ const char *const pqri_stat_names[PQRI_STAT_COUNT] = {
     "retries",           "refresh_ok",      "refresh_failed",   "shared_cache_used",
     "passed_through",    "panic_refreshes", "door_skipped",     "member_down",
     "dcs_reads",         "rest_fallbacks",  "watch_events",     "watch_reconnects",
-    "watch_compactions",
+    "watch_compactions", "watch_progress",  "watch_checks",
 };
 
 void pqri_stats_init(struct pqri_stats *st, struct pqri_cache_dir *d, const char *key)

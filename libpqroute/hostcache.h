@@ -79,6 +79,8 @@ enum pqri_stat {
     PQRI_STAT_WATCH_EVENTS,
     PQRI_STAT_WATCH_RECONNECTS,
     PQRI_STAT_WATCH_COMPACTIONS,
+    PQRI_STAT_WATCH_PROGRESS, /* progress notifications: the stream said "nothing new" */
+    PQRI_STAT_WATCH_CHECKS,   /* reads proving a silent stream */
     PQRI_STAT_COUNT
 };
 extern const char *const pqri_stat_names[PQRI_STAT_COUNT];

@@ -29,6 +29,8 @@ void pqri_settings_init(struct pqr_settings *s)
     memset(s, 0, sizeof *s);
     s->refresh_ms = 1000;
     s->stale_ms = 10000;
+    s->watch_check_ms = 12000;
+    s->fallback_ms = 15000;
     s->rest_timeout_ms = 1000;
     s->connect_timeout_s = 2;
     s->start_wait_ms = 100;
@@ -316,6 +318,10 @@ static const struct setting {
     {"LOG", K_LOG, AT(log_level), 0, 0, "error, warn, info or debug", W_TOP},
     {"REFRESH_MS", K_INT, AT(refresh_ms), 50, 3600000, "milliseconds from 50 to 3600000", W_TOP},
     {"STALE_MS", K_INT, AT(stale_ms), 100, 86400000, "milliseconds from 100 to 86400000", W_TOP},
+    {"WATCH_CHECK_MS", K_INT, AT(watch_check_ms), 1000, 3600000,
+     "milliseconds from 1000 to 3600000", W_TOP},
+    {"FALLBACK_MS", K_INT, AT(fallback_ms), 5000, 3600000, "milliseconds from 5000 to 3600000",
+     W_TOP},
     {"REST_TIMEOUT_MS", K_INT, AT(rest_timeout_ms), 10, 60000, "milliseconds from 10 to 60000",
      W_TOP},
     {"CONNECT_TIMEOUT", K_INT, AT(connect_timeout_s), 0, 3600, "seconds from 0 to 3600", W_TOP},

@@ -55,6 +55,8 @@ struct pqr_settings {
     size_t nclusters;
     int refresh_ms;
     int stale_ms;
+    int watch_check_ms; /* the longest a DCS watch stays silent before a read checks it */
+    int fallback_ms;    /* while the DCS is unreachable: Patroni's REST API asked this often */
     int rest_timeout_ms;
     int connect_timeout_s; /* added to routed connections that set none; 0: never */
     int start_wait_ms;     /* how long a non-blocking connect waits for a process's first view */

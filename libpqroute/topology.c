@@ -181,11 +181,15 @@ struct pqr_topology *pqri_topo_parse(const char *json, size_t len, char *err, si
     ours = json_object_get(root, "pqroute");
     if (json_is_object(ours)) {
         json_t *at = json_object_get(ours, "fetched_at_ms"), *seq = json_object_get(ours, "seq");
+        json_t *vouch = json_object_get(ours, "vouch_ms");
         const char *src = jstr(ours, "source", 512);
         if (json_is_integer(at))
             t->fetched_ms = json_integer_value(at);
         if (json_is_integer(seq) && json_integer_value(seq) > 0)
             t->seq = (uint64_t)json_integer_value(seq);
+        /* Bounded: a file that says "valid for a day" is not believed past an hour. */
+        if (json_is_integer(vouch) && json_integer_value(vouch) > 0)
+            t->vouch_ms = json_integer_value(vouch) > 3600000 ? 3600000 : json_integer_value(vouch);
         if (src && !(t->source = strdup(src)))
             goto oom;
     }
@@ -318,6 +322,8 @@ char *pqri_topo_dump(const struct pqr_topology *t)
     json_object_set_new(ours, "fetched_at_ms", json_integer(t->fetched_ms));
     json_object_set_new(ours, "seq", json_integer((json_int_t)(t->seq & INT64_MAX)));
     json_object_set_new(ours, "source", json_string(t->source ? t->source : ""));
+    if (t->vouch_ms > 0)
+        json_object_set_new(ours, "vouch_ms", json_integer(t->vouch_ms));
     json_object_set(root, "members", arr);
     json_object_set(root, "pqroute", ours);
     out = json_dumps(root, JSON_COMPACT);

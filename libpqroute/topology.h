@@ -36,6 +36,7 @@ struct pqr_topology {
     long long fetched_ms; /* CLOCK_REALTIME: what the shared cache file carries, and shows */
     long long mono_ms;    /* CLOCK_MONOTONIC of this process: every age and "newer" test */
     uint64_t seq;         /* the shared file's write sequence: newer across processes */
+    long long vouch_ms;   /* the agent asks again within this long (0: the usual intervals) */
     char *source;
     int leader;   /* index or -1 */
     long max_tl;  /* highest timeline reported, -1 if none */

@@ -94,15 +94,19 @@ static inline long long age_ms(const struct pqr_topology *t)
     return pqri_mono_ms() - t->mono_ms;
 }
 
+/* Young enough to route with. An agent that cannot reach the DCS asks Patroni's REST API less
+ * often than the stale limit (a fleet must not flood it, and no new leader can be elected without
+ * the DCS) and vouches for its view until its next ask. */
 static inline bool fresh(const struct pqri_views *vs, const struct pqr_topology *t)
 {
-    return t && age_ms(t) <= vs->s.stale_ms;
+    return t && age_ms(t) <= (t->vouch_ms > vs->s.stale_ms ? t->vouch_ms : vs->s.stale_ms);
 }
 
-/* Young enough to use without asking Patroni: someone refreshed it within two intervals. */
+/* Young enough to use without asking Patroni: someone refreshed it within two intervals, or the
+ * agent vouches for it. */
 static inline bool recent(const struct pqri_views *vs, const struct pqr_topology *t)
 {
-    return t && age_ms(t) < 2LL * vs->s.refresh_ms;
+    return t && (age_ms(t) < 2LL * vs->s.refresh_ms || age_ms(t) < t->vouch_ms);
 }
 
 static inline bool sharing(struct pqri_views *vs)

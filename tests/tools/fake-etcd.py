@@ -27,7 +27,7 @@ addr, port = sys.argv[1].rsplit(":", 1)
 lock = threading.Condition()
 state = {"rev": 1, "kv": {}, "mode": "ok", "auth": False, "token": None, "ntoken": 0,
          "compacted_once": False}
-stats = {"range": 0, "range_keys_only": 0, "watch": 0, "auth": 0, "version": 0, "unauth": 0}
+stats = {"range": 0, "range_keys_only": 0, "range_serializable": 0, "watch": 0, "auth": 0, "version": 0, "unauth": 0}
 raw = {}  # key -> a value sent as it is (not base64)
 PFX = "/service/fake/"
 
@@ -162,6 +162,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if path == "/v3/kv/range":
                 keys_only = bool(body.get("keys_only"))
                 stats["range_keys_only" if keys_only else "range"] += 1
+                stats["range_serializable"] += bool(body.get("serializable"))
                 start = base64.b64decode(body["key"]).decode()
                 end = base64.b64decode(body.get("range_end", "")).decode()
                 kvs = [kvjson(k, keys_only) for k in sorted(state["kv"]) if start <= k < end]

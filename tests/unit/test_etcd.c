@@ -34,11 +34,15 @@ static struct {
     char version[16];    /* what /version says */
     char watch_mode[16]; /* ok | cancel-once | garbage | error | close */
     bool hidden;         /* changes are not streamed (a stalled watch) */
+    bool progress;       /* a quiet stream that asked for it gets progress notifications */
     bool auth;           /* a token is required */
     bool range_500;
     bool cancelled;
     char token[32];
     int ntoken, ranges, keys_only, watches, auths, versions, unauth;
+    int serializable;          /* reads that asked for it */
+    bool asked_progress;       /* the last watch asked for progress notifications */
+    bool asked_leader;         /* the last watch sent the hasleader metadata */
     long long watch_from;
     char last_path[1024];
 } F = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
@@ -116,7 +120,8 @@ static void fake_reset(void)
     snprintf(F.version, sizeof F.version, "3.4.0");
     snprintf(F.watch_mode, sizeof F.watch_mode, "ok");
     F.hidden = F.auth = F.range_500 = F.cancelled = false;
-    F.ranges = F.keys_only = F.watches = F.auths = F.versions = F.unauth = 0;
+    F.ranges = F.keys_only = F.watches = F.auths = F.versions = F.unauth = F.serializable = 0;
+    F.progress = F.asked_progress = F.asked_leader = false;
     member_value(v, sizeof v, 1, "master");
     fake_put_locked(PFX "members/n1", v, false);
     member_value(v, sizeof v, 2, "replica");
@@ -135,6 +140,8 @@ static void fake_set(const char *what, const char *value)
         snprintf(F.watch_mode, sizeof F.watch_mode, "%s", value);
     else if (strcmp(what, "hidden") == 0)
         F.hidden = *value == '1';
+    else if (strcmp(what, "progress") == 0)
+        F.progress = *value == '1';
     else if (strcmp(what, "auth") == 0)
         F.auth = *value == '1';
     else if (strcmp(what, "range_500") == 0)
@@ -203,6 +210,7 @@ static int range_locked(int fd, json_t *body)
         return reply_json(fd, 500, json_pack("{s:s, s:i, s:s}", "error", "boom", "code", 2, "message",
                                              "etcdserver: \x1b]0;owned\x07\x1b[31mred"));
     keys_only ? F.keys_only++ : F.ranges++;
+    F.serializable += json_is_true(json_object_get(body, "serializable"));
     snprintf(start, sizeof start, "%s", unb64(json_string_value(json_object_get(body, "key"))));
     snprintf(end, sizeof end, "%s", unb64(json_string_value(json_object_get(body, "range_end"))));
     kvs = json_array();
@@ -235,7 +243,7 @@ static int send_line(int fd, char *line)
 static int watch(struct lb *s, int fd, long long since)
 {
     char mode[16];
-    long long sent = since - 1;
+    long long sent = since - 1, quiet_since = lb_now_ms();
 
     pthread_mutex_lock(&F.mu);
     snprintf(mode, sizeof mode, "%s", F.watch_mode);
@@ -283,7 +291,12 @@ static int watch(struct lb *s, int fd, long long since)
                 }
             sent = F.rev;
             line = line_locked(json_pack("{s:o, s:o}", "header", header_locked(), "events", events));
+        } else if (F.progress && F.asked_progress && lb_now_ms() - quiet_since >= 200) {
+            /* etcd's progress notification: a header, no events */
+            line = line_locked(json_pack("{s:o}", "header", header_locked()));
         }
+        if (line)
+            quiet_since = lb_now_ms();
         pthread_mutex_unlock(&F.mu);
         if ((line && send_line(fd, line) < 0) || lb_stopping(s))
             return -1;
@@ -331,6 +344,9 @@ static int etcd(struct lb *s, int fd, const struct lb_req *rq)
                                                              "start_revision"));
         F.watches++;
         F.watch_from = from ? strtoll(from, NULL, 10) : 0;
+        F.asked_progress =
+            json_is_true(json_object_get(json_object_get(body, "create_request"), "progress_notify"));
+        F.asked_leader = strcasestr(rq->head, "\r\nGrpc-Metadata-hasleader: true\r\n") != NULL;
         long long since = F.watch_from;
         pthread_mutex_unlock(&F.mu);
         json_decref(body);
@@ -348,6 +364,8 @@ static int etcd(struct lb *s, int fd, const struct lb_req *rq)
 static struct pqr_settings S;
 static bool S_set;
 
+static const char *watch_check_ms = "12000";
+
 static const struct pqri_cluster_conf *conf(const char *url, int refresh_ms, const char *user,
                                             const char *pwfile)
 {
@@ -363,6 +381,7 @@ static const struct pqri_cluster_conf *conf(const char *url, int refresh_ms, con
         pqri_settings_set(&S, "RW", "db:5432", err, sizeof err) < 0 ||
         pqri_settings_set(&S, "REFRESH_MS", ms, err, sizeof err) < 0 ||
         pqri_settings_set(&S, "REST_TIMEOUT_MS", "1000", err, sizeof err) < 0 ||
+        pqri_settings_set(&S, "WATCH_CHECK_MS", watch_check_ms, err, sizeof err) < 0 ||
         (user && pqri_settings_set(&S, "ETCD_USER", user, err, sizeof err) < 0) ||
         (pwfile && pqri_settings_set(&S, "ETCD_PASSWORD_FILE", pwfile, err, sizeof err) < 0) ||
         pqri_settings_finish(&S, err, sizeof err) != 0 || S.nclusters != 1) {
@@ -663,19 +682,62 @@ static void test_watch(struct lb *srv)
        "an error on the stream, its words escaped (%s)", w.err);
     pqri_etcd_close(e);
 
-    /* The proof of life: a keys-only read per interval re-stamps the view; one that shows a
-     * change the stream has not delivered, twice, ends the watch. */
+    /* A quiet stream costs etcd nothing until it has been silent for the check interval: the
+     * view is re-stamped once per refresh interval without a read; then one serializable
+     * keys-only read; one that shows a change the stream has not delivered, twice, ends it. */
     fake_reset();
     fake_set("hidden", "1");
+    watch_check_ms = "1500";
+    c = conf(srv->url, 100, NULL, NULL);
+    e = c ? pqri_etcd_open(&S, c) : NULL;
+    long long q0 = lb_now_ms();
+    watch_start(&w, e);
+    ok(wait_view(&w, "n1", 2) && wait_fake(&F.watches, 1) && FAKE(asked_progress) &&
+           FAKE(asked_leader),
+       "the watch asks for progress notifications and for a member with a leader");
+    lb_sleep_ms(700);
+    int views = w_views(&w, NULL, NULL), checks = (int)FAKE(keys_only);
+    ok(views >= 4 && (checks == 0 || lb_now_ms() - q0 >= 1400),
+       "a quiet stream: the view re-stamped each interval (%d views) without a read (%d)", views,
+       checks);
+    bool read = wait_fake(&F.keys_only, 1);
+    ok(read && FAKE(serializable) == FAKE(keys_only) && FAKE(ranges) == 1,
+       "after the check interval of silence: a serializable keys-only read (%d of %d)",
+       (int)FAKE(serializable), (int)FAKE(keys_only));
+    lb_sleep_ms(600);
+    checks = (int)FAKE(keys_only);
+    ok(checks == 1, "and no other before the next interval (%d reads)", checks);
+    long long t1 = lb_now_ms();
+    fake_put(PFX "leader", "n2", false);
+    bool ended = watch_end(&w, false);
+    long long took = lb_now_ms() - t1;
+    ok(ended && w.rc == -1 && strstr(w.err, "watch stalled (revision"),
+       "a change the stream does not deliver ends it (%s)", w.err);
+    /* the bound: the rest of a check interval, then a read and a second look a moment later */
+    ok(took < 1500 + 1000 + 2 * 1000 + 1000, "within the check interval and two reads (%lld ms)",
+       took);
+    pqri_etcd_close(e);
+
+    /* etcd's progress notifications on a quiet stream stand for the reads: none at all. */
+    fake_reset();
+    fake_set("progress", "1");
     c = conf(srv->url, 100, NULL, NULL);
     e = c ? pqri_etcd_open(&S, c) : NULL;
     watch_start(&w, e);
-    bool proven = wait_view(&w, "n1", 2) && wait_fake(&F.keys_only, 2);
-    int views = w_views(&w, NULL, NULL);
-    ok(proven && views >= 2, "each proof of life reports the view again (%d views)", views);
+    ok(wait_view(&w, "n1", 2), "a watch with progress notifications");
+    lb_sleep_ms(3200);
+    int progress = w_count(&w, PQRI_STAT_WATCH_PROGRESS);
+    ok(progress >= 5 && FAKE(keys_only) == 0 && FAKE(ranges) == 1,
+       "progress notifications (%d) prove it: no read in twice the check interval (%d)", progress,
+       (int)FAKE(keys_only));
     fake_put(PFX "leader", "n2", false);
-    ok(watch_end(&w, false) && w.rc == -1 && strstr(w.err, "watch stalled (revision"),
-       "a change the stream does not deliver ends it (%s)", w.err);
+    bool arrived = wait_view(&w, "n2", 0);
+    char lead[32];
+    int nviews = w_views(&w, lead, NULL);
+    ok(arrived, "and changes still arrive (%d views, leader %s, events %d)", nviews, lead,
+       w_count(&w, PQRI_STAT_WATCH_EVENTS));
+    ok(watch_end(&w, true) && w.rc == 0, "and stopped");
+    watch_check_ms = "12000";
     pqri_etcd_close(e);
 }
 

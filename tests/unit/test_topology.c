@@ -166,8 +166,23 @@ int main(void)
     ok(u && strcmp(u->m[0].addr, "10.0.0.1") == 0 && u->m[2].noloadbalance && u->m[2].lag == -1 &&
        u->m[1].role == PQR_MEMBER_QUORUM_STANDBY && u->gen == t->gen,
        "dump/parse keeps address, tags, unknown lag, role, generation");
+    ok(u && u->vouch_ms == 0 && !strstr(dump, "vouch_ms"), "no vouch unless an agent gives one");
     free(dump);
     pqri_topo_unref(u);
+    /* An agent without its DCS vouches for its REST view until its next ask; a file cannot claim
+     * more than an hour. */
+    t->vouch_ms = 21000;
+    dump = pqri_topo_dump(t);
+    u = dump ? pqri_topo_parse(dump, strlen(dump), NULL, 0) : NULL;
+    ok(u && u->vouch_ms == 21000, "dump/parse keeps the agent's vouch (%lld)", u ? u->vouch_ms : -1);
+    free(dump);
+    pqri_topo_unref(u);
+    {
+        const char *j = "{\"members\":[],\"pqroute\":{\"vouch_ms\":86400000}}";
+        u = pqri_topo_parse(j, strlen(j), NULL, 0);
+        ok(u && u->vouch_ms == 3600000, "a vouch of a day is read as an hour (%lld)", u ? u->vouch_ms : -1);
+        pqri_topo_unref(u);
+    }
     pqri_topo_unref(t);
 
     /* Ports: 1..65535 only. */

@@ -1,0 +1,175 @@
+/*
+ * A fleet of hosts in one process (issue 22): N routers, each with its own cache directory, each
+ * run by pqr_agent_run() — the agent's real watch, proof-of-life, REST-fallback and back-off code,
+ * the same as `pqroute agent` on N hosts — against the cluster the PQROUTE_* environment names.
+ *
+ * It prints, for every host, each change of the leader written to that host's shared cache file,
+ * as seen by inotify on the directory: "LEADER <host> <name> <CLOCK_REALTIME ms>", so the caller
+ * can compare the moment each host's file named the new leader with the moment etcd announced it.
+ *
+ * usage: pqr-fleet HOSTS SECONDS DIR   (DIR/h<i> is host i's cache directory; made if absent)
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/inotify.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "libpqroute.h"
+
+extern char **environ;
+
+struct host {
+    pqr_router *r;
+    pthread_t th;
+    int wd;
+    char dir[512];
+    char leader[64];
+};
+
+static volatile int stop_flag;
+
+static long long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
+}
+
+static void *host_main(void *arg)
+{
+    struct host *h = arg;
+    char err[512];
+
+    if (pqr_agent_run(h->r, &stop_flag, err, sizeof err) != 0)
+        fprintf(stderr, "pqr-fleet: %s: %s\n", h->dir, err);
+    return NULL;
+}
+
+/* The leader a cache file names, or "" (a file being replaced, or another file). */
+static void file_leader(const char *path, char *out, size_t len)
+{
+    json_t *j = json_load_file(path, 0, NULL), *ms = json_object_get(j, "members");
+
+    out[0] = 0;
+    for (size_t i = 0; i < json_array_size(ms); i++) {
+        json_t *m = json_array_get(ms, i);
+        const char *role = json_string_value(json_object_get(m, "role"));
+        const char *name = json_string_value(json_object_get(m, "name"));
+        if (role && name && (!strcmp(role, "leader") || !strcmp(role, "master")))
+            snprintf(out, len, "%s", name);
+    }
+    json_decref(j);
+}
+
+/* Every PQROUTE_* variable of the environment, as the router's setting of that name. */
+static pqr_settings *host_settings(const char *dir)
+{
+    pqr_settings *s = pqr_settings_new();
+    char err[512];
+
+    for (char **e = environ; s && *e; e++) {
+        char name[128];
+        const char *eq = strchr(*e, '=');
+        if (strncmp(*e, "PQROUTE_", 8) || !eq || eq - *e - 8 >= (long)sizeof name ||
+            !strncmp(*e, "PQROUTE_CACHE_DIR=", 18) || !strncmp(*e, "PQROUTE_LOG=", 12))
+            continue;
+        snprintf(name, sizeof name, "%.*s", (int)(eq - *e - 8), *e + 8);
+        if (pqr_settings_set(s, name, eq + 1, err, sizeof err) != 0) {
+            fprintf(stderr, "pqr-fleet: %s\n", err);
+            pqr_settings_free(s);
+            return NULL;
+        }
+    }
+    if (s && pqr_settings_set(s, "CACHE_DIR", dir, err, sizeof err) != 0) {
+        fprintf(stderr, "pqr-fleet: %s\n", err);
+        pqr_settings_free(s);
+        return NULL;
+    }
+    return s;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 4) {
+        fprintf(stderr, "usage: pqr-fleet HOSTS SECONDS DIR\n");
+        return 2;
+    }
+    int n = atoi(argv[1]);
+    long long until = now_ms() + (long long)(atof(argv[2]) * 1000);
+    struct host *hosts = calloc(n > 0 ? n : 1, sizeof *hosts);
+    struct rlimit fds = {65536, 65536};
+    int in = inotify_init1(IN_NONBLOCK | IN_CLOEXEC), started = 0;
+    char err[512];
+
+    setrlimit(RLIMIT_NOFILE, &fds); /* a watch, a directory and a lock file per host */
+    if (!hosts || in < 0 || n <= 0)
+        return 1;
+    mkdir(argv[3], 0700);
+    for (int i = 0; i < n; i++) {
+        struct host *h = &hosts[i];
+        snprintf(h->dir, sizeof h->dir, "%s/h%d", argv[3], i);
+        if (mkdir(h->dir, 0700) != 0 && errno != EEXIST)
+            return 1;
+        pqr_settings *s = host_settings(h->dir);
+        if (!s || !(h->r = pqr_router_open(s, err, sizeof err))) {
+            fprintf(stderr, "pqr-fleet: host %d: %s\n", i, s ? err : "bad settings");
+            return 1;
+        }
+        pqr_settings_free(s);
+        h->wd = inotify_add_watch(in, h->dir, IN_MOVED_TO);
+        if (pthread_create(&h->th, NULL, host_main, h) == 0)
+            started++;
+        else
+            h->r = NULL; /* not started: not stopped either */
+    }
+    fprintf(stderr, "pqr-fleet: %d hosts started\n", started);
+    fflush(stderr);
+    while (now_ms() < until) {
+        char buf[64 * 1024] __attribute__((aligned(__alignof__(struct inotify_event))));
+        ssize_t len = read(in, buf, sizeof buf);
+        if (len <= 0) {
+            usleep(2000);
+            continue;
+        }
+        long long at = now_ms();
+        for (char *p = buf; p < buf + len;) {
+            struct inotify_event *ev = (struct inotify_event *)p;
+            p += sizeof *ev + ev->len;
+            size_t nl = ev->len ? strlen(ev->name) : 0;
+            if (nl < 6 || strcmp(ev->name + nl - 5, ".json") != 0) /* the view, not its temp */
+                continue;
+            for (int i = 0; i < n; i++) {
+                struct host *h = &hosts[i];
+                char path[800], lead[64];
+                if (h->wd != ev->wd)
+                    continue;
+                snprintf(path, sizeof path, "%s/%s", h->dir, ev->name);
+                file_leader(path, lead, sizeof lead);
+                if (lead[0] && strcmp(lead, h->leader) != 0) {
+                    printf("LEADER %d %s %lld\n", i, lead, at);
+                    snprintf(h->leader, sizeof h->leader, "%s", lead);
+                }
+                break;
+            }
+        }
+        fflush(stdout);
+    }
+    stop_flag = 1;
+    for (int i = 0; i < n; i++)
+        if (hosts[i].r)
+            pthread_join(hosts[i].th, NULL);
+    for (int i = 0; i < n; i++)
+        if (hosts[i].r)
+            pqr_router_close(hosts[i].r);
+    free(hosts);
+    return 0;
+}
