@@ -761,6 +761,12 @@ int pqri_settings_from_file(struct pqr_settings *s, const char *path, char *err,
         goto out;
     }
     root = config_root_setting(&cfg);
+    /* Nothing but comments (the commented example a package installs): nothing configured, as
+     * without the file, rather than an error in every process that reads it. */
+    if (config_setting_length(root) == 0) {
+        rc = 0;
+        goto out;
+    }
     for (int i = 0; i < config_setting_length(root); i++) {
         config_setting_t *st = config_setting_get_elem(root, (unsigned)i);
         const char *key = config_setting_name(st), *v;
