@@ -226,10 +226,10 @@ deb:
 	rm -rf $(B)/deb/src
 	lintian --fail-on error $(B)/deb/*.changes
 
-# Installs the packages on this machine, tests them with the loopback cluster, and purges them
-# (tests/deb/t-packages.sh; as root).
+# Installs the packages, tests them with the loopback cluster, and purges them (tests/deb/; as
+# root; about 2 minutes with the build).
 check-deb: deb
-	tests/deb/t-packages.sh $(B)/deb
+	PQR_DEB_DIR=$(B)/deb tests/run deb
 
 clean:
 	rm -rf $(B) build-asan build-tsan
