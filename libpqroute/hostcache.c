@@ -13,6 +13,10 @@
  * for something else is dropped without being touched — and every other fd is opened and closed
  * around its use. The refresh lock is a POSIX record lock (fcntl), not flock(): record locks are not
  * inherited by fork(), so a pre-fork server's children can never keep holding the parent's lock.
+ *
+ * A host agent running as its own user (PQROUTE_CACHE_OWNER; the Debian package's /run/pqroute)
+ * serves the processes of every user from its directory: they read it and never write it, trust
+ * only its owner's files there, and see its lock with F_GETLK (a lock they cannot take).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -219,14 +223,17 @@ int pqri_cache_openat(struct pqri_cache_dir *d, const char *name, int flags)
     int dfd = pqri_cachedir_fd(d);
     const struct pqri_dir_id *id = __atomic_load_n(&d->id, __ATOMIC_ACQUIRE);
 
-    if (dfd >= 0 && id->readonly && (flags & (O_WRONLY | O_RDWR | O_CREAT))) {
+    if (dfd < 0 || !id) /* id: dropped by another thread since */
+        return -1;
+    if (id->readonly && (flags & (O_WRONLY | O_RDWR | O_CREAT))) {
         errno = EACCES;
         return -1;
     }
-    return dfd < 0 ? -1 : openat(dfd, name, flags | O_NOFOLLOW | O_CLOEXEC, id->mode);
+    return openat(dfd, name, flags | O_NOFOLLOW | O_CLOEXEC, id->mode);
 }
 
-bool pqri_cache_trusted(const struct pqri_cache_dir *d, const struct stat *st)
+/* st is a file of the held directory's owner, closed to others. */
+static bool cache_trusted(const struct pqri_cache_dir *d, const struct stat *st)
 {
     const struct pqri_dir_id *id = __atomic_load_n(&d->id, __ATOMIC_ACQUIRE);
     return id && S_ISREG(st->st_mode) && st->st_uid == id->owner &&
@@ -244,7 +251,7 @@ static int writable_fd(struct pqri_cache_dir *d)
 {
     int dfd = pqri_cachedir_fd(d);
     const struct pqri_dir_id *id = __atomic_load_n(&d->id, __ATOMIC_ACQUIRE);
-    return dfd >= 0 && !id->readonly ? dfd : -1;
+    return dfd >= 0 && id && !id->readonly ? dfd : -1;
 }
 
 void pqri_cache_init(struct pqri_cache_file *f, struct pqri_cache_dir *d, const char *key)
@@ -274,7 +281,7 @@ struct pqr_topology *pqri_cache_read(const struct pqri_cache_file *f, const stru
     file_name(name, sizeof name, f, "json");
     if ((fd = pqri_cache_openat(f->dir, name, O_RDONLY)) < 0)
         return NULL;
-    if (fstat(fd, &st) != 0 || !pqri_cache_trusted(f->dir, &st) || st.st_size > PQRI_MAX_BODY) {
+    if (fstat(fd, &st) != 0 || !cache_trusted(f->dir, &st) || st.st_size > PQRI_MAX_BODY) {
         PQRI_WARN("ignoring cache file %s/%s: not owned by the directory's owner, or writable by "
                   "others",
                   f->dir->path, name);
@@ -369,7 +376,7 @@ int pqri_cache_trylock(struct pqri_cache_file *f)
         /* The agent's directory: its lock held means it serves the file (0, wait for it); else
          * this process asks for itself (-1), as without a shared cache. */
         int fd = pqri_cache_openat(f->dir, name, O_RDONLY), rc = -1;
-        if (fd >= 0 && fstat(fd, &st) == 0 && pqri_cache_trusted(f->dir, &st) &&
+        if (fd >= 0 && fstat(fd, &st) == 0 && cache_trusted(f->dir, &st) &&
             fcntl(fd, F_GETLK, &fl) == 0 && fl.l_type != F_UNLCK)
             rc = 0;
         if (fd >= 0)
@@ -379,7 +386,7 @@ int pqri_cache_trylock(struct pqri_cache_file *f)
     f->lock_fd = pqri_cache_openat(f->dir, name, O_RDWR | O_CREAT);
     if (f->lock_fd < 0)
         return -1;
-    if (fstat(f->lock_fd, &st) != 0 || !pqri_cache_trusted(f->dir, &st)) {
+    if (fstat(f->lock_fd, &st) != 0 || !cache_trusted(f->dir, &st)) {
         pqri_cache_unlock(f);
         return -1;
     }
@@ -408,8 +415,7 @@ bool pqri_cache_failed_recently(const struct pqri_cache_file *f, int within_ms)
     int dfd = pqri_cachedir_fd(f->dir);
 
     file_name(name, sizeof name, f, "failed");
-    if (dfd < 0 || fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
-        !pqri_cache_trusted(f->dir, &st))
+    if (dfd < 0 || fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !cache_trusted(f->dir, &st))
         return false;
     age = pqri_now_ms() - ((long long)st.st_mtim.tv_sec * 1000 + st.st_mtim.tv_nsec / 1000000);
     return age >= -FUTURE_SKEW_MS && age < within_ms;
@@ -440,7 +446,7 @@ size_t pqri_cache_read_down(const struct pqri_cache_file *f, struct pqri_failure
     file_name(name, sizeof name, f, "down");
     if ((fd = pqri_cache_openat(f->dir, name, O_RDONLY)) < 0)
         return 0;
-    if (fstat(fd, &st) != 0 || !pqri_cache_trusted(f->dir, &st) || !(in = fdopen(fd, "r"))) {
+    if (fstat(fd, &st) != 0 || !cache_trusted(f->dir, &st) || !(in = fdopen(fd, "r"))) {
         close(fd);
         return 0;
     }
@@ -540,7 +546,7 @@ static int stats_open(struct pqri_stats *st, bool create)
     if (!st->dir ||
         (fd = pqri_cache_openat(st->dir, st->name, create ? O_RDWR | O_CREAT : O_RDONLY)) < 0)
         return -1;
-    if (fstat(fd, &sb) != 0 || !pqri_cache_trusted(st->dir, &sb) || sb.st_size > STATS_SIZE)
+    if (fstat(fd, &sb) != 0 || !cache_trusted(st->dir, &sb) || sb.st_size > STATS_SIZE)
         goto bad;
     if (create && sb.st_size < STATS_SIZE) {
         /* New, or truncated by someone: (re)made with its space reserved. */

@@ -8,7 +8,6 @@
 
 #include <stdbool.h>
 #include <stdint.h>
-#include <sys/stat.h>
 #include <sys/types.h>
 
 #include "policy.h"
@@ -40,8 +39,6 @@ int pqri_cachedir_fd(struct pqri_cache_dir *d);
 /* openat() in the held directory, never following a symlink; files are made 0600, 0644 in a
  * directory others may read (the host agent's). */
 int pqri_cache_openat(struct pqri_cache_dir *d, const char *name, int flags);
-/* st is a file of the held directory's owner, closed to others. */
-bool pqri_cache_trusted(const struct pqri_cache_dir *d, const struct stat *st);
 
 struct pqri_cache_file {
     struct pqri_cache_dir *dir;
