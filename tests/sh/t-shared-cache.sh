@@ -57,8 +57,19 @@ out=$(as $app PQROUTE_CACHE_DIR="$tmp/run" "$B/pqroute" status 2>&1)
 like "$out" "^libpqroute: warn: cache directory $tmp/run is not a directory of yours closed to others" \
     "without PQROUTE_CACHE_OWNER the agent's directory is not trusted (one line)"
 
+# A stopped agent keeps its lock: the readers see it (F_GETLK, a lock they cannot take) and wait
+# for its file, as processes of the agent's own user do; with no agent at all they ask at once.
+agent_pid=$(pgrep -u $agent_user -x pqroute)
+kill -STOP $agent_pid
+sleep 0.5
+out=$(as $app PQROUTE_CACHE_DIR="$tmp/run" PQROUTE_CACHE_OWNER=$agent_user PQROUTE_LOG=debug "$B/pqroute" status 2>&1)
+like "$out" "another process refreshes it" "a reader sees the stopped agent's lock and waits for its file"
+kill -CONT $agent_pid
 pkill -TERM -u $agent_user
 wait_for 10 sh -c "! pgrep -u $agent_user >/dev/null"
+sleep 0.5
+out=$(as $app PQROUTE_CACHE_DIR="$tmp/run" PQROUTE_CACHE_OWNER=$agent_user PQROUTE_LOG=debug "$B/pqroute" status 2>&1)
+like "$out" "cannot lock it" "without an agent a reader asks for itself at once"
 # A view naming 127.0.0.66 the leader, as another ordinary user's file in the agent's directory
 # (what a directory that was writable for a moment could leave behind).
 sed 's/127\.0\.0\.94/127.0.0.66/g' "$json" >"$json.new"
