@@ -59,10 +59,12 @@ $(LIB_SO): $(LIB_SO).$(VERSION)
 
 # The shim links nothing but libc: it loads libpqroute.so (from its own directory) on the first
 # connect of a process where routing is configured. It exports only the libpq names it wraps, and
-# dlopen/dlsym (shim/intercept.c).
+# dlopen/dlsym (shim/intercept.c). Its SONAME is its file name: nothing links with it, but a
+# library in the linker's directories carries one (Debian's lintian: an error without).
 SHIM_OBJ := $(B)/obj/shim-shim.o $(B)/obj/shim-intercept.o
 $(PRELOAD_SO): $(SHIM_OBJ) shim/shim.map | $(LIB_SO)
-	$(CC) -shared $(SAN) $(LDFLAGS) -Wl,--version-script=shim/shim.map -Wl,-z,defs \
+	$(CC) -shared $(SAN) $(LDFLAGS) -Wl,-soname,libpqroute-preload.so \
+	  -Wl,--version-script=shim/shim.map -Wl,-z,defs \
 	  -o $@ $(SHIM_OBJ) -lpthread -ldl
 
 # The .pc carries the install paths: written once per set of paths (the stamp changes only when
@@ -76,11 +78,14 @@ $(B)/libpqroute.pc: pkgconfig/libpqroute.pc.in $(B)/pc.stamp
 	$(PC_SED) $< > $@
 FORCE:
 
-# The operator's tool: a client of the public API, like any other program.
+# The operator's tool: a client of the public API, like any other program. RPATH: where it finds
+# libpqroute.so beside it (the build tree, $(PREFIX)/lib); empty for a package, whose library is in
+# the system's directory.
+RPATH ?= -Wl,-rpath,'$$ORIGIN:$$ORIGIN/../lib'
 $(B)/pqroute: cli/pqroute.c $(HDR) | $(LIB_SO)
 	$(CC) $(CPPFLAGS) -std=gnu11 -D_GNU_SOURCE $(WARN) -Ilibpqroute $(shell pkg-config --cflags libpq jansson) \
-	  $(SAN) $(CFLAGS) -DPQRI_LIBDIR='"$(LIBDIR)"' -o $@ $< -L$(B) -lpqroute \
-	  $(shell pkg-config --libs jansson libpq) -Wl,-rpath,'$$ORIGIN:$$ORIGIN/../lib'
+	  $(SAN) $(CFLAGS) $(LDFLAGS) -DPQRI_LIBDIR='"$(LIBDIR)"' -o $@ $< -L$(B) -lpqroute \
+	  $(shell pkg-config --libs jansson libpq) $(RPATH)
 
 # ---- examples and tests ----
 EXAMPLES := $(B)/examples/rw-ro
@@ -216,7 +221,24 @@ install: $(LIB_SO) $(PRELOAD_SO) $(B)/pqroute $(B)/libpqroute.pc
 uninstall:
 	rm -f $(addprefix $(DESTDIR),$(INSTALLED))
 
+# The Debian packages (debian/): libpqroute0, libpqroute-dev and pqroute, in $(B)/deb/, built from a
+# copy of this tree without its build directories (dpkg-buildpackage writes beside the tree it
+# builds); lintian must find no error (README: "Installing from the Debian packages").
+deb:
+	scripts/install-deps
+	rm -rf $(B)/deb
+	mkdir -p $(B)/deb/src
+	tar -cf - --exclude=./build --exclude='./build-*' --exclude=./.git . | tar -xf - -C $(B)/deb/src
+	cd $(B)/deb/src && dpkg-buildpackage -us -uc -b
+	rm -rf $(B)/deb/src
+	lintian --fail-on error $(B)/deb/*.changes
+
+# Installs the packages, tests them with the loopback cluster, and purges them (tests/deb/; as
+# root; about 2 minutes with the build).
+check-deb: deb
+	PQR_DEB_DIR=$(B)/deb tests/run deb
+
 clean:
 	rm -rf $(B) build-asan build-tsan
 
-.PHONY: soak all examples tests-build check check-unit check-stress check-libpq check-peers demo bench install uninstall clean sanitizers fuzz fuzz-build mutants FORCE
+.PHONY: soak all examples tests-build check check-unit check-stress check-libpq check-peers demo bench install uninstall deb check-deb clean sanitizers fuzz fuzz-build mutants FORCE

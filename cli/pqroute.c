@@ -36,7 +36,8 @@ static int usage(void)
     fprintf(
         stderr,
         "usage: pqroute status [--json] | resolve [--connect] CONNINFO | exec -- COMMAND [ARG...]\n"
-        "               | check | watch [--count N] | stats [--prometheus] | agent   (see "
+        "               | check | watch [--count N] | stats [--prometheus] | agent "
+        "[--check-config]   (see "
         "pqroute(1))\n");
     return 64;
 }
@@ -468,14 +469,40 @@ static void on_stop_signal(int sig)
     agent_stop = 1;
 }
 
+/* Whether the agent has anything to serve (its unit's ExecCondition=): 0 yes; 1 nothing is
+ * configured (the unit is skipped, not failed); 255 a configuration error (the unit fails). */
+static int check_config(void)
+{
+    char err[1024] = "";
+    pqr_router *r = pqr_router_open_env(err, sizeof err);
+
+    if (!r && pqr_last_error() == PQR_ERR_NOT_CONFIGURED) {
+        fprintf(stderr,
+                "pqroute agent: no cluster configured (PQROUTE_CONFIG, PQROUTE_PATRONI, "
+                "PQROUTE_ETCD, PQROUTE_CONSUL): nothing to serve\n");
+        return 1;
+    }
+    if (!r) {
+        fprintf(stderr, "pqroute agent: %s\n", err);
+        return 255;
+    }
+    printf("pqroute agent: %zu cluster(s) configured\n", pqr_router_clusters(r));
+    pqr_router_close(r);
+    return 0;
+}
+
 /* The host agent, in the foreground (systemd, runit, a container's init run it). */
-static int cmd_agent(void)
+static int cmd_agent(int argc, char **argv)
 {
     struct sigaction sa = {0};
     char err[1024] = "";
     int rc;
-    pqr_router *r = open_router(&rc);
 
+    if (argc == 2 && strcmp(argv[1], "--check-config") == 0)
+        return check_config();
+    if (argc != 1)
+        return usage();
+    pqr_router *r = open_router(&rc);
     if (!r)
         return rc;
     sa.sa_handler = on_stop_signal;
@@ -508,7 +535,7 @@ int main(int argc, char **argv)
     if (strcmp(argv[1], "stats") == 0)
         return cmd_stats(argc - 1, argv + 1);
     if (strcmp(argv[1], "agent") == 0)
-        return cmd_agent();
+        return cmd_agent(argc - 1, argv + 1);
     if (strcmp(argv[1], "--version") == 0)
         return printf("pqroute %s\n", pqr_version()), 0;
     return usage();

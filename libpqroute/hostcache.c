@@ -13,6 +13,10 @@
  * for something else is dropped without being touched — and every other fd is opened and closed
  * around its use. The refresh lock is a POSIX record lock (fcntl), not flock(): record locks are not
  * inherited by fork(), so a pre-fork server's children can never keep holding the parent's lock.
+ *
+ * A host agent running as its own user (PQROUTE_CACHE_OWNER; the Debian package's /run/pqroute)
+ * serves the processes of every user from its directory: they read it and never write it, trust
+ * only its owner's files there, and see its lock with F_GETLK (a lock they cannot take).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -33,12 +37,24 @@
  * corrected (or a forged file): it is stale, whatever its stamp says. */
 #define FUTURE_SKEW_MS 1000
 
+/* The directory's owner, if we may use it: ours (read and written), or the host agent's
+ * (PQROUTE_CACHE_OWNER) or root's, read only — a user can make neither, so no other user of the
+ * host can write what our connections follow. Never writable by group or others. */
+static bool trusted_dir(const struct pqri_cache_dir *d, const struct stat *st, bool *readonly)
+{
+    if (!S_ISDIR(st->st_mode) || (st->st_mode & (S_IWGRP | S_IWOTH)))
+        return false;
+    *readonly = st->st_uid != geteuid();
+    return !*readonly || st->st_uid == 0 || st->st_uid == d->agent;
+}
+
 /* The directory at path, made if missing, held and checked; NULL with one warning (none if
  * quiet). */
-static struct pqri_dir_id *hold(const char *dir, bool quiet)
+static struct pqri_dir_id *hold(const struct pqri_cache_dir *d, const char *dir, bool quiet)
 {
     struct pqri_dir_id *id;
     struct stat st;
+    bool readonly = false;
     int fd;
 
     if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
@@ -48,11 +64,11 @@ static struct pqri_dir_id *hold(const char *dir, bool quiet)
         return NULL;
     }
     fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0 || fstat(fd, &st) != 0 || !pqri_private_dir(&st)) {
+    if (fd < 0 || fstat(fd, &st) != 0 || !trusted_dir(d, &st, &readonly)) {
         if (!quiet)
             PQRI_WARN(
-                "cache directory %s is not a directory of yours closed to others; not sharing "
-                "the topology cache",
+                "cache directory %s is not a directory of yours closed to others (nor of root "
+                "or PQROUTE_CACHE_OWNER); not sharing the topology cache",
                 dir);
         if (fd >= 0)
             close(fd);
@@ -62,7 +78,8 @@ static struct pqri_dir_id *hold(const char *dir, bool quiet)
         close(fd);
         return NULL;
     }
-    *id = (struct pqri_dir_id){fd, st.st_dev, st.st_ino, NULL};
+    *id = (struct pqri_dir_id){
+        fd, st.st_dev, st.st_ino, st.st_uid, st.st_mode & 0044 ? 0644 : 0600, readonly, NULL};
     return id;
 }
 
@@ -77,14 +94,14 @@ static void close_held(const struct pqri_dir_id *id)
 /* Without PQROUTE_CACHE_DIR and XDG_RUNTIME_DIR: /tmp/libpqroute-<uid>, unless another user made
  * that name first (anyone can, in /tmp); then the home directory's ~/.cache/libpqroute, which
  * nobody else can, and which every process of this user then finds the same way. */
-static struct pqri_dir_id *hold_default(char *dir, size_t len)
+static struct pqri_dir_id *hold_default(const struct pqri_cache_dir *d, char *dir, size_t len)
 {
     struct pqri_dir_id *id;
     const struct passwd *pw;
     char home[400];
 
     snprintf(dir, len, "/tmp/libpqroute-%u", (unsigned)geteuid());
-    if ((id = hold(dir, true)))
+    if ((id = hold(d, dir, true)))
         return id;
     /* getpwuid, not $HOME: a privileged process does not take its caller's directory */
     if (!(pw = getpwuid(geteuid())) || !pw->pw_dir || pw->pw_dir[0] != '/') {
@@ -100,7 +117,7 @@ static struct pqri_dir_id *hold_default(char *dir, size_t len)
               "user?); using %s/libpqroute",
               dir, home);
     snprintf(dir, len, "%s/libpqroute", home);
-    return hold(dir, false);
+    return hold(d, dir, false);
 }
 
 int pqri_cachedir_open(struct pqri_cache_dir *d, const struct pqr_settings *s)
@@ -109,16 +126,25 @@ int pqri_cachedir_open(struct pqri_cache_dir *d, const struct pqr_settings *s)
     struct pqri_dir_id *id;
 
     memset(d, 0, sizeof *d);
+    if (s->cache_owner) {
+        const struct passwd *pw = getpwnam(s->cache_owner);
+        if (pw)
+            d->agent = pw->pw_uid;
+        else
+            PQRI_WARN("PQROUTE_CACHE_OWNER: no user %s; trusting only your own or root's cache "
+                      "directory",
+                      s->cache_owner);
+    }
     /* secure_getenv: a privileged process does not take its caller's directory */
     const char *xdg = secure_getenv("XDG_RUNTIME_DIR");
     if (s->cache_dir) {
         snprintf(dir, sizeof dir, "%s", s->cache_dir);
-        id = hold(dir, false);
+        id = hold(d, dir, false);
     } else if (xdg && xdg[0] == '/') {
         snprintf(dir, sizeof dir, "%s/libpqroute", xdg);
-        id = hold(dir, false);
+        id = hold(d, dir, false);
     } else {
-        id = hold_default(dir, sizeof dir);
+        id = hold_default(d, dir, sizeof dir);
     }
     if (!id)
         return -1;
@@ -145,7 +171,7 @@ static int replaced(struct pqri_cache_dir *d, struct pqri_dir_id *old)
             "cache directory %s was removed (the agent's service stopped?); using the one now "
             "at its path",
             d->path);
-        if ((id = hold(d->path, false)))
+        if ((id = hold(d, d->path, false)))
             id->prev = old;
         else
             __atomic_store_n(&d->retired, old, __ATOMIC_RELEASE); /* not sharing: freed at close */
@@ -163,7 +189,7 @@ int pqri_cachedir_fd(struct pqri_cache_dir *d)
     if (!id)
         return -1;
     if (fstat(id->fd, &st) == 0 && st.st_dev == id->dev && st.st_ino == id->ino &&
-        pqri_private_dir(&st))
+        st.st_uid == id->owner && !(st.st_mode & (S_IWGRP | S_IWOTH)))
         return st.st_nlink > 0 ? id->fd : replaced(d, id);
     /* Closed by the application (the number may be its own file now), or the directory was made
      * accessible to others: stop sharing, and leave the fd alone. */
@@ -195,7 +221,37 @@ void pqri_cachedir_close(struct pqri_cache_dir *d)
 int pqri_cache_openat(struct pqri_cache_dir *d, const char *name, int flags)
 {
     int dfd = pqri_cachedir_fd(d);
-    return dfd < 0 ? -1 : openat(dfd, name, flags | O_NOFOLLOW | O_CLOEXEC, 0600);
+    const struct pqri_dir_id *id = __atomic_load_n(&d->id, __ATOMIC_ACQUIRE);
+
+    if (dfd < 0 || !id) /* id: dropped by another thread since */
+        return -1;
+    if (id->readonly && (flags & (O_WRONLY | O_RDWR | O_CREAT))) {
+        errno = EACCES;
+        return -1;
+    }
+    return openat(dfd, name, flags | O_NOFOLLOW | O_CLOEXEC, id->mode);
+}
+
+/* st is a file of the held directory's owner, closed to others. */
+static bool cache_trusted(const struct pqri_cache_dir *d, const struct stat *st)
+{
+    const struct pqri_dir_id *id = __atomic_load_n(&d->id, __ATOMIC_ACQUIRE);
+    return id && S_ISREG(st->st_mode) && st->st_uid == id->owner &&
+        !(st->st_mode & (S_IWGRP | S_IWOTH));
+}
+
+static mode_t file_mode(struct pqri_cache_dir *d)
+{
+    const struct pqri_dir_id *id = __atomic_load_n(&d->id, __ATOMIC_ACQUIRE);
+    return id ? id->mode : 0600;
+}
+
+/* The held directory's descriptor, for a write; -1 in a read-only (the agent's) directory. */
+static int writable_fd(struct pqri_cache_dir *d)
+{
+    int dfd = pqri_cachedir_fd(d);
+    const struct pqri_dir_id *id = __atomic_load_n(&d->id, __ATOMIC_ACQUIRE);
+    return dfd >= 0 && id && !id->readonly ? dfd : -1;
 }
 
 void pqri_cache_init(struct pqri_cache_file *f, struct pqri_cache_dir *d, const char *key)
@@ -225,9 +281,10 @@ struct pqr_topology *pqri_cache_read(const struct pqri_cache_file *f, const stru
     file_name(name, sizeof name, f, "json");
     if ((fd = pqri_cache_openat(f->dir, name, O_RDONLY)) < 0)
         return NULL;
-    if (fstat(fd, &st) != 0 || !pqri_private_file(&st) || st.st_size > PQRI_MAX_BODY) {
-        PQRI_WARN("ignoring cache file %s/%s: not owned by you or writable by others", f->dir->path,
-                  name);
+    if (fstat(fd, &st) != 0 || !cache_trusted(f->dir, &st) || st.st_size > PQRI_MAX_BODY) {
+        PQRI_WARN("ignoring cache file %s/%s: not owned by the directory's owner, or writable by "
+                  "others",
+                  f->dir->path, name);
         goto out;
     }
     if (!(buf = malloc(PQRI_MAX_BODY + 1)))
@@ -275,14 +332,14 @@ int pqri_cache_write(const struct pqri_cache_file *f, const struct pqr_topology 
 {
     char *text = pqri_topo_dump(t), tmp[160], name[128];
     size_t len, off = 0;
-    int dfd = pqri_cachedir_fd(f->dir), fd = -1, rc = -1;
+    int dfd = writable_fd(f->dir), fd = -1, rc = -1;
 
     file_name(name, sizeof name, f, "json");
     snprintf(tmp, sizeof tmp, "%s.%ld.tmp", name, (long)getpid());
     if (!text || dfd < 0)
         goto out;
     unlinkat(dfd, tmp, 0);
-    fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, file_mode(f->dir));
     if (fd < 0)
         goto out;
     len = strlen(text);
@@ -315,10 +372,21 @@ int pqri_cache_trylock(struct pqri_cache_file *f)
     struct stat st;
 
     file_name(name, sizeof name, f, "lock");
+    if (writable_fd(f->dir) < 0) {
+        /* The agent's directory: its lock held means it serves the file (0, wait for it); else
+         * this process asks for itself (-1), as without a shared cache. */
+        int fd = pqri_cache_openat(f->dir, name, O_RDONLY), rc = -1;
+        if (fd >= 0 && fstat(fd, &st) == 0 && cache_trusted(f->dir, &st) &&
+            fcntl(fd, F_GETLK, &fl) == 0 && fl.l_type != F_UNLCK)
+            rc = 0;
+        if (fd >= 0)
+            close(fd);
+        return rc;
+    }
     f->lock_fd = pqri_cache_openat(f->dir, name, O_RDWR | O_CREAT);
     if (f->lock_fd < 0)
         return -1;
-    if (fstat(f->lock_fd, &st) != 0 || !pqri_private_file(&st)) {
+    if (fstat(f->lock_fd, &st) != 0 || !cache_trusted(f->dir, &st)) {
         pqri_cache_unlock(f);
         return -1;
     }
@@ -347,7 +415,7 @@ bool pqri_cache_failed_recently(const struct pqri_cache_file *f, int within_ms)
     int dfd = pqri_cachedir_fd(f->dir);
 
     file_name(name, sizeof name, f, "failed");
-    if (dfd < 0 || fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !pqri_private_file(&st))
+    if (dfd < 0 || fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !cache_trusted(f->dir, &st))
         return false;
     age = pqri_now_ms() - ((long long)st.st_mtim.tv_sec * 1000 + st.st_mtim.tv_nsec / 1000000);
     return age >= -FUTURE_SKEW_MS && age < within_ms;
@@ -378,7 +446,7 @@ size_t pqri_cache_read_down(const struct pqri_cache_file *f, struct pqri_failure
     file_name(name, sizeof name, f, "down");
     if ((fd = pqri_cache_openat(f->dir, name, O_RDONLY)) < 0)
         return 0;
-    if (fstat(fd, &st) != 0 || !pqri_private_file(&st) || !(in = fdopen(fd, "r"))) {
+    if (fstat(fd, &st) != 0 || !cache_trusted(f->dir, &st) || !(in = fdopen(fd, "r"))) {
         close(fd);
         return 0;
     }
@@ -408,13 +476,14 @@ void pqri_cache_note_down(const struct pqri_cache_file *f, const struct pqri_fai
     struct pqri_failure cur[PQRI_MAX_FAILURES];
     size_t n = pqri_cache_read_down(f, cur, PQRI_MAX_FAILURES, max_age_ms);
     char name[128], tmp[160];
-    int dfd = pqri_cachedir_fd(f->dir), fd;
+    int dfd = writable_fd(f->dir), fd;
     FILE *out;
 
     file_name(name, sizeof name, f, "down");
     snprintf(tmp, sizeof tmp, "%s.%ld.tmp", name, (long)getpid());
     if (dfd < 0 ||
-        (fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600)) < 0)
+        (fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
+                     file_mode(f->dir))) < 0)
         return;
     if (!(out = fdopen(fd, "w"))) {
         close(fd);
@@ -477,7 +546,7 @@ static int stats_open(struct pqri_stats *st, bool create)
     if (!st->dir ||
         (fd = pqri_cache_openat(st->dir, st->name, create ? O_RDWR | O_CREAT : O_RDONLY)) < 0)
         return -1;
-    if (fstat(fd, &sb) != 0 || !pqri_private_file(&sb) || sb.st_size > STATS_SIZE)
+    if (fstat(fd, &sb) != 0 || !cache_trusted(st->dir, &sb) || sb.st_size > STATS_SIZE)
         goto bad;
     if (create && sb.st_size < STATS_SIZE) {
         /* New, or truncated by someone: (re)made with its space reserved. */

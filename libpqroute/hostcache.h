@@ -18,11 +18,15 @@ struct pqri_dir_id {
     int fd;
     dev_t dev;
     ino_t ino;
+    uid_t owner;   /* every file in it must be this user's */
+    mode_t mode;   /* files are made readable by whoever may read the directory */
+    bool readonly; /* the host agent's (PQROUTE_CACHE_OWNER) or root's: read, never written */
     struct pqri_dir_id *prev; /* the one it replaced (its fd kept open until close) */
 };
 struct pqri_cache_dir {
     struct pqri_dir_id *id;      /* NULL: not sharing (atomic) */
     char *path;                  /* for messages, and to open it again once it was removed */
+    uid_t agent;                 /* PQROUTE_CACHE_OWNER's uid; 0 (root) when none */
     struct pqri_dir_id *retired; /* removed and not made again: kept for close */
 };
 int pqri_cachedir_open(struct pqri_cache_dir *d, const struct pqr_settings *s);
@@ -32,7 +36,8 @@ void pqri_cachedir_close(struct pqri_cache_dir *d);
  * removed (st_nlink 0: systemd's RuntimeDirectory= after the agent stopped) is opened again by its
  * path with the same checks, with one warning. */
 int pqri_cachedir_fd(struct pqri_cache_dir *d);
-/* openat() in the held directory, never following a symlink; files are made 0600. */
+/* openat() in the held directory, never following a symlink; files are made 0600, 0644 in a
+ * directory others may read (the host agent's). */
 int pqri_cache_openat(struct pqri_cache_dir *d, const char *name, int flags);
 
 struct pqri_cache_file {

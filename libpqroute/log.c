@@ -197,16 +197,6 @@ unsigned long long pqri_fnv(unsigned long long h, const void *p, size_t n)
     return h;
 }
 
-bool pqri_private_dir(const struct stat *st)
-{
-    return S_ISDIR(st->st_mode) && st->st_uid == geteuid() && !(st->st_mode & (S_IWGRP | S_IWOTH));
-}
-
-bool pqri_private_file(const struct stat *st)
-{
-    return S_ISREG(st->st_mode) && st->st_uid == geteuid() && !(st->st_mode & (S_IWGRP | S_IWOTH));
-}
-
 bool pqri_trusted_file(const struct stat *st)
 {
     return S_ISREG(st->st_mode) && (st->st_uid == 0 || st->st_uid == geteuid()) &&

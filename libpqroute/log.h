@@ -41,11 +41,10 @@ bool pqri_privileged(void);
 #define PQRI_FNV_SEED 1469598103934665603ULL
 unsigned long long pqri_fnv(unsigned long long h, const void *p, size_t n);
 
-/* Decides where connections and passwords go, so only its owner may change it: ours (or, for a
- * configuration file, root's) and not writable by group or others. */
+/* A configuration or secret file decides where connections and passwords go, so only its owner may
+ * change it: ours or root's, and not writable by group or others. (The cache directory's files:
+ * pqri_cache_trusted.) */
 struct stat;
-bool pqri_private_dir(const struct stat *st);
-bool pqri_private_file(const struct stat *st);
 bool pqri_trusted_file(const struct stat *st);
 
 long long pqri_now_ms(void);  /* CLOCK_REALTIME: comparable across processes (cache file) */

@@ -81,6 +81,7 @@ void pqri_settings_clear(struct pqr_settings *s)
     free(s->rest_cert);
     free(s->rest_key);
     free(s->cache_dir);
+    free(s->cache_owner);
     free(s->allow);
     free(s->env_patroni);
     free(s->env_rw);
@@ -147,9 +148,10 @@ int pqri_settings_copy(struct pqr_settings *d, const struct pqr_settings *s)
     d->nallow = 0;
     if ((dup_str(&d->rest_ca, s->rest_ca) | dup_str(&d->rest_cert, s->rest_cert) |
          dup_str(&d->rest_key, s->rest_key) | dup_str(&d->cache_dir, s->cache_dir) |
-         dup_str(&d->env_patroni, s->env_patroni) | dup_str(&d->env_rw, s->env_rw) |
-         dup_str(&d->env_ro, s->env_ro) | dup_str(&d->etcd, s->etcd) |
-         dup_str(&d->consul, s->consul) | copy_dcs(&d->dcs, &s->dcs)) != 0)
+         dup_str(&d->cache_owner, s->cache_owner) | dup_str(&d->env_patroni, s->env_patroni) |
+         dup_str(&d->env_rw, s->env_rw) | dup_str(&d->env_ro, s->env_ro) |
+         dup_str(&d->etcd, s->etcd) | dup_str(&d->consul, s->consul) |
+         copy_dcs(&d->dcs, &s->dcs)) != 0)
         return -1;
     if (s->nallow) {
         if (!(d->allow = malloc(s->nallow * sizeof *s->allow)))
@@ -332,6 +334,7 @@ static const struct setting {
     {"REST_CERT", K_READABLE, AT(rest_cert), 0, 0, "a readable file", W_TOP},
     {"REST_KEY", K_READABLE, AT(rest_key), 0, 0, "a readable file", W_TOP},
     {"CACHE_DIR", K_ABSPATH, AT(cache_dir), 0, 0, "an absolute path", W_TOP},
+    {"CACHE_OWNER", K_NAME, AT(cache_owner), 0, 0, "a user name", W_TOP},
     {"ALLOW", K_CIDRS, AT(allow), 0, 0, "address/bits[,...]", W_TOP},
     {"FRONT_DOOR", K_FRONT_DOOR, AT(door_mode), 0, 0, "adaptive, last or stale-only", W_TOP},
     {"ETCD", K_URLS, AT(etcd), 0, 0, "http(s)://host:port[,...]", W_CLUSTER},
@@ -764,6 +767,12 @@ int pqri_settings_from_file(struct pqr_settings *s, const char *path, char *err,
         goto out;
     }
     root = config_root_setting(&cfg);
+    /* Nothing but comments (the commented example a package installs): nothing configured, as
+     * without the file, rather than an error in every process that reads it. */
+    if (config_setting_length(root) == 0) {
+        rc = 0;
+        goto out;
+    }
     for (int i = 0; i < config_setting_length(root); i++) {
         config_setting_t *st = config_setting_get_elem(root, (unsigned)i);
         const char *key = config_setting_name(st), *v;

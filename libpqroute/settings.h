@@ -63,7 +63,8 @@ struct pqr_settings {
     long long max_lag;
     int member_port;
     char *rest_ca, *rest_cert, *rest_key;
-    char *cache_dir; /* NULL: $XDG_RUNTIME_DIR/libpqroute, else /tmp/libpqroute-<uid> */
+    char *cache_dir;   /* NULL: $XDG_RUNTIME_DIR/libpqroute, else /tmp/libpqroute-<uid> */
+    char *cache_owner; /* the host agent's user: its cache directory is read, never written */
     struct pqri_cidr *allow;
     size_t nallow;
     int log_level;

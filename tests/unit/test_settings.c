@@ -501,6 +501,19 @@ int main(void)
     pqri_settings_clear(&s);
     unlink(path);
 
+    /* Comments only (the example a package installs as /etc/libpqroute.conf): no error, nothing
+     * configured by it; the environment's cluster is used as without the file. */
+    path = write_file("# clusters = ( { patroni = \"http://a:8008\"; rw = \"db:5432\"; } );\n// x\n", 0644);
+    clear_env();
+    setenv("PQROUTE_CONFIG", path, 1);
+    setenv("PQROUTE_PATRONI", "http://a:8008", 1);
+    setenv("PQROUTE_RW", "db:5432", 1);
+    rc = load(&s, err, sizeof err);
+    ok(rc == 0 && s.nclusters == 1 && strcmp(s.clusters[0].name, "env") == 0,
+       "a file of comments only configures nothing, and is no error (%s)", err);
+    pqri_settings_clear(&s);
+    unlink(path);
+
     /* @include: every included file passes the main file's checks, on the descriptor parsed. */
     char inc[64], main_text[256];
     snprintf(inc, sizeof inc, "%s", write_file("clusters = ( { name = \"inc\"; patroni = \"http://a:8008\"; rw = \"db:5432\"; } );\n", 0644));
