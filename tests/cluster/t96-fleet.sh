@@ -8,7 +8,7 @@ SECS=25
 ETCD=http://127.0.0.10:2379
 [ -x "$FLEET" ] || { echo "1..0 # SKIP $FLEET not built"; exit 0; }
 export PQROUTE_ETCD=$ETCD PQROUTE_SCOPE=pqroute # the fleet's and `pqroute stats`' configuration
-tmp=$(mktemp -d)
+tmp=$(mktemp -d -p "$([ -d /dev/shm ] && echo /dev/shm || echo /tmp)") # tmpfs, as an agent's directory is
 fleet_pid=
 cleanup() { [ -n "$fleet_pid" ] && kill $fleet_pid 2>/dev/null; wait 2>/dev/null; rm -rf "$tmp"; }
 trap cleanup EXIT
