@@ -98,7 +98,7 @@ void pqri_policy_ro_why(const struct pqri_policy_in *in, size_t i, char *buf, si
 {
     const char *no = pqri_policy_ro_refusal(in->t, i, in->max_lag);
     const char *z = pqri_member_tag(&in->t->m[i], in->zone_tag ? in->zone_tag : "zone");
-    int count, r = in->zones ? zone_rank(in->zones, z, &count) : 0;
+    int count = 0, r = in->zones ? zone_rank(in->zones, z, &count) : 0;
 
     if (no && (int)i == in->t->leader && in->ro_leader)
         snprintf(buf, len, "reads only when no replica is eligible (RO_FALLBACK=leader)");
