@@ -81,6 +81,7 @@ ok $([ "$n_after" -gt 20 ] && ! grep -q FAIL <<<"$after"; echo $?) \
     "node2 stopped: 0 of $n_after reads failed once the view changed ($(grep -c FAIL "$log") before, of $(grep -c . "$log"); view changed $((t_view - t_stop)) ms after the stop)"
 ok $(awk -v t="$t_view" '$1 >= t + 500' "$log" | grep -v -q "server=$ipo:"; [ $? = 1 ]; echo $?) \
     "... and from 0.5 s after it, every read on $other ($(awk -v t="$t_view" '$1 >= t + 500' "$log" | grep -c "server=$ipo:"))"
+grep FAIL "$log" | head -3 | while read -r l; do diag "failed before the view changed (at $((${l%% *} - t_stop)) ms): ${l#* }"; done
 first=$(awk -v t="$t_stop" '$1 >= t && /server=/ && $0 ~ "server='"$ipo"':" {print $1 - t; exit}' "$log")
 diag "first read on $other ${first:-?} ms after node2's stop began"
 rm -f "$log"
