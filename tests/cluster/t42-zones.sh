@@ -53,8 +53,9 @@ got=""
 for i in 1 2 3 4; do got+="$(reads 50 PQROUTE_ZONE=b) "; done
 like "$got" "^(fail=0 direct=50 proxy=0 50@$ip2 ){4}$" "PQROUTE_ZONE=b: 200 of 200 reads on node2 (b), directly ($got)"
 got=$(reads 20)
-like "$got" "10@$ip2" "no PQROUTE_ZONE: reads still spread over both replicas ($got)"
-like "$got" "10@$ipo" "... both of them"
+# (a connect that retries takes one more turn of the rotation: not exactly 10 and 10)
+like "$got" " ([5-9]|1[0-5])@$ip2" "no PQROUTE_ZONE: reads still spread over both replicas ($got)"
+like "$got" " ([5-9]|1[0-5])@$ipo" "... both of them"
 out=$(PQROUTE_ZONE=b LD_PRELOAD=$PRELOAD PQROUTE_LOG=info "$CLIENT" connectdb "$RO" 2>&1)
 like "$out" "zone b \\(tag zone\\).*$ip2:5432\\(node2 zone b\\),$ipo:5432\\($other zone [ac]\\)" \
     "the decision line names the zones, b's replica first"
@@ -75,6 +76,9 @@ node2_gone() { ! curl -s "http://$ipo:8008/cluster" | grep -q '"name": "node2"[^
 wait_for 20 node2_gone
 t_view=$(date +%s%3N)
 wait $rpid
+# the reader's lines only (a PQROUTE_LOG set by whoever runs the test adds others)
+grep -E '^[0-9]+ (OK|FAIL)' "$log" >"$log.r"
+mv "$log.r" "$log"
 after=$(awk -v t="$t_view" '$1 >= t' "$log")
 n_after=$(grep -c . <<<"$after")
 ok $([ "$n_after" -gt 20 ] && ! grep -q FAIL <<<"$after"; echo $?) \
@@ -95,7 +99,7 @@ check "node2 (b) is the leader" bash -c '[ "$("$0" leader)" = node2 ]' "$CL"
 check "PQROUTE_ZONE=b,a with b's node leading: 40 of 40 reads on node1 (a)" \
     wait_for 30 all_on 40 "$ip1" PQROUTE_ZONE=b,a
 got=$(reads 20 PQROUTE_ZONE=b)
-like "$got" "10@$ip1.*10@$ip3|10@$ip3.*10@$ip1" "PQROUTE_ZONE=b alone: both replicas, as other zones ($got)"
+like "$got" " ([5-9]|1[0-5])@$ip1.* ([5-9]|1[0-5])@$ip3| ([5-9]|1[0-5])@$ip3.* ([5-9]|1[0-5])@$ip1" "PQROUTE_ZONE=b alone: both replicas, as other zones ($got)"
 
 # 4. No replica left: RO_FALLBACK=leader reads from the leader directly; by default the front door.
 "$CL" stop-node node1 &
