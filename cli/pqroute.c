@@ -63,12 +63,16 @@ static bool leads(const pqr_topology *t, size_t i)
     return role == PQR_MEMBER_LEADER || role == PQR_MEMBER_STANDBY_LEADER;
 }
 
-static json_t *cluster_json(const char *name, const pqr_topology *t)
+static json_t *cluster_json(const pqr_router *r, const char *name, const pqr_topology *t)
 {
+    const char *zone = pqr_router_zone(r, name);
+    char why[160];
+
     json_t *c = json_object(), *members = json_array();
     int leader = pqr_topology_leader(t);
 
     json_object_set_new(c, "name", json_string(name));
+    json_object_set_new(c, "zone", zone ? json_string(zone) : json_null());
     json_object_set_new(c, "source", json_string(pqr_topology_source(t)));
     json_object_set_new(c, "age_s", json_real(pqr_topology_age(t)));
     json_object_set_new(
@@ -84,39 +88,50 @@ static json_t *cluster_json(const char *name, const pqr_topology *t)
         json_object_set_new(m, "timeline", json_integer(pqr_member_timeline(t, i)));
         json_object_set_new(m, "lag", json_integer(pqr_member_lag(t, i)));
         json_object_set_new(m, "noloadbalance", json_boolean(pqr_member_noloadbalance(t, i)));
+        zone = pqr_router_member_zone(r, name, t, i);
+        json_object_set_new(m, "zone", zone ? json_string(zone) : json_null());
+        if (pqr_router_read_why(r, name, t, i, why, sizeof why) == 0)
+            json_object_set_new(m, "reads", json_string(why));
         json_array_append_new(members, m);
     }
     json_object_set_new(c, "members", members);
     return c;
 }
 
-static void cluster_text(const char *name, const pqr_topology *t)
+static void cluster_text(const pqr_router *r, const char *name, const pqr_topology *t)
 {
     int leader = pqr_topology_leader(t);
+    const char *zones = pqr_router_zone(r, name);
 
     printf("cluster %s: ", name);
     if (!t) {
         printf("no view (Patroni did not answer; connections go to the front door)\n");
         return;
     }
-    printf("view from %s, %.1f s old, leader %s\n",
+    printf("view from %s, %.1f s old, leader %s%s%s\n",
            pqr_topology_source(t)[0] ? pqr_topology_source(t) : "?", pqr_topology_age(t),
-           leader >= 0 ? pqr_member_name(t, (size_t)leader) : "(none)");
-    printf("  %-12s %-15s %-10s %-22s %4s %10s  %s\n", "MEMBER", "ROLE", "STATE", "ADDRESS", "TL",
-           "LAG", "NOTE");
+           leader >= 0 ? pqr_member_name(t, (size_t)leader) : "(none)",
+           zones ? ", reads prefer zone " : "", zones ? zones : "");
+    printf("  %-12s %-15s %-10s %-22s %4s %10s %-8s  %s\n", "MEMBER", "ROLE", "STATE", "ADDRESS",
+           "TL", "LAG", "ZONE", "NOTE");
     for (size_t i = 0; i < pqr_topology_size(t); i++) {
         const char *a = pqr_member_addr(t, i);
-        char addr[80], lag[32] = "", tl[16] = "-";
+        const char *zone = pqr_router_member_zone(r, name, t, i);
+        char addr[80], lag[32] = "", tl[16] = "-", why[160] = "";
         snprintf(addr, sizeof addr, "%s:%d", a[0] ? a : "-", pqr_member_port(t, i));
         if (pqr_member_timeline(t, i) >= 0)
             snprintf(tl, sizeof tl, "%ld", pqr_member_timeline(t, i));
         if (!leads(t, i))
             snprintf(lag, sizeof lag, pqr_member_lag(t, i) < 0 ? "unknown" : "%lld",
                      pqr_member_lag(t, i));
-        printf("  %-12s %-15s %-10s %-22s %4s %10s  %s%s\n", pqr_member_name(t, i),
+        pqr_router_read_why(r, name, t, i, why, sizeof why);
+        printf("  %-12s %-15s %-10s %-22s %4s %10s %-8s  %s%s%s\n", pqr_member_name(t, i),
                pqr_member_role_name(pqr_member_role_of(t, i)), pqr_member_state(t, i), addr, tl,
-               lag, !a[0] ? "not used (unresolvable or outside PQROUTE_ALLOW) " : "",
-               pqr_member_noloadbalance(t, i) ? "noloadbalance" : "");
+               lag, zone ? zone : "-",
+               !a[0] ? "not used (unresolvable or outside PQROUTE_ALLOW) " : "",
+               pqr_member_noloadbalance(t, i) ? "noloadbalance " : "",
+               /* the leader's "not a replica" says nothing an operator needs */
+               leads(t, i) && strstr(why, "not a replica") ? "" : why);
     }
 }
 
@@ -136,9 +151,9 @@ static int cmd_status(int argc, char **argv)
         if (crc > rc)
             rc = crc;
         if (json)
-            json_array_append_new(all, cluster_json(name, t));
+            json_array_append_new(all, cluster_json(r, name, t));
         else
-            cluster_text(name, t);
+            cluster_text(r, name, t);
         pqr_topology_release(t);
     }
     if (json) {

@@ -320,6 +320,41 @@ int pqr_router_front_door(const pqr_router *r, const char *cluster, pqr_role rol
     return 0;
 }
 
+const char *pqr_router_zone(const pqr_router *r, const char *cluster)
+{
+    struct pqri_view *v = view_named(r, cluster);
+    return v ? pqri_zone(pqri_views_settings(r->views), pqri_view_conf(v)) : NULL;
+}
+
+const char *pqr_router_member_zone(const pqr_router *r, const char *cluster, const pqr_topology *t,
+                                   size_t i)
+{
+    struct pqri_view *v = view_named(r, cluster);
+    if (!v || !t || i >= t->n)
+        return NULL;
+    return pqri_member_tag(&t->m[i],
+                           pqri_zone_tag(pqri_views_settings(r->views), pqri_view_conf(v)));
+}
+
+int pqr_router_read_why(const pqr_router *r, const char *cluster, const pqr_topology *t, size_t i,
+                        char *buf, size_t len)
+{
+    struct pqri_view *v = view_named(r, cluster);
+    const struct pqr_settings *s = r ? pqri_views_settings(r->views) : NULL;
+    const struct pqri_cluster_conf *c = v ? pqri_view_conf(v) : NULL;
+
+    if (!v || !t || i >= t->n || !buf || !len)
+        return -1;
+    struct pqri_policy_in in = {.t = t,
+                                .role = PQR_ROLE_RO,
+                                .max_lag = pqri_max_lag(s, c),
+                                .zones = pqri_zone(s, c),
+                                .zone_tag = pqri_zone_tag(s, c),
+                                .ro_leader = pqri_ro_fallback(s, c) == PQRI_RO_LEADER};
+    pqri_policy_ro_why(&in, i, buf, len);
+    return 0;
+}
+
 size_t pqr_router_endpoints(const pqr_router *r, const char *cluster)
 {
     struct pqri_view *v = view_named(r, cluster);

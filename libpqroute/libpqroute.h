@@ -201,6 +201,16 @@ PQR_EXPORT pqr_topology *pqr_router_ask(pqr_router *r, const char *cluster, size
 PQR_EXPORT const char *pqr_router_dcs(const pqr_router *r, const char *cluster);
 PQR_EXPORT pqr_topology *pqr_router_ask_dcs(pqr_router *r, const char *cluster, char *err,
                                             size_t errlen);
+/* Zones (PQROUTE_ZONE, PQROUTE_ZONE_TAG): the cluster's zone list ("b,a"; NULL when none is set);
+ * member i's zone, the value of its Patroni tag that names zones (NULL when it has none); and, in
+ * words, where read-only connections place member i and why, or why they leave it out ("" when it
+ * is an eligible replica and no zone is set). pqr_router_read_why() returns 0, or -1 for an unknown
+ * cluster or member. */
+PQR_EXPORT const char *pqr_router_zone(const pqr_router *r, const char *cluster);
+PQR_EXPORT const char *pqr_router_member_zone(const pqr_router *r, const char *cluster,
+                                              const pqr_topology *t, size_t i);
+PQR_EXPORT int pqr_router_read_why(const pqr_router *r, const char *cluster, const pqr_topology *t,
+                                   size_t i, char *buf, size_t len);
 /* What the router would do with a connection, without connecting: the decision line (as
  * pqr_last_decision(), which it also sets). May wait for a first view like a blocking connect. */
 PQR_EXPORT const char *pqr_router_explain(pqr_router *r, const char *conninfo);

@@ -231,6 +231,11 @@ static int build(struct pqri_views *vs, struct pqri_plan *p, bool door_only_ok)
     in.t = p->t;
     in.role = p->role;
     in.max_lag = pqri_max_lag(s, pqri_view_conf(p->v));
+    in.zones = pqri_zone(s, pqri_view_conf(p->v));
+    in.zone_tag = pqri_zone_tag(s, pqri_view_conf(p->v));
+    /* The leader can take reads only when the application did not ask for a standby by name. */
+    in.ro_leader = pqri_ro_fallback(s, pqri_view_conf(p->v)) == PQRI_RO_LEADER && p->tsa &&
+        (strcmp(p->tsa, "prefer-standby") == 0 || strcmp(p->tsa, "any") == 0);
     in.failures = fails;
     p->ncands = pqri_policy_order(&in, p->cands, PQRI_MAX_MEMBERS);
     /* A member that did not answer in this connect is not waited for twice in it. */
@@ -248,16 +253,38 @@ static int build(struct pqri_views *vs, struct pqri_plan *p, bool door_only_ok)
     return build_params(p);
 }
 
+/* A read candidate's zone, and the leader taking reads, in the decision line. */
+static void describe_member(const struct pqri_plan *p, size_t i, const char *zones, const char *tag,
+                            char *buf, size_t len)
+{
+    const struct pqri_member *m = &p->t->m[p->cands[i].member];
+    const char *z = pqri_member_tag(m, tag);
+
+    if (p->role == PQR_ROLE_RO && p->cands[i].member == p->t->leader)
+        snprintf(buf, len, " leader: no replica eligible, RO_FALLBACK=leader");
+    else if (p->role == PQR_ROLE_RO && zones)
+        snprintf(buf, len, " zone %s", z ? z : "(none)");
+    else
+        buf[0] = 0;
+}
+
 void pqri_plan_describe(const struct pqri_plan *p, const char *what)
 {
-    char list[512], door[300] = "";
+    char list[512], door[300] = "", zone[200] = "", note[100];
     size_t used = 0;
+    const struct pqr_settings *s = pqri_views_settings(pqri_view_views(p->v));
+    const char *zones = pqri_zone(s, pqri_view_conf(p->v)),
+               *tag = pqri_zone_tag(s, pqri_view_conf(p->v));
 
     snprintf(list, sizeof list, "%s", p->ncands ? "" : "(none)");
-    for (size_t i = 0; i < p->ncands && used < sizeof list; i++)
-        used +=
-            (size_t)snprintf(list + used, sizeof list - used, "%s%s:%d(%s)", i ? "," : "",
-                             p->cands[i].addr, p->cands[i].port, p->t->m[p->cands[i].member].name);
+    for (size_t i = 0; i < p->ncands && used < sizeof list; i++) {
+        describe_member(p, i, zones, tag, note, sizeof note);
+        used += (size_t)snprintf(list + used, sizeof list - used, "%s%s:%d(%s%s)", i ? "," : "",
+                                 p->cands[i].addr, p->cands[i].port,
+                                 p->t->m[p->cands[i].member].name, note);
+    }
+    if (p->role == PQR_ROLE_RO && zones)
+        snprintf(zone, sizeof zone, ", zone %s (tag %s)", zones, tag);
     static const char *const modes[] = {
         "adaptive: not tried when members answer and refuse the role", "last", "stale-only"};
     int mode = pqri_views_settings(pqri_view_views(p->v))->door_mode;
@@ -269,11 +296,12 @@ void pqri_plan_describe(const struct pqri_plan *p, const char *what)
     else
         snprintf(door, sizeof door, ",%s:%s (front door, %s)", p->door_host, p->door_port,
                  modes[mode >= 0 && mode <= 2 ? mode : 0]);
-    pqri_decision("%s %s: cluster %s, front door %s:%s, candidates %s%s, target_session_attrs=%s, "
-                  "leader %s, view %.1fs old from %s",
-                  what, role_name(p->role), pqri_view_conf(p->v)->name, p->door_host, p->door_port,
-                  list, door, p->tsa, p->t->leader >= 0 ? p->t->m[p->t->leader].name : "(none)",
-                  pqr_topology_age(p->t), p->t->source ? p->t->source : "?");
+    pqri_decision("%s %s: cluster %s%s, front door %s:%s, candidates %s%s, "
+                  "target_session_attrs=%s, leader %s, view %.1fs old from %s",
+                  what, role_name(p->role), pqri_view_conf(p->v)->name, zone, p->door_host,
+                  p->door_port, list, door, p->tsa,
+                  p->t->leader >= 0 ? p->t->m[p->t->leader].name : "(none)", pqr_topology_age(p->t),
+                  p->t->source ? p->t->source : "?");
 }
 
 struct pqri_plan *pqri_plan_new(struct pqri_views *vs, const struct pqri_libpq *pq,

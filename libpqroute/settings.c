@@ -68,6 +68,8 @@ static void cluster_clear(struct pqri_cluster_conf *c)
     free_strv(c->seeds, c->nseeds);
     free(c->rw_host);
     free(c->ro_host);
+    free(c->zone);
+    free(c->zone_tag);
     free(c->key);
     memset(c, 0, sizeof *c);
 }
@@ -82,6 +84,8 @@ void pqri_settings_clear(struct pqr_settings *s)
     free(s->rest_key);
     free(s->cache_dir);
     free(s->cache_owner);
+    free(s->zone);
+    free(s->zone_tag);
     free(s->allow);
     free(s->env_patroni);
     free(s->env_rw);
@@ -129,6 +133,7 @@ static int copy_cluster(struct pqri_cluster_conf *d, const struct pqri_cluster_c
     d->nseeds = 0;
     if ((copy_dcs(&d->dcs, &c->dcs) | dup_str(&d->name, c->name) |
          dup_str(&d->rw_host, c->rw_host) | dup_str(&d->ro_host, c->ro_host) |
+         dup_str(&d->zone, c->zone) | dup_str(&d->zone_tag, c->zone_tag) |
          dup_str(&d->key, c->key)) != 0)
         return -1;
     if (!(d->seeds = calloc(c->nseeds ? c->nseeds : 1, sizeof(char *))))
@@ -148,7 +153,8 @@ int pqri_settings_copy(struct pqr_settings *d, const struct pqr_settings *s)
     d->nallow = 0;
     if ((dup_str(&d->rest_ca, s->rest_ca) | dup_str(&d->rest_cert, s->rest_cert) |
          dup_str(&d->rest_key, s->rest_key) | dup_str(&d->cache_dir, s->cache_dir) |
-         dup_str(&d->cache_owner, s->cache_owner) | dup_str(&d->env_patroni, s->env_patroni) |
+         dup_str(&d->cache_owner, s->cache_owner) | dup_str(&d->zone, s->zone) |
+         dup_str(&d->zone_tag, s->zone_tag) | dup_str(&d->env_patroni, s->env_patroni) |
          dup_str(&d->env_rw, s->env_rw) | dup_str(&d->env_ro, s->env_ro) |
          dup_str(&d->etcd, s->etcd) | dup_str(&d->consul, s->consul) |
          copy_dcs(&d->dcs, &s->dcs)) != 0)
@@ -295,7 +301,9 @@ enum kind {
     K_ABSPATH,
     K_CIDRS,
     K_NAME,
-    K_NAMESPACE
+    K_NAMESPACE,
+    K_ZONES,
+    K_RO_FALLBACK
 };
 /* Like the properties libpq's PQconninfoOptions carries per option: said here, once, and not in a
  * list of names elsewhere that could drift from the table. */
@@ -337,6 +345,9 @@ static const struct setting {
     {"CACHE_OWNER", K_NAME, AT(cache_owner), 0, 0, "a user name", W_TOP},
     {"ALLOW", K_CIDRS, AT(allow), 0, 0, "address/bits[,...]", W_TOP},
     {"FRONT_DOOR", K_FRONT_DOOR, AT(door_mode), 0, 0, "adaptive, last or stale-only", W_TOP},
+    {"ZONE", K_ZONES, AT(zone), 0, 0, "a zone name or a list (b,a) of at most 8", W_CLUSTER},
+    {"ZONE_TAG", K_NAME, AT(zone_tag), 0, 0, "a Patroni tag name", W_CLUSTER},
+    {"RO_FALLBACK", K_RO_FALLBACK, AT(ro_fallback), 0, 0, "door or leader", W_CLUSTER},
     {"ETCD", K_URLS, AT(etcd), 0, 0, "http(s)://host:port[,...]", W_CLUSTER},
     {"CONSUL", K_URLS, AT(consul), 0, 0, "http(s)://host:port[,...]", W_CLUSTER},
     {"SCOPE", K_NAME, AT(dcs.scope), 0, 0, "Patroni's scope (no '/')", W_CLUSTER},
@@ -448,6 +459,30 @@ int pqri_settings_set(struct pqr_settings *s, const char *name, const char *valu
         /* "/" is the root: no prefix */
         return set_str((char **)field, value, len == 1 ? 0 : len, err, errlen, name);
     }
+    case K_ZONES: {
+        /* names as Patroni's tags carry them: no space, no control character, none twice */
+        size_t n = 0, len = strlen(value);
+        for (const char *p = value, *e; *p; p = *e ? e + 1 : e) {
+            e = p + strcspn(p, ",");
+            if (e == p || e - p > 64 || ++n > PQRI_MAX_ZONES || (*e && !e[1]))
+                goto bad;
+            for (const char *q = p; q < e; q++)
+                if (iscntrl((unsigned char)*q) || isspace((unsigned char)*q))
+                    goto bad;
+            for (const char *o = value; o < p; o += strcspn(o, ",") + 1)
+                if (strcspn(o, ",") == (size_t)(e - p) && strncmp(o, p, (size_t)(e - p)) == 0)
+                    goto bad;
+        }
+        return set_str((char **)field, value, len, err, errlen, name);
+    }
+    case K_RO_FALLBACK:
+        if (strcmp(value, "door") == 0)
+            *(int *)field = PQRI_RO_DOOR;
+        else if (strcmp(value, "leader") == 0)
+            *(int *)field = PQRI_RO_LEADER;
+        else
+            break;
+        return 0;
     case K_CIDRS: {
         struct pqri_cidr *list;
         size_t n;
@@ -473,6 +508,8 @@ struct cluster_src {
     const struct pqri_dcs_conf *dcs; /* scope, namespace, group, TLS, authentication */
     int member_port;
     long long max_lag;
+    const char *zone, *zone_tag; /* NULL: the global setting */
+    int ro_fallback;             /* -1: the global setting */
 };
 
 /* A cluster's DCS settings, each taken from the entry or else from the defaults d. */
@@ -563,6 +600,12 @@ static int add_cluster(struct pqr_settings *s, const struct cluster_src *src, bo
     c.name = strdup(src->name);
     c.member_port = src->member_port;
     c.max_lag = src->max_lag;
+    c.ro_fallback = src->ro_fallback;
+    if (dup_str(&c.zone, src->zone) < 0 || dup_str(&c.zone_tag, src->zone_tag) < 0) {
+        cluster_clear(&c);
+        pqri_errc(PQR_ERR_RESOURCE, err, errlen, "out of memory");
+        return -1;
+    }
     /* The cache file's identity: where its views come from. */
     for (size_t i = 0; i < c.nseeds; i++)
         h = pqri_fnv(pqri_fnv(h, c.seeds[i], strlen(c.seeds[i])), "\xff", 1);
@@ -599,8 +642,9 @@ static int add_cluster(struct pqr_settings *s, const struct cluster_src *src, bo
 int pqri_settings_finish(struct pqr_settings *s, char *err, size_t errlen)
 {
     if (s->env_patroni || s->etcd || s->consul) {
-        struct cluster_src src = {"env",     s->env_patroni, s->etcd, s->consul, s->env_rw,
-                                  s->env_ro, NULL,           0,       -1};
+        struct cluster_src src = {"env",     s->env_patroni, s->etcd, s->consul,
+                                  s->env_rw, s->env_ro,      NULL,    0,
+                                  -1,        NULL,           NULL,    -1};
         if (add_cluster(s, &src, true, err, errlen) < 0)
             return -1;
     } else if (s->env_rw || s->env_ro) {
@@ -823,6 +867,7 @@ int pqri_settings_from_file(struct pqr_settings *s, const char *path, char *err,
         pqri_settings_init(&tmp);
         tmp.member_port = 0;
         tmp.max_lag = -1;
+        tmp.ro_fallback = -1;
         for (int k = 0; k < config_setting_length(c) && !bad_line; k++) {
             config_setting_t *st = config_setting_get_elem(c, (unsigned)k);
             const char *key = config_setting_name(st), *v;
@@ -849,9 +894,18 @@ int pqri_settings_from_file(struct pqr_settings *s, const char *path, char *err,
             }
         }
         if (!bad_line) {
-            struct cluster_src src = {
-                cname ? cname : cbuf, patroni,    tmp.etcd, tmp.consul, rw, ro, &tmp.dcs,
-                tmp.member_port,      tmp.max_lag};
+            struct cluster_src src = {cname ? cname : cbuf,
+                                      patroni,
+                                      tmp.etcd,
+                                      tmp.consul,
+                                      rw,
+                                      ro,
+                                      &tmp.dcs,
+                                      tmp.member_port,
+                                      tmp.max_lag,
+                                      tmp.zone,
+                                      tmp.zone_tag,
+                                      tmp.ro_fallback};
             if (add_cluster(s, &src, false, why, sizeof why) < 0)
                 bad_line = line;
         }
@@ -876,6 +930,21 @@ int pqri_settings_member_port(const struct pqr_settings *s, const struct pqri_cl
 long long pqri_max_lag(const struct pqr_settings *s, const struct pqri_cluster_conf *c)
 {
     return c->max_lag >= 0 ? c->max_lag : s->max_lag;
+}
+
+const char *pqri_zone(const struct pqr_settings *s, const struct pqri_cluster_conf *c)
+{
+    return c->zone ? c->zone : s->zone;
+}
+
+const char *pqri_zone_tag(const struct pqr_settings *s, const struct pqri_cluster_conf *c)
+{
+    return c->zone_tag ? c->zone_tag : s->zone_tag ? s->zone_tag : PQRI_DEFAULT_ZONE_TAG;
+}
+
+int pqri_ro_fallback(const struct pqr_settings *s, const struct pqri_cluster_conf *c)
+{
+    return c->ro_fallback >= 0 ? c->ro_fallback : s->ro_fallback;
 }
 
 int pqri_rest_budget_ms(const struct pqr_settings *s)

@@ -38,6 +38,9 @@ struct pqri_cluster_conf {
     int ro_port;
     int member_port;   /* 0: the global setting */
     long long max_lag; /* bytes; -1: the global setting */
+    char *zone;        /* PQROUTE_ZONE, "b,a"; NULL: the global setting */
+    char *zone_tag;    /* NULL: the global setting */
+    int ro_fallback;   /* enum pqri_ro_fallback; -1: the global setting */
     char *key;         /* stable identity for the shared cache file */
     struct pqri_dcs_conf dcs;
 };
@@ -49,6 +52,15 @@ enum pqri_door {
     PQRI_DOOR_LAST,      /* last in every list */
     PQRI_DOOR_STALE_ONLY /* only when Patroni's view is unknown or stale */
 };
+
+/* Where reads go when no replica is eligible (PQROUTE_RO_FALLBACK). */
+enum pqri_ro_fallback {
+    PQRI_RO_DOOR,  /* the front door alone */
+    PQRI_RO_LEADER /* the leader directly, then the front door (libpq's prefer-standby) */
+};
+
+#define PQRI_MAX_ZONES 8
+#define PQRI_DEFAULT_ZONE_TAG "zone"
 
 struct pqr_settings {
     struct pqri_cluster_conf *clusters;
@@ -68,7 +80,10 @@ struct pqr_settings {
     struct pqri_cidr *allow;
     size_t nallow;
     int log_level;
-    int door_mode; /* PQROUTE_FRONT_DOOR: enum pqri_door */
+    int door_mode;   /* PQROUTE_FRONT_DOOR: enum pqri_door */
+    char *zone;      /* PQROUTE_ZONE: this process's zone, or a list in order of preference; NULL */
+    char *zone_tag;  /* PQROUTE_ZONE_TAG: the Patroni tag naming a member's zone; NULL: "zone" */
+    int ro_fallback; /* PQROUTE_RO_FALLBACK: enum pqri_ro_fallback */
     /* the settings given for the environment's own cluster, before it is appended */
     char *env_patroni, *env_rw, *env_ro;
     /* DCS settings: the environment's cluster's, and the defaults of the file's clusters */
@@ -94,5 +109,9 @@ int pqri_settings_load(struct pqr_settings *s, char *err, size_t errlen);
 int pqri_rest_budget_ms(const struct pqr_settings *s);
 int pqri_settings_member_port(const struct pqr_settings *s, const struct pqri_cluster_conf *c);
 long long pqri_max_lag(const struct pqr_settings *s, const struct pqri_cluster_conf *c);
+/* A cluster's own value, else the global one: zone list (NULL: none), zone tag, RO fallback. */
+const char *pqri_zone(const struct pqr_settings *s, const struct pqri_cluster_conf *c);
+const char *pqri_zone_tag(const struct pqr_settings *s, const struct pqri_cluster_conf *c);
+int pqri_ro_fallback(const struct pqr_settings *s, const struct pqri_cluster_conf *c);
 
 #endif

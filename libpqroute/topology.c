@@ -54,14 +54,24 @@ const char *pqr_member_role_name(pqr_member_role role)
     }
 }
 
+static void member_free(struct pqri_member *m)
+{
+    free(m->name);
+    free(m->host);
+    free(m->api_url);
+    free(m->state);
+    for (size_t i = 0; i < m->ntags; i++) {
+        free(m->tags[i].key);
+        free(m->tags[i].value);
+    }
+    free(m->tags);
+    memset(m, 0, sizeof *m);
+}
+
 static void topo_free(struct pqr_topology *t)
 {
-    for (size_t i = 0; i < t->n; i++) {
-        free(t->m[i].name);
-        free(t->m[i].host);
-        free(t->m[i].api_url);
-        free(t->m[i].state);
-    }
+    for (size_t i = 0; i < t->n; i++)
+        member_free(&t->m[i]);
     free(t->m);
     free(t->source);
     free(t);
@@ -105,6 +115,50 @@ static bool jtag(json_t *tags, const char *key)
     return json_is_true(v) || (json_is_string(v) && strcmp(json_string_value(v), "true") == 0);
 }
 
+#define MAX_TAGS 16
+
+/* The text and integer tags (a zone's name is either, as YAML reads it): bounded like every other
+ * field, escaped like them; booleans are read by jtag(). */
+static int parse_tags(json_t *tags, struct pqri_member *m)
+{
+    const char *key;
+    json_t *v;
+    char num[32];
+
+    if (!json_is_object(tags))
+        return 0;
+    json_object_foreach(tags, key, v)
+    {
+        const char *text = NULL;
+        if (json_is_string(v) && strlen(json_string_value(v)) == json_string_length(v))
+            text = json_string_value(v);
+        else if (json_is_integer(v))
+            snprintf(num, sizeof num, "%lld", (long long)json_integer_value(v)), text = num;
+        if (!text || m->ntags == MAX_TAGS)
+            continue;
+        if (!m->tags && !(m->tags = calloc(MAX_TAGS, sizeof *m->tags)))
+            return -1;
+        struct pqri_tag *g = &m->tags[m->ntags];
+        g->key = escaped(key, 64);
+        g->value = escaped(text, 128);
+        if (!g->key || !g->value) {
+            free(g->key), free(g->value);
+            g->key = g->value = NULL;
+            continue; /* too long: as if absent */
+        }
+        m->ntags++;
+    }
+    return 0;
+}
+
+const char *pqri_member_tag(const struct pqri_member *m, const char *key)
+{
+    for (size_t i = 0; key && i < m->ntags; i++)
+        if (strcmp(m->tags[i].key, key) == 0)
+            return m->tags[i].value;
+    return NULL;
+}
+
 static int parse_member(json_t *o, struct pqri_member *m)
 {
     const char *name = jstr(o, "name", 128), *host = jstr(o, "host", 255),
@@ -133,6 +187,8 @@ static int parse_member(json_t *o, struct pqri_member *m)
     m->lag = json_is_integer(lag) && json_integer_value(lag) >= 0 ? json_integer_value(lag) : -1;
     m->noloadbalance = jtag(tags, "noloadbalance");
     m->nofailover = jtag(tags, "nofailover");
+    if (parse_tags(tags, m) < 0)
+        return -1;
     if (addr)
         pqri_numeric_addr(addr, m->addr);
     return 0;
@@ -171,9 +227,7 @@ struct pqr_topology *pqri_topo_parse(const char *json, size_t len, char *err, si
     t->leader = -1;
     for (size_t i = 0; i < n; i++) {
         if (parse_member(json_array_get(members, i), &t->m[t->n]) < 0) {
-            struct pqri_member *m = &t->m[t->n];
-            free(m->name), free(m->host), free(m->state), free(m->api_url);
-            memset(m, 0, sizeof *m);
+            member_free(&t->m[t->n]);
             continue; /* a member we cannot use; the others still describe the cluster */
         }
         t->n++;
@@ -229,6 +283,9 @@ void pqri_topo_finish(struct pqr_topology *t)
         h = pqri_fnv(h, &m->port, sizeof m->port);
         h = pqri_fnv(h, &m->timeline, sizeof m->timeline);
         h = pqri_fnv(h, &m->noloadbalance, sizeof m->noloadbalance);
+        for (size_t k = 0; k < m->ntags; k++) /* a zone orders the replicas */
+            h = pqri_fnv(pqri_fnv(h, m->tags[k].key, strlen(m->tags[k].key) + 1), m->tags[k].value,
+                         strlen(m->tags[k].value) + 1);
     }
     t->leader = best;
     t->gen = h;
@@ -312,6 +369,8 @@ char *pqri_topo_dump(const struct pqr_topology *t)
         if (m->timeline >= 0)
             json_object_set_new(o, "timeline", json_integer(m->timeline));
         json_object_set_new(o, "lag", m->lag >= 0 ? json_integer(m->lag) : json_string("unknown"));
+        for (size_t k = 0; k < m->ntags; k++)
+            json_object_set_new(tags, m->tags[k].key, json_string(m->tags[k].value));
         if (m->noloadbalance)
             json_object_set_new(tags, "noloadbalance", json_true());
         if (m->nofailover)

@@ -14,6 +14,11 @@
 #define PQRI_MAX_MEMBERS 64
 #define PQRI_MAX_BODY (256 * 1024)
 
+/* A Patroni tag with a text or integer value (a zone's name, say), as text. */
+struct pqri_tag {
+    char *key, *value;
+};
+
 struct pqri_member {
     char *name;
     char *host;
@@ -27,6 +32,8 @@ struct pqri_member {
     long long lag;           /* -1 unknown */
     bool noloadbalance;
     bool nofailover;
+    struct pqri_tag *tags;
+    size_t ntags;
 };
 
 struct pqr_topology {
@@ -62,6 +69,8 @@ bool pqri_topo_leader_running(const struct pqr_topology *t);
 pqr_member_role pqri_role_parse(const char *s);
 /* The leader or a standby leader: what takes the cluster's writes (or would). */
 bool pqri_member_leads(const struct pqri_member *m);
+/* The member's tag key as text, or NULL when it has none (or one of another type). */
+const char *pqri_member_tag(const struct pqri_member *m, const char *key);
 /* Patroni says PostgreSQL runs there ("running", or "streaming" for a replica or standby leader). */
 bool pqri_member_up(const struct pqri_member *m);
 

@@ -17,7 +17,8 @@ static const char *vars[] = {"PQROUTE_PATRONI", "PQROUTE_RW", "PQROUTE_RO", "PQR
                              "PQROUTE_CONSUL", "PQROUTE_SCOPE", "PQROUTE_NAMESPACE",
                              "PQROUTE_CITUS_GROUP", "PQROUTE_ETCD_CA", "PQROUTE_ETCD_CERT",
                              "PQROUTE_ETCD_KEY", "PQROUTE_ETCD_USER", "PQROUTE_ETCD_PASSWORD_FILE",
-                             "PQROUTE_CONSUL_TOKEN_FILE", NULL};
+                             "PQROUTE_CONSUL_TOKEN_FILE", "PQROUTE_ZONE", "PQROUTE_ZONE_TAG",
+                             "PQROUTE_RO_FALLBACK", NULL};
 
 static void clear_env(void)
 {
@@ -70,6 +71,7 @@ static void per_cluster(void)
     snprintf(text, sizeof text,
              "clusters = (\n"
              "  { name = \"e\"; rw = \"db:5432\"; member_port = 6432; max_lag = 5;\n"
+             "    zone = \"b,a\"; zone_tag = \"az\"; ro_fallback = \"leader\";\n"
              "    etcd = \"http://e1:2379\"; scope = \"batman\"; namespace = \"/pg\"; citus_group = 2;\n"
              "    etcd_ca = \"%s\"; etcd_cert = \"%s\"; etcd_key = \"%s\"; etcd_user = \"u\";\n"
              "    etcd_password_file = \"%s\"; },\n"
@@ -89,11 +91,14 @@ static void per_cluster(void)
                strcmp(e->dcs.scope, "batman") == 0 && strcmp(e->dcs.ns, "/pg") == 0 &&
                e->dcs.group == 2 && strcmp(e->dcs.ca, f) == 0 && strcmp(e->dcs.cert, f) == 0 &&
                strcmp(e->dcs.key, f) == 0 && strcmp(e->dcs.user, "u") == 0 &&
-               strcmp(e->dcs.password_file, f) == 0,
+               strcmp(e->dcs.password_file, f) == 0 && strcmp(pqri_zone(&s, e), "b,a") == 0 &&
+               strcmp(pqri_zone_tag(&s, e), "az") == 0 && pqri_ro_fallback(&s, e) == PQRI_RO_LEADER,
            "... and each holds for its cluster");
         ok(c->dcs.kind == PQRI_DCS_CONSUL && strcmp(c->dcs.scope, "robin") == 0 &&
-               strcmp(c->dcs.token_file, f) == 0 && c->member_port == 0 && c->max_lag == -1,
-           "... and only for its cluster");
+               strcmp(c->dcs.token_file, f) == 0 && c->member_port == 0 && c->max_lag == -1 &&
+               !pqri_zone(&s, c) && strcmp(pqri_zone_tag(&s, c), "zone") == 0 &&
+               pqri_ro_fallback(&s, c) == PQRI_RO_DOOR,
+           "... and only for its cluster (zone unset, tag \"zone\", fallback door)");
     }
     pqri_settings_clear(&s);
     unlink(path);
@@ -238,7 +243,8 @@ static bool same_settings(const struct pqr_settings *a, const struct pqr_setting
         !same_str(a->cache_dir, b->cache_dir) || !same_str(a->env_patroni, b->env_patroni) ||
         !same_str(a->env_rw, b->env_rw) || !same_str(a->env_ro, b->env_ro) ||
         !same_str(a->etcd, b->etcd) || !same_str(a->consul, b->consul) ||
-        !same_dcs(&a->dcs, &b->dcs))
+        !same_str(a->zone, b->zone) || !same_str(a->zone_tag, b->zone_tag) ||
+        a->ro_fallback != b->ro_fallback || !same_dcs(&a->dcs, &b->dcs))
         return false;
     for (size_t i = 0; i < a->nclusters; i++) {
         const struct pqri_cluster_conf *x = &a->clusters[i], *y = &b->clusters[i];
@@ -246,7 +252,9 @@ static bool same_settings(const struct pqr_settings *a, const struct pqr_setting
             !same_str(x->rw_host, y->rw_host) || x->rw_port != y->rw_port ||
             !same_str(x->ro_host, y->ro_host) || x->ro_port != y->ro_port ||
             x->member_port != y->member_port || x->max_lag != y->max_lag ||
-            !same_str(x->key, y->key) || !same_dcs(&x->dcs, &y->dcs))
+            !same_str(x->zone, y->zone) || !same_str(x->zone_tag, y->zone_tag) ||
+            x->ro_fallback != y->ro_fallback || !same_str(x->key, y->key) ||
+            !same_dcs(&x->dcs, &y->dcs))
             return false;
     }
     return true;
@@ -274,6 +282,9 @@ static void full_env(const char *f)
     setenv("PQROUTE_ETCD_PASSWORD_FILE", f, 1);
     setenv("PQROUTE_CONSUL_TOKEN_FILE", f, 1);
     setenv("PQROUTE_MEMBER_PORT", "6432", 1);
+    setenv("PQROUTE_ZONE", "b,a", 1);
+    setenv("PQROUTE_ZONE_TAG", "az", 1);
+    setenv("PQROUTE_RO_FALLBACK", "leader", 1);
 }
 #endif
 
@@ -429,6 +440,14 @@ int main(void)
     bad("PQROUTE_ALLOW", "10.0.0.0/33");
     bad("PQROUTE_ALLOW", "not-an-address");
     bad("PQROUTE_FRONT_DOOR", "sometimes");
+    bad("PQROUTE_ZONE", "b,");
+    bad("PQROUTE_ZONE", ",b");
+    bad("PQROUTE_ZONE", "b,,a");
+    bad("PQROUTE_ZONE", "b,a,b");
+    bad("PQROUTE_ZONE", "eu west");
+    bad("PQROUTE_ZONE", "a,b,c,d,e,f,g,h,i");
+    bad("PQROUTE_ZONE_TAG", "a/b");
+    bad("PQROUTE_RO_FALLBACK", "primary");
     bad("PQROUTE_CONFIG", "");
     bad("PQROUTE_CONFIG", "/nonexistent/libpqroute.conf");
 
