@@ -138,7 +138,7 @@ $(B)/tests/%: tests/tools/%.c
 $(B)/bench/pqr-fleet: bench/pqr-fleet.c $(LIB_SO)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -std=gnu11 $(WARN) -Ilibpqroute $(shell pkg-config --cflags libpq) $(CFLAGS) \
-	  -o $@ $< -L$(B) -lpqroute -Wl,-rpath,$(abspath $(B)) -ljansson -lpthread
+	  -o $@ $< -L$(B) -lpqroute -Wl,-rpath,$(abspath $(B)) -lpthread
 
 $(B)/bench/pqr-bench: bench/pqr-bench.c
 	@mkdir -p $(dir $@)

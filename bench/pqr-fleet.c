@@ -12,6 +12,7 @@
  * same millisecond, and 2,000 at once would measure this machine's two cores, not the design).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -23,8 +24,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <jansson.h>
-
 #include "libpqroute.h"
 
 extern char **environ;
@@ -34,6 +33,7 @@ struct host {
     pthread_t th;
     int wd;
     char dir[512];
+    int dirfd;
     char leader[64];
 };
 
@@ -56,20 +56,34 @@ static void *host_main(void *arg)
     return NULL;
 }
 
-/* The leader a cache file names, or "" (a file being replaced, or another file). */
-static void file_leader(const char *path, char *out, size_t len)
+/* The leader a cache file names, or "" (a file being replaced, or another file). Scanned, not
+ * parsed: 2,000 hosts' files on every change are the simulator's own cost, which must stay small
+ * beside the hosts' (a parse with jansson's file reader took a core). The file is the library's
+ * compact JSON: each member an object with "name" before "role". */
+static void file_leader(int dirfd, const char *name, char *out, size_t len)
 {
-    json_t *j = json_load_file(path, 0, NULL), *ms = json_object_get(j, "members");
+    char buf[64 * 1024];
+    int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd >= 0 ? read(fd, buf, sizeof buf - 1) : -1;
 
     out[0] = 0;
-    for (size_t i = 0; i < json_array_size(ms); i++) {
-        json_t *m = json_array_get(ms, i);
-        const char *role = json_string_value(json_object_get(m, "role"));
-        const char *name = json_string_value(json_object_get(m, "name"));
-        if (role && name && (!strcmp(role, "leader") || !strcmp(role, "master")))
-            snprintf(out, len, "%s", name);
-    }
-    json_decref(j);
+    if (fd >= 0)
+        close(fd);
+    if (n <= 0)
+        return;
+    buf[n] = 0;
+    const char *role = strstr(buf, "\"role\":\"leader\"");
+    if (!role)
+        return;
+    const char *obj = role;
+    while (obj > buf && *obj != '{')
+        obj--;
+    const char *nm = strstr(obj, "\"name\":\"");
+    if (!nm || nm > role)
+        return;
+    nm += 8;
+    size_t k = strcspn(nm, "\"");
+    snprintf(out, len, "%.*s", (int)(k < len ? k : len - 1), nm);
 }
 
 /* Every PQROUTE_* variable of the environment, as the router's setting of that name. */
@@ -130,6 +144,7 @@ int main(int argc, char **argv)
         }
         pqr_settings_free(s);
         h->wd = inotify_add_watch(in, h->dir, IN_MOVED_TO);
+        h->dirfd = open(h->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (pthread_create(&h->th, NULL, host_main, h) == 0)
             started++;
         else
@@ -153,13 +168,15 @@ int main(int argc, char **argv)
             size_t nl = ev->len ? strlen(ev->name) : 0;
             if (nl < 6 || strcmp(ev->name + nl - 5, ".json") != 0) /* the view, not its temp */
                 continue;
-            for (int i = 0; i < n; i++) {
+            /* inotify numbers one instance's watches from 1, in the order they were added */
+            int first =
+                ev->wd >= 1 && ev->wd <= n && hosts[ev->wd - 1].wd == ev->wd ? ev->wd - 1 : 0;
+            for (int i = first; i < n; i++) {
                 struct host *h = &hosts[i];
-                char path[800], lead[64];
+                char lead[64];
                 if (h->wd != ev->wd)
                     continue;
-                snprintf(path, sizeof path, "%s/%s", h->dir, ev->name);
-                file_leader(path, lead, sizeof lead);
+                file_leader(h->dirfd, ev->name, lead, sizeof lead);
                 if (lead[0] && strcmp(lead, h->leader) != 0) {
                     printf("LEADER %d %s %lld\n", i, lead, at);
                     snprintf(h->leader, sizeof h->leader, "%s", lead);
