@@ -173,6 +173,19 @@ check-libpq: all
 check-stress: all sanitizers fuzz-build
 	scripts/check-stress
 
+# arm64 (aarch64): a cross-build into build-arm64 against Debian's own arm64 packages, laid out by
+# scripts/arm64-root (downloaded once, then cached): what tests/cluster/t17-arm64.sh runs under
+# qemu-aarch64. Needs gcc-aarch64-linux-gnu (scripts/install-deps).
+ARM64_ROOT ?= /var/cache/pqroute-arm64
+ARM64_CC ?= aarch64-linux-gnu-gcc
+arm64:
+	scripts/arm64-root $(ARM64_ROOT)
+	PKG_CONFIG_LIBDIR=$(ARM64_ROOT)/usr/lib/aarch64-linux-gnu/pkgconfig:$(ARM64_ROOT)/usr/share/pkgconfig \
+	PKG_CONFIG_SYSROOT_DIR=$(ARM64_ROOT) $(MAKE) --no-print-directory B=build-arm64 \
+	  CC="$(ARM64_CC) --sysroot=$(ARM64_ROOT)" build-arm64/libpqroute.so \
+	  build-arm64/libpqroute-preload.so build-arm64/tests/pqr-client build-arm64/tests/pqr-dlhost \
+	  build-arm64/tests/pqr-loadstress
+
 # psycopg 3's and ruby-pg's own test suites without the shim, passed through and routed (issue 30).
 check-peers: all
 	tests/peers/run "$(PSYCOPG_SRC)" "$(RUBYPG_SRC)"
@@ -210,6 +223,6 @@ uninstall:
 	rm -f $(addprefix $(DESTDIR),$(INSTALLED))
 
 clean:
-	rm -rf $(B) build-asan build-tsan
+	rm -rf $(B) build-asan build-tsan build-arm64
 
-.PHONY: soak all examples tests-build check check-unit check-stress check-libpq check-peers demo bench install uninstall clean sanitizers fuzz fuzz-build mutants FORCE
+.PHONY: arm64 soak all examples tests-build check check-unit check-stress check-libpq check-peers demo bench install uninstall clean sanitizers fuzz fuzz-build mutants FORCE
