@@ -159,7 +159,21 @@ soak: all
 mutants:
 	tests/mutants/run
 
-check: all sanitizers fuzz-build
+# arm64 (aarch64): a cross-build into build-arm64 against Debian's own arm64 packages, laid out by
+# scripts/arm64-root (downloaded once, then cached): what tests/cluster/t17-arm64.sh runs under
+# qemu-aarch64. Needs gcc-aarch64-linux-gnu (scripts/install-deps).
+ARM64_ROOT ?= /var/cache/pqroute-arm64
+ARM64_CC ?= aarch64-linux-gnu-gcc
+arm64:
+	scripts/arm64-root $(ARM64_ROOT)
+	PKG_CONFIG_LIBDIR=$(ARM64_ROOT)/usr/lib/aarch64-linux-gnu/pkgconfig:$(ARM64_ROOT)/usr/share/pkgconfig \
+	PKG_CONFIG_SYSROOT_DIR=$(ARM64_ROOT) $(MAKE) --no-print-directory B=build-arm64 \
+	  CC="$(ARM64_CC) --sysroot=$(ARM64_ROOT)" build-arm64/libpqroute.so \
+	  build-arm64/libpqroute-preload.so build-arm64/tests/pqr-dlhost build-arm64/tests/pqr-loadstress
+# make check builds it where it can be run (qemu-user).
+ARM64_CHECK := $(shell command -v $(ARM64_CC) >/dev/null && command -v qemu-aarch64 >/dev/null && echo arm64)
+
+check: all sanitizers fuzz-build $(ARM64_CHECK)
 	tests/run
 
 check-unit: all sanitizers fuzz-build
@@ -172,19 +186,6 @@ check-libpq: all
 # make check with two CPU-bound busy loops beside it (not part of make check).
 check-stress: all sanitizers fuzz-build
 	scripts/check-stress
-
-# arm64 (aarch64): a cross-build into build-arm64 against Debian's own arm64 packages, laid out by
-# scripts/arm64-root (downloaded once, then cached): what tests/cluster/t17-arm64.sh runs under
-# qemu-aarch64. Needs gcc-aarch64-linux-gnu (scripts/install-deps).
-ARM64_ROOT ?= /var/cache/pqroute-arm64
-ARM64_CC ?= aarch64-linux-gnu-gcc
-arm64:
-	scripts/arm64-root $(ARM64_ROOT)
-	PKG_CONFIG_LIBDIR=$(ARM64_ROOT)/usr/lib/aarch64-linux-gnu/pkgconfig:$(ARM64_ROOT)/usr/share/pkgconfig \
-	PKG_CONFIG_SYSROOT_DIR=$(ARM64_ROOT) $(MAKE) --no-print-directory B=build-arm64 \
-	  CC="$(ARM64_CC) --sysroot=$(ARM64_ROOT)" build-arm64/libpqroute.so \
-	  build-arm64/libpqroute-preload.so build-arm64/tests/pqr-client build-arm64/tests/pqr-dlhost \
-	  build-arm64/tests/pqr-loadstress
 
 # psycopg 3's and ruby-pg's own test suites without the shim, passed through and routed (issue 30).
 check-peers: all
