@@ -171,7 +171,21 @@ soak: all
 mutants:
 	tests/mutants/run
 
-check: all sanitizers fuzz-build
+# arm64 (aarch64): a cross-build into build-arm64 against Debian's own arm64 packages, laid out by
+# scripts/arm64-root (downloaded once, then cached): what tests/cluster/t17-arm64.sh runs under
+# qemu-aarch64. Needs gcc-aarch64-linux-gnu (scripts/install-deps).
+ARM64_ROOT ?= /var/cache/pqroute-arm64
+ARM64_CC ?= aarch64-linux-gnu-gcc
+arm64:
+	scripts/arm64-root $(ARM64_ROOT)
+	PKG_CONFIG_LIBDIR=$(ARM64_ROOT)/usr/lib/aarch64-linux-gnu/pkgconfig:$(ARM64_ROOT)/usr/share/pkgconfig \
+	PKG_CONFIG_SYSROOT_DIR=$(ARM64_ROOT) $(MAKE) --no-print-directory B=build-arm64 \
+	  CC="$(ARM64_CC) --sysroot=$(ARM64_ROOT)" build-arm64/libpqroute.so \
+	  build-arm64/libpqroute-preload.so build-arm64/tests/pqr-dlhost build-arm64/tests/pqr-loadstress
+# make check builds it where it can be run (qemu-user).
+ARM64_CHECK := $(shell command -v $(ARM64_CC) >/dev/null && command -v qemu-aarch64 >/dev/null && echo arm64)
+
+check: all sanitizers fuzz-build $(ARM64_CHECK)
 	tests/run
 
 check-unit: all sanitizers fuzz-build
@@ -239,6 +253,6 @@ check-deb: deb
 	PQR_DEB_DIR=$(B)/deb tests/run deb
 
 clean:
-	rm -rf $(B) build-asan build-tsan
+	rm -rf $(B) build-asan build-tsan build-arm64
 
-.PHONY: soak all examples tests-build check check-unit check-stress check-libpq check-peers demo bench install uninstall deb check-deb clean sanitizers fuzz fuzz-build mutants FORCE
+.PHONY: arm64 soak all examples tests-build check check-unit check-stress check-libpq check-peers demo bench install uninstall deb check-deb clean sanitizers fuzz fuzz-build mutants FORCE

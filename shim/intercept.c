@@ -15,7 +15,7 @@
  * result does not depend on the caller: dlsym() on a real handle, and dlopen() of a path (with a
  * slash, without $ORIGIN) with RTLD_DEEPBIND.
  *
- * x86-64 only; elsewhere these calls are not intercepted (README: Known limits).
+ * x86-64 and aarch64; elsewhere these calls are not intercepted (README: Known limits).
  */
 #include <dlfcn.h>
 #include <elf.h>
@@ -31,25 +31,66 @@
 void *(*shim_real_dlsym)(void *, const char *);
 void *(*shim_real_dlopen)(const char *, int);
 
+/* The version dlsym and dlopen have had in libdl since glibc's first port to the architecture; 2.34
+ * moved both into libc as GLIBC_2.34, keeping the old version. A glibc older than 2.34 has only
+ * this one. */
+#if defined(__x86_64__)
+#define LIBDL_VERSION "GLIBC_2.2.5"
+#elif defined(__aarch64__)
+#define LIBDL_VERSION "GLIBC_2.17"
+#endif
+
+#if defined(__x86_64__) || defined(__aarch64__)
+#define INTERCEPT 1 /* the stubs below are written for these */
+
+/* What the shim calls when libc's own cannot be found (a libc it does not know): nothing is found
+ * and nothing loaded, which every caller handles (libpq's own result, or libpq's failure). */
+static void *no_dlsym(void *handle, const char *name)
+{
+    (void)handle, (void)name;
+    return NULL;
+}
+static void *no_dlopen(const char *file, int mode)
+{
+    (void)file, (void)mode;
+    return NULL;
+}
+#endif
+
 /* libc's dlsym and dlopen, found once. No pthread_once: a sanitizer's runtime calls dlsym() (ours)
  * while it initialises, before its own pthread_once interceptor can run — so a plain idempotent
  * look-up (two threads find the same pointers) published with release/acquire. dlvsym is not
- * intercepted: RTLD_NEXT from here is libc. */
+ * intercepted: RTLD_NEXT from here is libc. Never NULL once bound: the stubs jump to them. */
 void shim_bind_libc(void)
 {
     void *s, *o;
 
     if (__atomic_load_n(&shim_real_dlopen, __ATOMIC_ACQUIRE))
         return;
-    if (!(s = dlvsym(RTLD_NEXT, "dlsym", "GLIBC_2.34")))
-        s = dlvsym(RTLD_NEXT, "dlsym", "GLIBC_2.2.5");
-    if (!(o = dlvsym(RTLD_NEXT, "dlopen", "GLIBC_2.34")))
-        o = dlvsym(RTLD_NEXT, "dlopen", "GLIBC_2.2.5");
+    s = dlvsym(RTLD_NEXT, "dlsym", "GLIBC_2.34");
+    o = dlvsym(RTLD_NEXT, "dlopen", "GLIBC_2.34");
+#ifdef LIBDL_VERSION
+    if (!s)
+        s = dlvsym(RTLD_NEXT, "dlsym", LIBDL_VERSION);
+    if (!o)
+        o = dlvsym(RTLD_NEXT, "dlopen", LIBDL_VERSION);
+#endif
+    if (!s || !o) {
+#ifdef INTERCEPT
+        shim_error("cannot find libc's dlsym and dlopen (%s); %s", "GLIBC_2.34, " LIBDL_VERSION,
+                   "connections are not routed, dlopen() and dlsym() fail");
+        s = (void *)no_dlsym, o = (void *)no_dlopen;
+#else
+        /* Not intercepted here: these names are libc's (or another preload library's, as for
+         * any other caller). */
+        s = (void *)dlsym, o = (void *)dlopen;
+#endif
+    }
     __atomic_store_n(&shim_real_dlsym, (void *(*)(void *, const char *))s, __ATOMIC_RELEASE);
     __atomic_store_n(&shim_real_dlopen, (void *(*)(const char *, int))o, __ATOMIC_RELEASE);
 }
 
-#if defined(__x86_64__)
+#ifdef INTERCEPT
 
 void *pqr_shim_dlsym_hook(void *handle, const char *name);
 void *pqr_shim_dlopen_hook(const char *file, int mode);
@@ -83,7 +124,8 @@ void *pqr_shim_dlopen_hook(const char *file, int mode)
 }
 
 /* Each stub: save the arguments, ask the hook, and either return its answer or restore the
- * arguments and tail-jump to libc with the application's return address still on the stack. */
+ * arguments and tail-jump to libc with the application's return address still in place. */
+#if defined(__x86_64__)
 #define STUB(name, hook, real)                                                                     \
     __asm__(".text\n"                                                                              \
             ".globl " #name "\n"                                                                   \
@@ -109,10 +151,52 @@ void *pqr_shim_dlopen_hook(const char *file, int mode)
             "    .cfi_endproc\n"                                                                   \
             ".size " #name ", .-" #name "\n")
 
+#else
+/* The return address is in x30, restored before the jump; x16 is the scratch register that the
+ * procedure call standard gives a branch between functions (PLT stubs use it), and the one a
+ * branch-protected (BTI) function entry accepts from an indirect jump. */
+#define STUB(name, hook, real)                                                                     \
+    __asm__(".text\n"                                                                              \
+            ".globl " #name "\n"                                                                   \
+            ".type " #name ", %function\n" #name ":\n"                                             \
+            "    .cfi_startproc\n"                                                                 \
+            "    stp x29, x30, [sp, #-32]!\n"                                                      \
+            "    .cfi_def_cfa_offset 32\n"                                                         \
+            "    .cfi_offset 29, -32\n"                                                            \
+            "    .cfi_offset 30, -24\n"                                                            \
+            "    mov x29, sp\n"                                                                    \
+            "    stp x0, x1, [sp, #16]\n"                                                          \
+            "    bl " #hook "\n"                                                                   \
+            "    mov x16, x0\n"                                                                    \
+            "    ldp x0, x1, [sp, #16]\n"                                                          \
+            "    ldp x29, x30, [sp], #32\n"                                                        \
+            "    .cfi_restore 29\n"                                                                \
+            "    .cfi_restore 30\n"                                                                \
+            "    .cfi_def_cfa_offset 0\n"                                                          \
+            "    cbz x16, 1f\n"                                                                    \
+            "    mov x0, x16\n"                                                                    \
+            "    ret\n"                                                                            \
+            "1:  adrp x16, " #real "\n"                                                            \
+            "    ldr x16, [x16, #:lo12:" #real "]\n"                                               \
+            "    br x16\n"                                                                         \
+            "    .cfi_endproc\n"                                                                   \
+            ".size " #name ", .-" #name "\n")
+#endif
+
 STUB(dlsym, pqr_shim_dlsym_hook, shim_real_dlsym);
 STUB(dlopen, pqr_shim_dlopen_hook, shim_real_dlopen);
 
 /* ---- relocations of objects that bind in their own scope ---- */
+
+/* A call's slot (PLT) and an address taken in code (GOT); an address stored as data is not
+ * rewritten (README: Known limits). */
+#if defined(__x86_64__)
+#define R_JUMP_SLOT R_X86_64_JUMP_SLOT
+#define R_GLOB_DAT R_X86_64_GLOB_DAT
+#else
+#define R_JUMP_SLOT R_AARCH64_JUMP_SLOT
+#define R_GLOB_DAT R_AARCH64_GLOB_DAT
+#endif
 
 struct object {
     ElfW(Addr) base;
@@ -184,8 +268,7 @@ static void patch_table(const struct object *o, const ElfW(Rela) * rel, size_t c
         const ElfW(Sym) *sym = &symtab[ELF64_R_SYM(rel[i].r_info)];
         int w;
 
-        if ((type != R_X86_64_JUMP_SLOT && type != R_X86_64_GLOB_DAT) ||
-            !ELF64_R_SYM(rel[i].r_info))
+        if ((type != R_JUMP_SLOT && type != R_GLOB_DAT) || !ELF64_R_SYM(rel[i].r_info))
             continue;
         /* Only references to a definition elsewhere: libpq's calls to its own functions, and our
          * own definitions, are left alone. */
