@@ -26,7 +26,7 @@
 #include "view.h"
 
 /* How late a stop may be noticed while the agent sleeps. */
-#define STOP_CHECK_MS 50
+#define STOP_CHECK_MS 250 /* a host's agent wakes rarely: one in a fleet of thousands in a test */
 #define BACKOFF_MIN_MS 100
 /* A fleet's agents that lost the DCS try again every 5-10 s each at random, so that its return is
  * met by their reconnects spread over seconds, not all at once. */
@@ -212,7 +212,7 @@ int pqr_agent_run(pqr_router *r, const volatile int *stop, char *err, size_t err
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     /* Atomic: a signal handler sets it, or another thread. */
     while (started && !__atomic_load_n((const int *)stop, __ATOMIC_ACQUIRE))
-        sleep_ms(pqri_views_stop_flag(vs), 100);
+        sleep_ms(pqri_views_stop_flag(vs), 250);
     pqri_views_stop(vs);
     for (size_t i = 0; i < n; i++)
         if (acs[i].started)

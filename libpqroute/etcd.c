@@ -673,7 +673,9 @@ int pqri_etcd_watch(struct pqri_etcd *e, const int *stop, const struct pqri_watc
     const char *hdr[2] = {"Grpc-Metadata-hasleader: true", e->auth_hdr};
     struct pqri_http_req rq = {url,      body, hdr,  0,    &e->tls, e->s->rest_timeout_ms,
                                MAX_LINE, stop, NULL, NULL, 0,       NULL};
-    struct pqri_http_stream_opts so = {&rq, on_line, on_tick, &w};
+    /* Ticks often enough to re-stamp the view twice per interval; a stop is seen within 250 ms. */
+    struct pqri_http_stream_opts so = {&rq, on_line, on_tick, &w,
+                                       e->s->refresh_ms / 2 < 250 ? e->s->refresh_ms / 2 : 250};
     long long last_compaction = 0;
 
     if (pqri_http_load(err, errlen) < 0)

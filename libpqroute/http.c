@@ -695,7 +695,7 @@ enum pqri_http_stream_end pqri_http_stream_run(const struct pqri_http_stream_opt
             end = PQRI_STREAM_ABANDONED;
             break;
         }
-        cu.multi_poll(s.multi, NULL, 0, SLICE_MS, NULL);
+        cu.multi_poll(s.multi, NULL, 0, o->tick_ms > 0 ? o->tick_ms : SLICE_MS, NULL);
     }
     cu.multi_remove_handle(s.multi, s.h);
 out:

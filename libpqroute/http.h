@@ -94,6 +94,9 @@ struct pqri_http_stream_opts {
     /* After each round of reading while the stream runs: -1 ends it. */
     int (*tick)(void *arg, struct pqri_http_stream *s);
     void *arg;
+    /* The longest wait between ticks when nothing arrives (0: 50 ms). A host runs one stream, but
+     * a fleet simulated in one process runs thousands: each wakes only as often as it must. */
+    int tick_ms;
 };
 enum pqri_http_stream_end {
     PQRI_STREAM_STOPPED,   /* *rq->stop became non-zero */
