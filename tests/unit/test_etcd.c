@@ -41,8 +41,8 @@ static struct {
     char token[32];
     int ntoken, ranges, keys_only, watches, auths, versions, unauth;
     int serializable;          /* reads that asked for it */
-    bool asked_progress;       /* the last watch asked for progress notifications */
-    bool asked_leader;         /* the last watch sent the hasleader metadata */
+    int asked_progress;        /* the last watch asked for progress notifications (FAKE reads ints) */
+    int asked_leader;          /* the last watch sent the hasleader metadata */
     long long watch_from;
     char last_path[1024];
 } F = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
@@ -121,7 +121,8 @@ static void fake_reset(void)
     snprintf(F.watch_mode, sizeof F.watch_mode, "ok");
     F.hidden = F.auth = F.range_500 = F.cancelled = false;
     F.ranges = F.keys_only = F.watches = F.auths = F.versions = F.unauth = F.serializable = 0;
-    F.progress = F.asked_progress = F.asked_leader = false;
+    F.progress = false;
+    F.asked_progress = F.asked_leader = 0;
     member_value(v, sizeof v, 1, "master");
     fake_put_locked(PFX "members/n1", v, false);
     member_value(v, sizeof v, 2, "replica");
