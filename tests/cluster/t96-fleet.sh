@@ -15,26 +15,20 @@ trap cleanup EXIT
 # etcd's own count of the unary calls it started (reads, writes, leases: Patroni's and ours)
 unary() { curl -fsS "$ETCD/metrics" | awk '/^grpc_server_started_total\{/ && /grpc_type="unary"/ {n += $2} END {printf "%d", n}'; }
 watchers() { curl -fsS "$ETCD/metrics" | awk '$1 == "etcd_debugging_mvcc_watcher_total" {print int($2)}'; }
-# the fleet's own requests, from each host's counters: full reads and the reads proving a stream
-asked() {
+# the sum over every host of the named counters (`pqroute stats` in each host's directory)
+counted() {
     local d n=0 v
     for d in "$tmp"/fleet/h*; do
         v=$(PQROUTE_CACHE_DIR=$d "$B/pqroute" stats 2>/dev/null |
-            awk '$1 == "dcs_reads" || $1 == "watch_checks" || $1 == "rest_fallbacks" {n += $2} END {print n + 0}')
+            awk -v want=" $* " 'index(want, " " $1 " ") {n += $2} END {print n + 0}')
         n=$((n + v))
     done
     echo $n
 }
+# the fleet's own requests: full reads, the reads proving a stream, REST asks
+asked() { counted dcs_reads watch_checks rest_fallbacks; }
 # what the streams said: events, or etcd's progress notifications on a quiet one
-heard() {
-    local d n=0 v
-    for d in "$tmp"/fleet/h*; do
-        v=$(PQROUTE_CACHE_DIR=$d "$B/pqroute" stats 2>/dev/null |
-            awk '$1 == "watch_events" || $1 == "watch_progress" {n += $2} END {print n + 0}')
-        n=$((n + v))
-    done
-    echo $n
-}
+heard() { counted watch_events watch_progress; }
 
 u0=$(unary)
 sleep 10
