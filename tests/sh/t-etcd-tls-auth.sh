@@ -49,7 +49,10 @@ ok $("${E[@]}" get /service/tls/leader >/dev/null 2>&1; [ $? != 0 ]; echo $?) "a
 printf 'readerpw\n' >"$tmp/pw"; chmod 600 "$tmp/pw"
 export PQROUTE_ETCD=https://$IP:22379 PQROUTE_SCOPE=tls PQROUTE_RW=127.0.0.1:1 PQROUTE_CACHE_DIR=$tmp/cache \
        PQROUTE_ETCD_CA=$tmp/ca.crt PQROUTE_ETCD_CERT=$tmp/nocn.crt PQROUTE_ETCD_KEY=$tmp/nocn.key \
-       PQROUTE_ETCD_USER=pqroute-reader PQROUTE_ETCD_PASSWORD_FILE=$tmp/pw PQROUTE_LOG=warn
+       PQROUTE_ETCD_USER=pqroute-reader PQROUTE_ETCD_PASSWORD_FILE=$tmp/pw PQROUTE_LOG=warn \
+       PQROUTE_REST_TIMEOUT_MS=10000
+# (a generous timeout: the checks are about etcd's reasons, and a TLS handshake plus etcd's bcrypt
+# check of the password took over the default 1 s on a busy machine: "no view" without the reason)
 unset PQROUTE_PATRONI PQROUTE_CONFIG PQROUTE_CONSUL
 out=$("$B/pqroute" status 2>&1)
 like "$out" "view from etcd read https://$IP:22379, [0-9.]+ s old, leader a" "TLS + client certificate + a read-only user: the view is read"
