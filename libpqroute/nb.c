@@ -48,8 +48,7 @@
 #include "refresher.h"
 #include "log.h"
 
-#define PAUSE_MS 100 /* between rounds while a leader changes, as a blocking connect waits */
-#define TICK_MS 5    /* how often the waker looks at the views while a connect pauses */
+#define TICK_MS 5 /* how often the waker looks at the views while a connect pauses */
 #define MIN_WAIT_MS 2000
 #define BUCKETS 256
 
@@ -77,6 +76,10 @@ struct nb {
     int host_ms;
     int cur; /* the entry libpq is on: a candidate, PQRI_DOOR or PQRI_NONE */
     bool panicked, retried;
+    /* This round asks the view's leader alone (pqri_plan_next_round): it ends once libpq has
+     * left that candidate (`probe_lead`) without landing. */
+    bool probe, probe_next, at_lead, probe_over;
+    int probe_lead;
     struct pqri_login login; /* the login rule's memory (pqri_plan_login_ends) */
     bool answered[PQRI_MAX_MEMBERS];
     bool authed[PQRI_MAX_MEMBERS]; /* seen past authentication in this connect */
@@ -466,6 +469,10 @@ static void observe(struct nb *nb)
         nb->since = pqri_mono_ms();
         nb->timed_out = false;
     }
+    if (nb->probe) {
+        nb->probe_over = nb->probe_over || (nb->at_lead && e != nb->probe_lead);
+        nb->at_lead = e == nb->probe_lead;
+    }
     if (e >= 0) {
         ConnStatusType st = nb->pq->status(nb->conn);
         nb->answered[e] = nb->answered[e] || pqri_plan_answered(st);
@@ -499,7 +506,7 @@ static void wake_waker_if_needed(const struct nb *nb, bool drain)
         pthread_cond_signal(&cond);
 }
 
-/* Wait for the next round (a new view, or PAUSE_MS) without blocking the caller: the connection's
+/* Wait for the next round (a new view, or pqri_plan_next_round()'s pause) without blocking the caller: the connection's
  * file goes idle on our listener. `otherwise` if that cannot be. */
 static PostgresPollingStatusType pause_connect(struct nb *nb, PostgresPollingStatusType otherwise)
 {
@@ -535,7 +542,10 @@ static PostgresPollingStatusType pause_connect(struct nb *nb, PostgresPollingSta
     nb->woken = false;
     nb->wake = WAKE_PAUSE;
     nb->pause_gen = p->t->gen;
-    nb->due = min_ll(pqri_mono_ms() + PAUSE_MS, nb->wait_end);
+    bool refused = pqri_plan_leader_refused(p, nb->answered, nb->authed, nb->cur,
+                                            nb->pq->error_message(nb->conn));
+    nb->due =
+        min_ll(pqri_mono_ms() + pqri_plan_next_round(p, refused, &nb->probe_next), nb->wait_end);
     return PGRES_POLLING_READING;
 }
 
@@ -546,10 +556,11 @@ static PostgresPollingStatusType resume(struct nb *nb)
     struct pqr_topology *t = pqri_view_snapshot(p->v, 0);
     bool new_view = t && t->gen != p->t->gen;
 
-    if (t) {
-        pqri_topo_unref(p->t);
-        p->t = t;
-    }
+    if (t)
+        pqri_plan_adopt(p, t); /* the host list stays: its members are matched to the new view */
+    nb->probe = nb->probe_next && !new_view;
+    nb->probe_lead = pqri_plan_leader_at(p);
+    nb->at_lead = nb->probe_over = false;
     nb->paused = false;
     nb->cur = PQRI_NONE; /* a new walk: each member's deadline from its own start */
     nb->timed_out = false;
@@ -578,6 +589,12 @@ static PostgresPollingStatusType decide(struct nb *nb, PostgresPollingStatusType
         PQRI_DEBUG("landed on %s:%s (non-blocking)", nb->pq->hostaddr(nb->conn),
                    nb->pq->port(nb->conn));
         *done = true;
+        return ps;
+    }
+    /* A probe of a promoting leader: it refused again; the others refused a moment ago. */
+    if (nb->probe_over && ps != PGRES_POLLING_FAILED && in_time) {
+        ps = pause_connect(nb, ps);
+        *done = ps == PGRES_POLLING_FAILED;
         return ps;
     }
     /* At the front door after members answered and refused the role: a leader change. The door

@@ -257,10 +257,12 @@ static int build(struct pqri_views *vs, struct pqri_plan *p, bool door_only_ok)
 static void describe_member(const struct pqri_plan *p, size_t i, const char *zones, const char *tag,
                             char *buf, size_t len)
 {
-    const struct pqri_member *m = &p->t->m[p->cands[i].member];
-    const char *z = pqri_member_tag(m, tag);
+    const struct pqri_member *m = p->cands[i].member >= 0 ? &p->t->m[p->cands[i].member] : NULL;
+    const char *z = m ? pqri_member_tag(m, tag) : NULL;
 
-    if (p->role == PQR_ROLE_RO && p->cands[i].member == p->t->leader)
+    if (!m)
+        snprintf(buf, len, " no longer in the view");
+    else if (p->role == PQR_ROLE_RO && p->cands[i].member == p->t->leader)
         snprintf(buf, len, " leader: no replica eligible, RO_FALLBACK=leader");
     else if (p->role == PQR_ROLE_RO && zones)
         snprintf(buf, len, " zone %s", z ? z : "(none)");
@@ -279,9 +281,10 @@ void pqri_plan_describe(const struct pqri_plan *p, const char *what)
     snprintf(list, sizeof list, "%s", p->ncands ? "" : "(none)");
     for (size_t i = 0; i < p->ncands && used < sizeof list; i++) {
         describe_member(p, i, zones, tag, note, sizeof note);
-        used += (size_t)snprintf(list + used, sizeof list - used, "%s%s:%d(%s%s)", i ? "," : "",
-                                 p->cands[i].addr, p->cands[i].port,
-                                 p->t->m[p->cands[i].member].name, note);
+        used +=
+            (size_t)snprintf(list + used, sizeof list - used, "%s%s:%d(%s%s)", i ? "," : "",
+                             p->cands[i].addr, p->cands[i].port,
+                             p->cands[i].member >= 0 ? p->t->m[p->cands[i].member].name : "", note);
     }
     if (p->role == PQR_ROLE_RO && zones)
         snprintf(zone, sizeof zone, ", zone %s (tag %s)", zones, tag);
@@ -325,6 +328,7 @@ struct pqri_plan *pqri_plan_new(struct pqri_views *vs, const struct pqri_libpq *
         pq->finish(p1);
         return NULL;
     }
+    p->full_round_ms = pqri_mono_ms(); /* the first round walks every member */
     p->pq = pq;
     p->mode = mode;
     p->eff = pq->conninfo(p1);
@@ -421,11 +425,65 @@ void pqri_plan_note_failures(struct pqri_plan *p, size_t n)
     size_t k = 0;
 
     for (size_t i = 0; i < n && i < p->ncands; i++) {
-        if (p->role == PQR_ROLE_RO || pqri_member_leads(&p->t->m[p->cands[i].member]))
+        int m = p->cands[i].member;
+        if (p->role == PQR_ROLE_RO || (m >= 0 && pqri_member_leads(&p->t->m[m])))
             bad[k++] = p->cands[i];
     }
     if (k)
         pqri_view_note_failures(p->v, p->t->gen, bad, k);
+}
+
+void pqri_plan_adopt(struct pqri_plan *p, struct pqr_topology *t)
+{
+    for (size_t i = 0; i < p->ncands; i++) {
+        int m = -1;
+        for (size_t k = 0; k < t->n && m < 0; k++)
+            if (t->m[k].port == p->cands[i].port && strcmp(t->m[k].addr, p->cands[i].addr) == 0)
+                m = (int)k;
+        p->cands[i].member = m;
+    }
+    pqri_topo_unref(p->t);
+    p->t = t;
+}
+
+int pqri_plan_leader_at(const struct pqri_plan *p)
+{
+    for (size_t i = 0; p->role != PQR_ROLE_RO && p->t->leader >= 0 && i < p->ncands; i++)
+        if (p->cands[i].member == p->t->leader)
+            return (int)i;
+    return -1;
+}
+
+#define ROUND_MS 100          /* between rounds while a leader changes */
+#define PROMOTING_ROUND_MS 20 /* ... while the view's leader is being promoted */
+#define PROMOTING_MS 1000     /* ... for this long at most in one connect */
+
+/*
+ * The view's leader answered and did not take the connect: it holds Patroni's leader key and is
+ * being promoted, which takes a moment, and its first write is what every writer is waiting for.
+ * (Or it is shutting down, which costs the probes below no login; a crashed one does not answer.) A
+ * multi-host libpq loop asks every 20 ms, and the rounds here wait 100 ms: the gap after a crash
+ * was that wait. So while it promotes it is asked alone every PROMOTING_ROUND_MS (the others
+ * refused already, and each login costs both sides a SCRAM exchange), with a full round every
+ * ROUND_MS as before, for PROMOTING_MS at most: a view naming a replica as leader for longer is
+ * wrong, and the full rounds find the real one.
+ */
+int pqri_plan_next_round(struct pqri_plan *p, bool leader_refused, bool *probe)
+{
+    long long now = pqri_mono_ms(), full_due = p->full_round_ms + ROUND_MS, wait = ROUND_MS;
+
+    if (leader_refused && !p->promoting_since)
+        p->promoting_since = now;
+    *probe = false;
+    if (p->promoting_since && now - p->promoting_since < PROMOTING_MS) {
+        if (now + PROMOTING_ROUND_MS < full_due) {
+            *probe = true;
+            return PROMOTING_ROUND_MS;
+        }
+        wait = full_due > now ? full_due - now : 0;
+    }
+    p->full_round_ms = now + wait;
+    return (int)wait;
 }
 
 /*
@@ -620,7 +678,6 @@ int pqri_plan_host_ms(const struct pqri_plan *p)
 }
 
 #define MAX_ROUNDS 64
-#define PANIC_RETRY_MS 100
 
 /* Members with an address in p's view: the hosts libpq would be given, each worth its
  * connect_timeout. */
@@ -631,6 +688,32 @@ int pqri_plan_members(const struct pqri_plan *p)
     for (size_t i = 0; i < p->t->n; i++)
         n += p->t->m[i].addr[0] != 0;
     return n > 0 ? n : 1;
+}
+
+/* The view's leader answered and refused the connect, not the login: libpq went on past it, or
+ * said why (a refused role; starting up, shutting down). A login it refused ends the connect
+ * rather than rounds (pqri_plan_login_ends); an answer in another language: full rounds. */
+bool pqri_plan_leader_refused(const struct pqri_plan *p, const bool *answered, const bool *authed,
+                              int at, const char *error)
+{
+    int lead = pqri_plan_leader_at(p);
+
+    return lead >= 0 && answered[lead] &&
+        (at != lead || authed[lead] || ending_of(error) == LEADER_CHANGE);
+}
+
+/* The view's leader alone (pqri_plan_next_round's probe); unchanged when it is not listed. */
+static int only_leader(struct pqri_plan *p)
+{
+    int lead = pqri_plan_leader_at(p);
+
+    if (lead < 0)
+        return 0;
+    p->cands[0] = p->cands[lead];
+    p->ncands = 1;
+    p->leave_door_out = true;
+    pqri_params_free(&p->params);
+    return build_params(p);
 }
 
 /* The front door alone, as the application asked: where a connect goes when the members are out
@@ -679,7 +762,8 @@ static PGconn *connect_routed(struct pqri_views *vs, struct pqri_plan *p)
 {
     const struct pqri_libpq *pq = p->pq;
     const struct pqr_settings *s = pqri_views_settings(vs);
-    bool adaptive = s->door_mode == PQRI_DOOR_ADAPTIVE, retried = false, panicked = false;
+    bool adaptive = s->door_mode == PQRI_DOOR_ADAPTIVE, retried = false, panicked = false,
+         probed = false;
     struct pqri_login login = {0};
     int host_ms = pqri_plan_host_ms(p);
     long long start = pqri_mono_ms();
@@ -758,8 +842,8 @@ static PGconn *connect_routed(struct pqri_views *vs, struct pqri_plan *p)
         }
         /* Members answered and refused the role, and the front door was not tried: left out, or
          * skipped because every member answered — it leads to those same servers. A leader
-         * change is in progress: ask Patroni every 100 ms, and try the members again as
-         * often, within this connect's budget; the door stays out for this connect. */
+         * change is in progress: ask Patroni, and try the members again, every round
+         * (pqri_plan_next_round) within this connect's budget; the door stays out for it. */
         if (a.door_skipped)
             pqri_view_stat(p->v, PQRI_STAT_DOOR_SKIPPED);
         if (!panicked) {
@@ -779,9 +863,12 @@ static PGconn *connect_routed(struct pqri_views *vs, struct pqri_plan *p)
             /* the last list once more, as libpq alone would walk it, for libpq's own message */
             return last_call(p, host_ms, members_end);
         }
+        bool probe,
+            refused =
+                pqri_plan_leader_refused(p, a.answered, a.authed, a.at, pq->error_message(conn));
         pq->finish(conn);
-        t = pqri_view_await_leader(p->v, panic_gen,
-                                   (int)(left < PANIC_RETRY_MS ? left : PANIC_RETRY_MS));
+        int pause = pqri_plan_next_round(p, refused, &probe);
+        t = pqri_view_await_leader(p->v, panic_gen, (int)(left < pause ? left : pause));
         bool new_leader = t && t->gen != p->t->gen;
         if (!t)
             t = pqri_view_snapshot(p->v, 0);
@@ -794,10 +881,15 @@ static PGconn *connect_routed(struct pqri_views *vs, struct pqri_plan *p)
         }
         if (build(vs, p, true) < 0)
             break;
+        probed = probe && !new_leader;
+        if (probed && only_leader(p) < 0)
+            break;
         if (round == 0 || new_leader) /* a line when it starts and per view change, not per try */
             pqri_plan_describe(p, "retrying while the leader changes:");
     }
-    /* Out of rounds, of members or of time. */
+    /* Out of rounds, of members or of time: the last call walks the whole list. */
+    if (probed)
+        (void)build(vs, p, true); /* none eligible: last_call() goes to the door alone */
     return last_call(p, host_ms, members_end);
 }
 

@@ -31,6 +31,9 @@ struct pqri_plan {
      * again in it. */
     struct pqri_failure found[PQRI_MAX_MEMBERS];
     size_t nfound;
+    /* Rounds while a leader changes (pqri_plan_next_round): when the view's leader was first seen
+     * answering and refusing (0: not seen), and when the last full round began. */
+    long long promoting_since, full_round_ms;
 };
 
 /* NULL: pass the call through to libpq unchanged (the reason is in pqr_last_decision()). */
@@ -57,6 +60,18 @@ struct pqri_login {
 bool pqri_plan_login_ends(struct pqri_login *l, bool before_end, bool needs_password,
                           bool used_password, const char *error);
 void pqri_plan_note_failures(struct pqri_plan *p, size_t n);
+/* A newer view for a connect whose host list stays (non-blocking): candidates are matched to its
+ * members by address (member -1: not in it). Takes t's reference. */
+void pqri_plan_adopt(struct pqri_plan *p, struct pqr_topology *t);
+/* The candidate the view names as leader, for a read-write connect; else -1. */
+int pqri_plan_leader_at(const struct pqri_plan *p);
+/* The view's leader answered and refused the connect, not the login (see plan.c); `at`: the
+ * entry libpq stopped at, `error` its message. */
+bool pqri_plan_leader_refused(const struct pqri_plan *p, const bool *answered, const bool *authed,
+                              int at, const char *error);
+/* The pause before the next round while a leader changes, given whether the view's leader
+ * answered (and refused the connect); *probe: that round asks the leader alone. */
+int pqri_plan_next_round(struct pqri_plan *p, bool leader_refused, bool *probe);
 /* share_later: see pqri_view_note_down() */
 void pqri_plan_note_down(struct pqri_plan *p, const struct pqri_candidate *c, bool silent,
                          struct pqri_failure *share_later);

@@ -30,6 +30,7 @@ static struct {
     int port;
     int lfd;
     int kind; /* enum kind; read by the server thread, set by the cases: atomics */
+    int answers; /* startups it answered (the caller's thread counts them) */
 } srv[NPORTS];
 #define KIND(i) ((enum kind)__atomic_load_n(&srv[i].kind, __ATOMIC_RELAXED))
 #define SETK(i, k) __atomic_store_n(&srv[i].kind, (int)(k), __ATOMIC_RELAXED)
@@ -211,6 +212,8 @@ static PostgresPollingStatusType f_poll(PGconn *c)
         ssize_t got = read(f->sock, &b, 1);
         if (got == 1 && kind_of(f->port[f->idx]) == AUTHFAIL)
             f->password_tries++;
+        for (int i = 0; got == 1 && i < NPORTS; i++)
+            srv[i].answers += srv[i].port == f->port[f->idx];
         if (got == 0 || (got == 1 && kind_of(f->port[f->idx]) == AUTHFAIL)) {
             f->error = got == 0        ? "server closed the connection unexpectedly"
                        : auth_message ? auth_message
@@ -575,6 +578,30 @@ int main(void)
        "counted: door_skipped +%llu, retries +%llu",
        (unsigned long long)(st1[PQRI_STAT_DOOR_SKIPPED] - st0[PQRI_STAT_DOOR_SKIPPED]),
        (unsigned long long)(st1[PQRI_STAT_RETRIES] - st0[PQRI_STAT_RETRIES]));
+    finish(&u);
+
+    /* 4b. a crash: the old leader refuses TCP, then leaves the view, which names a replica that
+     * holds the leader key and refuses writes while it is promoted */
+    int crash[3] = {refused, P[1], P[2]};
+    SETK(1, STANDBY), SETK(2, STANDBY);
+    inject(refused, crash, 3);
+    u = (struct run){.conn = start(ci)};
+    u.fd = caller_socket(u.conn);
+    drive(&u, 300, -1, NULL);
+    ok(u.ps != PGRES_POLLING_FAILED && u.ps != PGRES_POLLING_OK, "crash: no leader, the connect pauses between rounds");
+    int a1 = srv[1].answers, a2 = srv[2].answers;
+    inject(P[1], crash + 1, 2); /* the old leader's keys expired: a smaller view than the connect's list */
+    drive(&u, 500, -1, NULL);
+    int n1 = srv[1].answers - a1, n2 = srv[2].answers - a2;
+    ok(u.ps != PGRES_POLLING_FAILED && u.ps != PGRES_POLLING_OK, "... the new leader refuses writes while promoted");
+    ok(n1 >= 9, "... and is asked again every ~20 ms (%d times in 500 ms; rounds every 100 ms ask it 6 times at most)", n1);
+    ok(n2 <= 7 && n2 < n1, "... alone: the other replica, which refused, only in the full rounds (%d times)", n2);
+    SETK(1, LEADER);
+    long long t_lead = pqri_mono_ms();
+    drive(&u, 3000, -1, NULL);
+    ok(u.ps == PGRES_POLLING_OK && atoi(PQ->port(u.conn)) == P[1] && !u.mod_failed,
+       "... and takes the connect once it takes writes (%lld ms later), on the caller's one registration",
+       pqri_mono_ms() - t_lead);
     finish(&u);
 
     /* 5. the budget: no leader ever: after connect_timeout (2 s) the door is left to answer */

@@ -303,7 +303,7 @@ int main(void)
     pqri_settings_set(&s, "CACHE_DIR", dir, err, sizeof err);
     pqri_settings_set(&s, "LOG", "error", err, sizeof err);
     pqri_settings_set(&s, "REST_TIMEOUT_MS", "100", err, sizeof err);
-    pqri_log_set(PQRI_LOG_ERROR);
+    pqri_log_set(getenv("PLAN_DEBUG") ? PQRI_LOG_DEBUG : PQRI_LOG_ERROR);
     pqri_settings_finish(&s, err, sizeof err);
     r = pqri_views_new(&s, err, sizeof err);
     pqri_settings_clear(&s);
