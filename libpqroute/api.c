@@ -412,9 +412,13 @@ pqr_topology *pqr_router_ask_dcs(pqr_router *r, const char *cluster, char *err, 
     struct pqr_topology *t;
 
     pqri_error_set(PQR_OK);
-    /* A client of its own: the refresher's may be in use by its thread. */
-    if (!v || !(src = pqri_source_open(s, pqri_view_conf(v)))) {
+    if (!v || !pqri_view_conf(v)->dcs.kind) {
         pqri_errc(PQR_ERR_NO_SUCH, err, errlen, "no DCS configured for this cluster");
+        return NULL;
+    }
+    /* A client of its own: the refresher's may be in use by its thread. */
+    if (!(src = pqri_source_open(s, pqri_view_conf(v)))) {
+        pqri_errc(PQR_ERR_RESOURCE, err, errlen, "out of memory: no DCS client could be made");
         return NULL;
     }
     if ((t = pqri_source_read(src, NULL, err, errlen)))
