@@ -69,6 +69,7 @@ struct nb {
     bool landed;    /* CONNECTION_OK: only the caller's number is kept, until PQfinish */
     bool woken;     /* the waker made the socket ready */
     bool timed_out; /* ... ending the attempt at `cur` */
+    bool tcp;       /* `cur`'s TCP connect is in progress (CONNECTION_STARTED) */
     enum wake wake;
     long long due;
     uint64_t pause_gen; /* a pause ends early when the view is no longer this one */
@@ -421,7 +422,9 @@ static void observe(struct nb *nb)
 {
     struct pqri_plan *p = nb->p;
     int e = pqri_plan_entry(p, nb->conn);
+    ConnStatusType st = nb->pq->status(nb->conn);
 
+    nb->tcp = e != PQRI_NONE && st == CONNECTION_STARTED;
     if (e == PQRI_NONE)
         return;
     if (e != nb->cur) {
@@ -436,7 +439,6 @@ static void observe(struct nb *nb)
         nb->at_lead = e == nb->probe_lead;
     }
     if (e >= 0) {
-        ConnStatusType st = nb->pq->status(nb->conn);
         nb->answered[e] = nb->answered[e] || pqri_plan_answered(st);
         nb->authed[e] = nb->authed[e] || pqri_plan_authed(st);
     }
@@ -446,7 +448,9 @@ static void observe(struct nb *nb)
  * of the budget. (The front door has its own: the caller's.) Under lock. */
 static void arm(struct nb *nb)
 {
-    if (!nb->p || nb->landed || nb->paused || nb->host_ms <= 0 || nb->cur < 0)
+    /* Only a TCP connect in progress: past it, the waker could not end the attempt anyway (see
+     * the waker), and a deadline already past would wake it at every poll of a slow login. */
+    if (!nb->p || nb->landed || nb->paused || nb->host_ms <= 0 || nb->cur < 0 || !nb->tcp)
         return;
     nb->wake = WAKE_TIMEOUT;
     nb->due = min_ll(nb->since + nb->host_ms, nb->members_end);
