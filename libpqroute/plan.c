@@ -778,7 +778,9 @@ static PGconn *connect_routed(struct pqri_views *vs, struct pqri_plan *p)
     struct attempt a;
     PGconn *conn;
 
-    for (int round = 0; round < MAX_ROUNDS && pqri_mono_ms() < members_end; round++) {
+    /* Rounds asking the leader alone are bounded by their own window (pqri_plan_next_round). */
+    for (int round = 0, probes = 0; round - probes < MAX_ROUNDS && pqri_mono_ms() < members_end;
+         round++) {
         if (!(conn = attempt(p, host_ms, members_end, adaptive, &a)))
             return NULL;
         ConnStatusType st = pq->status(conn);
@@ -882,6 +884,7 @@ static PGconn *connect_routed(struct pqri_views *vs, struct pqri_plan *p)
         if (build(vs, p, true) < 0)
             break;
         probed = probe && !new_leader;
+        probes += probed;
         if (probed && only_leader(p) < 0)
             break;
         if (round == 0 || new_leader) /* a line when it starts and per view change, not per try */
