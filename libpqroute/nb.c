@@ -472,8 +472,8 @@ static void wake_waker_if_needed(const struct nb *nb, bool drain)
         pthread_cond_signal(&cond);
 }
 
-/* Wait for the next round (a new view, or pqri_plan_next_round()'s pause) without blocking the caller: the connection's
- * file goes idle on our listener. `otherwise` if that cannot be. */
+/* Wait for the next round (a new view, or pqri_plan_next_round()'s pause) without blocking the
+ * caller: the connection's file goes idle on our listener. `otherwise` if that cannot be. */
 static PostgresPollingStatusType pause_connect(struct nb *nb, PostgresPollingStatusType otherwise)
 {
     struct pqri_plan *p = nb->p;
@@ -625,7 +625,7 @@ static void finish_plan(struct nb *nb, PGconn *landed)
     nb->p = NULL;
 }
 
-/* Before a router's views go: nothing of theirs is left to write, nor being written. */
+/* Before a router's views go: none of them is in the waker's hands. */
 void pqri_nb_drop_views(struct pqri_views *vs)
 {
     (void)vs;
