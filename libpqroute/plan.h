@@ -31,8 +31,9 @@ struct pqri_plan {
      * again in it. */
     struct pqri_failure found[PQRI_MAX_MEMBERS];
     size_t nfound;
-    /* Rounds while a leader changes (pqri_plan_next_round): when the view's leader was first seen
-     * answering and refusing (0: not seen), and when the last full round began. */
+    /* Rounds while a leader changes (pqri_plan_next_round): the leader the connect's first view
+     * named; the one being promoted and since when (0: none); when the last full round began. */
+    struct pqri_candidate first_leader, promoting;
     long long promoting_since, full_round_ms;
 };
 
