@@ -110,36 +110,8 @@ like "$out" "libpqroute: error: cannot find libc's dlsym and dlopen" "arm64 psql
 ok $([ "$rc" -lt 128 ]; echo $?) "... and no crash (exit $rc)"
 
 # The loader stress test (tests/sh/t-loader-stress.sh), the libraries built for arm64.
-CFL="-shared -fPIC -O0 -w"
-mkdir "$tmp/ls"
-echo 'int tiny(void) { return 1; }' >"$tmp/ls/tiny.c"
-python3 -c '
-n = 200000
-print("extern int tiny_x; int tiny_x;")
-print("int *table[%d] = {" % n + ",".join(["&tiny_x"] * n) + "};")' >"$tmp/ls/heavy.c"
 N=12
-for i in $(seq 0 $((N - 1))); do
-    printf '#include <libpq-fe.h>\nvoid *pq%d_use(void) { return (void *)PQconnectdb; }\nPGconn *pq%d_call(void) { return PQconnectdb("host=/nonexistent"); }\n' "$i" "$i" >"$tmp/ls/pq$i.c"
-done
-cat >"$tmp/ls/plugin.c" <<'C'
-#include <dlfcn.h>
-static void *found;
-__attribute__((constructor)) static void init(void)
-{
-    void *pq = dlopen("libpq.so.5", RTLD_NOW | RTLD_NOLOAD);
-    if (pq) {
-        found = dlsym(pq, "PQconnectdb");
-        dlclose(pq);
-    }
-}
-C
-(
-    cd "$tmp/ls" || exit 1
-    $ACC $CFL -o tiny.so tiny.c && $ACC $CFL -o heavy.so heavy.c && $ACC $CFL -o plugin.so plugin.c &&
-        for i in $(seq 0 $((N - 1))); do
-            $ACC $CFL -Wl,-z,now -Wl,-z,relro -I"$A/usr/include/postgresql" -o pq$i.so pq$i.c -lpq || exit 1
-        done
-)
+"$ROOT/tests/tools/loader-stress-libs.sh" "$tmp/ls" $N "$ACC" "$A/usr/include/postgresql"
 ok $? "the arm64 libraries of the loader stress test are built"
 out=$(PQROUTE_PATRONI=http://127.0.0.1:1 PQROUTE_RW=127.0.0.1:1 PQROUTE_CACHE_DIR=$tmp/ls/cache PQROUTE_LOG=error \
     arm "$AB/tests/pqr-loadstress" 5 "$tmp/ls" $N 2>&1)

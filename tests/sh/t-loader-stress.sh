@@ -6,39 +6,9 @@
 . "$(dirname "$0")/../lib.sh"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-CFL="-shared -fPIC -O0 -w"
-echo 'int tiny(void) { return 1; }' >"$tmp/tiny.c"
-cc $CFL -o "$tmp/tiny.so" "$tmp/tiny.c"
-# ~200k symbol relocations: the loader spends a while relocating it.
-python3 -c '
-n = 200000
-print("extern int tiny_x; int tiny_x;")
-print("int *table[%d] = {" % n + ",".join(["&tiny_x"] * n) + "};")' >"$tmp/heavy.c"
-cc $CFL -o "$tmp/heavy.so" "$tmp/heavy.c"
-# libpq-linked, bound at load time and RELRO-protected, as Debian builds Python extensions.
 N=12
-for i in $(seq 0 $((N - 1))); do
-    printf '#include <libpq-fe.h>\nvoid *pq%d_use(void) { return (void *)PQconnectdb; }\nPGconn *pq%d_call(void) { return PQconnectdb("host=/nonexistent"); }\n' "$i" "$i" >"$tmp/pq$i.c"
-done
-for i in $(seq 0 $((N - 1))); do
-    cc $CFL -Wl,-z,now -Wl,-z,relro -I"$(pg_config --includedir 2>/dev/null || echo /usr/include/postgresql)" \
-        -o "$tmp/pq$i.so" "$tmp/pq$i.c" -lpq &
-done
-wait
-cat >"$tmp/plugin.c" <<'C'
-#include <dlfcn.h>
-static void *found;
-__attribute__((constructor)) static void init(void)
-{
-    void *pq = dlopen("libpq.so.5", RTLD_NOW | RTLD_NOLOAD);
-    if (pq) {
-        found = dlsym(pq, "PQconnectdb");
-        dlclose(pq);
-    }
-}
-C
-cc $CFL -o "$tmp/plugin.so" "$tmp/plugin.c" -ldl
-ok $([ -f "$tmp/heavy.so" ] && [ -f "$tmp/pq$((N - 1)).so" ] && [ -f "$tmp/plugin.so" ]; echo $?) "the libraries to load are built"
+"$ROOT/tests/tools/loader-stress-libs.sh" "$tmp" $N cc "$(pg_config --includedir 2>/dev/null || echo /usr/include/postgresql)"
+ok $? "the libraries to load are built"
 
 export PQROUTE_PATRONI=http://127.0.0.1:1 PQROUTE_RW=127.0.0.1:1 PQROUTE_CACHE_DIR=$tmp/cache PQROUTE_LOG=error
 for run in 1 2 3; do

@@ -3,11 +3,16 @@
 . "$(dirname "$0")/../lib.sh"
 if ! command -v valgrind >/dev/null; then echo "1..0 # SKIP valgrind not installed"; exit 0; fi
 VG=(valgrind -q --error-exitcode=97 --leak-check=full --errors-for-leak-kinds=definite --show-leak-kinds=definite --suppressions="$ROOT/tests/valgrind.supp")
-for t in "$B"/tests/test_topology "$B"/tests/test_policy "$B"/tests/test_settings "$B"/tests/test_plan "$B"/tests/test_hostcache "$B"/tests/test_dcs; do
-    out=$(cd "$ROOT" && "${VG[@]}" "$t" 2>&1)
-    ok $([ $? = 0 ] && ! grep -q '^not ok' <<<"$out"; echo $?) "valgrind: $(basename "$t")" || diag "$(grep -m8 '==' <<<"$out")"
-done
 tmp=$(mktemp -d)
+# The unit suites under valgrind (one core) beside the shim and the agent below (the other): a line
+# per suite, "status|name|diagnosis", reported at the end.
+UNITS="test_topology test_policy test_settings test_plan test_hostcache test_dcs"
+for t in $UNITS; do
+    out=$(cd "$ROOT" && "${VG[@]}" "$B/tests/$t" 2>&1)
+    st=$([ $? = 0 ] && ! grep -q '^not ok' <<<"$out"; echo $?)
+    printf '%s|%s|%s\n' "$st" "$t" "$([ "$st" = 0 ] || grep -m8 '==' <<<"$out" | tr '\n' ' ')"
+done >"$tmp/units" &
+units_pid=$!
 out=$(PQROUTE_PATRONI=http://127.0.0.1:9 PQROUTE_RW=127.0.0.1:1 PQROUTE_CACHE_DIR=$tmp PQROUTE_REST_TIMEOUT_MS=200 \
       LD_PRELOAD=$PRELOAD "${VG[@]}" "$CLIENT" connectdb "host=127.0.0.1 port=1 connect_timeout=2" 2>&1)
 ok $([ $? != 97 ] && ! grep -q '==[0-9]*==' <<<"$out"; echo $?) "valgrind: the shim, REST down, front door refusing" || diag "$(grep -m8 '==' <<<"$out")"
@@ -44,5 +49,10 @@ stop_servers
 out=$(cat "$tmp/agent.out")
 ok $([ $rc = 0 ] && ! grep -q '==[0-9]*==' <<<"$out"; echo $?) \
     "valgrind: pqroute agent following an etcd watch (a change, a compaction, SIGTERM)" || diag "$(grep -m8 '==' <<<"$out") rc=$rc"
+wait $units_pid
+for t in $UNITS; do
+    IFS='|' read -r st _ why < <(grep "^[01]|$t|" "$tmp/units")
+    ok "${st:-1}" "valgrind: $t" || diag "${why:-did not run}"
+done
 rm -rf "$tmp"
 done_testing

@@ -409,6 +409,8 @@ int main(void)
        "allow-list matches v4 and v6 prefixes");
     is_int(s.refresh_ms, 1000, "default refresh 1000 ms");
     is_int(s.door_mode, PQRI_DOOR_ADAPTIVE, "default front-door rule: adaptive");
+    /* the README's bound for a silent watch stream (15 s) is this plus two reads */
+    is_int(s.watch_check_ms, 12000, "default watch check 12000 ms");
     pqri_settings_clear(&s);
 
     bad("PQROUTE_PATRONI", "");
