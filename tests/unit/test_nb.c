@@ -596,8 +596,11 @@ int main(void)
     drive(&u, 500, -1, NULL);
     int n1 = srv[1].answers - a1, n2 = srv[2].answers - a2;
     ok(u.ps != PGRES_POLLING_FAILED && u.ps != PGRES_POLLING_OK, "... the new leader refuses writes while promoted");
-    ok(n1 >= 9, "... and is asked again every ~20 ms (%d times in 500 ms; rounds every 100 ms ask it 6 times at most)", n1);
-    ok(n2 <= 7 && n2 < n1, "... alone: the other replica, which refused, only in the full rounds (%d times)", n2);
+    /* Asked alone between the full rounds: a ratio, which a slow machine slows on both sides
+     * (rounds of 100 ms that walk both ask each as often). */
+    ok(n1 >= 2 * n2 && n2 >= 1,
+       "... and is asked alone between the full rounds (%d times in 500 ms, the other replica %d times)", n1, n2);
+    ok(n2 <= 7, "... the other replica, which refused, only in the full rounds (%d times)", n2);
     SETK(1, LEADER);
     long long t_lead = pqri_mono_ms();
     drive(&u, 3000, -1, NULL);
