@@ -588,72 +588,15 @@ bad:
     return -1;
 }
 
-void pqri_stats_keep(struct pqri_stats *st)
-{
-    if (__atomic_load_n(&st->keep, __ATOMIC_ACQUIRE))
-        return;
-    __atomic_store_n(&st->fd, -1, __ATOMIC_RELAXED);
-    __atomic_store_n(&st->keep, true, __ATOMIC_RELEASE);
-}
-
-void pqri_stats_release(struct pqri_stats *st)
-{
-    if (!__atomic_exchange_n(&st->keep, false, __ATOMIC_ACQ_REL))
-        return;
-    int fd = __atomic_exchange_n(&st->fd, -1, __ATOMIC_ACQ_REL);
-    if (fd >= 0)
-        close(fd);
-}
-
-/* The kept file, if it is still the counters file it was (not removed, replaced or truncated:
- * then it is opened again by its name, as without keep). */
-static int kept_fd(struct pqri_stats *st)
-{
-    int fd = __atomic_exchange_n(&st->fd, -1, __ATOMIC_ACQ_REL);
-    struct stat sb;
-
-    if (fd < 0)
-        return -1;
-    if (fstat(fd, &sb) == 0 && sb.st_dev == st->dev && sb.st_ino == st->ino && sb.st_nlink > 0 &&
-        sb.st_size == STATS_SIZE)
-        return fd;
-    close(fd);
-    return -1;
-}
-
-/* Back to st after a count: kept (a newly opened one with its identity), or closed. */
-static void put_fd(struct pqri_stats *st, int fd, bool keep, bool opened)
-{
-    struct stat sb;
-    int none = -1;
-
-    if (keep && opened && fstat(fd, &sb) == 0) {
-        st->dev = sb.st_dev;
-        st->ino = sb.st_ino;
-    } else if (opened) {
-        keep = false;
-    }
-    if (!keep ||
-        !__atomic_compare_exchange_n(&st->fd, &none, fd, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
-        close(fd);
-}
-
 void pqri_stat(struct pqri_stats *st, enum pqri_stat which)
 {
     off_t at = (off_t)sizeof(uint64_t) * (1 + which);
     struct flock fl = {
         .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = at, .l_len = sizeof(uint64_t)};
     uint64_t v;
-    int fd = -1;
-    bool keep;
+    int fd;
 
-    if (!st || __atomic_load_n(&st->off, __ATOMIC_RELAXED))
-        return;
-    keep = __atomic_load_n(&st->keep, __ATOMIC_ACQUIRE);
-    if (keep)
-        fd = kept_fd(st);
-    bool opened = fd < 0;
-    if (opened && (fd = stats_open(st, true)) < 0)
+    if (!st || __atomic_load_n(&st->off, __ATOMIC_RELAXED) || (fd = stats_open(st, true)) < 0)
         return;
     for (int i = 0; i < LOCK_TRIES; i++) {
         if (fcntl(fd, F_OFD_SETLK, &fl) == 0) {
@@ -667,7 +610,7 @@ void pqri_stat(struct pqri_stats *st, enum pqri_stat which)
         }
         sched_yield();
     }
-    put_fd(st, fd, keep, opened);
+    close(fd);
 }
 
 int pqri_stats_read(struct pqri_stats *st, uint64_t out[PQRI_STAT_COUNT])

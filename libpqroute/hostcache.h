@@ -94,18 +94,10 @@ struct pqri_stats {
     char name[112];
     bool off;    /* atomic: a failure stopped counting in this process */
     bool warned; /* atomic */
-    bool keep;   /* atomic: the file stays open between counts (the agent's; see pqri_stats_keep) */
-    int fd;      /* atomic: the file kept open, -1 none (only with keep) */
-    dev_t dev;   /* and its identity */
-    ino_t ino;
 };
 void pqri_stats_init(struct pqri_stats *st, struct pqri_cache_dir *d, const char *key);
 /* Best effort: never blocks, never signals. */
 void pqri_stat(struct pqri_stats *st, enum pqri_stat which);
-/* The agent's: counted often (each watch event), by a process that closes no fd of ours, so the
- * file is kept open until pqri_stats_release rather than opened for every count. */
-void pqri_stats_keep(struct pqri_stats *st);
-void pqri_stats_release(struct pqri_stats *st);
 int pqri_stats_read(struct pqri_stats *st, uint64_t out[PQRI_STAT_COUNT]);
 
 #endif

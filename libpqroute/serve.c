@@ -23,13 +23,11 @@ int pqri_view_hold(struct pqri_view *v)
     ft = pqri_cache_read(&v->cache, &v->vs->s, v->conf);
     v->served_seq = ft ? ft->seq : 0;
     pqri_topo_unref(ft);
-    pqri_stats_keep(&v->stats);
     return 1;
 }
 
 void pqri_view_release(struct pqri_view *v)
 {
-    pqri_stats_release(&v->stats);
     pqri_cache_unlock(&v->cache);
 }
 

@@ -106,7 +106,6 @@ void pqri_views_destroy(struct pqri_views *vs)
 {
     for (size_t i = 0; i < vs->nclusters; i++) {
         pqri_topo_unref(vs->clusters[i].current);
-        pqri_stats_release(&vs->clusters[i].stats);
         pqri_cache_unlock(&vs->clusters[i].cache);
         pqri_source_close(vs->clusters[i].src);
     }

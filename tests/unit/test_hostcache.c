@@ -50,28 +50,6 @@ int main(void)
     is_int(pqri_cache_trylock(&g), 1, "and it can be taken again");
     pqri_cache_unlock(&g);
 
-    /* The agent's counters stay open between counts (pqri_stats_keep); a file removed meanwhile is
-     * made again and counted in, not the unlinked one. */
-    struct pqri_stats sts;
-    uint64_t cnt[PQRI_STAT_COUNT];
-    pqri_stats_init(&sts, &d, "c2");
-    pqri_stats_keep(&sts);
-    pqri_stat(&sts, PQRI_STAT_WATCH_EVENTS);
-    pqri_stat(&sts, PQRI_STAT_WATCH_EVENTS);
-    ok(sts.fd >= 0, "kept: the counters file stays open between counts");
-    ok(pqri_stats_read(&sts, cnt) == 0 && cnt[PQRI_STAT_WATCH_EVENTS] == 2,
-       "both counts are in it");
-    snprintf(path, sizeof path, "%s/c2.stats", dir);
-    unlink(path);
-    pqri_stat(&sts, PQRI_STAT_WATCH_EVENTS);
-    ok(pqri_stats_read(&sts, cnt) == 0 && cnt[PQRI_STAT_WATCH_EVENTS] == 1,
-       "removed meanwhile: made again, and the count is in the new file");
-    pqri_stats_release(&sts);
-    is_int(sts.fd, -1, "released: closed");
-    pqri_stat(&sts, PQRI_STAT_WATCH_EVENTS);
-    is_int(sts.fd, -1, "and not kept after");
-    ok(pqri_stats_read(&sts, cnt) == 0 && cnt[PQRI_STAT_WATCH_EVENTS] == 2, "still counted");
-
     pqri_cachedir_close(&d);
     pqri_settings_clear(&s);
     snprintf(path, sizeof path, "rm -rf %s", dir);
