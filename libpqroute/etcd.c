@@ -54,6 +54,7 @@ struct pqri_etcd {
     struct pqri_http_conn *conn; /* kept for the reads of the endpoint in use ... */
     bool keep;                   /* ... only in the agent: an application may close any fd */
     char bad[160];               /* the last key skipped and its revision: said once */
+    struct pqr_topology *built;  /* the view last built from kv, which has not changed since */
 };
 
 static char *b64(const void *p, size_t n)
@@ -127,6 +128,7 @@ void pqri_etcd_close(struct pqri_etcd *e)
     pqri_free_secret(e->token);
     explicit_bzero(e->auth_hdr, sizeof e->auth_hdr);
     pqri_kvset_clear(&e->kv);
+    pqri_topo_unref(e->built);
     pqri_http_conn_close(&e->conn);
     free(e);
 }
@@ -296,8 +298,10 @@ static char *rel_key(const struct pqri_etcd *e, json_t *kv, size_t *klen, bool *
 
 /* kv into set: 0, or -1 out of memory. A value routing cannot use (not base64, too large, a NUL
  * byte: any one Patroni node writes its own key) is left out with one warning, and the others
- * are used. */
-static int put_kv(struct pqri_etcd *e, struct pqri_kvset *set, json_t *kv)
+ * are used. *changed (if given) is set when the set now holds something else: not for a key
+ * routing does not use, nor for a value the key already had — Patroni rewrites its status key
+ * every HA loop with the same value, and a fleet's hosts need not rebuild the view each time. */
+static int put_kv(struct pqri_etcd *e, struct pqri_kvset *set, json_t *kv, bool *changed)
 {
     size_t klen, vlen;
     bool oom = false;
@@ -309,6 +313,9 @@ static int put_kv(struct pqri_etcd *e, struct pqri_kvset *set, json_t *kv)
     if (!k)
         return oom ? -1 : 0; /* else not one of ours */
     if ((v = unb64(v64 ? v64 : "", &vlen, &oom))) {
+        const struct pqri_kv *old = pqri_kvset_get(set, k);
+        if (changed)
+            *changed = !old || strlen(old->val) != vlen || memcmp(old->val, v, vlen) != 0;
         rc = pqri_kvset_put(set, k, klen, v, vlen, rev);
         free(v);
     } else if (oom) {
@@ -317,6 +324,8 @@ static int put_kv(struct pqri_etcd *e, struct pqri_kvset *set, json_t *kv)
     } else {
         pqri_kvset_del(set, k, klen);
     }
+    if (rc == PQRI_KV_SKIPPED && changed)
+        *changed = true;
     if (rc == PQRI_KV_SKIPPED) {
         char bad[sizeof e->bad];
         snprintf(bad, sizeof bad, "%.120s@%lld", k, rev);
@@ -329,6 +338,13 @@ static int put_kv(struct pqri_etcd *e, struct pqri_kvset *set, json_t *kv)
     }
     free(k);
     return rc < 0 ? -1 : 0;
+}
+
+/* The keys (or the endpoint) changed: the next view is built from them. */
+static void forget_view(struct pqri_etcd *e)
+{
+    pqri_topo_unref(e->built);
+    e->built = NULL;
 }
 
 /* A range read of the prefix into e->kv and e->rev, at the endpoint in use. */
@@ -347,7 +363,7 @@ static int read_prefix(struct pqri_etcd *e, const int *stop, char *err, size_t e
         return -1;
     kvs = json_object_get(j, "kvs");
     for (size_t i = 0; i < json_array_size(kvs); i++)
-        if (put_kv(e, &set, json_array_get(kvs, i)) < 0) {
+        if (put_kv(e, &set, json_array_get(kvs, i), NULL) < 0) {
             pqri_errf(err, errlen, "etcd %s: out of memory reading the keys under %s", e->shown,
                       e->prefix);
             pqri_kvset_clear(&set);
@@ -356,6 +372,7 @@ static int read_prefix(struct pqri_etcd *e, const int *stop, char *err, size_t e
         }
     pqri_kvset_clear(&e->kv);
     e->kv = set;
+    forget_view(e);
     e->rev = jrev(json_object_get(json_object_get(j, "header"), "revision"));
     json_decref(j);
     return 0;
@@ -364,6 +381,7 @@ static int read_prefix(struct pqri_etcd *e, const int *stop, char *err, size_t e
 static void use_endpoint(struct pqri_etcd *e, size_t i)
 {
     if (i != e->cur || !e->shown[0]) {
+        forget_view(e); /* it names the endpoint */
         pqri_http_conn_close(&e->conn);
         e->cur = i;
         e->api[0] = 0;
@@ -491,7 +509,8 @@ static int on_line(void *arg, const char *line, size_t len)
         json_t *ev = json_array_get(events, i), *kv = json_object_get(ev, "kv");
         const char *type = json_string_value(json_object_get(ev, "type"));
         long long mr = jrev(json_object_get(kv, "mod_revision"));
-        if ((type && strcmp(type, "DELETE") == 0 ? del_kv(e, kv) : put_kv(e, &e->kv, kv)) < 0) {
+        bool del = type && strcmp(type, "DELETE") == 0, changed = del;
+        if ((del ? del_kv(e, kv) : put_kv(e, &e->kv, kv, &changed)) < 0) {
             snprintf(w->why, sizeof w->why,
                      "etcd %.300s: out of memory reading the keys under %.300s", e->shown,
                      e->prefix);
@@ -500,7 +519,10 @@ static int on_line(void *arg, const char *line, size_t len)
         }
         if (mr > e->rev)
             e->rev = mr;
-        w->changed = true;
+        if (changed) {
+            forget_view(e);
+            w->changed = true;
+        }
         w->h->count(w->h->arg, PQRI_STAT_WATCH_EVENTS);
     }
     /* An answer with events, or a progress notification (no events, not the creation's), carries
@@ -563,13 +585,23 @@ static int stalled(struct watch *w, json_t *j, long long before)
 
 static void report(struct watch *w)
 {
+    struct pqri_etcd *e = w->e;
     char why[256];
-    struct pqr_topology *t = topology(w->e, "watch", why, sizeof why);
+    struct pqr_topology *t = NULL;
 
+    /* Keys unchanged since the last view (a re-stamp): the same view, copied rather than built
+     * again from the keys' JSON — that rebuild, once per second per host, was a third of a
+     * 2,000-host fleet's CPU (bench/RESULTS-fleet.md). */
+    if (e->built && (t = pqri_topo_copy(e->built))) {
+        t->mono_ms = pqri_mono_ms();
+    } else if ((t = topology(e, "watch", why, sizeof why))) {
+        pqri_topo_unref(e->built);
+        e->built = pqri_topo_copy(t); /* NULL out of memory: built again next time */
+    }
     if (t)
         w->h->view(w->h->arg, t);
     else
-        PQRI_DEBUG("cluster %s: %s", w->e->c->name, why);
+        PQRI_DEBUG("cluster %s: %s", e->c->name, why);
     w->changed = false;
     w->last_report = pqri_mono_ms();
 }

@@ -90,6 +90,52 @@ void pqri_topo_unref(struct pqr_topology *t)
         topo_free(t);
 }
 
+/* A copy of src (NULL stays NULL) into *dst: false out of memory. */
+static bool dup_str(char **dst, const char *src)
+{
+    *dst = src ? strdup(src) : NULL;
+    return !src || *dst;
+}
+
+struct pqr_topology *pqri_topo_copy(const struct pqr_topology *t)
+{
+    struct pqr_topology *c = calloc(1, sizeof *c);
+
+    if (!c)
+        return NULL;
+    *c = *t;
+    c->refs = 1;
+    c->m = NULL;
+    c->n = 0;
+    if (!dup_str(&c->source, t->source) || !(c->m = calloc(t->n ? t->n : 1, sizeof *c->m)))
+        goto fail;
+    for (; c->n < t->n; c->n++) {
+        const struct pqri_member *a = &t->m[c->n];
+        struct pqri_member *b = &c->m[c->n];
+        *b = *a;
+        b->name = b->host = b->api_url = b->state = NULL;
+        b->tags = NULL;
+        b->ntags = 0;
+        if (!dup_str(&b->name, a->name) || !dup_str(&b->host, a->host) ||
+            !dup_str(&b->api_url, a->api_url) || !dup_str(&b->state, a->state) ||
+            (a->ntags && !(b->tags = calloc(a->ntags, sizeof *b->tags)))) {
+            c->n++; /* freed with the others */
+            goto fail;
+        }
+        for (; b->ntags < a->ntags; b->ntags++)
+            if (!dup_str(&b->tags[b->ntags].key, a->tags[b->ntags].key) ||
+                !dup_str(&b->tags[b->ntags].value, a->tags[b->ntags].value)) {
+                b->ntags++;
+                c->n++;
+                goto fail;
+            }
+    }
+    return c;
+fail:
+    topo_free(c);
+    return NULL;
+}
+
 /* A string field of bounded length, or NULL. */
 static const char *jstr(json_t *o, const char *key, size_t max)
 {

@@ -52,6 +52,8 @@ struct pqr_topology {
 
 struct pqr_topology *pqri_topo_parse(const char *json, size_t len, char *err, size_t errlen);
 struct pqr_topology *pqri_topo_ref(struct pqr_topology *t);
+/* A new topology with t's content (its own reference), or NULL out of memory. */
+struct pqr_topology *pqri_topo_copy(const struct pqr_topology *t);
 void pqri_topo_unref(struct pqr_topology *t);
 /* After addresses are set: pick the leader, the max timeline, the generation hash. */
 void pqri_topo_finish(struct pqr_topology *t);

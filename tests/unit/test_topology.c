@@ -54,7 +54,17 @@ int main(void)
         if ((int)k != t->leader)
             ok(t->m[k].lag == 0 && t->m[k].timeline > 0, "healthy: replica %s lag 0, timeline known",
                t->m[k].name);
+    /* A copy (an agent's re-stamp of a view whose keys did not change) is the same view, and its
+     * own: it outlives the original, and the shared file written from it says the same. */
+    struct pqr_topology *c = t ? pqri_topo_copy(t) : NULL;
+    char *da = t ? pqri_topo_dump(t) : NULL;
     pqri_topo_unref(t);
+    char *db = c ? pqri_topo_dump(c) : NULL;
+    ok(c && c->refs == 1 && c->n == 3 && c->leader >= 0 && da && db && strcmp(da, db) == 0,
+       "a copy is the same view, with its own reference");
+    free(da);
+    free(db);
+    pqri_topo_unref(c);
 
     t = load("patroni-3.0.2/cluster-switchover-1-old-leader-demoting-timeline-null.json");
     ok(t && t->leader >= 0 && t->m[t->leader].timeline == -1, "timeline missing -> -1");
