@@ -85,20 +85,7 @@ like "$out" "OK $L f.*OK $L f.*exit=0" "arm64 reload host, routing configured: b
 # The shim then takes the architecture's own version (GLIBC_2.17); before the fix it took x86-64's
 # (GLIBC_2.2.5), found nothing and called NULL at the first connect. OLD_GLIBC_NONE: nothing found
 # at any version (a libc the shim does not know): one line, no crash.
-cat >"$tmp/oldglibc.c" <<'C'
-#include <stdlib.h>
-#include <string.h>
-void *libc_dlvsym(void *, const char *, const char *);
-__asm__(".symver libc_dlvsym, dlvsym@GLIBC_2.17");
-void *dlvsym(void *h, const char *name, const char *version)
-{
-    if (getenv("OLD_GLIBC_NONE") || strcmp(version, "GLIBC_2.34") == 0)
-        return NULL;
-    return libc_dlvsym(h, name, version);
-}
-C
-echo 'GLIBC_2.34 { global: dlvsym; local: *; };' >"$tmp/oldglibc.map"
-$ACC -shared -fPIC -O0 -Wl,--version-script="$tmp/oldglibc.map" -o "$tmp/oldglibc.so" "$tmp/oldglibc.c"
+"$ROOT/tests/tools/oldglibc-lib.sh" "$tmp/oldglibc.so" "$ACC" GLIBC_2.17
 for client in psql php; do
     out=$(PRELOADS="$SHIM $tmp/oldglibc.so" fresh c_$client 5432)
     like "$out" "^$L f$" "arm64 $client, no GLIBC_2.34 dlsym (glibc < 2.34): routed to the leader ($out)"

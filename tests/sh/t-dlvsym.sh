@@ -12,20 +12,7 @@ aarch64) base=GLIBC_2.17 ;;
 esac
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-cat >"$tmp/oldglibc.c" <<C
-#include <stdlib.h>
-#include <string.h>
-void *libc_dlvsym(void *, const char *, const char *);
-__asm__(".symver libc_dlvsym, dlvsym@$base");
-void *dlvsym(void *h, const char *name, const char *version)
-{
-    if (getenv("OLD_GLIBC_NONE") || strcmp(version, "GLIBC_2.34") == 0)
-        return NULL;
-    return libc_dlvsym(h, name, version);
-}
-C
-echo 'GLIBC_2.34 { global: dlvsym; local: *; };' >"$tmp/oldglibc.map"
-cc -shared -fPIC -O0 -Wl,--version-script="$tmp/oldglibc.map" -o "$tmp/oldglibc.so" "$tmp/oldglibc.c"
+"$ROOT/tests/tools/oldglibc-lib.sh" "$tmp/oldglibc.so" cc "$base"
 ok $? "a dlvsym without GLIBC_2.34 is built"
 
 # Routing configured, Patroni and the server absent: libpq's own answer is the pass-through.
