@@ -66,7 +66,7 @@ size_t pqri_view_failures(struct pqri_view *v, struct pqri_failure *out, size_t 
 }
 
 void pqri_view_note_down(struct pqri_view *v, uint64_t gen, const struct pqri_candidate *c,
-                         bool silent, bool defer)
+                         bool silent, struct pqri_failure *share_later)
 {
     struct pqri_failure f = {
         .port = c->port, .gen = gen, .at_ms = pqri_mono_ms(), .down = true, .silent = silent};
@@ -74,31 +74,16 @@ void pqri_view_note_down(struct pqri_view *v, uint64_t gen, const struct pqri_ca
     snprintf(f.addr, sizeof f.addr, "%s", c->addr);
     pthread_mutex_lock(&v->vs->lock);
     remember(v, &f);
-    /* A full queue drops the newest: sharing is a courtesy to the other processes, and this
-     * process remembers them already. */
-    if (defer && v->nshare < PQRI_MAX_FAILURES) {
-        v->share[v->nshare++] = f;
-        pthread_cond_broadcast(&v->vs->cond);
-    }
     pthread_mutex_unlock(&v->vs->lock);
-    if (!defer)
-        pqri_cache_note_down(&v->cache, &f, v->vs->s.stale_ms);
+    if (share_later)
+        *share_later = f;
+    else
+        pqri_view_share_down(v, &f);
 }
 
-bool pqri_view_share_deferred(struct pqri_view *v)
+void pqri_view_share_down(struct pqri_view *v, const struct pqri_failure *f)
 {
-    struct pqri_failure f[PQRI_MAX_FAILURES];
-    size_t n = v->nshare;
-
-    if (!n)
-        return false;
-    memcpy(f, v->share, n * sizeof *f);
-    v->nshare = 0;
-    pthread_mutex_unlock(&v->vs->lock);
-    for (size_t i = 0; i < n; i++)
-        pqri_cache_note_down(&v->cache, &f[i], v->vs->s.stale_ms);
-    pthread_mutex_lock(&v->vs->lock);
-    return true;
+    pqri_cache_note_down(&v->cache, f, v->vs->s.stale_ms);
 }
 
 void pqri_view_panic(struct pqri_view *v, uint64_t gen)

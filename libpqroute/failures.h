@@ -13,13 +13,12 @@ void pqri_view_note_failures(struct pqri_view *v, uint64_t gen, const struct pqr
                              size_t n);
 /* A member was unreachable (refused, reset, timed out) under view gen: left out of every role's
  * list while others remain, for PQROUTE_STALE_MS or until the view changes; shared with the other
- * processes of this host — now, or (defer) by the refresher thread: writing the host cache may
- * wait on the disk, which neither a non-blocking connect's caller nor its waker may. */
+ * processes of this host — now, or (share_later not NULL) by whoever calls pqri_view_share_down()
+ * with what it is given there: writing the host cache may wait on the disk, which a
+ * non-blocking connect's caller must not. */
 void pqri_view_note_down(struct pqri_view *v, uint64_t gen, const struct pqri_candidate *c,
-                         bool silent, bool defer);
-/* The refresher's: the deferred ones to the host cache. Called with vs->lock held, released
- * while writing; true if there were any. */
-bool pqri_view_share_deferred(struct pqri_view *v);
+                         bool silent, struct pqri_failure *share_later);
+void pqri_view_share_down(struct pqri_view *v, const struct pqri_failure *f);
 /* Every member answered and none would take the role (a leader change in progress): refresh every
  * 100 ms until a view other than gen shows a running leader (or PQROUTE_STALE_MS passes), and wait
  * up to wait_ms for such a view. */

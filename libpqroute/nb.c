@@ -84,6 +84,11 @@ struct nb {
     struct pqri_login login; /* the login rule's memory (pqri_plan_login_ends) */
     bool answered[PQRI_MAX_MEMBERS];
     bool authed[PQRI_MAX_MEMBERS]; /* seen past authentication in this connect */
+    /* Members found down in the caller's poll, for the waker to write to the host cache (the
+     * caller's thread does no file I/O: a rename can wait on the disk for seconds). */
+    struct pqri_view *later_v;
+    struct pqri_failure later[2 * PQRI_MAX_MEMBERS];
+    size_t nlater;
 };
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -98,8 +103,18 @@ static bool waker_running;
  * when it needs it sooner. Each wake takes the lock, and a waker preempted while it holds the lock
  * (a busy machine) makes the caller's next PQconnectPoll wait for it. */
 static long long waker_due = LLONG_MIN;
-/* The waker is out of the lock with views in hand (reading paused connects' views): a router's
- * close waits for it to come back (`shared`). */
+/* Members found down, waiting for the waker to share them through the host cache (under lock). A
+ * full queue drops the newest: sharing is a courtesy to the other processes; this process already
+ * remembers them. */
+#define DOWNQ 64
+static struct down {
+    struct pqri_view *v;
+    struct pqri_failure f;
+} downq[DOWNQ];
+static size_t ndownq;
+#define SHARE_PER_ROUND 4
+/* The waker is out of the lock with views in hand (reading paused connects' views, or writing
+ * members found down): a router's close waits for it to come back (`shared`). */
 static bool outside;
 static pthread_cond_t shared = PTHREAD_COND_INITIALIZER;
 /* The listening sockets a paused connect is connected to: 127.0.0.1 and ::1, made on first need. */
@@ -158,6 +173,7 @@ static void nb_parent(void)
  * (the entries are left, not freed: their PGconns are the parent's business). */
 static void nb_child(void)
 {
+    ndownq = 0; /* the parent's to write */
     outside = false;
     pthread_cond_init(&shared, NULL);
     /* Not the child's to keep: the parent's listeners (the child's waker would accept the
@@ -331,6 +347,27 @@ static void *waker(void *arg)
             }
         if (!npaused)
             drain_listeners();
+        /* The host cache, after the deadlines (a write may wait on the disk): a few of the
+         * members found down per round, one router's at a time, the rest left queued. */
+        struct down downs[SHARE_PER_ROUND];
+        size_t nd = 0, k = 0;
+        struct pqri_views *owner = ndownq ? pqri_view_views(downq[0].v) : NULL;
+        for (size_t i = 0; i < ndownq; i++)
+            if (nd < SHARE_PER_ROUND && pqri_view_views(downq[i].v) == owner)
+                downs[nd++] = downq[i];
+            else
+                downq[k++] = downq[i];
+        ndownq = k;
+        if (nd) {
+            outside = true;
+            pthread_mutex_unlock(&lock);
+            for (size_t i = 0; i < nd; i++)
+                pqri_view_share_down(downs[i].v, &downs[i].f);
+            pthread_mutex_lock(&lock);
+            outside = false;
+            pthread_cond_broadcast(&shared);
+            continue; /* the table may have changed meanwhile: look again before waiting */
+        }
         waker_due = next;
         if (next == LLONG_MAX) {
             pthread_cond_wait(&cond, &lock);
@@ -429,7 +466,8 @@ static void observe(struct nb *nb)
         return;
     if (e != nb->cur) {
         if (nb->cur >= 0 && !nb->answered[nb->cur])
-            pqri_plan_note_down(p, &p->cands[nb->cur], nb->timed_out, true);
+            pqri_plan_note_down(p, &p->cands[nb->cur], nb->timed_out,
+                                nb->nlater < PQRI_MAX_MEMBERS ? &nb->later[nb->nlater++] : NULL);
         nb->cur = e;
         nb->since = pqri_mono_ms();
         nb->timed_out = false;
@@ -468,7 +506,7 @@ static void wake_waker_if_needed(const struct nb *nb, bool drain)
         when = pqri_mono_ms() + TICK_MS;
     else if (nb && nb->wake == WAKE_TIMEOUT)
         when = nb->due;
-    if (when < waker_due || (drain && waker_due != LLONG_MIN))
+    if (when < waker_due || ((drain || ndownq) && waker_due != LLONG_MIN))
         pthread_cond_signal(&cond);
 }
 
@@ -620,18 +658,31 @@ static void count_paused_locked(void)
 /* The connect is over: what it learned goes to the view; the plan goes. */
 static void finish_plan(struct nb *nb, PGconn *landed)
 {
-    pqri_plan_remember_silent(nb->p, landed, true);
+    nb->nlater += pqri_plan_remember_silent(nb->p, landed, nb->later + nb->nlater);
     pqri_plan_free(nb->p);
     nb->p = NULL;
 }
 
-/* Before a router's views go: none of them is in the waker's hands. */
+/* Under lock: nb's members found down, to the waker's queue. */
+static void queue_downs_locked(struct nb *nb)
+{
+    for (size_t i = 0; i < nb->nlater && ndownq < DOWNQ; i++)
+        downq[ndownq++] = (struct down){nb->later_v, nb->later[i]};
+    nb->nlater = 0;
+}
+
+/* Before a router's views go: nothing of theirs is left to write, nor being written. */
 void pqri_nb_drop_views(struct pqri_views *vs)
 {
-    (void)vs;
+    size_t k = 0;
+
     pthread_mutex_lock(&lock);
     while (outside) /* it may hold views of vs */
         pthread_cond_wait(&shared, &lock);
+    for (size_t i = 0; i < ndownq; i++)
+        if (pqri_view_views(downq[i].v) != vs)
+            downq[k++] = downq[i];
+    ndownq = k;
     pthread_mutex_unlock(&lock);
 }
 
@@ -659,6 +710,7 @@ PGconn *pqri_nb_start(struct pqri_views *vs, struct pqri_plan *p, PGconn *conn)
     }
     nb->conn = conn;
     nb->p = p;
+    nb->later_v = p->v;
     nb->pq = pq;
     nb->old = -1;
     nb->dev = st.st_dev;
@@ -745,6 +797,7 @@ bool pqri_nb_poll(PGconn *conn, PostgresPollingStatusType *out)
         finish_plan(nb, ps == PGRES_POLLING_OK ? conn : NULL);
     pthread_mutex_lock(&lock);
     nb->busy = false;
+    queue_downs_locked(nb);
     if (done && ps == PGRES_POLLING_OK && fd_ok(nb)) {
         nb->landed = true; /* the caller's number stays the connection's until PQfinish */
         if (nb->old >= 0)
@@ -795,7 +848,12 @@ void pqri_nb_forget(PGconn *conn)
     pthread_mutex_unlock(&lock);
     if (!nb)
         return;
-    if (nb->p)
+    if (nb->p) {
         finish_plan(nb, NULL);
+        pthread_mutex_lock(&lock);
+        queue_downs_locked(nb);
+        wake_waker_if_needed(NULL, false);
+        pthread_mutex_unlock(&lock);
+    }
     free(nb);
 }

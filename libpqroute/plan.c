@@ -159,7 +159,7 @@ static size_t without_silent_found(struct pqri_plan *p)
 /* Member c was unreachable in this connect: remembered here for the rest of it, and by the view
  * (for this host, until the view changes or PQROUTE_STALE_MS passes). */
 void pqri_plan_note_down(struct pqri_plan *p, const struct pqri_candidate *c, bool silent,
-                         bool defer)
+                         struct pqri_failure *share_later)
 {
     struct pqri_failure *f = (struct pqri_failure *)found(p, c->addr, c->port);
 
@@ -173,7 +173,7 @@ void pqri_plan_note_down(struct pqri_plan *p, const struct pqri_candidate *c, bo
         f->gen = p->t->gen;
         f->silent = f->silent || silent;
     }
-    pqri_view_note_down(p->v, p->t->gen, c, silent, defer);
+    pqri_view_note_down(p->v, p->t->gen, c, silent, share_later);
     pqri_view_stat(p->v, PQRI_STAT_MEMBER_DOWN);
 }
 
@@ -812,7 +812,7 @@ static PGconn *connect_routed(struct pqri_views *vs, struct pqri_plan *p)
         for (size_t i = 0; i < p->ncands; i++)
             if (a.tried[i] && !a.answered[i] &&
                 ((int)i != a.at || a.timed_out || st == CONNECTION_BAD))
-                pqri_plan_note_down(p, &p->cands[i], (int)i == a.at && a.timed_out, false);
+                pqri_plan_note_down(p, &p->cands[i], (int)i == a.at && a.timed_out, NULL);
         if (a.timed_out) {
             pq->finish(conn);
             if (a.at == DOOR) { /* the front door itself is silent */
@@ -914,10 +914,11 @@ static PGconn *connect_routed(struct pqri_views *vs, struct pqri_plan *p)
 /* The silent members this connect found are remembered from its end, not from each finding: a
  * connect that walked several would otherwise leave the first ones forgotten already, and the
  * next connect would pay for them again. (Never the member it connected to.) */
-void pqri_plan_remember_silent(struct pqri_plan *p, PGconn *conn, bool defer)
+size_t pqri_plan_remember_silent(struct pqri_plan *p, PGconn *conn, struct pqri_failure *later)
 {
     const char *at = conn && p->pq->status(conn) == CONNECTION_OK ? p->pq->hostaddr(conn) : NULL;
     const char *at_port = at ? p->pq->port(conn) : NULL;
+    size_t n = 0;
 
     for (size_t i = 0; i < p->nfound; i++) {
         struct pqri_candidate c = {.port = p->found[i].port};
@@ -926,15 +927,16 @@ void pqri_plan_remember_silent(struct pqri_plan *p, PGconn *conn, bool defer)
              atoi(at_port) == p->found[i].port))
             continue;
         snprintf(c.addr, sizeof c.addr, "%s", p->found[i].addr);
-        pqri_view_note_down(p->v, p->t->gen, &c, true, defer);
+        pqri_view_note_down(p->v, p->t->gen, &c, true, later ? &later[n++] : NULL);
     }
+    return n;
 }
 
 PGconn *pqri_plan_exec(struct pqri_views *vs, struct pqri_plan *p)
 {
     PGconn *conn = connect_routed(vs, p);
 
-    pqri_plan_remember_silent(p, conn, false);
+    pqri_plan_remember_silent(p, conn, NULL);
     return conn;
 }
 

@@ -73,11 +73,12 @@ bool pqri_plan_leader_refused(const struct pqri_plan *p, const bool *answered, c
 /* The pause before the next round while a leader changes, given whether the view's leader
  * answered (and refused the connect); *probe: that round asks the leader alone. */
 int pqri_plan_next_round(struct pqri_plan *p, bool leader_refused, bool *probe);
-/* defer: see pqri_view_note_down() */
+/* share_later: see pqri_view_note_down() */
 void pqri_plan_note_down(struct pqri_plan *p, const struct pqri_candidate *c, bool silent,
-                         bool defer);
-/* The silent members found, remembered (and shared: deferred, see pqri_view_note_down()). */
-void pqri_plan_remember_silent(struct pqri_plan *p, PGconn *conn, bool defer);
+                         struct pqri_failure *share_later);
+/* The silent members found, remembered (shared now, or placed in later: PQRI_MAX_MEMBERS of
+ * them, see pqri_view_note_down(); returns how many). */
+size_t pqri_plan_remember_silent(struct pqri_plan *p, PGconn *conn, struct pqri_failure *later);
 bool pqri_plan_found_silent(const struct pqri_plan *p, size_t i); /* candidate i, in this connect */
 int pqri_plan_host_ms(
     const struct pqri_plan *p); /* libpq's connect_timeout per host, ms (0: none) */

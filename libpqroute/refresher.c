@@ -23,7 +23,6 @@
 #include <string.h>
 
 #include "refresher.h"
-#include "failures.h"
 #include "view_int.h"
 #include "http.h"
 #include "patroni.h"
@@ -62,10 +61,8 @@ static void atfork_child(void)
         pqri_views_init_sync(vs);
         vs->thread_running = false;
         __atomic_store_n(&vs->stop, 0, __ATOMIC_RELAXED);
-        for (size_t i = 0; i < vs->nclusters; i++) {
+        for (size_t i = 0; i < vs->nclusters; i++)
             vs->clusters[i].cache.lock_fd = -1;
-            vs->clusters[i].nshare = 0; /* the parent's to write */
-        }
     }
     pqri_dns_atfork_child();
     pthread_mutex_init(&views_lock, NULL);
@@ -189,12 +186,8 @@ static void *refresher_main(void *arg)
         }
         if (stopping(vs))
             break;
-        /* Members non-blocking connects found down, to the host cache: the disk may make this
-         * wait, and here nobody's deadline waits with it. */
+        /* A request that arrived while we were fetching is served at once. */
         bool pending = false;
-        for (size_t i = 0; i < vs->nclusters; i++)
-            pending = pqri_view_share_deferred(&vs->clusters[i]) || pending;
-        /* A request that arrived while we were fetching (or sharing) is served at once. */
         for (size_t i = 0; i < vs->nclusters; i++)
             pending = pending || vs->clusters[i].want_after >= tm[i].last_start;
         if (!pending) {

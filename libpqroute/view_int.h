@@ -40,8 +40,6 @@ struct pqri_view {
     uint64_t panic_gen;         /* ... or until a view other than this one has a running leader */
     struct pqri_failure failures[PQRI_MAX_FAILURES];
     size_t nfailures;
-    struct pqri_failure share[PQRI_MAX_FAILURES]; /* found down, for the refresher to share */
-    size_t nshare;
     /* fetch.c: where views come from */
     struct pqri_source *src; /* the DCS client (refresher or agent thread only) */
     bool dcs_failing;        /* refresher only: the last DCS read failed */

@@ -628,7 +628,7 @@ int main(void)
         for (size_t i = 0; tv && i < 3; i++) {
             struct pqri_candidate cd = {.port = atoi(addrs[i][1])};
             snprintf(cd.addr, sizeof cd.addr, "%s", addrs[i][0]);
-            pqri_view_note_down(pqri_views_at(r, 0), tv->gen, &cd, true, false);
+            pqri_view_note_down(pqri_views_at(r, 0), tv->gen, &cd, true, NULL);
         }
         pqri_topo_unref(tv);
         struct pqri_plan *door = plan_str("host=fd.example port=5432 user=u");
