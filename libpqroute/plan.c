@@ -408,8 +408,9 @@ struct pqri_plan *pqri_plan_new(struct pqri_views *vs, const struct pqri_libpq *
         goto pass;
     }
     free(tsa);
-    if (pqri_plan_leader_at(p) >= 0)
-        p->first_leader = p->cands[pqri_plan_leader_at(p)];
+    int lead = pqri_plan_leader_at(p);
+    if (lead >= 0)
+        p->first_leader = p->cands[lead];
     pqri_view_stat(p->v, p->role == PQR_ROLE_RW ? PQRI_STAT_ROUTED_RW : PQRI_STAT_ROUTED_RO);
     pqri_plan_describe(p, "routed");
     return p;
@@ -460,20 +461,20 @@ int pqri_plan_leader_at(const struct pqri_plan *p)
 #define PROMOTING_ROUND_MS 20 /* ... while the view's leader is being promoted */
 #define PROMOTING_MS 1000     /* ... for this long at most in one connect */
 
-/*
- * The view's leader changed during this connect, and the new one answered and did not take the
- * connect: it holds Patroni's leader key and is being promoted, which takes a moment, and its
- * first write is what every writer is waiting for. A multi-host libpq loop asks every 20 ms,
- * and the rounds here wait 100 ms: the gap after a crash was that wait. So while it promotes it is asked alone every PROMOTING_ROUND_MS (the others
- * refused already, and each login costs both sides a SCRAM exchange), with a full round every
- * ROUND_MS as before, for PROMOTING_MS at most: a view naming a replica as leader for longer is
- * wrong, and the full rounds find the real one.
- */
 static bool same_member(const struct pqri_candidate *a, const struct pqri_candidate *b)
 {
     return a->port == b->port && strcmp(a->addr, b->addr) == 0;
 }
 
+/*
+ * The view's leader changed during this connect, and the new one answered and did not take the
+ * connect: it holds Patroni's leader key and is being promoted, which takes a moment, and its
+ * first write is what every writer is waiting for. A multi-host libpq loop asks every 20 ms,
+ * and the rounds here wait 100 ms: the gap after a crash was that wait. So while it promotes it
+ * is asked alone every PROMOTING_ROUND_MS (the others refused already, and each login costs both
+ * sides a SCRAM exchange), with a full round every ROUND_MS as before, for PROMOTING_MS at most:
+ * a view naming a replica as leader for longer is wrong, and the full rounds find the real one.
+ */
 int pqri_plan_next_round(struct pqri_plan *p, bool leader_refused, bool *probe)
 {
     long long now = pqri_mono_ms(), full_due = p->full_round_ms + ROUND_MS, wait = ROUND_MS;
